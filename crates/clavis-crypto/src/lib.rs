@@ -1,0 +1,19 @@
+//! The only Clavis crate that touches the cryptography library (aws-lc-rs).
+//!
+//! It owns: secret byte buffers that zeroize on drop and never print ([`SecretBytes`]),
+//! AES-256-GCM ([`aead`]), SHA-256 and HMAC-SHA256 ([`digest`]), the system random number
+//! generator ([`random`]) and the root of trust that seals key material at rest ([`seal`]).
+//!
+//! It must not know about keys, ciphertext blobs, storage or the wire protocol: those belong to
+//! `clavis-core`. Nothing from aws-lc-rs appears in its public API, so a different backend could
+//! replace it without touching any other crate.
+
+pub mod aead;
+pub mod digest;
+mod error;
+pub mod random;
+pub mod seal;
+mod secret;
+
+pub use error::CryptoError;
+pub use secret::SecretBytes;
