@@ -1,14 +1,415 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The embedded SQLite implementation of [`clavis_store::Store`], the default backend.
+//!
+//! It owns the schema and its migrations, the SQL, and the mapping between rows and records.
+//! It must not interpret records (states, specs, policies are opaque strings here) and never
+//! sees unsealed key material.
+//!
+//! Durability: WAL journal with `synchronous=FULL`, so a committed transaction survives `kill -9`
+//! and power loss. One writer connection serialises writes (SQLite allows one writer anyway);
+//! readers use a small pool of their own connections so reads do not queue behind writes. All
+//! database work runs on tokio's blocking pool, never on the async worker threads.
+
+mod schema;
+
+use clavis_store::{AccessKeyRecord, AliasRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, StoreResult, Tag};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A SQLite database file holding all Clavis state.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(unavailable)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        .map_err(unavailable)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let mut writer = open_connection(path)?;
+        schema::migrate(&mut writer)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner { path: path.to_owned(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }),
+        })
+    }
+
+    /// Runs `f` with the writer connection on the blocking pool.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    /// Runs `f` with a pooled reader connection on the blocking pool.
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().map_err(|_| StoreError::Unavailable("reader pool poisoned".into()))?.pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&inner.path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock() {
+                if pool.len() < 8 {
+                    pool.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_usage, key_spec, origin, key_state, \
+     creation_date_ms, deletion_date_ms, policy, current_version, revision";
+
+fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
+    Ok(KeyRecord {
+        key_id: r.get(0)?,
+        account_id: r.get(1)?,
+        region: r.get(2)?,
+        description: r.get(3)?,
+        key_usage: r.get(4)?,
+        key_spec: r.get(5)?,
+        origin: r.get(6)?,
+        key_state: r.get(7)?,
+        creation_date_ms: r.get(8)?,
+        deletion_date_ms: r.get(9)?,
+        policy: r.get(10)?,
+        current_version: r.get(11)?,
+        revision: u64::try_from(r.get::<_, i64>(12)?).unwrap_or_default(),
+    })
+}
+
+fn alias_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AliasRecord> {
+    Ok(AliasRecord {
+        account_id: r.get(0)?,
+        region: r.get(1)?,
+        alias_name: r.get(2)?,
+        target_key_id: r.get(3)?,
+        creation_date_ms: r.get(4)?,
+        last_updated_date_ms: r.get(5)?,
+    })
+}
+
+fn limit_i64(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn rev_i64(rev: u64) -> StoreResult<i64> {
+    i64::try_from(rev).map_err(|_| StoreError::Corrupt("revision out of range".into()))
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_key(&self, key: &KeyRecord, material: &KeyMaterialRecord, tags: &[Tag]) -> StoreResult<()> {
+        let (key, material, tags) = (key.clone(), material.clone(), tags.to_vec());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            let res = tx.execute(
+                &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                params![
+                    key.key_id, key.account_id, key.region, key.description, key.key_usage, key.key_spec, key.origin,
+                    key.key_state, key.creation_date_ms, key.deletion_date_ms, key.policy, key.current_version,
+                    rev_i64(key.revision)?
+                ],
+            );
+            match res {
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists),
+                other => other.map_err(unavailable)?,
+            };
+            tx.execute(
+                "INSERT INTO key_material (key_id, version, sealed, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![material.key_id, material.version, material.sealed, material.created_ms],
+            )
+            .map_err(unavailable)?;
+            for t in &tags {
+                tx.execute("INSERT OR REPLACE INTO tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3)", params![key.key_id, t.key, t.value])
+                    .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn get_key(&self, key_id: &str) -> StoreResult<Option<KeyRecord>> {
+        let key_id = key_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id = ?1"))
+                .and_then(|mut st| st.query_row(params![key_id], key_from_row).optional())
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn update_key(&self, key: &KeyRecord, expected_revision: u64) -> StoreResult<()> {
+        let key = key.clone();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE keys SET description = ?2, key_usage = ?3, key_spec = ?4, origin = ?5, key_state = ?6, \
+                     deletion_date_ms = ?7, policy = ?8, current_version = ?9, revision = ?10 \
+                     WHERE key_id = ?1 AND revision = ?11",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        key.key_id, key.description, key.key_usage, key.key_spec, key.origin, key.key_state,
+                        key.deletion_date_ms, key.policy, key.current_version, rev_i64(key.revision).unwrap_or(i64::MAX),
+                        rev_i64(expected_revision).unwrap_or(i64::MAX)
+                    ])
+                })
+                .map_err(unavailable)?;
+            if n == 1 {
+                return Ok(());
+            }
+            let exists: bool = conn
+                .query_row("SELECT EXISTS (SELECT 1 FROM keys WHERE key_id = ?1)", params![key.key_id], |r| r.get(0))
+                .map_err(unavailable)?;
+            Err(if exists { StoreError::Conflict } else { StoreError::NotFound })
+        })
+        .await
+    }
+
+    async fn list_keys(&self, account_id: &str, region: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<KeyRecord>> {
+        let (account_id, region, after) = (account_id.to_owned(), region.to_owned(), after.unwrap_or("").to_owned());
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(&format!(
+                    "SELECT {KEY_COLUMNS} FROM keys WHERE account_id = ?1 AND region = ?2 AND key_id > ?3 ORDER BY key_id LIMIT ?4"
+                ))
+                .map_err(unavailable)?;
+            st.query_map(params![account_id, region, after, limit_i64(limit)], key_from_row)
+                .and_then(Iterator::collect)
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn get_material(&self, key_id: &str, version: u32) -> StoreResult<Option<KeyMaterialRecord>> {
+        let key_id = key_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT sealed, created_ms FROM key_material WHERE key_id = ?1 AND version = ?2")
+                .and_then(|mut st| {
+                    st.query_row(params![key_id, version], |r| {
+                        Ok(KeyMaterialRecord { key_id: key_id.clone(), version, sealed: r.get(0)?, created_ms: r.get(1)? })
+                    })
+                    .optional()
+                })
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
+        let a = alias.clone();
+        self.write(move |conn| {
+            match conn.execute(
+                "INSERT INTO aliases (account_id, region, alias_name, target_key_id, creation_date_ms, last_updated_date_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![a.account_id, a.region, a.alias_name, a.target_key_id, a.creation_date_ms, a.last_updated_date_ms],
+            ) {
+                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
+                other => other.map(|_| ()).map_err(unavailable),
+            }
+        })
+        .await
+    }
+
+    async fn get_alias(&self, account_id: &str, region: &str, alias_name: &str) -> StoreResult<Option<AliasRecord>> {
+        let (account_id, region, alias_name) = (account_id.to_owned(), region.to_owned(), alias_name.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT account_id, region, alias_name, target_key_id, creation_date_ms, last_updated_date_ms \
+                 FROM aliases WHERE account_id = ?1 AND region = ?2 AND alias_name = ?3",
+            )
+            .and_then(|mut st| st.query_row(params![account_id, region, alias_name], alias_from_row).optional())
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn update_alias(&self, account_id: &str, region: &str, alias_name: &str, target_key_id: &str, now_ms: i64) -> StoreResult<()> {
+        let (account_id, region, alias_name, target) = (account_id.to_owned(), region.to_owned(), alias_name.to_owned(), target_key_id.to_owned());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE aliases SET target_key_id = ?4, last_updated_date_ms = ?5 WHERE account_id = ?1 AND region = ?2 AND alias_name = ?3",
+                    params![account_id, region, alias_name, target, now_ms],
+                )
+                .map_err(unavailable)?;
+            if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+        })
+        .await
+    }
+
+    async fn delete_alias(&self, account_id: &str, region: &str, alias_name: &str) -> StoreResult<()> {
+        let (account_id, region, alias_name) = (account_id.to_owned(), region.to_owned(), alias_name.to_owned());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM aliases WHERE account_id = ?1 AND region = ?2 AND alias_name = ?3",
+                    params![account_id, region, alias_name],
+                )
+                .map_err(unavailable)?;
+            if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+        })
+        .await
+    }
+
+    async fn list_aliases(
+        &self,
+        account_id: &str,
+        region: &str,
+        key_id: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AliasRecord>> {
+        let (account_id, region) = (account_id.to_owned(), region.to_owned());
+        let (key_id, after) = (key_id.map(str::to_owned), after.unwrap_or("").to_owned());
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT account_id, region, alias_name, target_key_id, creation_date_ms, last_updated_date_ms \
+                     FROM aliases WHERE account_id = ?1 AND region = ?2 AND (?3 IS NULL OR target_key_id = ?3) \
+                     AND alias_name > ?4 ORDER BY alias_name LIMIT ?5",
+                )
+                .map_err(unavailable)?;
+            st.query_map(params![account_id, region, key_id, after, limit_i64(limit)], alias_from_row)
+                .and_then(Iterator::collect)
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn put_tags(&self, key_id: &str, tags: &[Tag], max_tags: usize) -> StoreResult<()> {
+        let (key_id, tags) = (key_id.to_owned(), tags.to_vec());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            for t in &tags {
+                tx.execute("INSERT OR REPLACE INTO tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3)", params![key_id, t.key, t.value])
+                    .map_err(unavailable)?;
+            }
+            let count: i64 = tx.query_row("SELECT COUNT(*) FROM tags WHERE key_id = ?1", params![key_id], |r| r.get(0)).map_err(unavailable)?;
+            if count > limit_i64(max_tags) {
+                // Dropping the transaction rolls it back.
+                return Err(StoreError::LimitExceeded);
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn delete_tags(&self, key_id: &str, tag_keys: &[String]) -> StoreResult<()> {
+        let (key_id, tag_keys) = (key_id.to_owned(), tag_keys.to_vec());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            for k in &tag_keys {
+                tx.execute("DELETE FROM tags WHERE key_id = ?1 AND tag_key = ?2", params![key_id, k]).map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn list_tags(&self, key_id: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<Tag>> {
+        let (key_id, after) = (key_id.to_owned(), after.unwrap_or("").to_owned());
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached("SELECT tag_key, tag_value FROM tags WHERE key_id = ?1 AND tag_key > ?2 ORDER BY tag_key LIMIT ?3")
+                .map_err(unavailable)?;
+            st.query_map(params![key_id, after, limit_i64(limit)], |r| Ok(Tag { key: r.get(0)?, value: r.get(1)? }))
+                .and_then(Iterator::collect)
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn put_access_key(&self, key: &AccessKeyRecord) -> StoreResult<()> {
+        let k = key.clone();
+        self.write(move |conn| {
+            match conn.execute(
+                "INSERT INTO access_keys (access_key_id, sealed_secret, account_id, principal_arn, status, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![k.access_key_id, k.sealed_secret, k.account_id, k.principal_arn, k.status, k.created_ms],
+            ) {
+                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
+                other => other.map(|_| ()).map_err(unavailable),
+            }
+        })
+        .await
+    }
+
+    async fn get_access_key(&self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>> {
+        let id = access_key_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT access_key_id, sealed_secret, account_id, principal_arn, status, created_ms FROM access_keys WHERE access_key_id = ?1",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![id], |r| {
+                    Ok(AccessKeyRecord {
+                        access_key_id: r.get(0)?,
+                        sealed_secret: r.get(1)?,
+                        account_id: r.get(2)?,
+                        principal_arn: r.get(3)?,
+                        status: r.get(4)?,
+                        created_ms: r.get(5)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            conn.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0)).optional().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            tx.execute("INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)", params![name, value]).map_err(unavailable)?;
+            let stored: String = tx.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0)).map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(stored)
+        })
+        .await
     }
 }

@@ -1,14 +1,89 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The Clavis storage boundary: plain records, the [`Store`] trait every backend implements, and
+//! the [`conformance`] suite every backend must pass.
+//!
+//! Architecture invariant: this crate depends on no database driver and no cryptography. Key
+//! material reaches it only sealed (`sealed: Vec<u8>` fields, opaque bytes); it cannot unseal
+//! them and never sees plaintext. Records are plain data: the core parses them into its domain
+//! types and owns every rule about what values are valid.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod conformance;
+mod error;
+mod records;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+pub use error::StoreError;
+pub use records::{AccessKeyRecord, AliasRecord, KeyMaterialRecord, KeyRecord, Tag};
+
+/// Result alias for storage operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Persistent state of a Clavis deployment. Every method is atomic; a returned `Ok` means the
+/// change is durable (it survives `kill -9` of the process).
+///
+/// Errors are never swallowed: a backend that cannot reach its database returns
+/// [`StoreError::Unavailable`], which is never confused with "not found" (`Ok(None)`).
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new key with its first material version and tags, atomically.
+    /// [`StoreError::AlreadyExists`] if the key id is taken.
+    async fn create_key(&self, key: &KeyRecord, material: &KeyMaterialRecord, tags: &[Tag]) -> StoreResult<()>;
+
+    /// The key with this id, in any account or region.
+    async fn get_key(&self, key_id: &str) -> StoreResult<Option<KeyRecord>>;
+
+    /// Replaces a key's record if its stored `revision` equals `expected_revision`; the stored
+    /// revision becomes `key.revision`. [`StoreError::Conflict`] if another writer got there
+    /// first, [`StoreError::NotFound`] if the key does not exist.
+    async fn update_key(&self, key: &KeyRecord, expected_revision: u64) -> StoreResult<()>;
+
+    /// Keys of one account and region ordered by key id, starting after `after`.
+    async fn list_keys(&self, account_id: &str, region: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<KeyRecord>>;
+
+    /// One version of a key's sealed material.
+    async fn get_material(&self, key_id: &str, version: u32) -> StoreResult<Option<KeyMaterialRecord>>;
+
+    /// Creates an alias. [`StoreError::AlreadyExists`] if the name is taken in that account and
+    /// region.
+    async fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
+
+    /// The alias with this name in an account and region.
+    async fn get_alias(&self, account_id: &str, region: &str, alias_name: &str) -> StoreResult<Option<AliasRecord>>;
+
+    /// Points an existing alias at another key. [`StoreError::NotFound`] if it does not exist.
+    async fn update_alias(&self, account_id: &str, region: &str, alias_name: &str, target_key_id: &str, now_ms: i64) -> StoreResult<()>;
+
+    /// Deletes an alias. [`StoreError::NotFound`] if it does not exist.
+    async fn delete_alias(&self, account_id: &str, region: &str, alias_name: &str) -> StoreResult<()>;
+
+    /// Aliases of an account and region (optionally only those naming `key_id`), ordered by
+    /// name, starting after `after`.
+    async fn list_aliases(
+        &self,
+        account_id: &str,
+        region: &str,
+        key_id: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AliasRecord>>;
+
+    /// Adds or overwrites tags on a key. If the key would then carry more than `max_tags` tags,
+    /// nothing changes and [`StoreError::LimitExceeded`] is returned.
+    async fn put_tags(&self, key_id: &str, tags: &[Tag], max_tags: usize) -> StoreResult<()>;
+
+    /// Removes the named tags from a key (absent names are ignored).
+    async fn delete_tags(&self, key_id: &str, tag_keys: &[String]) -> StoreResult<()>;
+
+    /// A key's tags ordered by tag key, starting after `after`.
+    async fn list_tags(&self, key_id: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<Tag>>;
+
+    /// Stores a new access key. [`StoreError::AlreadyExists`] if the id is taken.
+    async fn put_access_key(&self, key: &AccessKeyRecord) -> StoreResult<()>;
+
+    /// The access key with this id.
+    async fn get_access_key(&self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>>;
+
+    /// A deployment-wide setting (for example the administrator's account id).
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>>;
+
+    /// Sets a deployment-wide setting only if it is not yet set; returns the value now stored.
+    async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String>;
 }

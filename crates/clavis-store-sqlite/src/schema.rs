@@ -1,0 +1,79 @@
+//! The SQLite schema and its forward-only migrations, tracked by `PRAGMA user_version`.
+
+use clavis_store::StoreError;
+use rusqlite::Connection;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`. Never edit a released migration;
+/// append a new one.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE settings (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE keys (
+        key_id            TEXT PRIMARY KEY,
+        account_id        TEXT NOT NULL,
+        region            TEXT NOT NULL,
+        description       TEXT NOT NULL,
+        key_usage         TEXT NOT NULL,
+        key_spec          TEXT NOT NULL,
+        origin            TEXT NOT NULL,
+        key_state         TEXT NOT NULL,
+        creation_date_ms  INTEGER NOT NULL,
+        deletion_date_ms  INTEGER,
+        policy            TEXT NOT NULL,
+        current_version   INTEGER NOT NULL,
+        revision          INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX keys_by_account_region ON keys (account_id, region, key_id);
+    CREATE TABLE key_material (
+        key_id      TEXT NOT NULL REFERENCES keys (key_id),
+        version     INTEGER NOT NULL,
+        sealed      BLOB NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        PRIMARY KEY (key_id, version)
+    ) STRICT;
+    CREATE TABLE aliases (
+        account_id            TEXT NOT NULL,
+        region                TEXT NOT NULL,
+        alias_name            TEXT NOT NULL,
+        target_key_id         TEXT NOT NULL,
+        creation_date_ms      INTEGER NOT NULL,
+        last_updated_date_ms  INTEGER NOT NULL,
+        PRIMARY KEY (account_id, region, alias_name)
+    ) STRICT;
+    CREATE INDEX aliases_by_target ON aliases (target_key_id);
+    CREATE TABLE tags (
+        key_id     TEXT NOT NULL,
+        tag_key    TEXT NOT NULL,
+        tag_value  TEXT NOT NULL,
+        PRIMARY KEY (key_id, tag_key)
+    ) STRICT;
+    CREATE TABLE access_keys (
+        access_key_id  TEXT PRIMARY KEY,
+        sealed_secret  BLOB NOT NULL,
+        account_id     TEXT NOT NULL,
+        principal_arn  TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        created_ms     INTEGER NOT NULL
+    ) STRICT;
+"];
+
+/// Applies every migration the database has not seen, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let err = |e: rusqlite::Error| StoreError::Unavailable(format!("migration: {e}"));
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(err)?.try_into().unwrap_or(0);
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {current} is newer than this binary understands ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(sql).map_err(err)?;
+        tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX)).map_err(err)?;
+        tx.commit().map_err(err)?;
+    }
+    Ok(())
+}

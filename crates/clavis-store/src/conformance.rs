@@ -1,0 +1,162 @@
+//! The storage conformance suite: one set of behaviours every [`Store`] backend must show.
+//! Each backend's tests call [`run`] on a fresh, empty store.
+//!
+//! It lives in the library (not under `tests/`) so that every backend crate runs the same code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Assertions are the point of a test suite.
+
+use crate::{AccessKeyRecord, AliasRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, Tag};
+
+fn key(id: &str, account: &str, region: &str) -> KeyRecord {
+    KeyRecord {
+        key_id: id.to_owned(),
+        account_id: account.to_owned(),
+        region: region.to_owned(),
+        description: "d".to_owned(),
+        key_usage: "ENCRYPT_DECRYPT".to_owned(),
+        key_spec: "SYMMETRIC_DEFAULT".to_owned(),
+        origin: "AWS_KMS".to_owned(),
+        key_state: "Enabled".to_owned(),
+        creation_date_ms: 1_700_000_000_123,
+        deletion_date_ms: None,
+        policy: "{}".to_owned(),
+        current_version: 1,
+        revision: 1,
+    }
+}
+
+fn material(id: &str, version: u32) -> KeyMaterialRecord {
+    KeyMaterialRecord { key_id: id.to_owned(), version, sealed: vec![1, 2, 3, version as u8], created_ms: 5 }
+}
+
+fn tag(k: &str, v: &str) -> Tag {
+    Tag { key: k.to_owned(), value: v.to_owned() }
+}
+
+/// Runs every conformance check against an empty store.
+pub async fn run(store: &dyn Store) {
+    keys(store).await;
+    aliases(store).await;
+    tags(store).await;
+    access_keys(store).await;
+    settings(store).await;
+}
+
+async fn keys(s: &dyn Store) {
+    let k = key("00000000-0000-4000-8000-000000000001", "111111111111", "us-east-1");
+    assert!(s.get_key(&k.key_id).await.unwrap().is_none());
+    s.create_key(&k, &material(&k.key_id, 1), &[tag("a", "1")]).await.unwrap();
+    assert_eq!(s.get_key(&k.key_id).await.unwrap().as_ref(), Some(&k));
+    assert!(matches!(s.create_key(&k, &material(&k.key_id, 1), &[]).await, Err(StoreError::AlreadyExists)));
+    let m = s.get_material(&k.key_id, 1).await.unwrap().expect("material v1");
+    assert_eq!(m, material(&k.key_id, 1));
+    assert!(s.get_material(&k.key_id, 2).await.unwrap().is_none());
+    assert_eq!(s.list_tags(&k.key_id, None, 10).await.unwrap(), vec![tag("a", "1")]);
+
+    // Optimistic concurrency: the first update wins, a stale one conflicts.
+    let mut k2 = k.clone();
+    k2.key_state = "Disabled".to_owned();
+    k2.deletion_date_ms = Some(42);
+    k2.revision = 2;
+    s.update_key(&k2, 1).await.unwrap();
+    assert_eq!(s.get_key(&k.key_id).await.unwrap().as_ref(), Some(&k2));
+    let mut stale = k.clone();
+    stale.revision = 2;
+    assert!(matches!(s.update_key(&stale, 1).await, Err(StoreError::Conflict)));
+    let mut ghost = key("00000000-0000-4000-8000-0000000000ff", "111111111111", "us-east-1");
+    ghost.revision = 2;
+    assert!(matches!(s.update_key(&ghost, 1).await, Err(StoreError::NotFound)));
+
+    // Listing is per account and region, ordered by id, paginated by `after`.
+    for i in 2..=5 {
+        let kk = key(&format!("00000000-0000-4000-8000-00000000000{i}"), "111111111111", "us-east-1");
+        s.create_key(&kk, &material(&kk.key_id, 1), &[]).await.unwrap();
+    }
+    let other = key("00000000-0000-4000-8000-000000000009", "111111111111", "eu-west-1");
+    s.create_key(&other, &material(&other.key_id, 1), &[]).await.unwrap();
+    let other_acct = key("00000000-0000-4000-8000-000000000008", "222222222222", "us-east-1");
+    s.create_key(&other_acct, &material(&other_acct.key_id, 1), &[]).await.unwrap();
+    let page1 = s.list_keys("111111111111", "us-east-1", None, 3).await.unwrap();
+    let ids: Vec<_> = page1.iter().map(|k| k.key_id.as_str()).collect();
+    assert_eq!(ids, ["00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002", "00000000-0000-4000-8000-000000000003"]);
+    let page2 = s.list_keys("111111111111", "us-east-1", Some(ids[2]), 3).await.unwrap();
+    let ids2: Vec<_> = page2.iter().map(|k| k.key_id.as_str()).collect();
+    assert_eq!(ids2, ["00000000-0000-4000-8000-000000000004", "00000000-0000-4000-8000-000000000005"]);
+    assert_eq!(s.list_keys("111111111111", "eu-west-1", None, 10).await.unwrap().len(), 1);
+    assert_eq!(s.list_keys("333333333333", "us-east-1", None, 10).await.unwrap().len(), 0);
+}
+
+async fn aliases(s: &dyn Store) {
+    let (acct, region) = ("111111111111", "us-east-1");
+    let a = AliasRecord {
+        account_id: acct.to_owned(),
+        region: region.to_owned(),
+        alias_name: "alias/b".to_owned(),
+        target_key_id: "00000000-0000-4000-8000-000000000001".to_owned(),
+        creation_date_ms: 10,
+        last_updated_date_ms: 10,
+    };
+    s.create_alias(&a).await.unwrap();
+    assert!(matches!(s.create_alias(&a).await, Err(StoreError::AlreadyExists)));
+    // The same name in another region is a different alias.
+    let mut a_eu = a.clone();
+    a_eu.region = "eu-west-1".to_owned();
+    s.create_alias(&a_eu).await.unwrap();
+    let mut a2 = a.clone();
+    a2.alias_name = "alias/a".to_owned();
+    a2.target_key_id = "00000000-0000-4000-8000-000000000002".to_owned();
+    s.create_alias(&a2).await.unwrap();
+    assert_eq!(s.get_alias(acct, region, "alias/b").await.unwrap().as_ref(), Some(&a));
+    assert!(s.get_alias(acct, region, "alias/zzz").await.unwrap().is_none());
+    let all = s.list_aliases(acct, region, None, None, 10).await.unwrap();
+    assert_eq!(all.iter().map(|a| a.alias_name.as_str()).collect::<Vec<_>>(), ["alias/a", "alias/b"]);
+    let after = s.list_aliases(acct, region, None, Some("alias/a"), 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    let for_key = s.list_aliases(acct, region, Some("00000000-0000-4000-8000-000000000002"), None, 10).await.unwrap();
+    assert_eq!(for_key, vec![a2.clone()]);
+
+    s.update_alias(acct, region, "alias/b", "00000000-0000-4000-8000-000000000003", 99).await.unwrap();
+    let b = s.get_alias(acct, region, "alias/b").await.unwrap().expect("alias/b");
+    assert_eq!(b.target_key_id, "00000000-0000-4000-8000-000000000003");
+    assert_eq!((b.creation_date_ms, b.last_updated_date_ms), (10, 99));
+    assert!(matches!(s.update_alias(acct, region, "alias/none", "x", 1).await, Err(StoreError::NotFound)));
+    s.delete_alias(acct, region, "alias/b").await.unwrap();
+    assert!(s.get_alias(acct, region, "alias/b").await.unwrap().is_none());
+    assert!(matches!(s.delete_alias(acct, region, "alias/b").await, Err(StoreError::NotFound)));
+    assert!(s.get_alias(acct, "eu-west-1", "alias/b").await.unwrap().is_some());
+}
+
+async fn tags(s: &dyn Store) {
+    let id = "00000000-0000-4000-8000-000000000002";
+    s.put_tags(id, &[tag("z", "1"), tag("y", "2")], 3).await.unwrap();
+    s.put_tags(id, &[tag("z", "new")], 3).await.unwrap();
+    assert_eq!(s.list_tags(id, None, 10).await.unwrap(), vec![tag("y", "2"), tag("z", "new")]);
+    s.put_tags(id, &[tag("x", "3")], 3).await.unwrap();
+    // A fourth distinct tag exceeds the limit and changes nothing.
+    assert!(matches!(s.put_tags(id, &[tag("w", "4"), tag("x", "changed")], 3).await, Err(StoreError::LimitExceeded)));
+    assert_eq!(s.list_tags(id, None, 10).await.unwrap(), vec![tag("x", "3"), tag("y", "2"), tag("z", "new")]);
+    assert_eq!(s.list_tags(id, Some("x"), 1).await.unwrap(), vec![tag("y", "2")]);
+    s.delete_tags(id, &["y".to_owned(), "absent".to_owned()]).await.unwrap();
+    assert_eq!(s.list_tags(id, None, 10).await.unwrap(), vec![tag("x", "3"), tag("z", "new")]);
+}
+
+async fn access_keys(s: &dyn Store) {
+    let ak = AccessKeyRecord {
+        access_key_id: "AKIACONFORMANCE00001".to_owned(),
+        sealed_secret: vec![9; 40],
+        account_id: "111111111111".to_owned(),
+        principal_arn: "arn:aws:iam::111111111111:root".to_owned(),
+        status: "Active".to_owned(),
+        created_ms: 7,
+    };
+    assert!(s.get_access_key(&ak.access_key_id).await.unwrap().is_none());
+    s.put_access_key(&ak).await.unwrap();
+    assert!(matches!(s.put_access_key(&ak).await, Err(StoreError::AlreadyExists)));
+    assert_eq!(s.get_access_key(&ak.access_key_id).await.unwrap(), Some(ak));
+}
+
+async fn settings(s: &dyn Store) {
+    assert_eq!(s.get_setting("conformance.x").await.unwrap(), None);
+    assert_eq!(s.init_setting("conformance.x", "first").await.unwrap(), "first");
+    assert_eq!(s.init_setting("conformance.x", "second").await.unwrap(), "first");
+    assert_eq!(s.get_setting("conformance.x").await.unwrap().as_deref(), Some("first"));
+}

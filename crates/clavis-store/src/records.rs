@@ -1,0 +1,109 @@
+//! Plain storage records. Timestamps are Unix milliseconds; states and specs are the AWS names
+//! as strings, parsed by the core.
+
+/// A KMS key's metadata (never its material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The key's UUID, lower-case hyphenated.
+    pub key_id: String,
+    /// Owning account (12 digits).
+    pub account_id: String,
+    /// Region the key lives in.
+    pub region: String,
+    /// Free-text description.
+    pub description: String,
+    /// AWS KeyUsage, e.g. `ENCRYPT_DECRYPT`.
+    pub key_usage: String,
+    /// AWS KeySpec, e.g. `SYMMETRIC_DEFAULT`.
+    pub key_spec: String,
+    /// AWS Origin, e.g. `AWS_KMS`.
+    pub origin: String,
+    /// AWS KeyState, e.g. `Enabled`.
+    pub key_state: String,
+    /// Creation time.
+    pub creation_date_ms: i64,
+    /// When the key will be destroyed, if deletion is scheduled.
+    pub deletion_date_ms: Option<i64>,
+    /// The key policy document (JSON).
+    pub policy: String,
+    /// The material version that Encrypt uses.
+    pub current_version: u32,
+    /// Incremented on every update; used for optimistic concurrency and cache invalidation.
+    pub revision: u64,
+}
+
+/// One version of a key's material, sealed by the root of trust.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyMaterialRecord {
+    /// The key this material belongs to.
+    pub key_id: String,
+    /// Version number, starting at 1.
+    pub version: u32,
+    /// The sealed material: opaque bytes to storage.
+    pub sealed: Vec<u8>,
+    /// When this version was created.
+    pub created_ms: i64,
+}
+
+impl std::fmt::Debug for KeyMaterialRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyMaterialRecord")
+            .field("key_id", &self.key_id)
+            .field("version", &self.version)
+            .field("sealed_len", &self.sealed.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An alias: a friendly name for a key in one account and region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasRecord {
+    /// Owning account.
+    pub account_id: String,
+    /// Region.
+    pub region: String,
+    /// The name, including the `alias/` prefix.
+    pub alias_name: String,
+    /// The key it points to.
+    pub target_key_id: String,
+    /// Creation time.
+    pub creation_date_ms: i64,
+    /// Last time the target changed.
+    pub last_updated_date_ms: i64,
+}
+
+/// A key tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    /// Tag key.
+    pub key: String,
+    /// Tag value.
+    pub value: String,
+}
+
+/// An access key that signs requests.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKeyRecord {
+    /// The public id (`AKIA...`).
+    pub access_key_id: String,
+    /// The secret, sealed by the root of trust.
+    pub sealed_secret: Vec<u8>,
+    /// The account of the principal.
+    pub account_id: String,
+    /// The principal's ARN, e.g. `arn:aws:iam::111122223333:root`.
+    pub principal_arn: String,
+    /// `Active` or `Inactive`.
+    pub status: String,
+    /// Creation time.
+    pub created_ms: i64,
+}
+
+impl std::fmt::Debug for AccessKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyRecord")
+            .field("access_key_id", &self.access_key_id)
+            .field("principal_arn", &self.principal_arn)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
