@@ -1,14 +1,21 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The Clavis core: the AWS KMS operations, the key state machine, the ciphertext format and
+//! the caches in front of storage.
+//!
+//! Architecture invariant: the core depends on traits — [`clavis_store::Store`],
+//! [`clavis_crypto::seal::RootOfTrust`], [`Clock`] — and on `clavis-crypto`'s narrow API, never
+//! on the HTTP framework, a SQL driver or the cryptography library itself. Operations take the
+//! AWS request shapes of [`api`] and a [`Caller`] that the HTTP layer has already authenticated,
+//! and return the AWS response shapes or a [`KmsError`].
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod api;
+pub mod ciphertext;
+mod clock;
+mod error;
+mod keys;
+mod service;
+pub mod types;
+mod validate;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use clock::{Clock, SystemClock};
+pub use error::KmsError;
+pub use service::{Caller, Credential, Kms, KmsConfig};

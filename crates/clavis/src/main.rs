@@ -1,3 +1,33 @@
-fn main() {
-    println!("Hello, world!");
+//! The `clavis` binary: command-line parsing and wiring, nothing else. Each subcommand builds
+//! the pieces from the library crates and runs them.
+
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// Clavis: a self-hosted key management service that speaks the AWS KMS API.
+#[derive(Debug, Parser)]
+#[command(name = "clavis", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (initialising the data directory on first start).
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+    }
 }

@@ -1,0 +1,350 @@
+//! The AWS KMS request and response shapes, member for member as botocore's service model names
+//! them. Every request member is optional here: which are required, and every other constraint,
+//! is checked by the operations, so that a missing member is a `ValidationException` in AWS's
+//! words rather than a deserialisation error. A member of the wrong JSON type (or a blob that is
+//! not base64) is a `SerializationException`, as in AWS.
+//!
+//! This module holds data only: no validation, no storage, no crypto.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clavis_crypto::SecretBytes;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+
+/// A base64 blob member that is not secret (ciphertexts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob(pub Vec<u8>);
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD.decode(s.as_bytes()).map(Blob).map_err(|_| serde::de::Error::custom("Invalid base64 in a blob member"))
+    }
+}
+
+impl Serialize for Blob {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(&self.0))
+    }
+}
+
+/// A base64 blob member that is secret (plaintexts). Decoded straight into a zeroizing buffer.
+#[derive(Debug, Clone)]
+pub struct SecretBlob(pub SecretBytes);
+
+impl<'de> Deserialize<'de> for SecretBlob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let mut buf = Vec::with_capacity(s.len() / 4 * 3 + 3);
+        STANDARD
+            .decode_vec(s.as_bytes(), &mut buf)
+            .map_err(|_| serde::de::Error::custom("Invalid base64 in a blob member"))?;
+        Ok(SecretBlob(SecretBytes::new(buf)))
+    }
+}
+
+impl Serialize for SecretBlob {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The response body necessarily carries the plaintext: this is where the API returns it.
+        s.serialize_str(&STANDARD.encode(self.0.expose_secret()))
+    }
+}
+
+/// An encryption context member.
+pub type ContextMap = BTreeMap<String, String>;
+
+macro_rules! request {
+    ($(#[$m:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        #[allow(missing_docs)] // Members are documented by the AWS KMS API reference.
+        pub struct $name { $(pub $field: Option<$ty>),* }
+    };
+}
+
+request!(
+    /// CreateKey.
+    CreateKeyRequest {
+        policy: String,
+        description: String,
+        key_usage: String,
+        customer_master_key_spec: String,
+        key_spec: String,
+        origin: String,
+        custom_key_store_id: String,
+        bypass_policy_lockout_safety_check: bool,
+        tags: Vec<TagEntry>,
+        multi_region: bool,
+        xks_key_id: String,
+    }
+);
+request!(
+    /// DescribeKey.
+    DescribeKeyRequest { key_id: String, grant_tokens: Vec<String> }
+);
+request!(
+    /// ListKeys.
+    ListKeysRequest { limit: i64, marker: String }
+);
+request!(
+    /// UpdateKeyDescription.
+    UpdateKeyDescriptionRequest { key_id: String, description: String }
+);
+request!(
+    /// EnableKey and DisableKey.
+    KeyIdRequest { key_id: String }
+);
+request!(
+    /// Encrypt.
+    EncryptRequest {
+        key_id: String,
+        plaintext: SecretBlob,
+        encryption_context: ContextMap,
+        grant_tokens: Vec<String>,
+        encryption_algorithm: String,
+        dry_run: bool,
+    }
+);
+request!(
+    /// Decrypt.
+    DecryptRequest {
+        ciphertext_blob: Blob,
+        encryption_context: ContextMap,
+        grant_tokens: Vec<String>,
+        key_id: String,
+        encryption_algorithm: String,
+        recipient: serde_json::Value,
+        dry_run: bool,
+    }
+);
+request!(
+    /// ReEncrypt.
+    ReEncryptRequest {
+        ciphertext_blob: Blob,
+        source_encryption_context: ContextMap,
+        source_key_id: String,
+        destination_key_id: String,
+        destination_encryption_context: ContextMap,
+        source_encryption_algorithm: String,
+        destination_encryption_algorithm: String,
+        grant_tokens: Vec<String>,
+        dry_run: bool,
+    }
+);
+request!(
+    /// GenerateDataKey and GenerateDataKeyWithoutPlaintext.
+    GenerateDataKeyRequest {
+        key_id: String,
+        encryption_context: ContextMap,
+        number_of_bytes: i64,
+        key_spec: String,
+        grant_tokens: Vec<String>,
+        recipient: serde_json::Value,
+        dry_run: bool,
+    }
+);
+request!(
+    /// GenerateRandom.
+    GenerateRandomRequest { number_of_bytes: i64, custom_key_store_id: String, recipient: serde_json::Value }
+);
+request!(
+    /// CreateAlias and UpdateAlias.
+    AliasTargetRequest { alias_name: String, target_key_id: String }
+);
+request!(
+    /// DeleteAlias.
+    DeleteAliasRequest { alias_name: String }
+);
+request!(
+    /// ListAliases.
+    ListAliasesRequest { key_id: String, limit: i64, marker: String }
+);
+request!(
+    /// TagResource.
+    TagResourceRequest { key_id: String, tags: Vec<TagEntry> }
+);
+request!(
+    /// UntagResource.
+    UntagResourceRequest { key_id: String, tag_keys: Vec<String> }
+);
+request!(
+    /// ListResourceTags and ListKeyPolicies.
+    ListForKeyRequest { key_id: String, limit: i64, marker: String }
+);
+request!(
+    /// GetKeyPolicy.
+    GetKeyPolicyRequest { key_id: String, policy_name: String }
+);
+
+/// A tag as it appears on the wire.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagEntry {
+    /// Tag key.
+    #[serde(default)]
+    pub tag_key: Option<String>,
+    /// Tag value.
+    #[serde(default)]
+    pub tag_value: Option<String>,
+}
+
+/// An empty response (`{}`).
+#[derive(Debug, Default, Serialize)]
+pub struct Empty {}
+
+/// Key metadata as DescribeKey and CreateKey return it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)] // Members are documented by the AWS KMS API reference.
+pub struct KeyMetadata {
+    #[serde(rename = "AWSAccountId")]
+    pub aws_account_id: String,
+    pub key_id: String,
+    pub arn: String,
+    pub creation_date: f64,
+    pub enabled: bool,
+    pub description: String,
+    pub key_usage: String,
+    pub key_state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<f64>,
+    pub origin: String,
+    pub key_manager: String,
+    pub customer_master_key_spec: String,
+    pub key_spec: String,
+    pub encryption_algorithms: Vec<String>,
+    pub multi_region: bool,
+}
+
+/// CreateKey and DescribeKey response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMetadataResponse {
+    /// The key's metadata.
+    pub key_metadata: KeyMetadata,
+}
+
+/// One entry of ListKeys.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct KeyListEntry {
+    pub key_id: String,
+    pub key_arn: String,
+}
+
+/// ListKeys response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListKeysResponse {
+    pub keys: Vec<KeyListEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+    pub truncated: bool,
+}
+
+/// Encrypt response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct EncryptResponse {
+    pub ciphertext_blob: Blob,
+    pub key_id: String,
+    pub encryption_algorithm: String,
+}
+
+/// Decrypt response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct DecryptResponse {
+    pub key_id: String,
+    pub plaintext: SecretBlob,
+    pub encryption_algorithm: String,
+}
+
+/// ReEncrypt response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ReEncryptResponse {
+    pub ciphertext_blob: Blob,
+    pub source_key_id: String,
+    pub key_id: String,
+    pub source_encryption_algorithm: String,
+    pub destination_encryption_algorithm: String,
+}
+
+/// GenerateDataKey (and, without `Plaintext`, GenerateDataKeyWithoutPlaintext) response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct GenerateDataKeyResponse {
+    pub ciphertext_blob: Blob,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<SecretBlob>,
+    pub key_id: String,
+}
+
+/// GenerateRandom response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct GenerateRandomResponse {
+    pub plaintext: SecretBlob,
+}
+
+/// One entry of ListAliases.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct AliasListEntry {
+    pub alias_name: String,
+    pub alias_arn: String,
+    pub target_key_id: String,
+    pub creation_date: f64,
+    pub last_updated_date: f64,
+}
+
+/// ListAliases response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListAliasesResponse {
+    pub aliases: Vec<AliasListEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+    pub truncated: bool,
+}
+
+/// ListResourceTags response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListResourceTagsResponse {
+    pub tags: Vec<TagEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+    pub truncated: bool,
+}
+
+/// GetKeyPolicy response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct GetKeyPolicyResponse {
+    pub policy: String,
+    pub policy_name: String,
+}
+
+/// ListKeyPolicies response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListKeyPoliciesResponse {
+    pub policy_names: Vec<String>,
+    pub truncated: bool,
+}

@@ -1,0 +1,159 @@
+//! The core's one error enum, and the one place where an error becomes a wire error: each
+//! variant maps to exactly one AWS `__type` and HTTP status ([`KmsError::code`],
+//! [`KmsError::http_status`]). The HTTP layer renders these; it never invents its own.
+
+use clavis_store::StoreError;
+
+/// Every way a Clavis request can fail, named after the AWS exception a client receives.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KmsError {
+    /// `AlreadyExistsException`: the alias (or other named resource) exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// `DisabledException`: the key is disabled.
+    #[error("{0}")]
+    Disabled(String),
+    /// `DryRunOperationException`: the request would have succeeded.
+    #[error("The request would have succeeded, but the DryRun option is set.")]
+    DryRun,
+    /// `IncorrectKeyException`: the KeyId does not match the key that made the ciphertext.
+    #[error("The key ID in the request does not identify a CMK that can perform this operation.")]
+    IncorrectKey,
+    /// `InvalidAliasNameException`.
+    #[error("{0}")]
+    InvalidAliasName(String),
+    /// `InvalidArnException`.
+    #[error("{0}")]
+    InvalidArn(String),
+    /// `InvalidCiphertextException`: not a Clavis ciphertext, tampered, or the encryption
+    /// context differs.
+    #[error("{0}")]
+    InvalidCiphertext(String),
+    /// `InvalidKeyUsageException`: the key cannot do this operation or algorithm.
+    #[error("{0}")]
+    InvalidKeyUsage(String),
+    /// `InvalidMarkerException`: a pagination marker we did not issue.
+    #[error("The marker is not valid.")]
+    InvalidMarker,
+    /// `KMSInvalidStateException`: the key's state forbids the operation.
+    #[error("{0}")]
+    InvalidState(String),
+    /// `LimitExceededException`.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// `MalformedPolicyDocumentException`.
+    #[error("{0}")]
+    MalformedPolicyDocument(String),
+    /// `NotFoundException`: no such key or alias (in this account and region).
+    #[error("{0}")]
+    NotFound(String),
+    /// `TagException`.
+    #[error("{0}")]
+    Tag(String),
+    /// `UnsupportedOperationException`: valid in AWS, not (yet) offered by Clavis.
+    #[error("{0}")]
+    UnsupportedOperation(String),
+    /// `ValidationException`: a member violates a constraint; worded as AWS words it.
+    #[error("{0}")]
+    Validation(String),
+    /// `SerializationException`: the body is not the JSON the operation expects.
+    #[error("{0}")]
+    Serialization(String),
+    /// `UnknownOperationException`: the `X-Amz-Target` names no operation.
+    #[error("{0}")]
+    UnknownOperation(String),
+    /// `RequestEntityTooLargeException`: the body exceeds the server's limit.
+    #[error("Request body exceeds the maximum allowed size of {0} bytes.")]
+    RequestEntityTooLarge(usize),
+    /// `MissingAuthenticationTokenException`: the request is not signed.
+    #[error("Missing Authentication Token")]
+    MissingAuthenticationToken,
+    /// `IncompleteSignatureException`: the Authorization header is malformed.
+    #[error("{0}")]
+    IncompleteSignature(String),
+    /// `InvalidSignatureException`: wrong signature, expired request, or bad credential scope.
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// `UnrecognizedClientException`: unknown or inactive access key.
+    #[error("The security token included in the request is invalid.")]
+    UnrecognizedClient,
+    /// `AccessDeniedException`.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// `DependencyTimeoutException` (HTTP 503): storage or the root of trust is unavailable.
+    /// Retryable; never a wrong answer.
+    #[error("The service is temporarily unavailable; retry the request.")]
+    Unavailable(String),
+    /// `KMSInternalException` (HTTP 500): a bug or corrupt state. The detail is logged, not
+    /// sent.
+    #[error("An internal error occurred.")]
+    Internal(String),
+}
+
+impl KmsError {
+    /// The AWS error code, sent as `__type`.
+    pub fn code(&self) -> &'static str {
+        use KmsError::*;
+        match self {
+            AlreadyExists(_) => "AlreadyExistsException",
+            Disabled(_) => "DisabledException",
+            DryRun => "DryRunOperationException",
+            IncorrectKey => "IncorrectKeyException",
+            InvalidAliasName(_) => "InvalidAliasNameException",
+            InvalidArn(_) => "InvalidArnException",
+            InvalidCiphertext(_) => "InvalidCiphertextException",
+            InvalidKeyUsage(_) => "InvalidKeyUsageException",
+            InvalidMarker => "InvalidMarkerException",
+            InvalidState(_) => "KMSInvalidStateException",
+            LimitExceeded(_) => "LimitExceededException",
+            MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
+            NotFound(_) => "NotFoundException",
+            Tag(_) => "TagException",
+            UnsupportedOperation(_) => "UnsupportedOperationException",
+            Validation(_) => "ValidationException",
+            Serialization(_) => "SerializationException",
+            UnknownOperation(_) => "UnknownOperationException",
+            RequestEntityTooLarge(_) => "RequestEntityTooLargeException",
+            MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            IncompleteSignature(_) => "IncompleteSignatureException",
+            InvalidSignature(_) => "InvalidSignatureException",
+            UnrecognizedClient => "UnrecognizedClientException",
+            AccessDenied(_) => "AccessDeniedException",
+            Unavailable(_) => "DependencyTimeoutException",
+            Internal(_) => "KMSInternalException",
+        }
+    }
+
+    /// The HTTP status AWS uses for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            KmsError::Internal(_) => 500,
+            KmsError::Unavailable(_) => 503,
+            KmsError::RequestEntityTooLarge(_) => 413,
+            _ => 400,
+        }
+    }
+
+    /// A `ValidationException` for one member, in AWS's words.
+    pub fn validation(detail: impl std::fmt::Display) -> KmsError {
+        KmsError::Validation(format!("1 validation error detected: {detail}"))
+    }
+}
+
+impl From<StoreError> for KmsError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => KmsError::Unavailable(m),
+            // Not-found, conflicts and the rest are resolved by the operation that knows what
+            // they mean; reaching here is a bug.
+            other => KmsError::Internal(format!("storage: {other}")),
+        }
+    }
+}
+
+impl From<clavis_crypto::CryptoError> for KmsError {
+    fn from(e: clavis_crypto::CryptoError) -> Self {
+        KmsError::Internal(format!("crypto: {e}"))
+    }
+}

@@ -1,0 +1,102 @@
+//! A key as the operations see it: a parsed [`KeyRecord`] plus the state rules, and the cache
+//! of unsealed material.
+//!
+//! Unsealed material lives only here, as expanded AES keys ([`AeadKey`]) inside `Arc`s; the
+//! buffers are wiped when the last reference drops.
+
+use crate::KmsError;
+use crate::types::{KeyId, KeyState, key_arn};
+use clavis_crypto::aead::AeadKey;
+use clavis_store::KeyRecord;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// A key record that has been parsed and checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Key {
+    pub rec: KeyRecord,
+    pub id: KeyId,
+    pub state: KeyState,
+    pub arn: String,
+}
+
+impl Key {
+    pub fn from_record(rec: KeyRecord) -> Result<Key, KmsError> {
+        let id = KeyId::parse(&rec.key_id).ok_or_else(|| KmsError::Internal(format!("stored key id {:?} is not a UUID", rec.key_id)))?;
+        let state = KeyState::parse(&rec.key_state)
+            .ok_or_else(|| KmsError::Internal(format!("stored key {} has unknown state {:?}", rec.key_id, rec.key_state)))?;
+        let arn = key_arn(&rec.region, &rec.account_id, &rec.key_id);
+        Ok(Key { rec, id, state, arn })
+    }
+
+    /// The key may be used for cryptography only when Enabled; otherwise the AWS error for its
+    /// state.
+    pub fn check_usable(&self) -> Result<(), KmsError> {
+        match self.state {
+            KeyState::Enabled => Ok(()),
+            KeyState::Disabled => Err(KmsError::Disabled(format!("{} is disabled.", self.arn))),
+            other => Err(self.invalid_state(other)),
+        }
+    }
+
+    pub fn invalid_state(&self, state: KeyState) -> KmsError {
+        let what = match state {
+            KeyState::PendingDeletion => "pending deletion",
+            KeyState::PendingImport => "pending import",
+            KeyState::Disabled => "disabled",
+            KeyState::Enabled => "enabled",
+        };
+        KmsError::InvalidState(format!("{} is {what}.", self.arn))
+    }
+
+    /// Symmetric encryption needs an ENCRYPT_DECRYPT key of spec SYMMETRIC_DEFAULT.
+    pub fn check_symmetric_encrypt(&self) -> Result<(), KmsError> {
+        if self.rec.key_usage != "ENCRYPT_DECRYPT" || self.rec.key_spec != "SYMMETRIC_DEFAULT" {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "{} key usage is {} and key spec is {}; this operation needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key.",
+                self.arn, self.rec.key_usage, self.rec.key_spec
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The seal context that binds a sealed blob to one key-material version.
+pub(crate) fn material_seal_context(key_id: &KeyId, version: u32) -> Vec<u8> {
+    let mut c = b"clavis/key-material/v1\0".to_vec();
+    c.extend_from_slice(key_id.as_bytes());
+    c.extend_from_slice(&version.to_be_bytes());
+    c
+}
+
+/// The seal context that binds a sealed secret to one access key id.
+pub(crate) fn access_key_seal_context(access_key_id: &str) -> Vec<u8> {
+    let mut c = b"clavis/access-key/v1\0".to_vec();
+    c.extend_from_slice(access_key_id.as_bytes());
+    c
+}
+
+/// Unsealed key material by (key, version). Material versions are immutable, so entries never
+/// go stale; destruction (a later issue) must evict.
+#[derive(Default)]
+pub(crate) struct MaterialCache {
+    map: RwLock<HashMap<(KeyId, u32), Arc<AeadKey>>>,
+}
+
+/// Bounds memory: past this many entries the cache is cleared and refills on demand.
+const MATERIAL_CACHE_MAX: usize = 100_000;
+
+impl MaterialCache {
+    pub fn get(&self, id: KeyId, version: u32) -> Option<Arc<AeadKey>> {
+        self.map.read().ok()?.get(&(id, version)).cloned()
+    }
+
+    pub fn insert(&self, id: KeyId, version: u32, key: Arc<AeadKey>) {
+        if let Ok(mut m) = self.map.write() {
+            if m.len() >= MATERIAL_CACHE_MAX {
+                m.clear();
+            }
+            m.insert((id, version), key);
+        }
+    }
+}

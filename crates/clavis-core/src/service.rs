@@ -1,0 +1,713 @@
+//! The operations. Each public method is one AWS KMS operation: validate the request shape into
+//! domain types, resolve the key, apply the state rules, do the work through the traits, and
+//! build the response shape.
+
+use crate::api::*;
+use crate::ciphertext::{self, Header};
+use crate::keys::{Key, MaterialCache, access_key_seal_context, material_seal_context};
+use crate::types::{AccountId, AliasName, EncryptionContext, KeyId, KeyRef, KeyState, Region, alias_arn, key_arn};
+use crate::validate;
+use crate::{Clock, KmsError};
+use clavis_crypto::aead::AeadKey;
+use clavis_crypto::seal::RootOfTrust;
+use clavis_crypto::{SecretBytes, random};
+use clavis_store::{AccessKeyRecord, AliasRecord, KeyMaterialRecord, KeyRecord, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// The most plaintext Encrypt accepts (AWS limit).
+pub const MAX_PLAINTEXT: usize = 4096;
+/// The most ciphertext Decrypt accepts (AWS limit).
+pub const MAX_CIPHERTEXT: usize = 6144;
+const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
+
+/// An authenticated caller, as established by the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The caller's account.
+    pub account: AccountId,
+    /// The region named by the request's credential scope.
+    pub region: Region,
+    /// The caller's principal ARN.
+    pub principal_arn: String,
+    /// The access key that signed the request.
+    pub access_key_id: String,
+}
+
+/// An access key with its unsealed secret, for SigV4 verification.
+pub struct Credential {
+    /// The public id.
+    pub access_key_id: String,
+    /// The principal's account.
+    pub account: AccountId,
+    /// The principal's ARN.
+    pub principal_arn: String,
+    /// The secret access key.
+    pub secret: SecretBytes,
+    /// False once deactivated.
+    pub active: bool,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("access_key_id", &self.access_key_id)
+            .field("principal_arn", &self.principal_arn)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings of the core.
+#[derive(Debug, Clone, Default)]
+pub struct KmsConfig {}
+
+/// The KMS service: operations over a store, a root of trust and a clock.
+pub struct Kms {
+    store: Arc<dyn Store>,
+    root: Arc<dyn RootOfTrust>,
+    clock: Arc<dyn Clock>,
+    materials: MaterialCache,
+    credentials: RwLock<HashMap<String, Arc<Credential>>>,
+}
+
+fn key_not_found(region: &str, account: &str, id: &str) -> KmsError {
+    KmsError::NotFound(format!("Key '{}' does not exist", key_arn(region, account, id)))
+}
+
+fn secs(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+impl Kms {
+    /// Builds the service.
+    pub fn new(store: Arc<dyn Store>, root: Arc<dyn RootOfTrust>, clock: Arc<dyn Clock>, _config: KmsConfig) -> Kms {
+        Kms { store, root, clock, materials: MaterialCache::default(), credentials: RwLock::new(HashMap::new()) }
+    }
+
+    // ----- initialisation and credentials -----
+
+    /// Records the administrator's account and access key on first start. Idempotent: the first
+    /// account id stored wins, and an existing access key is left alone. Returns the account id
+    /// in force.
+    pub async fn initialize(&self, account: &AccountId, access_key_id: &str, secret: &SecretBytes) -> Result<AccountId, KmsError> {
+        let stored = self.store.init_setting("account_id", account.as_str()).await?;
+        let stored = AccountId::parse(&stored).ok_or_else(|| KmsError::Internal("stored account id is malformed".into()))?;
+        if self.store.get_access_key(access_key_id).await?.is_none() {
+            let sealed_secret = self.root.seal(&access_key_seal_context(access_key_id), secret)?;
+            let rec = AccessKeyRecord {
+                access_key_id: access_key_id.to_owned(),
+                sealed_secret,
+                account_id: stored.as_str().to_owned(),
+                principal_arn: stored.root_arn(),
+                status: "Active".to_owned(),
+                created_ms: self.clock.now_ms(),
+            };
+            match self.store.put_access_key(&rec).await {
+                Ok(()) | Err(StoreError::AlreadyExists) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(stored)
+    }
+
+    /// The account id recorded at initialisation, if any.
+    pub async fn account_id(&self) -> Result<Option<AccountId>, KmsError> {
+        Ok(self.store.get_setting("account_id").await?.as_deref().and_then(AccountId::parse))
+    }
+
+    /// The access key with this id and its unsealed secret, or `None` if unknown. Cached: the
+    /// secret is needed on every request.
+    pub async fn credential(&self, access_key_id: &str) -> Result<Option<Arc<Credential>>, KmsError> {
+        if let Some(c) = self.credentials.read().ok().and_then(|m| m.get(access_key_id).cloned()) {
+            return Ok(Some(c));
+        }
+        let Some(rec) = self.store.get_access_key(access_key_id).await? else {
+            return Ok(None);
+        };
+        let secret = self.root.unseal(&access_key_seal_context(&rec.access_key_id), &rec.sealed_secret)?;
+        let account = AccountId::parse(&rec.account_id).ok_or_else(|| KmsError::Internal("stored access key has a bad account".into()))?;
+        let cred = Arc::new(Credential {
+            access_key_id: rec.access_key_id,
+            account,
+            principal_arn: rec.principal_arn,
+            secret,
+            active: rec.status == "Active",
+        });
+        if let Ok(mut m) = self.credentials.write() {
+            m.insert(access_key_id.to_owned(), cred.clone());
+        }
+        Ok(Some(cred))
+    }
+
+    // ----- key resolution -----
+
+    async fn load_key(&self, caller: &Caller, key_id: &KeyId) -> Result<Key, KmsError> {
+        let id = key_id.to_string();
+        match self.store.get_key(&id).await? {
+            Some(rec) if rec.account_id == caller.account.as_str() && rec.region == caller.region.as_str() => Key::from_record(rec),
+            _ => Err(key_not_found(caller.region.as_str(), caller.account.as_str(), &id)),
+        }
+    }
+
+    async fn resolve_alias(&self, caller: &Caller, alias_name: &str) -> Result<Key, KmsError> {
+        let (region, account) = (caller.region.as_str(), caller.account.as_str());
+        let alias = self.store.get_alias(account, region, alias_name).await?.ok_or_else(|| {
+            KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, alias_name)))
+        })?;
+        let id = KeyId::parse(&alias.target_key_id).ok_or_else(|| KmsError::Internal("alias target is not a key id".into()))?;
+        self.load_key(caller, &id).await
+    }
+
+    /// Resolves any `KeyId` form, aliases included.
+    async fn resolve(&self, caller: &Caller, key_ref: &KeyRef) -> Result<Key, KmsError> {
+        let (region, account) = (caller.region.as_str(), caller.account.as_str());
+        match key_ref {
+            KeyRef::Id(id) => self.load_key(caller, id).await,
+            KeyRef::Arn { region: r, account: a, key_id } => {
+                if r != region || a != account {
+                    return Err(KmsError::NotFound(format!("Key '{}' does not exist", key_arn(r, a, &key_id.to_string()))));
+                }
+                self.load_key(caller, key_id).await
+            }
+            KeyRef::Alias(name) => self.resolve_alias(caller, name).await,
+            KeyRef::AliasArn { region: r, account: a, alias_name } => {
+                if r != region || a != account {
+                    return Err(KmsError::NotFound(format!("Alias {} is not found.", alias_arn(r, a, alias_name))));
+                }
+                self.resolve_alias(caller, alias_name).await
+            }
+        }
+    }
+
+    /// Parses and resolves a `KeyId` member where AWS accepts aliases.
+    async fn key_for(&self, caller: &Caller, key_id: Option<&str>, field: &str) -> Result<Key, KmsError> {
+        let raw = validate::required(key_id, field)?;
+        self.resolve(caller, &KeyRef::parse(raw, field)?).await
+    }
+
+    /// Parses and resolves a `KeyId` member where AWS accepts only a key id or key ARN.
+    async fn key_for_no_alias(&self, caller: &Caller, key_id: Option<&str>, field: &str) -> Result<Key, KmsError> {
+        let raw = validate::required(key_id, field)?;
+        let key_ref = KeyRef::parse(raw, field)?;
+        if key_ref.is_alias() {
+            return Err(KmsError::NotFound(format!("Invalid keyId '{raw}': this operation accepts a key id or key ARN, not an alias.")));
+        }
+        self.resolve(caller, &key_ref).await
+    }
+
+    async fn aead_key(&self, key: &Key, version: u32) -> Result<Arc<AeadKey>, KmsError> {
+        if let Some(k) = self.materials.get(key.id, version) {
+            return Ok(k);
+        }
+        let rec = self
+            .store
+            .get_material(&key.rec.key_id, version)
+            .await?
+            .ok_or_else(|| KmsError::Internal(format!("material version {version} of {} is missing", key.arn)))?;
+        let material = self.root.unseal(&material_seal_context(&key.id, version), &rec.sealed)?;
+        let aead = Arc::new(AeadKey::new(&material)?);
+        self.materials.insert(key.id, version, aead.clone());
+        Ok(aead)
+    }
+
+    /// Applies `change` to a key's record with optimistic concurrency, retrying on conflict.
+    async fn update_key(&self, caller: &Caller, mut key: Key, change: impl Fn(&Key) -> Result<Option<KeyRecord>, KmsError>) -> Result<Key, KmsError> {
+        for _ in 0..5 {
+            let Some(mut rec) = change(&key)? else {
+                return Ok(key);
+            };
+            let expected = key.rec.revision;
+            rec.revision = expected + 1;
+            match self.store.update_key(&rec, expected).await {
+                Ok(()) => return Key::from_record(rec),
+                Err(StoreError::Conflict) => key = self.load_key(caller, &key.id).await?,
+                Err(StoreError::NotFound) => return Err(key_not_found(&key.rec.region, &key.rec.account_id, &key.rec.key_id)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(KmsError::Unavailable("too many concurrent updates to the key; retry".into()))
+    }
+
+    fn metadata(key: &Key) -> KeyMetadata {
+        let r = &key.rec;
+        KeyMetadata {
+            aws_account_id: r.account_id.clone(),
+            key_id: r.key_id.clone(),
+            arn: key.arn.clone(),
+            creation_date: secs(r.creation_date_ms),
+            enabled: key.state == KeyState::Enabled,
+            description: r.description.clone(),
+            key_usage: r.key_usage.clone(),
+            key_state: r.key_state.clone(),
+            deletion_date: r.deletion_date_ms.map(secs),
+            origin: r.origin.clone(),
+            key_manager: "CUSTOMER".to_owned(),
+            customer_master_key_spec: r.key_spec.clone(),
+            key_spec: r.key_spec.clone(),
+            encryption_algorithms: vec![SYMMETRIC_DEFAULT.to_owned()],
+            multi_region: false,
+        }
+    }
+
+    fn default_policy(account: &AccountId) -> String {
+        serde_json::json!({
+            "Version": "2012-10-17",
+            "Id": "key-default-1",
+            "Statement": [{
+                "Sid": "Enable IAM User Permissions",
+                "Effect": "Allow",
+                "Principal": {"AWS": account.root_arn()},
+                "Action": "kms:*",
+                "Resource": "*"
+            }]
+        })
+        .to_string()
+    }
+
+    // ----- key management -----
+
+    /// CreateKey.
+    pub async fn create_key(&self, caller: &Caller, req: CreateKeyRequest) -> Result<KeyMetadataResponse, KmsError> {
+        let description = req.description.unwrap_or_default();
+        validate::str_len(&description, "description", 0, 8192)?;
+        if req.key_spec.is_some() && req.customer_master_key_spec.is_some() {
+            return Err(KmsError::Validation(
+                "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.".into(),
+            ));
+        }
+        let (spec_field, spec) = match (&req.key_spec, &req.customer_master_key_spec) {
+            (Some(s), _) => ("keySpec", s.as_str()),
+            (None, Some(s)) => ("customerMasterKeySpec", s.as_str()),
+            (None, None) => ("keySpec", SYMMETRIC_DEFAULT),
+        };
+        validate::one_of(spec, spec_field, &[
+            "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1",
+            "SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87",
+            "ECC_NIST_EDWARDS25519",
+        ])?;
+        let usage = req.key_usage.as_deref().unwrap_or("ENCRYPT_DECRYPT");
+        validate::one_of(usage, "keyUsage", &["SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT"])?;
+        let origin = req.origin.as_deref().unwrap_or("AWS_KMS");
+        validate::one_of(origin, "origin", &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"])?;
+        if spec != SYMMETRIC_DEFAULT {
+            return Err(KmsError::UnsupportedOperation(format!("KeySpec {spec} is not supported by this Clavis version; use SYMMETRIC_DEFAULT.")));
+        }
+        if usage != "ENCRYPT_DECRYPT" {
+            return Err(KmsError::Validation(format!("KeyUsage {usage} is not compatible with KeySpec {spec}.")));
+        }
+        if origin != "AWS_KMS" {
+            return Err(KmsError::UnsupportedOperation(format!("Origin {origin} is not supported by this Clavis version; use AWS_KMS.")));
+        }
+        if req.custom_key_store_id.is_some() || req.xks_key_id.is_some() {
+            return Err(KmsError::UnsupportedOperation("Custom key stores are not supported by Clavis.".into()));
+        }
+        if req.multi_region == Some(true) {
+            return Err(KmsError::UnsupportedOperation("Multi-Region keys are not supported by Clavis.".into()));
+        }
+        let policy = match req.policy {
+            Some(p) => {
+                validate::str_len(&p, "policy", 1, 32768)?;
+                match serde_json::from_str::<serde_json::Value>(&p) {
+                    Ok(serde_json::Value::Object(_)) => p,
+                    _ => return Err(KmsError::MalformedPolicyDocument("The key policy is not a valid JSON policy document.".into())),
+                }
+            }
+            None => Self::default_policy(&caller.account),
+        };
+        let tags = validate::tags(req.tags.as_deref().unwrap_or_default())?;
+
+        let id = KeyId::generate();
+        let now = self.clock.now_ms();
+        let material = random::secret(clavis_crypto::aead::KEY_LEN)?;
+        let sealed = self.root.seal(&material_seal_context(&id, 1), &material)?;
+        let rec = KeyRecord {
+            key_id: id.to_string(),
+            account_id: caller.account.as_str().to_owned(),
+            region: caller.region.as_str().to_owned(),
+            description,
+            key_usage: usage.to_owned(),
+            key_spec: spec.to_owned(),
+            origin: origin.to_owned(),
+            key_state: KeyState::Enabled.as_str().to_owned(),
+            creation_date_ms: now,
+            deletion_date_ms: None,
+            policy,
+            current_version: 1,
+            revision: 1,
+        };
+        let mat = KeyMaterialRecord { key_id: rec.key_id.clone(), version: 1, sealed, created_ms: now };
+        self.store.create_key(&rec, &mat, &tags).await?;
+        let key = Key::from_record(rec)?;
+        // Warm the cache: the first Encrypt need not unseal.
+        self.materials.insert(id, 1, Arc::new(AeadKey::new(&material)?));
+        Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) })
+    }
+
+    /// DescribeKey.
+    pub async fn describe_key(&self, caller: &Caller, req: DescribeKeyRequest) -> Result<KeyMetadataResponse, KmsError> {
+        validate::grant_tokens(req.grant_tokens.as_ref())?;
+        let key = self.key_for(caller, req.key_id.as_deref(), "keyId").await?;
+        Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) })
+    }
+
+    /// ListKeys.
+    pub async fn list_keys(&self, caller: &Caller, req: ListKeysRequest) -> Result<ListKeysResponse, KmsError> {
+        let limit = validate::limit(req.limit, 100, 1000)?;
+        let marker = validate::marker(req.marker.as_deref())?;
+        if marker.is_some_and(|m| KeyId::parse(m).is_none()) {
+            return Err(KmsError::InvalidMarker);
+        }
+        let mut recs = self.store.list_keys(caller.account.as_str(), caller.region.as_str(), marker, limit + 1).await?;
+        let truncated = recs.len() > limit;
+        recs.truncate(limit);
+        let next_marker = if truncated { recs.last().map(|r| r.key_id.clone()) } else { None };
+        let keys = recs
+            .into_iter()
+            .map(|r| KeyListEntry { key_arn: key_arn(&r.region, &r.account_id, &r.key_id), key_id: r.key_id })
+            .collect();
+        Ok(ListKeysResponse { keys, next_marker, truncated })
+    }
+
+    /// UpdateKeyDescription.
+    pub async fn update_key_description(&self, caller: &Caller, req: UpdateKeyDescriptionRequest) -> Result<Empty, KmsError> {
+        let description = validate::required(req.description, "description")?;
+        validate::str_len(&description, "description", 0, 8192)?;
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        self.update_key(caller, key, |k| {
+            if k.state == KeyState::PendingDeletion {
+                return Err(k.invalid_state(k.state));
+            }
+            Ok(Some(KeyRecord { description: description.clone(), ..k.rec.clone() }))
+        })
+        .await?;
+        Ok(Empty {})
+    }
+
+    /// EnableKey (Disabled -> Enabled; a no-op when Enabled).
+    pub async fn enable_key(&self, caller: &Caller, req: KeyIdRequest) -> Result<Empty, KmsError> {
+        self.set_enabled(caller, req, true).await
+    }
+
+    /// DisableKey (Enabled -> Disabled; a no-op when Disabled).
+    pub async fn disable_key(&self, caller: &Caller, req: KeyIdRequest) -> Result<Empty, KmsError> {
+        self.set_enabled(caller, req, false).await
+    }
+
+    async fn set_enabled(&self, caller: &Caller, req: KeyIdRequest, enable: bool) -> Result<Empty, KmsError> {
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let target = if enable { KeyState::Enabled } else { KeyState::Disabled };
+        self.update_key(caller, key, |k| match k.state {
+            s if s == target => Ok(None),
+            KeyState::Enabled | KeyState::Disabled => Ok(Some(KeyRecord { key_state: target.as_str().to_owned(), ..k.rec.clone() })),
+            other => Err(k.invalid_state(other)),
+        })
+        .await?;
+        Ok(Empty {})
+    }
+
+    // ----- cryptographic operations -----
+
+    async fn encrypt_with(&self, key: &Key, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let version = key.rec.current_version;
+        let aead = self.aead_key(key, version).await?;
+        ciphertext::seal(&aead, Header { key_id: key.id, version }, context, plaintext)
+    }
+
+    /// Finds the key of a ciphertext, checks it against an optional KeyId, and decrypts.
+    async fn decrypt_blob(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        key_id: Option<&str>,
+        context: &EncryptionContext,
+        key_field: &str,
+    ) -> Result<(Key, SecretBytes), KmsError> {
+        validate::blob_len(blob.len(), "ciphertextBlob", 1, MAX_CIPHERTEXT)?;
+        let requested = match key_id {
+            Some(raw) => Some(self.resolve(caller, &KeyRef::parse(raw, key_field)?).await?),
+            None => None,
+        };
+        let header = ciphertext::parse_header(blob)?;
+        let key = match requested {
+            Some(k) if k.id != header.key_id => return Err(KmsError::IncorrectKey),
+            Some(k) => k,
+            // A blob naming a key that does not exist here (another region, account or
+            // deployment) is simply not a ciphertext this service can decrypt.
+            None => self.load_key(caller, &header.key_id).await.map_err(|e| match e {
+                KmsError::NotFound(_) => KmsError::InvalidCiphertext(
+                    "The ciphertext refers to a key that does not exist in this account and region, or was not produced by this service.".into(),
+                ),
+                other => other,
+            })?,
+        };
+        key.check_usable()?;
+        key.check_symmetric_encrypt()?;
+        if header.version == 0 || header.version > key.rec.current_version {
+            return Err(KmsError::InvalidCiphertext("The ciphertext is invalid, was not produced by this service, or was modified.".into()));
+        }
+        let aead = self.aead_key(&key, header.version).await?;
+        let plaintext = ciphertext::open(&aead, blob, context)?;
+        Ok((key, plaintext))
+    }
+
+    /// Encrypt.
+    pub async fn encrypt(&self, caller: &Caller, req: EncryptRequest) -> Result<EncryptResponse, KmsError> {
+        let plaintext = validate::required(req.plaintext, "plaintext")?;
+        validate::blob_len(plaintext.0.len(), "plaintext", 1, MAX_PLAINTEXT)?;
+        validate::symmetric_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
+        validate::grant_tokens(req.grant_tokens.as_ref())?;
+        let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
+        let key = self.key_for(caller, req.key_id.as_deref(), "keyId").await?;
+        key.check_usable()?;
+        key.check_symmetric_encrypt()?;
+        if req.dry_run == Some(true) {
+            return Err(KmsError::DryRun);
+        }
+        let blob = self.encrypt_with(&key, &context, plaintext.0.expose_secret()).await?;
+        Ok(EncryptResponse { ciphertext_blob: Blob(blob), key_id: key.arn, encryption_algorithm: SYMMETRIC_DEFAULT.into() })
+    }
+
+    /// Decrypt.
+    pub async fn decrypt(&self, caller: &Caller, req: DecryptRequest) -> Result<DecryptResponse, KmsError> {
+        let blob = validate::required(req.ciphertext_blob, "ciphertextBlob")?;
+        validate::symmetric_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
+        validate::grant_tokens(req.grant_tokens.as_ref())?;
+        if req.recipient.is_some() {
+            return Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported by Clavis.".into()));
+        }
+        let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
+        let (key, plaintext) = self.decrypt_blob(caller, &blob.0, req.key_id.as_deref(), &context, "keyId").await?;
+        if req.dry_run == Some(true) {
+            return Err(KmsError::DryRun);
+        }
+        Ok(DecryptResponse { key_id: key.arn, plaintext: SecretBlob(plaintext), encryption_algorithm: SYMMETRIC_DEFAULT.into() })
+    }
+
+    /// ReEncrypt: decrypt under the source key and encrypt under the destination key, without
+    /// the plaintext leaving the service.
+    pub async fn re_encrypt(&self, caller: &Caller, req: ReEncryptRequest) -> Result<ReEncryptResponse, KmsError> {
+        let blob = validate::required(req.ciphertext_blob, "ciphertextBlob")?;
+        let dest_raw = validate::required(req.destination_key_id.as_deref(), "destinationKeyId")?;
+        validate::symmetric_algorithm(req.source_encryption_algorithm.as_deref(), "sourceEncryptionAlgorithm")?;
+        validate::symmetric_algorithm(req.destination_encryption_algorithm.as_deref(), "destinationEncryptionAlgorithm")?;
+        validate::grant_tokens(req.grant_tokens.as_ref())?;
+        let source_ctx = EncryptionContext::parse(req.source_encryption_context, "sourceEncryptionContext")?;
+        let dest_ctx = EncryptionContext::parse(req.destination_encryption_context, "destinationEncryptionContext")?;
+        let dest = self.resolve(caller, &KeyRef::parse(dest_raw, "destinationKeyId")?).await?;
+        let (source, plaintext) = self.decrypt_blob(caller, &blob.0, req.source_key_id.as_deref(), &source_ctx, "sourceKeyId").await?;
+        dest.check_usable()?;
+        dest.check_symmetric_encrypt()?;
+        if req.dry_run == Some(true) {
+            return Err(KmsError::DryRun);
+        }
+        let out = self.encrypt_with(&dest, &dest_ctx, plaintext.expose_secret()).await?;
+        Ok(ReEncryptResponse {
+            ciphertext_blob: Blob(out),
+            source_key_id: source.arn,
+            key_id: dest.arn,
+            source_encryption_algorithm: SYMMETRIC_DEFAULT.into(),
+            destination_encryption_algorithm: SYMMETRIC_DEFAULT.into(),
+        })
+    }
+
+    /// GenerateDataKey (`with_plaintext`) and GenerateDataKeyWithoutPlaintext.
+    pub async fn generate_data_key(&self, caller: &Caller, req: GenerateDataKeyRequest, with_plaintext: bool) -> Result<GenerateDataKeyResponse, KmsError> {
+        let len = match (req.number_of_bytes, req.key_spec.as_deref()) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(KmsError::Validation("Please specify either number of bytes or key spec.".into()));
+            }
+            (Some(n), None) => {
+                validate::int_range(n, "numberOfBytes", 1, 1024)?;
+                usize::try_from(n).unwrap_or(0)
+            }
+            (None, Some(spec)) => match validate::one_of(spec, "keySpec", &["AES_256", "AES_128"])? {
+                "AES_128" => 16,
+                _ => 32,
+            },
+        };
+        validate::grant_tokens(req.grant_tokens.as_ref())?;
+        if req.recipient.is_some() {
+            return Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported by Clavis.".into()));
+        }
+        let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
+        let key = self.key_for(caller, req.key_id.as_deref(), "keyId").await?;
+        key.check_usable()?;
+        key.check_symmetric_encrypt()?;
+        if req.dry_run == Some(true) {
+            return Err(KmsError::DryRun);
+        }
+        let data_key = random::secret(len)?;
+        let blob = self.encrypt_with(&key, &context, data_key.expose_secret()).await?;
+        Ok(GenerateDataKeyResponse {
+            ciphertext_blob: Blob(blob),
+            plaintext: with_plaintext.then_some(SecretBlob(data_key)),
+            key_id: key.arn,
+        })
+    }
+
+    /// GenerateRandom.
+    pub async fn generate_random(&self, _caller: &Caller, req: GenerateRandomRequest) -> Result<GenerateRandomResponse, KmsError> {
+        let n = validate::required(req.number_of_bytes, "numberOfBytes")?;
+        validate::int_range(n, "numberOfBytes", 1, 1024)?;
+        if req.custom_key_store_id.is_some() {
+            return Err(KmsError::UnsupportedOperation("Custom key stores are not supported by Clavis.".into()));
+        }
+        if req.recipient.is_some() {
+            return Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported by Clavis.".into()));
+        }
+        let bytes = random::secret(usize::try_from(n).unwrap_or(0))?;
+        Ok(GenerateRandomResponse { plaintext: SecretBlob(bytes) })
+    }
+
+    // ----- aliases -----
+
+    async fn alias_target(&self, caller: &Caller, target: Option<&str>) -> Result<Key, KmsError> {
+        let key = self.key_for_no_alias(caller, target, "targetKeyId").await?;
+        if key.state == KeyState::PendingDeletion {
+            return Err(key.invalid_state(key.state));
+        }
+        Ok(key)
+    }
+
+    /// CreateAlias.
+    pub async fn create_alias(&self, caller: &Caller, req: AliasTargetRequest) -> Result<Empty, KmsError> {
+        let name = AliasName::parse(validate::required(req.alias_name.as_deref(), "aliasName")?, "aliasName")?;
+        let key = self.alias_target(caller, req.target_key_id.as_deref()).await?;
+        let now = self.clock.now_ms();
+        let rec = AliasRecord {
+            account_id: caller.account.as_str().to_owned(),
+            region: caller.region.as_str().to_owned(),
+            alias_name: name.as_str().to_owned(),
+            target_key_id: key.rec.key_id,
+            creation_date_ms: now,
+            last_updated_date_ms: now,
+        };
+        match self.store.create_alias(&rec).await {
+            Ok(()) => Ok(Empty {}),
+            Err(StoreError::AlreadyExists) => Err(KmsError::AlreadyExists(format!(
+                "An alias with the name {} already exists",
+                alias_arn(&rec.region, &rec.account_id, &rec.alias_name)
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// UpdateAlias.
+    pub async fn update_alias(&self, caller: &Caller, req: AliasTargetRequest) -> Result<Empty, KmsError> {
+        let name = AliasName::parse(validate::required(req.alias_name.as_deref(), "aliasName")?, "aliasName")?;
+        let key = self.alias_target(caller, req.target_key_id.as_deref()).await?;
+        let (region, account) = (caller.region.as_str(), caller.account.as_str());
+        match self.store.update_alias(account, region, name.as_str(), &key.rec.key_id, self.clock.now_ms()).await {
+            Ok(()) => Ok(Empty {}),
+            Err(StoreError::NotFound) => Err(KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, name.as_str())))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// DeleteAlias.
+    pub async fn delete_alias(&self, caller: &Caller, req: DeleteAliasRequest) -> Result<Empty, KmsError> {
+        let name = AliasName::parse(validate::required(req.alias_name.as_deref(), "aliasName")?, "aliasName")?;
+        let (region, account) = (caller.region.as_str(), caller.account.as_str());
+        match self.store.delete_alias(account, region, name.as_str()).await {
+            Ok(()) => Ok(Empty {}),
+            Err(StoreError::NotFound) => Err(KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, name.as_str())))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// ListAliases, for the account and region or for one key.
+    pub async fn list_aliases(&self, caller: &Caller, req: ListAliasesRequest) -> Result<ListAliasesResponse, KmsError> {
+        let limit = validate::limit(req.limit, 50, 100)?;
+        let marker = validate::marker(req.marker.as_deref())?;
+        if marker.is_some_and(|m| !m.starts_with("alias/")) {
+            return Err(KmsError::InvalidMarker);
+        }
+        let key_filter = match req.key_id.as_deref() {
+            Some(raw) => Some(self.key_for_no_alias(caller, Some(raw), "keyId").await?.rec.key_id),
+            None => None,
+        };
+        let (region, account) = (caller.region.as_str(), caller.account.as_str());
+        let mut recs = self.store.list_aliases(account, region, key_filter.as_deref(), marker, limit + 1).await?;
+        let truncated = recs.len() > limit;
+        recs.truncate(limit);
+        let next_marker = if truncated { recs.last().map(|a| a.alias_name.clone()) } else { None };
+        let aliases = recs
+            .into_iter()
+            .map(|a| AliasListEntry {
+                alias_arn: alias_arn(&a.region, &a.account_id, &a.alias_name),
+                alias_name: a.alias_name,
+                target_key_id: a.target_key_id,
+                creation_date: secs(a.creation_date_ms),
+                last_updated_date: secs(a.last_updated_date_ms),
+            })
+            .collect();
+        Ok(ListAliasesResponse { aliases, next_marker, truncated })
+    }
+
+    // ----- tags -----
+
+    /// TagResource.
+    pub async fn tag_resource(&self, caller: &Caller, req: TagResourceRequest) -> Result<Empty, KmsError> {
+        let tags = validate::tags(&validate::required(req.tags, "tags")?)?;
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        if key.state == KeyState::PendingDeletion {
+            return Err(key.invalid_state(key.state));
+        }
+        match self.store.put_tags(&key.rec.key_id, &tags, validate::MAX_TAGS_PER_KEY).await {
+            Ok(()) => Ok(Empty {}),
+            Err(StoreError::LimitExceeded) => {
+                Err(KmsError::LimitExceeded(format!("A key can have at most {} tags.", validate::MAX_TAGS_PER_KEY)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// UntagResource.
+    pub async fn untag_resource(&self, caller: &Caller, req: UntagResourceRequest) -> Result<Empty, KmsError> {
+        let tag_keys = validate::required(req.tag_keys, "tagKeys")?;
+        for k in &tag_keys {
+            validate::str_len(k, "tagKeys.member", 1, 128)?;
+        }
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        if key.state == KeyState::PendingDeletion {
+            return Err(key.invalid_state(key.state));
+        }
+        self.store.delete_tags(&key.rec.key_id, &tag_keys).await?;
+        Ok(Empty {})
+    }
+
+    /// ListResourceTags.
+    pub async fn list_resource_tags(&self, caller: &Caller, req: ListForKeyRequest) -> Result<ListResourceTagsResponse, KmsError> {
+        let limit = validate::limit(req.limit, 50, 50)?;
+        let marker = validate::marker(req.marker.as_deref())?;
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let mut tags = self.store.list_tags(&key.rec.key_id, marker, limit + 1).await?;
+        let truncated = tags.len() > limit;
+        tags.truncate(limit);
+        let next_marker = if truncated { tags.last().map(|t| t.key.clone()) } else { None };
+        let tags = tags.into_iter().map(|t| TagEntry { tag_key: Some(t.key), tag_value: Some(t.value) }).collect();
+        Ok(ListResourceTagsResponse { tags, next_marker, truncated })
+    }
+
+    // ----- key policy (stored and returned; enforcement arrives with access control) -----
+
+    /// GetKeyPolicy.
+    pub async fn get_key_policy(&self, caller: &Caller, req: GetKeyPolicyRequest) -> Result<GetKeyPolicyResponse, KmsError> {
+        let name = req.policy_name.unwrap_or_else(|| "default".to_owned());
+        validate::str_len(&name, "policyName", 1, 128)?;
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        if name != "default" {
+            return Err(KmsError::NotFound(format!("Policy {name} does not exist on key {}", key.arn)));
+        }
+        Ok(GetKeyPolicyResponse { policy: key.rec.policy, policy_name: name })
+    }
+
+    /// ListKeyPolicies (always `["default"]`, as in AWS).
+    pub async fn list_key_policies(&self, caller: &Caller, req: ListForKeyRequest) -> Result<ListKeyPoliciesResponse, KmsError> {
+        validate::limit(req.limit, 100, 1000)?;
+        validate::marker(req.marker.as_deref())?;
+        self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        Ok(ListKeyPoliciesResponse { policy_names: vec!["default".to_owned()], truncated: false })
+    }
+}

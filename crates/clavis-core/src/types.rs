@@ -1,0 +1,296 @@
+//! Parsed domain types: once a value has one of these types it is valid ("parse, don't
+//! validate"). Parsing errors are the AWS errors a client would get for that input.
+
+use crate::KmsError;
+use std::collections::BTreeMap;
+
+/// A 12-digit AWS account id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AccountId(String);
+
+impl AccountId {
+    /// Parses a 12-digit account id.
+    pub fn parse(s: &str) -> Option<AccountId> {
+        (s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())).then(|| AccountId(s.to_owned()))
+    }
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The account's root principal ARN.
+    pub fn root_arn(&self) -> String {
+        format!("arn:aws:iam::{}:root", self.0)
+    }
+}
+
+/// A region name such as `us-east-1` (lower-case letters, digits and hyphens).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Region(String);
+
+impl Region {
+    /// Parses a region name.
+    pub fn parse(s: &str) -> Option<Region> {
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-');
+        ok.then(|| Region(s.to_owned()))
+    }
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A key's UUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(uuid::Uuid);
+
+impl KeyId {
+    /// A fresh random (v4) key id.
+    pub fn generate() -> KeyId {
+        KeyId(uuid::Uuid::new_v4())
+    }
+    /// Parses the canonical hyphenated form (any case).
+    pub fn parse(s: &str) -> Option<KeyId> {
+        if s.len() != 36 {
+            return None;
+        }
+        uuid::Uuid::try_parse(s).ok().map(KeyId)
+    }
+    /// The 16 raw bytes (as stored in ciphertext blobs).
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+    /// From the 16 raw bytes.
+    pub fn from_bytes(b: [u8; 16]) -> KeyId {
+        KeyId(uuid::Uuid::from_bytes(b))
+    }
+}
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// `arn:aws:kms:<region>:<account>:key/<uuid>`.
+pub fn key_arn(region: &str, account: &str, key_id: &str) -> String {
+    format!("arn:aws:kms:{region}:{account}:key/{key_id}")
+}
+
+/// `arn:aws:kms:<region>:<account>:<alias/name>`.
+pub fn alias_arn(region: &str, account: &str, alias_name: &str) -> String {
+    format!("arn:aws:kms:{region}:{account}:{alias_name}")
+}
+
+/// An alias name: `alias/` followed by letters, digits, `/`, `_`, `-` or `:`; at most 256
+/// characters in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasName(String);
+
+impl AliasName {
+    /// Parses an alias name for creating or updating an alias (reserved `alias/aws/` refused).
+    pub fn parse(s: &str, field: &str) -> Result<AliasName, KmsError> {
+        if s.is_empty() || s.len() > 256 {
+            return Err(KmsError::validation(format!(
+                "Value '{s}' at '{field}' failed to satisfy constraint: Member must have length {}",
+                if s.is_empty() { "greater than or equal to 1" } else { "less than or equal to 256" }
+            )));
+        }
+        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'_' | b'-')) {
+            return Err(KmsError::validation(format!(
+                "Value '{s}' at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
+            )));
+        }
+        if !s.starts_with("alias/") || s.len() == "alias/".len() {
+            return Err(KmsError::InvalidAliasName(format!("Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")));
+        }
+        if s.starts_with("alias/aws/") {
+            return Err(KmsError::InvalidAliasName(format!("Cannot create or modify alias {s}: the prefix alias/aws/ is reserved for AWS managed keys.")));
+        }
+        Ok(AliasName(s.to_owned()))
+    }
+    /// The name, including `alias/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How a request names a key: the forms AWS accepts in a `KeyId` member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRef {
+    /// A bare key id.
+    Id(KeyId),
+    /// A key ARN, with the region and account it names.
+    Arn {
+        /// Region from the ARN.
+        region: String,
+        /// Account from the ARN.
+        account: String,
+        /// Key id from the ARN.
+        key_id: KeyId,
+    },
+    /// `alias/name`.
+    Alias(String),
+    /// An alias ARN.
+    AliasArn {
+        /// Region from the ARN.
+        region: String,
+        /// Account from the ARN.
+        account: String,
+        /// `alias/name`.
+        alias_name: String,
+    },
+}
+
+impl KeyRef {
+    /// Parses a `KeyId` member (length 1..2048, as AWS constrains it). Unrecognised forms are
+    /// `NotFoundException: Invalid keyId`, as in AWS.
+    pub fn parse(s: &str, field: &str) -> Result<KeyRef, KmsError> {
+        if s.is_empty() || s.len() > 2048 {
+            return Err(KmsError::validation(format!(
+                "Value at '{field}' failed to satisfy constraint: Member must have length {}",
+                if s.is_empty() { "greater than or equal to 1" } else { "less than or equal to 2048" }
+            )));
+        }
+        let invalid = || KmsError::NotFound(format!("Invalid keyId '{s}'"));
+        if let Some(rest) = s.strip_prefix("arn:") {
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            let [partition, service, region, account, resource] = parts[..] else {
+                return Err(KmsError::InvalidArn(format!("Invalid arn {s}")));
+            };
+            if partition != "aws" || service != "kms" || Region::parse(region).is_none() || AccountId::parse(account).is_none() {
+                return Err(KmsError::InvalidArn(format!("Invalid arn {s}")));
+            }
+            if let Some(id) = resource.strip_prefix("key/") {
+                let key_id = KeyId::parse(id).ok_or_else(invalid)?;
+                return Ok(KeyRef::Arn { region: region.to_owned(), account: account.to_owned(), key_id });
+            }
+            if resource.starts_with("alias/") {
+                return Ok(KeyRef::AliasArn { region: region.to_owned(), account: account.to_owned(), alias_name: resource.to_owned() });
+            }
+            return Err(invalid());
+        }
+        if s.starts_with("alias/") {
+            return Ok(KeyRef::Alias(s.to_owned()));
+        }
+        KeyId::parse(s).map(KeyRef::Id).ok_or_else(invalid)
+    }
+
+    /// True for the alias forms.
+    pub fn is_alias(&self) -> bool {
+        matches!(self, KeyRef::Alias(_) | KeyRef::AliasArn { .. })
+    }
+}
+
+/// The encryption context: string pairs bound to a ciphertext as additional authenticated data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncryptionContext(BTreeMap<String, String>);
+
+impl EncryptionContext {
+    /// Parses the request member. Keys must be non-empty.
+    pub fn parse(map: Option<BTreeMap<String, String>>, field: &str) -> Result<EncryptionContext, KmsError> {
+        let map = map.unwrap_or_default();
+        if map.keys().any(String::is_empty) {
+            return Err(KmsError::validation(format!(
+                "Value at '{field}' failed to satisfy constraint: Map keys must have length greater than or equal to 1"
+            )));
+        }
+        Ok(EncryptionContext(map))
+    }
+
+    /// The canonical encoding bound as AAD: a big-endian u32 pair count, then for each pair in
+    /// byte-wise key order the key and the value, each as a big-endian u32 length and UTF-8
+    /// bytes. Unambiguous: no two different contexts encode alike.
+    pub fn canonical_bytes(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&u32::try_from(self.0.len()).unwrap_or(u32::MAX).to_be_bytes());
+        for (k, v) in &self.0 {
+            for s in [k, v] {
+                out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+}
+
+/// The AWS key states Clavis uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Usable.
+    Enabled,
+    /// Suspended; reversible.
+    Disabled,
+    /// Scheduled for deletion.
+    PendingDeletion,
+    /// Waiting for imported material.
+    PendingImport,
+}
+
+impl KeyState {
+    /// The AWS name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Enabled => "Enabled",
+            KeyState::Disabled => "Disabled",
+            KeyState::PendingDeletion => "PendingDeletion",
+            KeyState::PendingImport => "PendingImport",
+        }
+    }
+    /// Parses a stored state.
+    pub fn parse(s: &str) -> Option<KeyState> {
+        Some(match s {
+            "Enabled" => KeyState::Enabled,
+            "Disabled" => KeyState::Disabled,
+            "PendingDeletion" => KeyState::PendingDeletion,
+            "PendingImport" => KeyState::PendingImport,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_key_refs() {
+        let id = "1234abcd-12ab-34cd-56ef-1234567890ab";
+        assert!(matches!(KeyRef::parse(id, "keyId"), Ok(KeyRef::Id(_))));
+        assert!(matches!(
+            KeyRef::parse(&format!("arn:aws:kms:us-east-1:111122223333:key/{id}"), "keyId"),
+            Ok(KeyRef::Arn { .. })
+        ));
+        assert_eq!(KeyRef::parse("alias/x", "keyId").ok(), Some(KeyRef::Alias("alias/x".into())));
+        assert!(matches!(KeyRef::parse("arn:aws:kms:us-east-1:111122223333:alias/x", "keyId"), Ok(KeyRef::AliasArn { .. })));
+        assert!(matches!(KeyRef::parse("", "keyId"), Err(KmsError::Validation(_))));
+        assert!(matches!(KeyRef::parse(&"a".repeat(2049), "keyId"), Err(KmsError::Validation(_))));
+        assert!(matches!(KeyRef::parse("nope", "keyId"), Err(KmsError::NotFound(_))));
+        assert!(matches!(KeyRef::parse("arn:aws:kms:us-east-1:1:key/x", "keyId"), Err(KmsError::InvalidArn(_))));
+    }
+
+    #[test]
+    fn alias_names() {
+        assert!(AliasName::parse("alias/my-key_1:/x", "aliasName").is_ok());
+        assert!(matches!(AliasName::parse("my-key", "aliasName"), Err(KmsError::InvalidAliasName(_))));
+        assert!(matches!(AliasName::parse("alias/", "aliasName"), Err(KmsError::InvalidAliasName(_))));
+        assert!(matches!(AliasName::parse("alias/aws/s3", "aliasName"), Err(KmsError::InvalidAliasName(_))));
+        assert!(matches!(AliasName::parse("alias/sp ace", "aliasName"), Err(KmsError::Validation(_))));
+        assert!(matches!(AliasName::parse(&format!("alias/{}", "a".repeat(251)), "aliasName"), Err(KmsError::Validation(_))));
+    }
+
+    #[test]
+    fn context_encoding_is_unambiguous() {
+        let enc = |pairs: &[(&str, &str)]| {
+            let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let mut out = Vec::new();
+            EncryptionContext::parse(Some(map), "c").expect("valid").canonical_bytes(&mut out);
+            out
+        };
+        assert_eq!(enc(&[]), vec![0, 0, 0, 0]);
+        assert_ne!(enc(&[("ab", "c")]), enc(&[("a", "bc")]));
+        assert_eq!(enc(&[("b", "2"), ("a", "1")]), enc(&[("a", "1"), ("b", "2")]));
+        assert_ne!(enc(&[("a", "")]), enc(&[]));
+    }
+}

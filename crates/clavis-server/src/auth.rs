@@ -1,0 +1,98 @@
+//! SigV4 authentication of a request: from headers and body to an authenticated
+//! [`Caller`], or the AWS error a client expects. The signature arithmetic is in
+//! `clavis-sigv4`; this module applies the service's rules (service name, regions, clock skew,
+//! which access keys exist).
+
+use crate::ServerConfig;
+use axum::http::request::Parts;
+use clavis_core::types::Region;
+use clavis_core::{Caller, Kms, KmsError};
+use clavis_sigv4::{Authorization, Request, SigV4Error, format_amz_date, parse_amz_date};
+
+/// The service name in the credential scope.
+pub const SERVICE: &str = "kms";
+
+fn sigv4_error(e: SigV4Error) -> KmsError {
+    match e {
+        SigV4Error::Incomplete(m) => KmsError::IncompleteSignature(m),
+        SigV4Error::SignatureMismatch => KmsError::InvalidSignature(e.to_string()),
+        other => KmsError::InvalidSignature(other.to_string()),
+    }
+}
+
+fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Authenticates `parts` + `body`, signed at most `config.max_clock_skew_secs` from `now_secs`.
+pub async fn authenticate(kms: &Kms, config: &ServerConfig, parts: &Parts, body: &[u8], now_secs: i64) -> Result<Caller, KmsError> {
+    let Some(authz) = parts.headers.get("authorization") else {
+        return Err(KmsError::MissingAuthenticationToken);
+    };
+    let authz = authz.to_str().map_err(|_| KmsError::IncompleteSignature("Authorization header is not valid ASCII.".into()))?;
+    let auth = Authorization::parse(authz).map_err(sigv4_error)?;
+    if !auth.signed_headers.iter().any(|h| h == "host") {
+        return Err(KmsError::IncompleteSignature(format!(
+            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization. Authorization={authz}"
+        )));
+    }
+    let amz_date = header(parts, "x-amz-date").ok_or_else(|| {
+        KmsError::IncompleteSignature("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into())
+    })?;
+    let request_secs = parse_amz_date(amz_date).ok_or_else(|| {
+        KmsError::IncompleteSignature(format!("X-Amz-Date must be in the ISO 8601 basic format YYYYMMDD'T'HHMMSS'Z', not '{amz_date}'."))
+    })?;
+    if auth.date != amz_date[..8] {
+        return Err(KmsError::InvalidSignature(format!(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from '{amz_date}'.",
+            auth.date,
+            &amz_date[..8]
+        )));
+    }
+    if auth.service != SERVICE {
+        return Err(KmsError::InvalidSignature(format!("Credential should be scoped to correct service: '{SERVICE}'. ")));
+    }
+    let region = Region::parse(&auth.region)
+        .filter(|r| config.allowed_regions.as_ref().is_none_or(|allowed| allowed.iter().any(|a| a == r.as_str())))
+        .ok_or_else(|| KmsError::InvalidSignature("Credential should be scoped to a valid region. ".into()))?;
+    let skew = config.max_clock_skew_secs;
+    if request_secs < now_secs - skew {
+        return Err(KmsError::InvalidSignature(format!(
+            "Signature expired: {amz_date} is now earlier than {} ({} - {} min.)",
+            format_amz_date(now_secs - skew),
+            format_amz_date(now_secs),
+            skew / 60
+        )));
+    }
+    if request_secs > now_secs + skew {
+        return Err(KmsError::InvalidSignature(format!(
+            "Signature not yet current: {amz_date} is still later than {} ({} + {} min.)",
+            format_amz_date(now_secs + skew),
+            format_amz_date(now_secs),
+            skew / 60
+        )));
+    }
+    // Clavis issues no temporary credentials, so a session token can never be valid.
+    if parts.headers.contains_key("x-amz-security-token") {
+        return Err(KmsError::UnrecognizedClient);
+    }
+    let cred = match kms.credential(&auth.access_key_id).await? {
+        Some(c) if c.active => c,
+        _ => return Err(KmsError::UnrecognizedClient),
+    };
+    let headers: Vec<(&str, &[u8])> = parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+    let request = Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &headers,
+        body,
+    };
+    clavis_sigv4::verify(&request, &auth, amz_date, cred.secret.expose_secret()).map_err(sigv4_error)?;
+    Ok(Caller {
+        account: cred.account.clone(),
+        region,
+        principal_arn: cred.principal_arn.clone(),
+        access_key_id: cred.access_key_id.clone(),
+    })
+}

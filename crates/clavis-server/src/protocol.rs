@@ -1,0 +1,129 @@
+//! The AWS JSON 1.1 protocol: `X-Amz-Target: TrentService.<Operation>`, JSON bodies in, JSON
+//! bodies out, errors as `{"__type": ..., "message": ...}` with the status the core assigns.
+
+use crate::{AppState, RequestId, auth};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use clavis_core::{Caller, Kms, KmsError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Instant;
+
+const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+const TARGET_PREFIX: &str = "TrentService.";
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    resp
+}
+
+/// Renders a core error in AWS's shape. The message of an internal error is generic; its
+/// detail is logged by the caller.
+pub fn error_response(e: &KmsError) -> Response {
+    let body = serde_json::json!({ "__type": e.code(), "message": e.to_string() });
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// Decodes the request shape, runs the operation, encodes the response shape.
+async fn call<Req, Resp, Fut>(body: &[u8], op: impl FnOnce(Req) -> Fut) -> Result<Vec<u8>, KmsError>
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    Fut: Future<Output = Result<Resp, KmsError>>,
+{
+    // An empty body is an empty request object, as botocore sends for operations without members.
+    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    let req: Req = serde_json::from_slice(body).map_err(|e| KmsError::Serialization(serialization_message(&e)))?;
+    let resp = op(req).await?;
+    serde_json::to_vec(&resp).map_err(|e| KmsError::Internal(format!("response encoding: {e}")))
+}
+
+fn serialization_message(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => format!("The request body is not valid JSON: {e}"),
+        _ => format!("The request body does not match the operation's input shape: {e}"),
+    }
+}
+
+async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]) -> Result<Vec<u8>, KmsError> {
+    macro_rules! op {
+        ($method:ident) => {
+            call(body, |req| kms.$method(caller, req)).await
+        };
+    }
+    match operation {
+        "CreateKey" => op!(create_key),
+        "DescribeKey" => op!(describe_key),
+        "ListKeys" => op!(list_keys),
+        "UpdateKeyDescription" => op!(update_key_description),
+        "EnableKey" => op!(enable_key),
+        "DisableKey" => op!(disable_key),
+        "Encrypt" => op!(encrypt),
+        "Decrypt" => op!(decrypt),
+        "ReEncrypt" => op!(re_encrypt),
+        "GenerateDataKey" => call(body, |req| kms.generate_data_key(caller, req, true)).await,
+        "GenerateDataKeyWithoutPlaintext" => call(body, |req| kms.generate_data_key(caller, req, false)).await,
+        "GenerateRandom" => op!(generate_random),
+        "CreateAlias" => op!(create_alias),
+        "UpdateAlias" => op!(update_alias),
+        "DeleteAlias" => op!(delete_alias),
+        "ListAliases" => op!(list_aliases),
+        "TagResource" => op!(tag_resource),
+        "UntagResource" => op!(untag_resource),
+        "ListResourceTags" => op!(list_resource_tags),
+        "GetKeyPolicy" => op!(get_key_policy),
+        "ListKeyPolicies" => op!(list_key_policies),
+        other => Err(KmsError::UnknownOperation(format!("Operation {other} is not supported by this Clavis version."))),
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `POST /`: the KMS endpoint.
+pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Response {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or(&target).to_owned();
+
+    let result: Result<Vec<u8>, KmsError> = async {
+        let limit = state.config.max_body_bytes;
+        let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| KmsError::RequestEntityTooLarge(limit))?;
+        let caller = auth::authenticate(&state.kms, &state.config, &parts, &body, now_secs()).await?;
+        if !target.starts_with(TARGET_PREFIX) {
+            return Err(KmsError::UnknownOperation(format!(
+                "The X-Amz-Target header must name a TrentService operation, not '{target}'."
+            )));
+        }
+        dispatch(&state.kms, &caller, &operation, &body).await
+    }
+    .await;
+
+    let elapsed_us = started.elapsed().as_micros();
+    match result {
+        Ok(body) => {
+            tracing::debug!(request_id, operation, status = 200, elapsed_us, "request");
+            json_response(StatusCode::OK, body)
+        }
+        Err(e) => {
+            match &e {
+                KmsError::Internal(detail) | KmsError::Unavailable(detail) => {
+                    tracing::error!(request_id, operation, code = e.code(), detail, elapsed_us, "request failed");
+                }
+                _ => tracing::info!(request_id, operation, code = e.code(), elapsed_us, "request refused"),
+            }
+            error_response(&e)
+        }
+    }
+}

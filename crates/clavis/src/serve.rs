@@ -1,0 +1,195 @@
+//! `clavis serve`: open (or initialise) the data directory and serve the KMS API.
+
+use anyhow::{Context, bail};
+use clavis_core::types::AccountId;
+use clavis_core::{Kms, KmsConfig, SystemClock};
+use clavis_crypto::SecretBytes;
+use clavis_crypto::seal::LocalKeyFile;
+use clavis_server::{AppState, ServerConfig};
+use clavis_store_sqlite::SqliteStore;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Arguments of `clavis serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Data directory: database, master key file, generated credentials.
+    #[arg(long, env = "CLAVIS_DATA_DIR", default_value = "./clavis-data")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "CLAVIS_LISTEN", default_value = "127.0.0.1:8484")]
+    listen: String,
+    /// Comma-separated regions that requests may be scoped to (default: any).
+    #[arg(long, env = "CLAVIS_ALLOWED_REGIONS", value_delimiter = ',')]
+    allowed_regions: Option<Vec<String>>,
+}
+
+const DB_FILE: &str = "clavis.db";
+const MASTER_KEY_FILE: &str = "master.key";
+const CREDENTIALS_FILE: &str = "admin-credentials";
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Characters of generated access key ids (base32, as AWS uses).
+const AKID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn random_string(alphabet: &[u8], len: usize) -> anyhow::Result<String> {
+    // Both alphabets have a power-of-two size, so masking a random byte is unbiased.
+    let bytes = clavis_crypto::random::bytes(len)?;
+    Ok(bytes.iter().map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()])).collect())
+}
+
+fn random_account_id() -> anyhow::Result<AccountId> {
+    let bytes = clavis_crypto::random::bytes(12)?;
+    let mut digits: String = bytes.iter().map(|b| char::from(b'0' + b % 10)).collect();
+    // Account ids never start with 0 in practice; keep the generated ones looking like AWS's.
+    digits.replace_range(0..1, "1");
+    AccountId::parse(&digits).context("generated account id")
+}
+
+fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).with_context(|| format!("creating data directory {}", dir.display()))
+}
+
+/// Opens the master key, creating it only for a brand-new data directory: a database without
+/// its key file is unreadable, and a fresh key would not bring it back.
+fn open_root(dir: &Path) -> anyhow::Result<LocalKeyFile> {
+    let key_path = dir.join(MASTER_KEY_FILE);
+    if key_path.exists() {
+        return LocalKeyFile::open(&key_path).context("opening the master key file");
+    }
+    if dir.join(DB_FILE).exists() {
+        bail!(
+            "{} exists but its master key {} is missing: restore the key file from backup (a new key cannot read existing data)",
+            dir.join(DB_FILE).display(),
+            key_path.display()
+        );
+    }
+    LocalKeyFile::create(&key_path).context("creating the master key file")
+}
+
+/// First start: record the account and the administrator's credentials. Later starts: check
+/// that the environment does not contradict what is stored.
+async fn initialise(kms: &Kms, dir: &Path) -> anyhow::Result<AccountId> {
+    let env_account = match env_nonempty("CLAVIS_ACCOUNT_ID") {
+        Some(a) => Some(AccountId::parse(&a).context("CLAVIS_ACCOUNT_ID must be 12 digits")?),
+        None => None,
+    };
+    let env_creds = match (env_nonempty("CLAVIS_ROOT_ACCESS_KEY_ID"), env_nonempty("CLAVIS_ROOT_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(secret)) => Some((id, secret)),
+        (None, None) => None,
+        _ => bail!("set both CLAVIS_ROOT_ACCESS_KEY_ID and CLAVIS_ROOT_SECRET_ACCESS_KEY, or neither"),
+    };
+    if let Some((id, secret)) = &env_creds {
+        if id.len() < 4 || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            bail!("CLAVIS_ROOT_ACCESS_KEY_ID must be 4 to 128 letters and digits");
+        }
+        if secret.len() < 16 || secret.bytes().any(|b| b.is_ascii_whitespace() || !b.is_ascii()) {
+            bail!("CLAVIS_ROOT_SECRET_ACCESS_KEY must be at least 16 printable ASCII characters");
+        }
+    }
+
+    if let Some(account) = kms.account_id().await? {
+        if env_account.as_ref().is_some_and(|a| a != &account) {
+            bail!("CLAVIS_ACCOUNT_ID differs from the account {} this data directory was initialised with", account.as_str());
+        }
+        if let Some((id, secret)) = &env_creds {
+            let known = kms.credential(id).await?;
+            let matches = known.is_some_and(|c| clavis_crypto::digest::constant_time_eq(c.secret.expose_secret(), secret.as_bytes()));
+            if !matches {
+                bail!("CLAVIS_ROOT_ACCESS_KEY_ID/CLAVIS_ROOT_SECRET_ACCESS_KEY do not match the administrator credentials of this data directory (they are set only at initialisation)");
+            }
+        }
+        return Ok(account);
+    }
+
+    let account = match env_account {
+        Some(a) => a,
+        None => random_account_id()?,
+    };
+    let generated = env_creds.is_none();
+    let (id, secret) = match env_creds {
+        Some(c) => c,
+        None => (format!("AKIA{}", random_string(AKID_ALPHABET, 16)?), random_string(SECRET_ALPHABET, 40)?),
+    };
+    if generated {
+        // Written before the credentials are stored, so a crash cannot leave credentials that
+        // nobody ever saw.
+        let creds_path = dir.join(CREDENTIALS_FILE);
+        write_private_file(
+            &creds_path,
+            &format!("[clavis]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n# account {}\n", account.as_str()),
+        )?;
+    }
+    let account = kms.initialize(&account, &id, &SecretBytes::new(secret.clone().into_bytes())).await?;
+    if generated {
+        println!("Clavis initialised {}.", dir.display());
+        println!("Administrator credentials (shown once; also in {}, mode 0600):", dir.join(CREDENTIALS_FILE).display());
+        println!("  AWS_ACCESS_KEY_ID={id}");
+        println!("  AWS_SECRET_ACCESS_KEY={secret}");
+        println!("  account {}", account.as_str());
+    }
+    Ok(account)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Runs `clavis serve`.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        create_data_dir(&args.data_dir)?;
+        let root = open_root(&args.data_dir)?;
+        let store = SqliteStore::open(&args.data_dir.join(DB_FILE)).context("opening the database")?;
+        let kms = Arc::new(Kms::new(Arc::new(store), Arc::new(root), Arc::new(SystemClock), KmsConfig::default()));
+        let account = initialise(&kms, &args.data_dir).await?;
+        let config = ServerConfig { allowed_regions: args.allowed_regions.clone(), ..ServerConfig::default() };
+        let app = clavis_server::app(AppState { kms, config: Arc::new(config) });
+        let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        tracing::info!(listen = %listener.local_addr()?, data_dir = %args.data_dir.display(), account = account.as_str(), "clavis serving");
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        Ok(())
+    })
+}
