@@ -37,9 +37,7 @@ impl<'de> Deserialize<'de> for SecretBlob {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         let mut buf = Vec::with_capacity(s.len() / 4 * 3 + 3);
-        STANDARD
-            .decode_vec(s.as_bytes(), &mut buf)
-            .map_err(|_| serde::de::Error::custom("Invalid base64 in a blob member"))?;
+        STANDARD.decode_vec(s.as_bytes(), &mut buf).map_err(|_| serde::de::Error::custom("Invalid base64 in a blob member"))?;
         Ok(SecretBlob(SecretBytes::new(buf)))
     }
 }

@@ -152,9 +152,11 @@ impl Kms {
 
     async fn resolve_alias(&self, caller: &Caller, alias_name: &str) -> Result<Key, KmsError> {
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
-        let alias = self.store.get_alias(account, region, alias_name).await?.ok_or_else(|| {
-            KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, alias_name)))
-        })?;
+        let alias = self
+            .store
+            .get_alias(account, region, alias_name)
+            .await?
+            .ok_or_else(|| KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, alias_name))))?;
         let id = KeyId::parse(&alias.target_key_id).ok_or_else(|| KmsError::Internal("alias target is not a key id".into()))?;
         self.load_key(caller, &id).await
     }
@@ -212,7 +214,12 @@ impl Kms {
     }
 
     /// Applies `change` to a key's record with optimistic concurrency, retrying on conflict.
-    async fn update_key(&self, caller: &Caller, mut key: Key, change: impl Fn(&Key) -> Result<Option<KeyRecord>, KmsError>) -> Result<Key, KmsError> {
+    async fn update_key(
+        &self,
+        caller: &Caller,
+        mut key: Key,
+        change: impl Fn(&Key) -> Result<Option<KeyRecord>, KmsError>,
+    ) -> Result<Key, KmsError> {
         for _ in 0..5 {
             let Some(mut rec) = change(&key)? else {
                 return Ok(key);
@@ -281,17 +288,37 @@ impl Kms {
             (None, Some(s)) => ("customerMasterKeySpec", s.as_str()),
             (None, None) => ("keySpec", SYMMETRIC_DEFAULT),
         };
-        validate::one_of(spec, spec_field, &[
-            "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1",
-            "SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87",
-            "ECC_NIST_EDWARDS25519",
-        ])?;
+        validate::one_of(
+            spec,
+            spec_field,
+            &[
+                "RSA_2048",
+                "RSA_3072",
+                "RSA_4096",
+                "ECC_NIST_P256",
+                "ECC_NIST_P384",
+                "ECC_NIST_P521",
+                "ECC_SECG_P256K1",
+                "SYMMETRIC_DEFAULT",
+                "HMAC_224",
+                "HMAC_256",
+                "HMAC_384",
+                "HMAC_512",
+                "SM2",
+                "ML_DSA_44",
+                "ML_DSA_65",
+                "ML_DSA_87",
+                "ECC_NIST_EDWARDS25519",
+            ],
+        )?;
         let usage = req.key_usage.as_deref().unwrap_or("ENCRYPT_DECRYPT");
         validate::one_of(usage, "keyUsage", &["SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT"])?;
         let origin = req.origin.as_deref().unwrap_or("AWS_KMS");
         validate::one_of(origin, "origin", &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"])?;
         if spec != SYMMETRIC_DEFAULT {
-            return Err(KmsError::UnsupportedOperation(format!("KeySpec {spec} is not supported by this Clavis version; use SYMMETRIC_DEFAULT.")));
+            return Err(KmsError::UnsupportedOperation(format!(
+                "KeySpec {spec} is not supported by this Clavis version; use SYMMETRIC_DEFAULT."
+            )));
         }
         if usage != "ENCRYPT_DECRYPT" {
             return Err(KmsError::Validation(format!("KeyUsage {usage} is not compatible with KeySpec {spec}.")));
@@ -362,10 +389,8 @@ impl Kms {
         let truncated = recs.len() > limit;
         recs.truncate(limit);
         let next_marker = if truncated { recs.last().map(|r| r.key_id.clone()) } else { None };
-        let keys = recs
-            .into_iter()
-            .map(|r| KeyListEntry { key_arn: key_arn(&r.region, &r.account_id, &r.key_id), key_id: r.key_id })
-            .collect();
+        let keys =
+            recs.into_iter().map(|r| KeyListEntry { key_arn: key_arn(&r.region, &r.account_id, &r.key_id), key_id: r.key_id }).collect();
         Ok(ListKeysResponse { keys, next_marker, truncated })
     }
 
@@ -436,7 +461,8 @@ impl Kms {
             // deployment) is simply not a ciphertext this service can decrypt.
             None => self.load_key(caller, &header.key_id).await.map_err(|e| match e {
                 KmsError::NotFound(_) => KmsError::InvalidCiphertext(
-                    "The ciphertext refers to a key that does not exist in this account and region, or was not produced by this service.".into(),
+                    "The ciphertext refers to a key that does not exist in this account and region, or was not produced by this service."
+                        .into(),
                 ),
                 other => other,
             })?,
@@ -444,7 +470,9 @@ impl Kms {
         key.check_usable()?;
         key.check_symmetric_encrypt()?;
         if header.version == 0 || header.version > key.rec.current_version {
-            return Err(KmsError::InvalidCiphertext("The ciphertext is invalid, was not produced by this service, or was modified.".into()));
+            return Err(KmsError::InvalidCiphertext(
+                "The ciphertext is invalid, was not produced by this service, or was modified.".into(),
+            ));
         }
         let aead = self.aead_key(&key, header.version).await?;
         let plaintext = ciphertext::open(&aead, blob, context)?;
@@ -512,7 +540,12 @@ impl Kms {
     }
 
     /// GenerateDataKey (`with_plaintext`) and GenerateDataKeyWithoutPlaintext.
-    pub async fn generate_data_key(&self, caller: &Caller, req: GenerateDataKeyRequest, with_plaintext: bool) -> Result<GenerateDataKeyResponse, KmsError> {
+    pub async fn generate_data_key(
+        &self,
+        caller: &Caller,
+        req: GenerateDataKeyRequest,
+        with_plaintext: bool,
+    ) -> Result<GenerateDataKeyResponse, KmsError> {
         let len = match (req.number_of_bytes, req.key_spec.as_deref()) {
             (Some(_), Some(_)) | (None, None) => {
                 return Err(KmsError::Validation("Please specify either number of bytes or key spec.".into()));
@@ -600,7 +633,9 @@ impl Kms {
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
         match self.store.update_alias(account, region, name.as_str(), &key.rec.key_id, self.clock.now_ms()).await {
             Ok(()) => Ok(Empty {}),
-            Err(StoreError::NotFound) => Err(KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, name.as_str())))),
+            Err(StoreError::NotFound) => {
+                Err(KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, name.as_str()))))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -611,7 +646,9 @@ impl Kms {
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
         match self.store.delete_alias(account, region, name.as_str()).await {
             Ok(()) => Ok(Empty {}),
-            Err(StoreError::NotFound) => Err(KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, name.as_str())))),
+            Err(StoreError::NotFound) => {
+                Err(KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, name.as_str()))))
+            }
             Err(e) => Err(e.into()),
         }
     }

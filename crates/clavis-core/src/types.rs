@@ -105,10 +105,12 @@ impl AliasName {
             )));
         }
         if !s.starts_with("alias/") || s.len() == "alias/".len() {
-            return Err(KmsError::InvalidAliasName(format!("Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")));
+            return Err(KmsError::InvalidAliasName("Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html".to_string()));
         }
         if s.starts_with("alias/aws/") {
-            return Err(KmsError::InvalidAliasName(format!("Cannot create or modify alias {s}: the prefix alias/aws/ is reserved for AWS managed keys.")));
+            return Err(KmsError::InvalidAliasName(format!(
+                "Cannot create or modify alias {s}: the prefix alias/aws/ is reserved for AWS managed keys."
+            )));
         }
         Ok(AliasName(s.to_owned()))
     }
@@ -258,10 +260,7 @@ mod tests {
     fn parses_key_refs() {
         let id = "1234abcd-12ab-34cd-56ef-1234567890ab";
         assert!(matches!(KeyRef::parse(id, "keyId"), Ok(KeyRef::Id(_))));
-        assert!(matches!(
-            KeyRef::parse(&format!("arn:aws:kms:us-east-1:111122223333:key/{id}"), "keyId"),
-            Ok(KeyRef::Arn { .. })
-        ));
+        assert!(matches!(KeyRef::parse(&format!("arn:aws:kms:us-east-1:111122223333:key/{id}"), "keyId"), Ok(KeyRef::Arn { .. })));
         assert_eq!(KeyRef::parse("alias/x", "keyId").ok(), Some(KeyRef::Alias("alias/x".into())));
         assert!(matches!(KeyRef::parse("arn:aws:kms:us-east-1:111122223333:alias/x", "keyId"), Ok(KeyRef::AliasArn { .. })));
         assert!(matches!(KeyRef::parse("", "keyId"), Err(KmsError::Validation(_))));

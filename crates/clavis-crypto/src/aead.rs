@@ -104,10 +104,7 @@ mod tests {
 
     #[test]
     fn rejects_short_key() {
-        assert!(matches!(
-            AeadKey::new(&SecretBytes::new(vec![0; 16])),
-            Err(CryptoError::InvalidKeyLength { expected: 32, actual: 16 })
-        ));
+        assert!(matches!(AeadKey::new(&SecretBytes::new(vec![0; 16])), Err(CryptoError::InvalidKeyLength { expected: 32, actual: 16 })));
     }
 
     /// NIST GCM test vector (gcmEncryptExtIV256.rsp, Count = 0 with PTlen 128, AADlen 0 is not
@@ -115,10 +112,9 @@ mod tests {
     /// K = feffe9928665731c6d6a8f9467308308 feffe9928665731c6d6a8f9467308308.
     #[test]
     fn gcm_spec_test_case_16() {
-        let k = AeadKey::new(&SecretBytes::new(
-            hex::decode("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308").expect("hex"),
-        ))
-        .expect("key");
+        let k =
+            AeadKey::new(&SecretBytes::new(hex::decode("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308").expect("hex")))
+                .expect("key");
         let iv = hex::decode("cafebabefacedbaddecaf888").expect("hex");
         let aad = hex::decode("feedfacedeadbeeffeedfacedeadbeefabaddad2").expect("hex");
         let ct = hex::decode(

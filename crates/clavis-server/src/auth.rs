@@ -81,13 +81,8 @@ pub async fn authenticate(kms: &Kms, config: &ServerConfig, parts: &Parts, body:
         _ => return Err(KmsError::UnrecognizedClient),
     };
     let headers: Vec<(&str, &[u8])> = parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
-    let request = Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: &headers,
-        body,
-    };
+    let request =
+        Request { method: parts.method.as_str(), path: parts.uri.path(), query: parts.uri.query().unwrap_or(""), headers: &headers, body };
     clavis_sigv4::verify(&request, &auth, amz_date, cred.secret.expose_secret()).map_err(sigv4_error)?;
     Ok(Caller {
         account: cred.account.clone(),

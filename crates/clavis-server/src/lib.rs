@@ -74,9 +74,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn not_found() -> Response {
-    protocol::error_response(&clavis_core::KmsError::UnknownOperation(
-        "Clavis serves the AWS KMS JSON protocol at POST /.".into(),
-    ))
+    protocol::error_response(&clavis_core::KmsError::UnknownOperation("Clavis serves the AWS KMS JSON protocol at POST /.".into()))
 }
 
 /// Gives every request an id and puts it on every response as `x-amzn-RequestId`.

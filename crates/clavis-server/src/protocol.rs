@@ -83,10 +83,7 @@ async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]) -> R
 }
 
 fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 /// `POST /`: the KMS endpoint.
@@ -102,9 +99,7 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
         let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| KmsError::RequestEntityTooLarge(limit))?;
         let caller = auth::authenticate(&state.kms, &state.config, &parts, &body, now_secs()).await?;
         if !target.starts_with(TARGET_PREFIX) {
-            return Err(KmsError::UnknownOperation(format!(
-                "The X-Amz-Target header must name a TrentService operation, not '{target}'."
-            )));
+            return Err(KmsError::UnknownOperation(format!("The X-Amz-Target header must name a TrentService operation, not '{target}'.")));
         }
         dispatch(&state.kms, &caller, &operation, &body).await
     }

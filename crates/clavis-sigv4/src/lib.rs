@@ -29,7 +29,9 @@ pub enum SigV4Error {
     #[error("{0}")]
     Incomplete(String),
     /// The recomputed signature differs from the one supplied (AWS: `InvalidSignatureException`).
-    #[error("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")]
+    #[error(
+        "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
+    )]
     SignatureMismatch,
 }
 
@@ -152,12 +154,7 @@ pub fn signing_key(secret: &[u8], date: &str, region: &str, service: &str) -> [u
 
 /// Computes the hex signature of `request` under `secret` for the given authorization's scope
 /// and signed headers, with `amz_date` as the request time.
-pub fn compute_signature(
-    request: &Request<'_>,
-    auth: &Authorization,
-    amz_date: &str,
-    secret: &[u8],
-) -> Result<String, SigV4Error> {
+pub fn compute_signature(request: &Request<'_>, auth: &Authorization, amz_date: &str, secret: &[u8]) -> Result<String, SigV4Error> {
     let creq = canonical_request(request, &auth.signed_headers)?;
     let sts = string_to_sign(amz_date, &auth.scope(), &creq);
     let key = signing_key(secret, &auth.date, &auth.region, &auth.service);
@@ -168,11 +165,7 @@ pub fn compute_signature(
 /// that it can report them with the errors AWS uses.
 pub fn verify(request: &Request<'_>, auth: &Authorization, amz_date: &str, secret: &[u8]) -> Result<(), SigV4Error> {
     let expected = compute_signature(request, auth, amz_date, secret)?;
-    if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
-        Ok(())
-    } else {
-        Err(SigV4Error::SignatureMismatch)
-    }
+    if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) { Ok(()) } else { Err(SigV4Error::SignatureMismatch) }
 }
 
 #[cfg(test)]

@@ -39,8 +39,7 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(unavailable)?;
     conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-        .map_err(unavailable)?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").map_err(unavailable)?;
     Ok(conn)
 }
 
@@ -49,16 +48,11 @@ impl SqliteStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
         let mut writer = open_connection(path)?;
         schema::migrate(&mut writer)?;
-        Ok(SqliteStore {
-            inner: Arc::new(Inner { path: path.to_owned(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }),
-        })
+        Ok(SqliteStore { inner: Arc::new(Inner { path: path.to_owned(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }) })
     }
 
     /// Runs `f` with the writer connection on the blocking pool.
-    async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
+    async fn write<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?;
@@ -78,10 +72,10 @@ impl SqliteStore {
                 None => open_connection(&inner.path)?,
             };
             let result = f(&conn);
-            if let Ok(mut pool) = inner.readers.lock() {
-                if pool.len() < 8 {
-                    pool.push(conn);
-                }
+            if let Ok(mut pool) = inner.readers.lock()
+                && pool.len() < 8
+            {
+                pool.push(conn);
             }
             result
         })
@@ -139,8 +133,18 @@ impl Store for SqliteStore {
             let res = tx.execute(
                 &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
                 params![
-                    key.key_id, key.account_id, key.region, key.description, key.key_usage, key.key_spec, key.origin,
-                    key.key_state, key.creation_date_ms, key.deletion_date_ms, key.policy, key.current_version,
+                    key.key_id,
+                    key.account_id,
+                    key.region,
+                    key.description,
+                    key.key_usage,
+                    key.key_spec,
+                    key.origin,
+                    key.key_state,
+                    key.creation_date_ms,
+                    key.deletion_date_ms,
+                    key.policy,
+                    key.current_version,
                     rev_i64(key.revision)?
                 ],
             );
@@ -154,8 +158,11 @@ impl Store for SqliteStore {
             )
             .map_err(unavailable)?;
             for t in &tags {
-                tx.execute("INSERT OR REPLACE INTO tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3)", params![key.key_id, t.key, t.value])
-                    .map_err(unavailable)?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3)",
+                    params![key.key_id, t.key, t.value],
+                )
+                .map_err(unavailable)?;
             }
             tx.commit().map_err(unavailable)
         })
@@ -183,8 +190,16 @@ impl Store for SqliteStore {
                 )
                 .and_then(|mut st| {
                     st.execute(params![
-                        key.key_id, key.description, key.key_usage, key.key_spec, key.origin, key.key_state,
-                        key.deletion_date_ms, key.policy, key.current_version, rev_i64(key.revision).unwrap_or(i64::MAX),
+                        key.key_id,
+                        key.description,
+                        key.key_usage,
+                        key.key_spec,
+                        key.origin,
+                        key.key_state,
+                        key.deletion_date_ms,
+                        key.policy,
+                        key.current_version,
+                        rev_i64(key.revision).unwrap_or(i64::MAX),
                         rev_i64(expected_revision).unwrap_or(i64::MAX)
                     ])
                 })
@@ -259,7 +274,8 @@ impl Store for SqliteStore {
     }
 
     async fn update_alias(&self, account_id: &str, region: &str, alias_name: &str, target_key_id: &str, now_ms: i64) -> StoreResult<()> {
-        let (account_id, region, alias_name, target) = (account_id.to_owned(), region.to_owned(), alias_name.to_owned(), target_key_id.to_owned());
+        let (account_id, region, alias_name, target) =
+            (account_id.to_owned(), region.to_owned(), alias_name.to_owned(), target_key_id.to_owned());
         self.write(move |conn| {
             let n = conn
                 .execute(
@@ -319,7 +335,8 @@ impl Store for SqliteStore {
                 tx.execute("INSERT OR REPLACE INTO tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3)", params![key_id, t.key, t.value])
                     .map_err(unavailable)?;
             }
-            let count: i64 = tx.query_row("SELECT COUNT(*) FROM tags WHERE key_id = ?1", params![key_id], |r| r.get(0)).map_err(unavailable)?;
+            let count: i64 =
+                tx.query_row("SELECT COUNT(*) FROM tags WHERE key_id = ?1", params![key_id], |r| r.get(0)).map_err(unavailable)?;
             if count > limit_i64(max_tags) {
                 // Dropping the transaction rolls it back.
                 return Err(StoreError::LimitExceeded);
@@ -406,7 +423,8 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(unavailable)?;
             tx.execute("INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)", params![name, value]).map_err(unavailable)?;
-            let stored: String = tx.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0)).map_err(unavailable)?;
+            let stored: String =
+                tx.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0)).map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
             Ok(stored)
         })

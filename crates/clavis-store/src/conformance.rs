@@ -77,7 +77,10 @@ async fn keys(s: &dyn Store) {
     s.create_key(&other_acct, &material(&other_acct.key_id, 1), &[]).await.unwrap();
     let page1 = s.list_keys("111111111111", "us-east-1", None, 3).await.unwrap();
     let ids: Vec<_> = page1.iter().map(|k| k.key_id.as_str()).collect();
-    assert_eq!(ids, ["00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002", "00000000-0000-4000-8000-000000000003"]);
+    assert_eq!(
+        ids,
+        ["00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002", "00000000-0000-4000-8000-000000000003"]
+    );
     let page2 = s.list_keys("111111111111", "us-east-1", Some(ids[2]), 3).await.unwrap();
     let ids2: Vec<_> = page2.iter().map(|k| k.key_id.as_str()).collect();
     assert_eq!(ids2, ["00000000-0000-4000-8000-000000000004", "00000000-0000-4000-8000-000000000005"]);

@@ -122,7 +122,9 @@ async fn initialise(kms: &Kms, dir: &Path) -> anyhow::Result<AccountId> {
             let known = kms.credential(id).await?;
             let matches = known.is_some_and(|c| clavis_crypto::digest::constant_time_eq(c.secret.expose_secret(), secret.as_bytes()));
             if !matches {
-                bail!("CLAVIS_ROOT_ACCESS_KEY_ID/CLAVIS_ROOT_SECRET_ACCESS_KEY do not match the administrator credentials of this data directory (they are set only at initialisation)");
+                bail!(
+                    "CLAVIS_ROOT_ACCESS_KEY_ID/CLAVIS_ROOT_SECRET_ACCESS_KEY do not match the administrator credentials of this data directory (they are set only at initialisation)"
+                );
             }
         }
         return Ok(account);
