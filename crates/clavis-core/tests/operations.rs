@@ -1,0 +1,211 @@
+//! The core through its public operations, on the real SQLite store, plus a fault-injecting
+//! store that shows a database outage is reported as unavailable, never as "not found".
+
+use clavis_core::api::*;
+use clavis_core::types::{AccountId, Region};
+use clavis_core::{Caller, Kms, KmsConfig, KmsError, SystemClock};
+use clavis_crypto::SecretBytes;
+use clavis_crypto::seal::LocalKeyFile;
+use clavis_store::{AccessKeyRecord, AliasRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, StoreResult, Tag};
+use clavis_store_sqlite::SqliteStore;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("clavis-core-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn caller(region: &str) -> Caller {
+    Caller {
+        account: AccountId::parse("111122223333").unwrap(),
+        region: Region::parse(region).unwrap(),
+        principal_arn: "arn:aws:iam::111122223333:root".into(),
+        access_key_id: "AKIATEST".into(),
+    }
+}
+
+fn kms_on(store: Arc<dyn Store>, dir: &std::path::Path) -> Kms {
+    let root = LocalKeyFile::create(&dir.join("master.key")).unwrap();
+    Kms::new(store, Arc::new(root), Arc::new(SystemClock), KmsConfig::default())
+}
+
+fn sqlite_kms(name: &str) -> Kms {
+    let dir = temp_dir(name);
+    kms_on(Arc::new(SqliteStore::open(&dir.join("clavis.db")).unwrap()), &dir)
+}
+
+fn blob(b: &[u8]) -> Option<SecretBlob> {
+    Some(SecretBlob(SecretBytes::from_slice(b)))
+}
+
+async fn new_key(kms: &Kms, c: &Caller) -> String {
+    kms.create_key(c, CreateKeyRequest::default()).await.unwrap().key_metadata.key_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypt_decrypt_and_state_rules() {
+    let kms = sqlite_kms("ops");
+    let c = caller("us-east-1");
+    let id = new_key(&kms, &c).await;
+    let ctx: ContextMap = [("k".to_string(), "v".to_string())].into();
+    let enc = kms
+        .encrypt(&c, EncryptRequest { key_id: Some(id.clone()), plaintext: blob(b"hello"), encryption_context: Some(ctx.clone()), ..Default::default() })
+        .await
+        .unwrap();
+    let dec = kms
+        .decrypt(&c, DecryptRequest { ciphertext_blob: Some(enc.ciphertext_blob.clone()), encryption_context: Some(ctx.clone()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(dec.plaintext.0.expose_secret(), b"hello");
+
+    let wrong_ctx = kms.decrypt(&c, DecryptRequest { ciphertext_blob: Some(enc.ciphertext_blob.clone()), ..Default::default() }).await;
+    assert!(matches!(wrong_ctx, Err(KmsError::InvalidCiphertext(_))));
+
+    kms.disable_key(&c, KeyIdRequest { key_id: Some(id.clone()) }).await.unwrap();
+    let disabled =
+        kms.decrypt(&c, DecryptRequest { ciphertext_blob: Some(enc.ciphertext_blob.clone()), encryption_context: Some(ctx.clone()), ..Default::default() }).await;
+    assert!(matches!(disabled, Err(KmsError::Disabled(_))));
+    kms.enable_key(&c, KeyIdRequest { key_id: Some(id.clone()) }).await.unwrap();
+
+    // Another region does not see the key.
+    let west = caller("eu-west-1");
+    let other_region = kms.describe_key(&west, DescribeKeyRequest { key_id: Some(id.clone()), ..Default::default() }).await;
+    assert!(matches!(other_region, Err(KmsError::NotFound(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn material_survives_a_cold_cache() {
+    // A second service instance on the same database and key file must unseal from storage.
+    let dir = temp_dir("cold");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("clavis.db")).unwrap());
+    let first = kms_on(store.clone(), &dir);
+    let c = caller("us-east-1");
+    let id = new_key(&first, &c).await;
+    let enc = first.encrypt(&c, EncryptRequest { key_id: Some(id), plaintext: blob(b"cold"), ..Default::default() }).await.unwrap();
+    let root = LocalKeyFile::open(&dir.join("master.key")).unwrap();
+    let second = Kms::new(store, Arc::new(root), Arc::new(SystemClock), KmsConfig::default());
+    let dec = second.decrypt(&c, DecryptRequest { ciphertext_blob: Some(enc.ciphertext_blob), ..Default::default() }).await.unwrap();
+    assert_eq!(dec.plaintext.0.expose_secret(), b"cold");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_messages_match_aws() {
+    let kms = sqlite_kms("validation");
+    let c = caller("us-east-1");
+    let id = new_key(&kms, &c).await;
+    let big = kms.encrypt(&c, EncryptRequest { key_id: Some(id), plaintext: blob(&[0u8; 4097]), ..Default::default() }).await;
+    match big {
+        Err(KmsError::Validation(m)) => assert_eq!(
+            m,
+            "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length less than or equal to 4096"
+        ),
+        other => panic!("expected ValidationException, got {other:?}"),
+    }
+    let missing = kms.encrypt(&c, EncryptRequest { plaintext: blob(b"x"), ..Default::default() }).await;
+    assert!(matches!(missing, Err(KmsError::Validation(m)) if m.contains("Value null at 'keyId'")));
+}
+
+/// A store that can be switched to failing, to check how outages surface.
+struct FlakyStore {
+    inner: SqliteStore,
+    down: AtomicBool,
+}
+
+impl FlakyStore {
+    fn check(&self) -> StoreResult<()> {
+        if self.down.load(Ordering::SeqCst) { Err(StoreError::Unavailable("injected outage".into())) } else { Ok(()) }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for FlakyStore {
+    async fn create_key(&self, k: &KeyRecord, m: &KeyMaterialRecord, t: &[Tag]) -> StoreResult<()> {
+        self.check()?;
+        self.inner.create_key(k, m, t).await
+    }
+    async fn get_key(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
+        self.check()?;
+        self.inner.get_key(id).await
+    }
+    async fn update_key(&self, k: &KeyRecord, rev: u64) -> StoreResult<()> {
+        self.check()?;
+        self.inner.update_key(k, rev).await
+    }
+    async fn list_keys(&self, a: &str, r: &str, after: Option<&str>, l: usize) -> StoreResult<Vec<KeyRecord>> {
+        self.check()?;
+        self.inner.list_keys(a, r, after, l).await
+    }
+    async fn get_material(&self, id: &str, v: u32) -> StoreResult<Option<KeyMaterialRecord>> {
+        self.check()?;
+        self.inner.get_material(id, v).await
+    }
+    async fn create_alias(&self, a: &AliasRecord) -> StoreResult<()> {
+        self.check()?;
+        self.inner.create_alias(a).await
+    }
+    async fn get_alias(&self, a: &str, r: &str, n: &str) -> StoreResult<Option<AliasRecord>> {
+        self.check()?;
+        self.inner.get_alias(a, r, n).await
+    }
+    async fn update_alias(&self, a: &str, r: &str, n: &str, t: &str, now: i64) -> StoreResult<()> {
+        self.check()?;
+        self.inner.update_alias(a, r, n, t, now).await
+    }
+    async fn delete_alias(&self, a: &str, r: &str, n: &str) -> StoreResult<()> {
+        self.check()?;
+        self.inner.delete_alias(a, r, n).await
+    }
+    async fn list_aliases(&self, a: &str, r: &str, k: Option<&str>, after: Option<&str>, l: usize) -> StoreResult<Vec<AliasRecord>> {
+        self.check()?;
+        self.inner.list_aliases(a, r, k, after, l).await
+    }
+    async fn put_tags(&self, id: &str, t: &[Tag], max: usize) -> StoreResult<()> {
+        self.check()?;
+        self.inner.put_tags(id, t, max).await
+    }
+    async fn delete_tags(&self, id: &str, k: &[String]) -> StoreResult<()> {
+        self.check()?;
+        self.inner.delete_tags(id, k).await
+    }
+    async fn list_tags(&self, id: &str, after: Option<&str>, l: usize) -> StoreResult<Vec<Tag>> {
+        self.check()?;
+        self.inner.list_tags(id, after, l).await
+    }
+    async fn put_access_key(&self, k: &AccessKeyRecord) -> StoreResult<()> {
+        self.check()?;
+        self.inner.put_access_key(k).await
+    }
+    async fn get_access_key(&self, id: &str) -> StoreResult<Option<AccessKeyRecord>> {
+        self.check()?;
+        self.inner.get_access_key(id).await
+    }
+    async fn get_setting(&self, n: &str) -> StoreResult<Option<String>> {
+        self.check()?;
+        self.inner.get_setting(n).await
+    }
+    async fn init_setting(&self, n: &str, v: &str) -> StoreResult<String> {
+        self.check()?;
+        self.inner.init_setting(n, v).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_outage_is_unavailable_not_not_found() {
+    let dir = temp_dir("flaky");
+    let flaky = Arc::new(FlakyStore { inner: SqliteStore::open(&dir.join("clavis.db")).unwrap(), down: AtomicBool::new(false) });
+    let kms = kms_on(flaky.clone(), &dir);
+    let c = caller("us-east-1");
+    let id = new_key(&kms, &c).await;
+    flaky.down.store(true, Ordering::SeqCst);
+    let r = kms.describe_key(&c, DescribeKeyRequest { key_id: Some(id.clone()), ..Default::default() }).await;
+    assert!(matches!(r, Err(KmsError::Unavailable(_))), "{r:?}");
+    let r = kms.create_key(&c, CreateKeyRequest::default()).await;
+    assert!(matches!(r, Err(KmsError::Unavailable(_))), "{r:?}");
+    let r = kms.credential("AKIATEST").await;
+    assert!(matches!(r, Err(KmsError::Unavailable(_))), "{r:?}");
+    flaky.down.store(false, Ordering::SeqCst);
+    assert!(kms.describe_key(&c, DescribeKeyRequest { key_id: Some(id), ..Default::default() }).await.is_ok());
+}

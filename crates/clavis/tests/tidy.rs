@@ -1,0 +1,94 @@
+//! Tidy checks of the architecture invariants that a test can see (ARCHITECTURE.md): every
+//! module has a `//!` doc; only `clavis-crypto` depends on the crypto library; storage depends
+//! on no crypto; the core depends on no HTTP framework, SQL driver or crypto library; the HTTP
+//! layer does no crypto and no SQL; no ignored or should-panic tests.
+
+use std::path::{Path, PathBuf};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The names in a crate's `[dependencies]` table (not dev-dependencies).
+fn dependencies(krate: &str) -> Vec<String> {
+    let toml = std::fs::read_to_string(workspace().join("crates").join(krate).join("Cargo.toml")).unwrap();
+    let mut in_deps = false;
+    let mut out = Vec::new();
+    for line in toml.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+            continue;
+        }
+        if in_deps && !line.is_empty() && !line.starts_with('#') {
+            out.push(line.split(['=', '.', ' ']).next().unwrap().to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_module_has_a_doc_comment() {
+    let mut files = Vec::new();
+    for krate in std::fs::read_dir(workspace().join("crates")).unwrap() {
+        let src = krate.unwrap().path().join("src");
+        if src.exists() {
+            rust_files(&src, &mut files);
+        }
+    }
+    assert!(files.len() > 20);
+    let missing: Vec<_> = files.iter().filter(|f| !std::fs::read_to_string(f).unwrap().trim_start().starts_with("//!")).collect();
+    assert!(missing.is_empty(), "modules without a //! doc: {missing:?}");
+}
+
+#[test]
+fn dependency_boundaries_hold() {
+    let crates: Vec<String> = std::fs::read_dir(workspace().join("crates"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for krate in &crates {
+        let deps = dependencies(krate);
+        if krate != "clavis-crypto" {
+            assert!(!deps.iter().any(|d| d == "aws-lc-rs" || d == "ring"), "{krate} must not use the crypto library directly");
+        }
+    }
+    let forbidden = |krate: &str, names: &[&str]| {
+        let deps = dependencies(krate);
+        for n in names {
+            assert!(!deps.iter().any(|d| d == n), "{krate} must not depend on {n}");
+        }
+    };
+    forbidden("clavis-store", &["clavis-crypto", "rusqlite", "tokio-postgres", "sqlx", "zeroize"]);
+    forbidden("clavis-core", &["axum", "hyper", "tower", "rusqlite", "clavis-store-sqlite", "clavis-server"]);
+    forbidden("clavis-server", &["clavis-crypto", "rusqlite", "clavis-store-sqlite", "clavis-store"]);
+    forbidden("clavis-sigv4", &["axum", "hyper", "clavis-core"]);
+    forbidden("clavis-store-sqlite", &["clavis-crypto", "clavis-core"]);
+}
+
+#[test]
+fn no_ignored_or_should_panic_tests() {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("crates"), &mut files);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for banned in ["#[ignore", "#[should_panic"] {
+            // This file names the attributes it bans.
+            if f.ends_with("tidy.rs") {
+                continue;
+            }
+            assert!(!text.contains(banned), "{} contains {banned}", f.display());
+        }
+    }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every Clavis test: the Rust unit and integration tests of every crate, then the
+# end-to-end suite, which starts the real `clavis` binary and drives it with boto3 and the
+# AWS CLI. Installs what the tests need itself (a Python venv from PyPI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+echo "==> cargo build --release"
+cargo build --release --locked
+
+echo "==> cargo test (all crates)"
+cargo test --release --workspace --locked
+
+echo "==> Python venv with boto3 and the AWS CLI"
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq python3-venv
+fi
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+
+echo "==> end-to-end tests (real clavis binary, boto3, AWS CLI)"
+CLAVIS_BIN="$PWD/target/release/clavis" .venv/bin/python -m pytest tests/e2e -q -p no:cacheprovider "$@"
