@@ -64,7 +64,7 @@ def test_body_limit(server):
 
 def test_missing_authentication(server):
     status, body, _ = server.raw("TrentService.ListKeys", "{}", sign=False)
-    assert (status, body["__type"]) == (400, "MissingAuthenticationTokenException")
+    assert (status, body["__type"]) == (403, "MissingAuthenticationTokenException")
 
 
 def test_wrong_secret_is_invalid_signature(server):

@@ -131,6 +131,8 @@ impl KmsError {
             KmsError::Internal(_) => 500,
             KmsError::Unavailable(_) => 503,
             KmsError::RequestEntityTooLarge(_) => 413,
+            // AWS's common errors: an unsigned request is 403; bad signatures are 400.
+            KmsError::MissingAuthenticationToken => 403,
             _ => 400,
         }
     }
