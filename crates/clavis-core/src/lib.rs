@@ -8,6 +8,7 @@
 //! and return the AWS response shapes or a [`KmsError`].
 
 pub mod api;
+pub mod audit;
 pub mod ciphertext;
 mod clock;
 mod error;

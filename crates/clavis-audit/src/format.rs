@@ -1,0 +1,128 @@
+//! The audit segment format. One JSON object per line:
+//!
+//! ```text
+//! {"seq":N,"prev":"<64 hex>","event":{...},"mac":"<64 hex>"}
+//! {"checkpoint":{"segment":K,"seq":N,"hash":"<64 hex>"},"mac":"<64 hex>"}   (last line of a closed segment)
+//! ```
+//!
+//! `mac = HMAC-SHA256(audit key, "clavis-audit-record-v1" 0x00 || seq (u64 BE) || prev (32 bytes)
+//! || the event's exact bytes)`; `prev` is the previous record's `mac` (32 zero bytes before the
+//! first record). The checkpoint's and HEAD's MACs cover their fields the same way.
+
+use clavis_crypto::SecretBytes;
+use clavis_crypto::digest::hmac_sha256;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// A MAC or chain hash.
+pub type Hash = [u8; 32];
+
+/// Segment file name for index `i` (1-based).
+pub fn segment_name(i: u64) -> String {
+    format!("segment-{i:08}.jsonl")
+}
+
+/// Parses a segment file name.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    name.strip_prefix("segment-")?.strip_suffix(".jsonl")?.parse().ok()
+}
+
+/// The MAC of a record.
+pub fn record_mac(key: &SecretBytes, seq: u64, prev: &Hash, event: &[u8]) -> Hash {
+    let mut msg = Vec::with_capacity(32 + 8 + 32 + event.len());
+    msg.extend_from_slice(b"clavis-audit-record-v1\0");
+    msg.extend_from_slice(&seq.to_be_bytes());
+    msg.extend_from_slice(prev);
+    msg.extend_from_slice(event);
+    hmac_sha256(key.expose_secret(), &msg)
+}
+
+/// The MAC of a checkpoint or HEAD (`kind` distinguishes them).
+pub fn position_mac(key: &SecretBytes, kind: &str, segment: u64, seq: u64, hash: &Hash) -> Hash {
+    let mut msg = Vec::with_capacity(64 + 16 + 32);
+    msg.extend_from_slice(b"clavis-audit-");
+    msg.extend_from_slice(kind.as_bytes());
+    msg.extend_from_slice(b"-v1\0");
+    msg.extend_from_slice(&segment.to_be_bytes());
+    msg.extend_from_slice(&seq.to_be_bytes());
+    msg.extend_from_slice(hash);
+    hmac_sha256(key.expose_secret(), &msg)
+}
+
+/// Writes one record line (with its trailing newline) into `out`.
+pub fn write_record(out: &mut Vec<u8>, key: &SecretBytes, seq: u64, prev: &Hash, event: &[u8]) -> Hash {
+    let mac = record_mac(key, seq, prev, event);
+    out.extend_from_slice(format!("{{\"seq\":{seq},\"prev\":\"{}\",\"event\":", hex::encode(prev)).as_bytes());
+    out.extend_from_slice(event);
+    out.extend_from_slice(format!(",\"mac\":\"{}\"}}\n", hex::encode(mac)).as_bytes());
+    mac
+}
+
+/// The checkpoint line that closes segment `segment` after record `seq` with MAC `hash`.
+pub fn checkpoint_line(key: &SecretBytes, segment: u64, seq: u64, hash: &Hash) -> String {
+    let mac = position_mac(key, "checkpoint", segment, seq, hash);
+    format!(
+        "{{\"checkpoint\":{{\"segment\":{segment},\"seq\":{seq},\"hash\":\"{}\"}},\"mac\":\"{}\"}}\n",
+        hex::encode(hash),
+        hex::encode(mac)
+    )
+}
+
+/// The HEAD file's content.
+pub fn head_content(key: &SecretBytes, segment: u64, seq: u64, hash: &Hash) -> String {
+    let mac = position_mac(key, "head", segment, seq, hash);
+    format!("{{\"segment\":{segment},\"seq\":{seq},\"hash\":\"{}\",\"mac\":\"{}\"}}\n", hex::encode(hash), hex::encode(mac))
+}
+
+/// A parsed record line, with the event's exact bytes.
+#[derive(Debug, Deserialize)]
+pub struct RecordLine<'a> {
+    /// Sequence number.
+    pub seq: u64,
+    /// Previous record's MAC, hex.
+    pub prev: String,
+    /// The event, unparsed.
+    #[serde(borrow)]
+    pub event: &'a RawValue,
+    /// This record's MAC, hex.
+    pub mac: String,
+}
+
+/// A checkpoint's position.
+#[derive(Debug, Deserialize)]
+pub struct Position {
+    /// Segment index.
+    pub segment: u64,
+    /// Last sequence number.
+    pub seq: u64,
+    /// Last record's MAC, hex.
+    pub hash: String,
+}
+
+/// A parsed checkpoint line.
+#[derive(Debug, Deserialize)]
+pub struct CheckpointLine {
+    /// Where the segment ended.
+    pub checkpoint: Position,
+    /// The checkpoint's MAC, hex.
+    pub mac: String,
+}
+
+/// The parsed HEAD file.
+#[derive(Debug, Deserialize)]
+pub struct Head {
+    /// Segment index of the live segment.
+    pub segment: u64,
+    /// Last committed sequence number.
+    pub seq: u64,
+    /// Last committed record's MAC, hex.
+    pub hash: String,
+    /// HEAD's MAC, hex.
+    pub mac: String,
+}
+
+/// Decodes a 64-hex-digit hash.
+pub fn parse_hash(s: &str) -> Option<Hash> {
+    let v = hex::decode(s).ok()?;
+    v.try_into().ok()
+}

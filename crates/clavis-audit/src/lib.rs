@@ -1,0 +1,71 @@
+//! The Clavis audit log (`DATA_DIR/audit/`): every request's record, durable before its
+//! response is sent, in append-only segments of JSON lines.
+//!
+//! It owns the on-disk format ([`format`]), the group-committing writer ([`AuditLog`], which
+//! implements the core's `AuditSink`), and verification and export ([`verify`]). Format details
+//! are in `docs/formats.md`.
+//!
+//! Tamper evidence: every record carries an HMAC-SHA256 over its sequence number, the previous
+//! record's MAC and its exact bytes, under an audit key that is sealed by the root of trust. A
+//! closed segment ends with a MACed checkpoint; the live segment's end is pinned by the MACed
+//! `HEAD` file, rewritten after every commit. Modification, deletion, insertion, reordering and
+//! truncation are all detected by [`verify::verify`].
+//!
+//! It must not interpret the records (the core builds them) and never sees key material.
+
+pub mod format;
+pub mod verify;
+mod writer;
+
+pub use writer::{AuditConfig, AuditLog, StreamSink};
+
+use clavis_crypto::SecretBytes;
+use clavis_crypto::seal::RootOfTrust;
+use std::path::Path;
+
+/// Errors of the audit log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// Reading or writing the log failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The audit key could not be created or unsealed.
+    #[error("audit key: {0}")]
+    Key(String),
+    /// The log on disk is not what this node wrote (see `clavis audit verify`).
+    #[error("audit log is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> AuditError {
+    let context = context.into();
+    move |source| AuditError::Io { context, source }
+}
+
+/// The seal context of the audit key.
+const AUDIT_KEY_CONTEXT: &[u8] = b"clavis/audit-key/v1\0";
+/// File holding the sealed audit key.
+pub const AUDIT_KEY_FILE: &str = "audit.key.sealed";
+
+/// Loads the audit MAC key from `dir`, creating (and sealing) a new one if `create` and none
+/// exists.
+pub fn load_key(dir: &Path, root: &dyn RootOfTrust, create: bool) -> Result<SecretBytes, AuditError> {
+    let path = dir.join(AUDIT_KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(sealed) => root.unseal(AUDIT_KEY_CONTEXT, &sealed).map_err(|e| AuditError::Key(format!("unsealing {}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            let key = clavis_crypto::random::secret(32).map_err(|e| AuditError::Key(e.to_string()))?;
+            let sealed = root.seal(AUDIT_KEY_CONTEXT, &key).map_err(|e| AuditError::Key(e.to_string()))?;
+            writer::write_durably(&path, &sealed)?;
+            Ok(key)
+        }
+        Err(e) => Err(io(format!("reading {}", path.display()))(e)),
+    }
+}

@@ -1,0 +1,193 @@
+//! Verification and export of an audit directory, for `clavis audit verify` and
+//! `clavis audit export`. Verification reads every segment in order and names the first
+//! place where the log is not exactly what the writer produced.
+
+use crate::format::{self, Hash};
+use clavis_crypto::SecretBytes;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+
+/// Where and why verification failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {reason}")]
+pub struct VerifyError {
+    /// `segment-00000001.jsonl:17`, or the file concerned.
+    pub location: String,
+    /// What is wrong there.
+    pub reason: String,
+}
+
+/// A successful verification's summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Number of segments.
+    pub segments: u64,
+    /// Number of records.
+    pub records: u64,
+    /// The last record's MAC (hex), the value to compare with a copy kept elsewhere.
+    pub last_hash: String,
+}
+
+fn fail(location: impl Into<String>, reason: impl Into<String>) -> VerifyError {
+    VerifyError { location: location.into(), reason: reason.into() }
+}
+
+/// Calls `f` with every record's event (exact bytes) in order, after checking the chain.
+fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(&str)) -> Result<Report, VerifyError> {
+    let mut indices = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| fail(dir.display().to_string(), e.to_string()))?;
+    for e in entries {
+        let e = e.map_err(|e| fail(dir.display().to_string(), e.to_string()))?;
+        if let Some(i) = e.file_name().to_str().and_then(format::parse_segment_name) {
+            indices.push(i);
+        }
+    }
+    indices.sort_unstable();
+    let (mut seq, mut prev): (u64, Hash) = (0, [0u8; 32]);
+    let mut hash_at_seq = std::collections::HashMap::new();
+    for (n, &index) in indices.iter().enumerate() {
+        let name = format::segment_name(index);
+        if index != n as u64 + 1 {
+            return Err(fail(name, format!("segment {} is missing", n + 1)));
+        }
+        let is_last = n + 1 == indices.len();
+        let file = std::fs::File::open(dir.join(&name)).map_err(|e| fail(&name, e.to_string()))?;
+        let mut reader = BufReader::new(file);
+        let mut line = String::new();
+        let mut line_no = 0u64;
+        let mut closed = false;
+        loop {
+            line.clear();
+            let read = reader.read_line(&mut line).map_err(|e| fail(&name, e.to_string()))?;
+            if read == 0 {
+                break;
+            }
+            line_no += 1;
+            let at = format!("{name}:{line_no}");
+            if closed {
+                return Err(fail(at, "data after the segment's checkpoint"));
+            }
+            let Some(text) = line.strip_suffix('\n') else {
+                return Err(fail(at, "truncated record (no end of line)"));
+            };
+            if let Ok(cp) = serde_json::from_str::<format::CheckpointLine>(text) {
+                let hash = format::parse_hash(&cp.checkpoint.hash).ok_or_else(|| fail(&at, "malformed checkpoint"))?;
+                let mac = format::position_mac(key, "checkpoint", index, cp.checkpoint.seq, &hash);
+                if format::parse_hash(&cp.mac) != Some(mac) || cp.checkpoint.segment != index {
+                    return Err(fail(at, "checkpoint modified (MAC does not verify)"));
+                }
+                if cp.checkpoint.seq != seq || hash != prev {
+                    return Err(fail(at, format!("checkpoint says the segment ends at record {} but it ends at {seq}", cp.checkpoint.seq)));
+                }
+                closed = true;
+                continue;
+            }
+            let rec: format::RecordLine<'_> = serde_json::from_str(text).map_err(|e| fail(&at, format!("not a record: {e}")))?;
+            let rec_prev = format::parse_hash(&rec.prev).ok_or_else(|| fail(&at, "malformed prev"))?;
+            let mac = format::record_mac(key, rec.seq, &rec_prev, rec.event.get().as_bytes());
+            if format::parse_hash(&rec.mac) != Some(mac) {
+                return Err(fail(at, "record modified (MAC does not verify)"));
+            }
+            if rec.seq != seq + 1 {
+                return Err(fail(at, format!("expected record {} but found record {} (records removed, inserted or reordered)", seq + 1, rec.seq)));
+            }
+            if rec_prev != prev {
+                return Err(fail(at, "chain broken: the record does not follow the previous one"));
+            }
+            seq = rec.seq;
+            prev = mac;
+            hash_at_seq.insert(seq, mac);
+            f(rec.event.get());
+        }
+        if !closed && !is_last {
+            return Err(fail(name, "segment truncated: it has no closing checkpoint"));
+        }
+    }
+    // HEAD pins the end of the live segment.
+    let head_path = dir.join("HEAD");
+    match std::fs::read_to_string(&head_path) {
+        Ok(text) => {
+            let head: format::Head = serde_json::from_str(text.trim()).map_err(|e| fail("HEAD", format!("malformed: {e}")))?;
+            let hash = format::parse_hash(&head.hash).ok_or_else(|| fail("HEAD", "malformed hash"))?;
+            if format::parse_hash(&head.mac) != Some(format::position_mac(key, "head", head.segment, head.seq, &hash)) {
+                return Err(fail("HEAD", "modified (MAC does not verify)"));
+            }
+            if head.seq > seq {
+                let last = indices.last().map(|i| format::segment_name(*i)).unwrap_or_else(|| "audit log".into());
+                return Err(fail(last, format!("truncated: HEAD records record {} but the log ends at record {seq}", head.seq)));
+            }
+            if head.seq > 0 && hash_at_seq.get(&head.seq) != Some(&hash) {
+                return Err(fail("HEAD", format!("record {} differs from the one HEAD pinned", head.seq)));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && seq == 0 => {}
+        Err(e) => return Err(fail("HEAD", e.to_string())),
+    }
+    Ok(Report { segments: indices.len() as u64, records: seq, last_hash: hex::encode(prev) })
+}
+
+/// Verifies the whole log.
+pub fn verify(dir: &Path, key: &SecretBytes) -> Result<Report, VerifyError> {
+    walk(dir, key, |_| {})
+}
+
+/// Which events to export.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// Only events at or after this `eventTime` (ISO 8601 UTC, compared as text).
+    pub since: Option<String>,
+    /// Only events before this `eventTime`.
+    pub until: Option<String>,
+    /// Only events whose resources or request name this key (id, ARN or alias, as a substring).
+    pub key: Option<String>,
+    /// Only events of this principal ARN.
+    pub principal: Option<String>,
+}
+
+impl Filter {
+    /// True when `event` passes the filter.
+    pub fn matches(&self, event: &serde_json::Value) -> bool {
+        let time = event["eventTime"].as_str().unwrap_or_default();
+        if self.since.as_deref().is_some_and(|s| time < s) || self.until.as_deref().is_some_and(|u| time >= u) {
+            return false;
+        }
+        if let Some(p) = &self.principal
+            && event["userIdentity"]["arn"].as_str() != Some(p.as_str())
+        {
+            return false;
+        }
+        if let Some(k) = &self.key {
+            let in_resources =
+                event["resources"].as_array().is_some_and(|rs| rs.iter().any(|r| r["ARN"].as_str().is_some_and(|a| a.contains(k.as_str()))));
+            let in_request = event["requestParameters"].to_string().contains(k.as_str());
+            if !in_resources && !in_request {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Writes the events that pass `filter` as JSON lines, after verifying the chain as it reads.
+/// Fails (having written only verified events) at the first inconsistency.
+pub fn export(dir: &Path, key: &SecretBytes, filter: &Filter, out: &mut dyn Write) -> Result<u64, VerifyError> {
+    let mut written = 0u64;
+    let mut write_err = None;
+    let report = walk(dir, key, |event| {
+        if write_err.is_some() {
+            return;
+        }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(event)
+            && filter.matches(&v)
+        {
+            match out.write_all(event.as_bytes()).and_then(|_| out.write_all(b"\n")) {
+                Ok(()) => written += 1,
+                Err(e) => write_err = Some(e.to_string()),
+            }
+        }
+    });
+    if let Some(e) = write_err {
+        return Err(fail("output", e));
+    }
+    report.map(|_| written)
+}

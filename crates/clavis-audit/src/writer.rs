@@ -1,0 +1,324 @@
+//! The writer: one thread owns the live segment; requests hand it records through a channel and
+//! wait for durability. Each wake-up takes every record already queued, writes them with one
+//! `write`, makes them durable with one `fdatasync` (group commit), rewrites `HEAD`, and only
+//! then answers every waiter. On any failure nothing in the batch is acknowledged, the
+//! segment is cut back to its last durable length, and the next batch starts afresh, so the
+//! service recovers by itself once the disk is writable again.
+
+use crate::format::{self, Hash};
+use crate::{AuditError, io};
+use clavis_core::audit::{AuditFailure, AuditSink};
+use clavis_crypto::SecretBytes;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+/// Where committed records are also streamed (for shipping to a SIEM). Best effort: a stream
+/// failure is logged and never fails a request; the local log is the record of truth.
+#[derive(Debug, Clone)]
+pub enum StreamSink {
+    /// Standard output.
+    Stdout,
+    /// Appended to a file (or a named pipe).
+    File(PathBuf),
+}
+
+/// Audit log settings.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// The audit directory (`DATA_DIR/audit`).
+    pub dir: PathBuf,
+    /// A segment is closed once it holds at least this many bytes.
+    pub segment_bytes: u64,
+    /// Optional streaming copy of every committed record.
+    pub stream: Option<StreamSink>,
+}
+
+/// Creates `path` with mode 0600 holding `bytes`, durably.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
+    let mut f = private_options().write(true).create_new(true).open(path).map_err(io(format!("creating {}", path.display())))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(format!("writing {}", path.display())))?;
+    sync_dir(path)
+}
+
+fn private_options() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o
+}
+
+fn sync_dir(path: &Path) -> Result<(), AuditError> {
+    if let Some(parent) = path.parent() {
+        File::open(parent).and_then(|d| d.sync_all()).map_err(io(format!("syncing {}", parent.display())))?;
+    }
+    Ok(())
+}
+
+struct Pending {
+    event: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// The live state of the chain.
+struct Writer {
+    dir: PathBuf,
+    key: SecretBytes,
+    segment_bytes: u64,
+    stream: Option<(StreamSink, Option<File>)>,
+    /// Index of the live segment.
+    segment: u64,
+    /// The open live segment, if any (reopened after a failure).
+    file: Option<File>,
+    /// Durable length of the live segment.
+    segment_len: u64,
+    /// Records in the live segment.
+    segment_records: u64,
+    /// Last committed sequence number and MAC.
+    seq: u64,
+    prev: Hash,
+}
+
+/// The last complete line of a file (truncating a torn, never-acknowledged tail).
+fn last_line(path: &Path) -> Result<Option<String>, AuditError> {
+    let ctx = format!("reading {}", path.display());
+    let mut f = OpenOptions::new().read(true).write(true).open(path).map_err(io(ctx.clone()))?;
+    let meta = f.metadata().map_err(io(ctx.clone()))?;
+    if !meta.is_file() {
+        return Err(AuditError::Inconsistent(format!("{} is not a regular file", path.display())));
+    }
+    let len = meta.len();
+    let start = len.saturating_sub(1 << 20);
+    f.seek(SeekFrom::Start(start)).map_err(io(ctx.clone()))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).map_err(io(ctx.clone()))?;
+    let complete = tail.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
+    if complete < tail.len() {
+        let keep = start + complete as u64;
+        tracing::warn!(file = %path.display(), dropped = len - keep, "removing a torn, unacknowledged audit record at the end of the segment");
+        f.set_len(keep).and_then(|_| f.sync_all()).map_err(io(ctx))?;
+    }
+    let text = String::from_utf8_lossy(&tail[..complete]);
+    Ok(text.lines().last().map(str::to_owned))
+}
+
+fn segments(dir: &Path) -> Result<Vec<u64>, AuditError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io(format!("listing {}", dir.display())))? {
+        let e = e.map_err(io("listing audit directory"))?;
+        if let Some(i) = e.file_name().to_str().and_then(format::parse_segment_name) {
+            out.push(i);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+impl Writer {
+    fn recover(config: &AuditConfig, key: SecretBytes) -> Result<Writer, AuditError> {
+        let stream = config.stream.clone().map(|s| (s, None));
+        let mut w = Writer {
+            dir: config.dir.clone(),
+            key,
+            segment_bytes: config.segment_bytes.max(1),
+            stream,
+            segment: 1,
+            file: None,
+            segment_len: 0,
+            segment_records: 0,
+            seq: 0,
+            prev: [0u8; 32],
+        };
+        let mut segs = segments(&w.dir)?;
+        while let Some(&last) = segs.last() {
+            let path = w.dir.join(format::segment_name(last));
+            let Some(line) = last_line(&path)? else {
+                // An empty segment: created, never written. Remove it and look further back.
+                std::fs::remove_file(&path).map_err(io(format!("removing empty {}", path.display())))?;
+                segs.pop();
+                continue;
+            };
+            if let Ok(cp) = serde_json::from_str::<format::CheckpointLine>(&line) {
+                let hash = format::parse_hash(&cp.checkpoint.hash).ok_or_else(|| AuditError::Inconsistent("bad checkpoint hash".into()))?;
+                let mac = format::position_mac(&w.key, "checkpoint", last, cp.checkpoint.seq, &hash);
+                if format::parse_hash(&cp.mac) != Some(mac) {
+                    return Err(AuditError::Inconsistent(format!("checkpoint of {} does not verify", path.display())));
+                }
+                (w.segment, w.seq, w.prev) = (last + 1, cp.checkpoint.seq, hash);
+            } else {
+                let rec: format::RecordLine<'_> = serde_json::from_str(&line)
+                    .map_err(|e| AuditError::Inconsistent(format!("last line of {} does not parse: {e}", path.display())))?;
+                let prev = format::parse_hash(&rec.prev).ok_or_else(|| AuditError::Inconsistent("bad prev".into()))?;
+                let mac = format::record_mac(&w.key, rec.seq, &prev, rec.event.get().as_bytes());
+                if format::parse_hash(&rec.mac) != Some(mac) {
+                    return Err(AuditError::Inconsistent(format!(
+                        "the last record of {} does not verify under this data directory's audit key",
+                        path.display()
+                    )));
+                }
+                let len = std::fs::metadata(&path).map_err(io("stat segment"))?.len();
+                (w.segment, w.seq, w.prev, w.segment_len) = (last, rec.seq, mac, len);
+                // The exact count is only needed to decide whether a segment holds records.
+                w.segment_records = 1;
+            }
+            break;
+        }
+        if let Ok(text) = std::fs::read_to_string(w.dir.join("HEAD"))
+            && let Ok(head) = serde_json::from_str::<format::Head>(&text)
+            && head.seq > w.seq
+        {
+            return Err(AuditError::Inconsistent(format!(
+                "HEAD records sequence {} but the log ends at {}: records were removed (run `clavis audit verify`)",
+                head.seq, w.seq
+            )));
+        }
+        Ok(w)
+    }
+
+    fn open_segment(&mut self) -> Result<&mut File, AuditError> {
+        if self.file.is_none() {
+            let path = self.dir.join(format::segment_name(self.segment));
+            let f = private_options().append(true).create(true).open(&path).map_err(io(format!("opening {}", path.display())))?;
+            let len = f.metadata().map_err(io("stat segment"))?.len();
+            if len > self.segment_len {
+                // Bytes of a failed, unacknowledged batch: cut them off before appending.
+                f.set_len(self.segment_len).map_err(io(format!("truncating {}", path.display())))?;
+            } else if len < self.segment_len {
+                return Err(AuditError::Inconsistent(format!("{} is shorter than its committed length", path.display())));
+            }
+            self.file = Some(f);
+        }
+        self.file.as_mut().ok_or_else(|| AuditError::Inconsistent("segment not open".into()))
+    }
+
+    /// Closes the live segment with a checkpoint once it is full.
+    fn maybe_rotate(&mut self) -> Result<(), AuditError> {
+        if self.segment_records == 0 || self.segment_len < self.segment_bytes {
+            return Ok(());
+        }
+        let line = format::checkpoint_line(&self.key, self.segment, self.seq, &self.prev);
+        let f = self.open_segment()?;
+        f.write_all(line.as_bytes()).and_then(|_| f.sync_data()).map_err(io("writing checkpoint"))?;
+        self.file = None;
+        self.segment += 1;
+        self.segment_len = 0;
+        self.segment_records = 0;
+        Ok(())
+    }
+
+    fn commit(&mut self, batch: &[Pending]) -> Result<(), AuditError> {
+        self.maybe_rotate()?;
+        let mut buf = Vec::with_capacity(batch.iter().map(|p| p.event.len() + 220).sum());
+        let (mut seq, mut prev) = (self.seq, self.prev);
+        for p in batch {
+            seq += 1;
+            prev = format::write_record(&mut buf, &self.key, seq, &prev, &p.event);
+        }
+        let durable_len = self.segment_len;
+        let f = self.open_segment()?;
+        if let Err(e) = f.write_all(&buf).and_then(|_| f.sync_data()) {
+            // Cut back to the last durable record and reopen next time: nothing of this batch
+            // is acknowledged, and the chain continues from the last durable record.
+            let _ = f.set_len(durable_len);
+            self.file = None;
+            return Err(AuditError::Io { context: format!("appending to {}", format::segment_name(self.segment)), source: e });
+        }
+        self.segment_len += buf.len() as u64;
+        self.segment_records += batch.len() as u64;
+        (self.seq, self.prev) = (seq, prev);
+        self.write_head()?;
+        self.stream_out(&buf);
+        Ok(())
+    }
+
+    /// Rewrites HEAD atomically (write + rename). Not fsynced: after a crash HEAD may lag the
+    /// durable log, never lead it, which is all verification needs.
+    fn write_head(&self) -> Result<(), AuditError> {
+        let tmp = self.dir.join("HEAD.tmp");
+        let content = format::head_content(&self.key, self.segment, self.seq, &self.prev);
+        std::fs::write(&tmp, content).and_then(|_| std::fs::rename(&tmp, self.dir.join("HEAD"))).map_err(io("writing HEAD"))
+    }
+
+    fn stream_out(&mut self, lines: &[u8]) {
+        let Some((sink, file)) = &mut self.stream else { return };
+        let result = match sink {
+            StreamSink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(lines).and_then(|_| out.flush())
+            }
+            StreamSink::File(path) => {
+                if file.is_none() {
+                    *file = OpenOptions::new().append(true).create(true).open(&*path).ok();
+                }
+                match file {
+                    Some(f) => f.write_all(lines),
+                    None => Err(std::io::Error::other("cannot open the audit stream file")),
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "audit stream write failed (the local audit log is unaffected)");
+            *file = None;
+        }
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Pending>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            let result = self.commit(&batch).map_err(|e| {
+                tracing::error!(error = %e, records = batch.len(), "audit commit failed; failing the requests");
+                e.to_string()
+            });
+            for p in batch {
+                let _ = p.done.send(result.clone());
+            }
+        }
+    }
+}
+
+/// The audit log: cheap to clone, safe to share; records are committed by one writer thread.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl AuditLog {
+    /// Opens the log in `config.dir` (creating it), recovers the chain, and starts the writer.
+    pub fn open(config: AuditConfig, key: SecretBytes) -> Result<AuditLog, AuditError> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(&config.dir).map_err(io(format!("creating {}", config.dir.display())))?;
+        let writer = Writer::recover(&config, key)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new().name("clavis-audit".into()).spawn(move || writer.run(rx)).map_err(io("starting the audit writer"))?;
+        Ok(AuditLog { tx })
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditSink for AuditLog {
+    async fn append(&self, record: Vec<u8>) -> Result<(), AuditFailure> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx.send(Pending { event: record, done }).map_err(|_| AuditFailure("the audit writer has stopped".into()))?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(AuditFailure(e)),
+            Err(_) => Err(AuditFailure("the audit writer has stopped".into())),
+        }
+    }
+}
