@@ -89,7 +89,10 @@ fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(&str)) -> Result<Report
                 return Err(fail(at, "record modified (MAC does not verify)"));
             }
             if rec.seq != seq + 1 {
-                return Err(fail(at, format!("expected record {} but found record {} (records removed, inserted or reordered)", seq + 1, rec.seq)));
+                return Err(fail(
+                    at,
+                    format!("expected record {} but found record {} (records removed, inserted or reordered)", seq + 1, rec.seq),
+                ));
             }
             if rec_prev != prev {
                 return Err(fail(at, "chain broken: the record does not follow the previous one"));
@@ -157,8 +160,9 @@ impl Filter {
             return false;
         }
         if let Some(k) = &self.key {
-            let in_resources =
-                event["resources"].as_array().is_some_and(|rs| rs.iter().any(|r| r["ARN"].as_str().is_some_and(|a| a.contains(k.as_str()))));
+            let in_resources = event["resources"]
+                .as_array()
+                .is_some_and(|rs| rs.iter().any(|r| r["ARN"].as_str().is_some_and(|a| a.contains(k.as_str()))));
             let in_request = event["requestParameters"].to_string().contains(k.as_str());
             if !in_resources && !in_request {
                 return false;

@@ -85,6 +85,10 @@ pub enum KmsError {
     /// Retryable; never a wrong answer.
     #[error("The service is temporarily unavailable; retry the request.")]
     Unavailable(String),
+    /// `DependencyTimeoutException` (HTTP 503): the request's audit record could not be made
+    /// durable, so its outcome is withheld (fail closed).
+    #[error("The request was not completed because its audit record could not be written; retry when the audit log is writable.")]
+    AuditUnavailable(String),
     /// `KMSInternalException` (HTTP 500): a bug or corrupt state. The detail is logged, not
     /// sent.
     #[error("An internal error occurred.")]
@@ -120,7 +124,7 @@ impl KmsError {
             InvalidSignature(_) => "InvalidSignatureException",
             UnrecognizedClient => "UnrecognizedClientException",
             AccessDenied(_) => "AccessDeniedException",
-            Unavailable(_) => "DependencyTimeoutException",
+            Unavailable(_) | AuditUnavailable(_) => "DependencyTimeoutException",
             Internal(_) => "KMSInternalException",
         }
     }
@@ -129,7 +133,7 @@ impl KmsError {
     pub fn http_status(&self) -> u16 {
         match self {
             KmsError::Internal(_) => 500,
-            KmsError::Unavailable(_) => 503,
+            KmsError::Unavailable(_) | KmsError::AuditUnavailable(_) => 503,
             KmsError::RequestEntityTooLarge(_) => 413,
             // AWS's common errors: an unsigned request is 403; bad signatures are 400.
             KmsError::MissingAuthenticationToken => 403,

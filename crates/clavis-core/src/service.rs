@@ -3,6 +3,7 @@
 //! build the response shape.
 
 use crate::api::*;
+use crate::audit::{self, AuditInput, AuditSink};
 use crate::ciphertext::{self, Header};
 use crate::keys::{Key, MaterialCache, access_key_seal_context, material_seal_context};
 use crate::types::{AccountId, AliasName, EncryptionContext, KeyId, KeyRef, KeyState, Region, alias_arn, key_arn};
@@ -59,8 +60,12 @@ impl std::fmt::Debug for Credential {
 }
 
 /// Settings of the core.
-#[derive(Debug, Clone, Default)]
-pub struct KmsConfig {}
+#[derive(Clone, Default)]
+pub struct KmsConfig {
+    /// Where every request's record goes. `None` only when the operator explicitly disabled
+    /// auditing (for benchmarks); see `clavis serve --no-audit`.
+    pub audit: Option<Arc<dyn AuditSink>>,
+}
 
 /// The KMS service: operations over a store, a root of trust and a clock.
 pub struct Kms {
@@ -69,6 +74,7 @@ pub struct Kms {
     clock: Arc<dyn Clock>,
     materials: MaterialCache,
     credentials: RwLock<HashMap<String, Arc<Credential>>>,
+    audit: Option<Arc<dyn AuditSink>>,
 }
 
 fn key_not_found(region: &str, account: &str, id: &str) -> KmsError {
@@ -81,8 +87,21 @@ fn secs(ms: i64) -> f64 {
 
 impl Kms {
     /// Builds the service.
-    pub fn new(store: Arc<dyn Store>, root: Arc<dyn RootOfTrust>, clock: Arc<dyn Clock>, _config: KmsConfig) -> Kms {
-        Kms { store, root, clock, materials: MaterialCache::default(), credentials: RwLock::new(HashMap::new()) }
+    pub fn new(store: Arc<dyn Store>, root: Arc<dyn RootOfTrust>, clock: Arc<dyn Clock>, config: KmsConfig) -> Kms {
+        Kms { store, root, clock, materials: MaterialCache::default(), credentials: RwLock::new(HashMap::new()), audit: config.audit }
+    }
+
+    /// Records one request in the audit log and returns once the record is durable. An `Err`
+    /// means the request's outcome must not be released (invariant 5).
+    pub async fn audit(&self, input: &AuditInput<'_>) -> Result<(), KmsError> {
+        let Some(sink) = &self.audit else { return Ok(()) };
+        let record = serde_json::to_vec(&audit::record(input)).map_err(|e| KmsError::Internal(format!("audit record encoding: {e}")))?;
+        sink.append(record).await.map_err(|e| KmsError::AuditUnavailable(e.to_string()))
+    }
+
+    /// The current time (Unix milliseconds) by the service's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     // ----- initialisation and credentials -----

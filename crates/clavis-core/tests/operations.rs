@@ -52,11 +52,26 @@ async fn encrypt_decrypt_and_state_rules() {
     let id = new_key(&kms, &c).await;
     let ctx: ContextMap = [("k".to_string(), "v".to_string())].into();
     let enc = kms
-        .encrypt(&c, EncryptRequest { key_id: Some(id.clone()), plaintext: blob(b"hello"), encryption_context: Some(ctx.clone()), ..Default::default() })
+        .encrypt(
+            &c,
+            EncryptRequest {
+                key_id: Some(id.clone()),
+                plaintext: blob(b"hello"),
+                encryption_context: Some(ctx.clone()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let dec = kms
-        .decrypt(&c, DecryptRequest { ciphertext_blob: Some(enc.ciphertext_blob.clone()), encryption_context: Some(ctx.clone()), ..Default::default() })
+        .decrypt(
+            &c,
+            DecryptRequest {
+                ciphertext_blob: Some(enc.ciphertext_blob.clone()),
+                encryption_context: Some(ctx.clone()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(dec.plaintext.0.expose_secret(), b"hello");
@@ -65,8 +80,16 @@ async fn encrypt_decrypt_and_state_rules() {
     assert!(matches!(wrong_ctx, Err(KmsError::InvalidCiphertext(_))));
 
     kms.disable_key(&c, KeyIdRequest { key_id: Some(id.clone()) }).await.unwrap();
-    let disabled =
-        kms.decrypt(&c, DecryptRequest { ciphertext_blob: Some(enc.ciphertext_blob.clone()), encryption_context: Some(ctx.clone()), ..Default::default() }).await;
+    let disabled = kms
+        .decrypt(
+            &c,
+            DecryptRequest {
+                ciphertext_blob: Some(enc.ciphertext_blob.clone()),
+                encryption_context: Some(ctx.clone()),
+                ..Default::default()
+            },
+        )
+        .await;
     assert!(matches!(disabled, Err(KmsError::Disabled(_))));
     kms.enable_key(&c, KeyIdRequest { key_id: Some(id.clone()) }).await.unwrap();
 

@@ -3,12 +3,15 @@
 
 use crate::{AppState, RequestId, auth};
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use clavis_core::audit::AuditInput;
 use clavis_core::{Caller, Kms, KmsError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -86,37 +89,68 @@ fn now_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
-/// `POST /`: the KMS endpoint.
+/// `POST /`: the KMS endpoint. Every request, whatever its outcome, is recorded in the audit
+/// log before its response leaves; if the record cannot be written the client gets
+/// `DependencyTimeoutException` and nothing the operation produced.
 pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Response {
     let started = Instant::now();
+    let time_ms = state.kms.now_ms();
     let (parts, body) = req.into_parts();
     let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or(&target).to_owned();
 
+    let limit = state.config.max_body_bytes;
+    // A body that cannot be read within the limit is refused as too large.
+    let body: Option<Bytes> = axum::body::to_bytes(body, limit).await.ok();
+    let mut caller = None;
     let result: Result<Vec<u8>, KmsError> = async {
-        let limit = state.config.max_body_bytes;
-        let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| KmsError::RequestEntityTooLarge(limit))?;
-        let caller = auth::authenticate(&state.kms, &state.config, &parts, &body, now_secs()).await?;
+        let body = body.as_ref().ok_or(KmsError::RequestEntityTooLarge(limit))?;
+        let c = auth::authenticate(&state.kms, &state.config, &parts, body, now_secs()).await?;
+        let c = caller.insert(c);
         if !target.starts_with(TARGET_PREFIX) {
             return Err(KmsError::UnknownOperation(format!("The X-Amz-Target header must name a TrentService operation, not '{target}'.")));
         }
-        dispatch(&state.kms, &caller, &operation, &body).await
+        dispatch(&state.kms, c, &operation, body).await
     }
     .await;
 
-    let elapsed_us = started.elapsed().as_micros();
+    // The audit record: request and response members as JSON (redacted by the core).
+    let request_json: Option<Value> = body.as_ref().and_then(|b| serde_json::from_slice(b).ok());
+    let response_json: Option<Value> = result.as_ref().ok().and_then(|b| serde_json::from_slice(b).ok());
+    let claimed = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|h| clavis_sigv4::Authorization::parse(h).ok());
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let input = AuditInput {
+        request_id: &request_id,
+        time_ms,
+        source_ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+        user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
+        operation: &operation,
+        event_source: "kms.amazonaws.com",
+        caller: caller.as_ref(),
+        claimed_access_key_id: claimed.as_ref().map(|a| a.access_key_id.as_str()),
+        region: claimed.as_ref().map(|a| a.region.as_str()),
+        request: request_json.as_ref(),
+        response: response_json.as_ref(),
+        error: result.as_ref().err(),
+        duration_us,
+    };
+    let result = match (state.kms.audit(&input).await, result) {
+        (Ok(()), r) => r,
+        (Err(audit_err), _) => Err(audit_err),
+    };
+
     match result {
         Ok(body) => {
-            tracing::debug!(request_id, operation, status = 200, elapsed_us, "request");
+            tracing::debug!(request_id, operation, status = 200, duration_us, "request");
             json_response(StatusCode::OK, body)
         }
         Err(e) => {
             match &e {
-                KmsError::Internal(detail) | KmsError::Unavailable(detail) => {
-                    tracing::error!(request_id, operation, code = e.code(), detail, elapsed_us, "request failed");
+                KmsError::Internal(detail) | KmsError::Unavailable(detail) | KmsError::AuditUnavailable(detail) => {
+                    tracing::error!(request_id, operation, code = e.code(), detail, duration_us, "request failed");
                 }
-                _ => tracing::info!(request_id, operation, code = e.code(), elapsed_us, "request refused"),
+                _ => tracing::info!(request_id, operation, code = e.code(), duration_us, "request refused"),
             }
             error_response(&e)
         }

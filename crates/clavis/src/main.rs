@@ -1,6 +1,7 @@
 //! The `clavis` binary: command-line parsing and wiring, nothing else. Each subcommand builds
 //! the pieces from the library crates and runs them.
 
+mod audit;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,9 @@ struct Cli {
 enum Command {
     /// Run the server (initialising the data directory on first start).
     Serve(serve::ServeArgs),
+    /// Verify or export the audit log of a data directory.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +33,6 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Audit(cmd) => audit::run(cmd),
     }
 }

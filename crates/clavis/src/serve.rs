@@ -1,6 +1,8 @@
 //! `clavis serve`: open (or initialise) the data directory and serve the KMS API.
 
 use anyhow::{Context, bail};
+use clavis_audit::{AuditConfig, AuditLog, StreamSink};
+use clavis_core::audit::AuditSink;
 use clavis_core::types::AccountId;
 use clavis_core::{Kms, KmsConfig, SystemClock};
 use clavis_crypto::SecretBytes;
@@ -23,10 +25,43 @@ pub struct ServeArgs {
     /// Comma-separated regions that requests may be scoped to (default: any).
     #[arg(long, env = "CLAVIS_ALLOWED_REGIONS", value_delimiter = ',')]
     allowed_regions: Option<Vec<String>>,
+    /// Close an audit segment once it reaches this many bytes.
+    #[arg(long, env = "CLAVIS_AUDIT_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    audit_segment_bytes: u64,
+    /// Also stream every audit record to `stdout` or `file:PATH` (for a SIEM).
+    #[arg(long, env = "CLAVIS_AUDIT_STREAM")]
+    audit_stream: Option<String>,
+    /// DANGEROUS, for benchmarks only: serve without an audit log. Requests are then not
+    /// recorded anywhere.
+    #[arg(long, env = "CLAVIS_DANGEROUS_NO_AUDIT")]
+    dangerous_no_audit: bool,
+}
+
+/// The audit directory inside a data directory.
+pub const AUDIT_DIR: &str = "audit";
+
+fn open_audit(args: &ServeArgs, root: &LocalKeyFile) -> anyhow::Result<Option<Arc<dyn AuditSink>>> {
+    if args.dangerous_no_audit {
+        tracing::warn!("AUDIT IS DISABLED (--dangerous-no-audit): requests are not recorded");
+        return Ok(None);
+    }
+    let stream = match args.audit_stream.as_deref() {
+        None => None,
+        Some("stdout") => Some(StreamSink::Stdout),
+        Some(other) => match other.strip_prefix("file:") {
+            Some(path) => Some(StreamSink::File(path.into())),
+            None => bail!("--audit-stream must be `stdout` or `file:PATH`"),
+        },
+    };
+    let dir = args.data_dir.join(AUDIT_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let key = clavis_audit::load_key(&dir, root, true)?;
+    let log = AuditLog::open(AuditConfig { dir, segment_bytes: args.audit_segment_bytes, stream }, key).context("opening the audit log")?;
+    Ok(Some(Arc::new(log)))
 }
 
 const DB_FILE: &str = "clavis.db";
-const MASTER_KEY_FILE: &str = "master.key";
+pub const MASTER_KEY_FILE: &str = "master.key";
 const CREDENTIALS_FILE: &str = "admin-credentials";
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -185,13 +220,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         create_data_dir(&args.data_dir)?;
         let root = open_root(&args.data_dir)?;
         let store = SqliteStore::open(&args.data_dir.join(DB_FILE)).context("opening the database")?;
-        let kms = Arc::new(Kms::new(Arc::new(store), Arc::new(root), Arc::new(SystemClock), KmsConfig::default()));
+        let audit = open_audit(&args, &root)?;
+        let kms = Arc::new(Kms::new(Arc::new(store), Arc::new(root), Arc::new(SystemClock), KmsConfig { audit }));
         let account = initialise(&kms, &args.data_dir).await?;
         let config = ServerConfig { allowed_regions: args.allowed_regions.clone(), ..ServerConfig::default() };
         let app = clavis_server::app(AppState { kms, config: Arc::new(config) });
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         tracing::info!(listen = %listener.local_addr()?, data_dir = %args.data_dir.display(), account = account.as_str(), "clavis serving");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
         Ok(())
     })
 }

@@ -54,10 +54,8 @@ fn every_module_has_a_doc_comment() {
 
 #[test]
 fn dependency_boundaries_hold() {
-    let crates: Vec<String> = std::fs::read_dir(workspace().join("crates"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let crates: Vec<String> =
+        std::fs::read_dir(workspace().join("crates")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     for krate in &crates {
         let deps = dependencies(krate);
         if krate != "clavis-crypto" {
