@@ -1,5 +1,6 @@
 //! The core through its public operations, on the real SQLite store, plus a fault-injecting
 //! store that shows a database outage is reported as unavailable, never as "not found".
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a failure should stop the test loudly.
 
 use clavis_core::api::*;
 use clavis_core::types::{AccountId, Region};

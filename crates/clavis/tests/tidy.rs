@@ -2,6 +2,7 @@
 //! module has a `//!` doc; only `clavis-crypto` depends on the crypto library; storage depends
 //! on no crypto; the core depends on no HTTP framework, SQL driver or crypto library; the HTTP
 //! layer does no crypto and no SQL; no ignored or should-panic tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a failure should stop the test loudly.
 
 use std::path::{Path, PathBuf};
 
