@@ -81,7 +81,12 @@ struct Writer {
     /// Last committed sequence number and MAC.
     seq: u64,
     prev: Hash,
+    /// The open HEAD file.
+    head: Option<File>,
 }
+
+/// HEAD is always exactly this many bytes (JSON padded with spaces).
+const HEAD_BLOCK: usize = 256;
 
 /// The last complete line of a file (truncating a torn, never-acknowledged tail).
 fn last_line(path: &Path) -> Result<Option<String>, AuditError> {
@@ -132,6 +137,7 @@ impl Writer {
             segment_records: 0,
             seq: 0,
             prev: [0u8; 32],
+            head: None,
         };
         let mut segs = segments(&w.dir)?;
         while let Some(&last) = segs.last() {
@@ -235,12 +241,34 @@ impl Writer {
         Ok(())
     }
 
-    /// Rewrites HEAD atomically (write + rename). Not fsynced: after a crash HEAD may lag the
-    /// durable log, never lead it, which is all verification needs.
-    fn write_head(&self) -> Result<(), AuditError> {
-        let tmp = self.dir.join("HEAD.tmp");
-        let content = format::head_content(&self.key, self.segment, self.seq, &self.prev);
-        std::fs::write(&tmp, content).and_then(|_| std::fs::rename(&tmp, self.dir.join("HEAD"))).map_err(io("writing HEAD"))
+    /// Rewrites HEAD in place: one `pwrite` of a fixed-size block at offset 0 (smaller than a
+    /// disk sector, so it is not torn). Not fsynced: after a crash HEAD may lag the durable
+    /// log, never lead it, which is all verification needs.
+    fn write_head(&mut self) -> Result<(), AuditError> {
+        if self.head.is_none() {
+            let f = private_options().write(true).create(true).truncate(false).open(self.dir.join("HEAD")).map_err(io("opening HEAD"))?;
+            self.head = Some(f);
+        }
+        let mut content = format::head_content(&self.key, self.segment, self.seq, &self.prev).into_bytes();
+        // Pad to a fixed size with spaces so a shorter HEAD never leaves old bytes behind.
+        content.resize(HEAD_BLOCK, b' ');
+        let f = self.head.as_ref().ok_or_else(|| AuditError::Inconsistent("HEAD not open".into()))?;
+        let result = {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::FileExt;
+                f.write_all_at(&content, 0)
+            }
+            #[cfg(not(unix))]
+            {
+                let mut f = f;
+                f.seek(SeekFrom::Start(0)).and_then(|_| f.write_all(&content))
+            }
+        };
+        result.map_err(|e| {
+            self.head = None;
+            AuditError::Io { context: "writing HEAD".into(), source: e }
+        })
     }
 
     fn stream_out(&mut self, lines: &[u8]) {

@@ -2,6 +2,8 @@
 //! the pieces from the library crates and runs them.
 
 mod audit;
+mod bench;
+mod client;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +23,8 @@ enum Command {
     /// Verify or export the audit log of a data directory.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Load-test an AWS-KMS-compatible endpoint.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +38,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,226 @@
+//! `clavis bench`: a load generator for any AWS-KMS-compatible endpoint. It signs its own SigV4
+//! requests, drives N concurrent keep-alive connections for a fixed time, and prints requests
+//! per second, latency percentiles and errors per operation. It creates the keys it needs and
+//! schedules them for deletion afterwards (where the endpoint supports it).
+
+use crate::client::{Client, Endpoint};
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Arguments of `clavis bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Endpoint to load (http only).
+    #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:8484")]
+    endpoint_url: String,
+    /// Signing region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1).
+    #[arg(long)]
+    region: Option<String>,
+    /// Operation: encrypt, decrypt, generate-data-key, re-encrypt, create-key or mix.
+    #[arg(long, default_value = "encrypt")]
+    op: String,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Measured duration in seconds (after a one-second warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Plaintext bytes per Encrypt.
+    #[arg(long, default_value_t = 256)]
+    payload_bytes: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+const OPS: &[&str] = &["encrypt", "decrypt", "generate-data-key", "re-encrypt", "create-key"];
+
+/// What a worker needs to build each request.
+#[derive(Clone)]
+struct Fixture {
+    key_arn: String,
+    other_key_arn: String,
+    ciphertext_b64: String,
+    plaintext_b64: String,
+}
+
+fn request(op: &str, f: &Fixture) -> (&'static str, Value) {
+    match op {
+        "encrypt" => ("TrentService.Encrypt", json!({"KeyId": f.key_arn, "Plaintext": f.plaintext_b64})),
+        "decrypt" => ("TrentService.Decrypt", json!({"CiphertextBlob": f.ciphertext_b64})),
+        "generate-data-key" => ("TrentService.GenerateDataKey", json!({"KeyId": f.key_arn, "KeySpec": "AES_256"})),
+        "re-encrypt" => ("TrentService.ReEncrypt", json!({"CiphertextBlob": f.ciphertext_b64, "DestinationKeyId": f.other_key_arn})),
+        _ => ("TrentService.CreateKey", json!({"Description": "clavis bench"})),
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    latencies_us: Vec<u32>,
+    errors: BTreeMap<String, u64>,
+    created_keys: Vec<String>,
+}
+
+async fn worker(endpoint: Endpoint, ops: Vec<String>, f: Fixture, warmup_end: Instant, end: Instant) -> anyhow::Result<BTreeMap<String, Stats>> {
+    let mut client = Client::connect(&endpoint).await?;
+    let mut stats: BTreeMap<String, Stats> = BTreeMap::new();
+    let mut i = 0usize;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let op = &ops[i % ops.len()];
+        i += 1;
+        let (target, body) = request(op, &f);
+        let started = Instant::now();
+        let reply = client.call(target, serde_json::to_vec(&body)?).await;
+        let elapsed = started.elapsed();
+        let s = stats.entry(op.clone()).or_default();
+        match reply {
+            Ok(r) if r.status == 200 => {
+                if op == "create-key"
+                    && let Ok(v) = serde_json::from_slice::<Value>(&r.body)
+                    && let Some(id) = v["KeyMetadata"]["Arn"].as_str()
+                {
+                    s.created_keys.push(id.to_owned());
+                }
+                if started >= warmup_end {
+                    s.latencies_us.push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX));
+                }
+            }
+            Ok(r) => {
+                let code = serde_json::from_slice::<Value>(&r.body).ok().and_then(|v| v["__type"].as_str().map(str::to_owned));
+                *s.errors.entry(code.unwrap_or_else(|| format!("HTTP {}", r.status))).or_default() += 1;
+            }
+            Err(e) => {
+                *s.errors.entry(format!("transport: {e}")).or_default() += 1;
+                client = Client::connect(&endpoint).await?;
+            }
+        }
+    }
+    Ok(stats)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Runs `clavis bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let ops: Vec<String> = match args.op.as_str() {
+        "mix" => OPS.iter().filter(|o| **o != "create-key").map(|s| (*s).to_owned()).collect(),
+        op if OPS.contains(&op) => vec![op.to_owned()],
+        other => anyhow::bail!("unknown --op {other}; one of {} or mix", OPS.join(", ")),
+    };
+    let endpoint = Endpoint::from_env(&args.endpoint_url, args.region.clone())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let mut setup = Client::connect(&endpoint).await?;
+        let key_arn = setup.call_json("TrentService.CreateKey", json!({"Description": "clavis bench"})).await?["KeyMetadata"]["Arn"]
+            .as_str()
+            .context("CreateKey returned no Arn")?
+            .to_owned();
+        let other_key_arn = setup.call_json("TrentService.CreateKey", json!({"Description": "clavis bench"})).await?["KeyMetadata"]["Arn"]
+            .as_str()
+            .context("CreateKey returned no Arn")?
+            .to_owned();
+        let plaintext_b64 = STANDARD.encode(vec![0x5a; args.payload_bytes]);
+        let ciphertext_b64 = setup.call_json("TrentService.Encrypt", json!({"KeyId": key_arn, "Plaintext": plaintext_b64})).await?
+            ["CiphertextBlob"]
+            .as_str()
+            .context("Encrypt returned no CiphertextBlob")?
+            .to_owned();
+        let fixture = Fixture { key_arn: key_arn.clone(), other_key_arn: other_key_arn.clone(), ciphertext_b64, plaintext_b64 };
+
+        let start = Instant::now();
+        let warmup_end = start + Duration::from_secs(1);
+        let end = warmup_end + Duration::from_secs_f64(args.duration);
+        let mut handles = Vec::new();
+        for c in 0..args.connections {
+            // Stagger each worker's position in a mix so every operation runs concurrently.
+            let mut ops_c = ops.clone();
+            ops_c.rotate_left(c % ops.len());
+            handles.push(tokio::spawn(worker(endpoint.clone(), ops_c, fixture.clone(), warmup_end, end)));
+        }
+        let mut total: BTreeMap<String, Stats> = BTreeMap::new();
+        for h in handles {
+            for (op, s) in h.await?? {
+                let t = total.entry(op).or_default();
+                t.latencies_us.extend(s.latencies_us);
+                t.created_keys.extend(s.created_keys);
+                for (k, v) in s.errors {
+                    *t.errors.entry(k).or_default() += v;
+                }
+            }
+        }
+
+        let mut report = Vec::new();
+        for (op, s) in &mut total {
+            s.latencies_us.sort_unstable();
+            let n = s.latencies_us.len();
+            report.push(json!({
+                "operation": op,
+                "requests": n,
+                "requests_per_second": (n as f64 / args.duration).round(),
+                "p50_us": percentile(&s.latencies_us, 0.50),
+                "p90_us": percentile(&s.latencies_us, 0.90),
+                "p99_us": percentile(&s.latencies_us, 0.99),
+                "max_us": s.latencies_us.last().copied().unwrap_or(0),
+                "errors": s.errors,
+            }));
+        }
+
+        // Clean up: every key this run created.
+        let mut created: Vec<String> = total.values().flat_map(|s| s.created_keys.iter().cloned()).collect();
+        created.push(key_arn);
+        created.push(other_key_arn);
+        let mut cleanup_note = None;
+        for arn in &created {
+            if let Err(e) = setup.call_json("TrentService.ScheduleKeyDeletion", json!({"KeyId": arn, "PendingWindowInDays": 7})).await {
+                cleanup_note.get_or_insert(format!("could not schedule deletion of the {} bench keys: {e}", created.len()));
+                // Fall back to disabling, so the keys at least cannot be used.
+                let _ = setup.call_json("TrentService.DisableKey", json!({"KeyId": arn})).await;
+            }
+        }
+
+        let summary = json!({
+            "endpoint": args.endpoint_url,
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "payload_bytes": args.payload_bytes,
+            "results": report,
+            "cleanup": cleanup_note.clone().unwrap_or_else(|| format!("{} keys scheduled for deletion", created.len())),
+        });
+        if args.json {
+            println!("{summary}");
+        } else {
+            println!("clavis bench: {} connections, {}s, {}-byte payload, {}", args.connections, args.duration, args.payload_bytes, args.endpoint_url);
+            println!("{:<20} {:>10} {:>9} {:>9} {:>9} {:>9}  errors", "operation", "req/s", "p50 µs", "p90 µs", "p99 µs", "max µs");
+            for r in &report {
+                println!(
+                    "{:<20} {:>10} {:>9} {:>9} {:>9} {:>9}  {}",
+                    r["operation"].as_str().unwrap_or_default(),
+                    r["requests_per_second"].to_string(),
+                    r["p50_us"].to_string(),
+                    r["p90_us"].to_string(),
+                    r["p99_us"].to_string(),
+                    r["max_us"].to_string(),
+                    r["errors"]
+                );
+            }
+            if let Some(note) = cleanup_note {
+                eprintln!("note: {note} (bench keys were disabled instead)");
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,118 @@
+//! A minimal AWS JSON 1.1 client over one keep-alive HTTP/1.1 connection, signing every request
+//! with SigV4 (via `clavis-sigv4`). Used by `clavis bench`; plain `http://` endpoints only.
+
+use anyhow::{Context, bail};
+use clavis_sigv4::{Authorization, Request, compute_signature, format_amz_date};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+
+/// Where and as whom to send requests.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// `host:port`.
+    pub authority: String,
+    /// Signing region.
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret: String,
+}
+
+impl Endpoint {
+    /// Reads the endpoint URL, region and credentials the way AWS tools do.
+    pub fn from_env(endpoint_url: &str, region: Option<String>) -> anyhow::Result<Endpoint> {
+        let authority = endpoint_url
+            .strip_prefix("http://")
+            .context("only http:// endpoints are supported")?
+            .trim_end_matches('/')
+            .to_owned();
+        let region = region
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let access_key_id = std::env::var("AWS_ACCESS_KEY_ID").context("AWS_ACCESS_KEY_ID is not set")?;
+        let secret = std::env::var("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is not set")?;
+        Ok(Endpoint { authority, region, access_key_id, secret })
+    }
+}
+
+/// One connection.
+pub struct Client {
+    endpoint: Endpoint,
+    sender: SendRequest<Full<Bytes>>,
+}
+
+/// A response: status and body.
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+impl Client {
+    /// Opens a connection.
+    pub async fn connect(endpoint: &Endpoint) -> anyhow::Result<Client> {
+        let stream = tokio::net::TcpStream::connect(&endpoint.authority).await.with_context(|| format!("connecting to {}", endpoint.authority))?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Client { endpoint: endpoint.clone(), sender })
+    }
+
+    /// Sends `body` to `target` (e.g. `TrentService.Encrypt`), signed.
+    pub async fn call(&mut self, target: &str, body: Vec<u8>) -> anyhow::Result<Reply> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let amz_date = format_amz_date(i64::try_from(now)?);
+        let content_type = "application/x-amz-json-1.1";
+        let headers: [(&str, &[u8]); 4] = [
+            ("content-type", content_type.as_bytes()),
+            ("host", self.endpoint.authority.as_bytes()),
+            ("x-amz-date", amz_date.as_bytes()),
+            ("x-amz-target", target.as_bytes()),
+        ];
+        let mut auth = Authorization {
+            access_key_id: self.endpoint.access_key_id.clone(),
+            date: amz_date[..8].to_owned(),
+            region: self.endpoint.region.clone(),
+            service: "kms".to_owned(),
+            signed_headers: headers.iter().map(|(n, _)| (*n).to_owned()).collect(),
+            signature: String::new(),
+        };
+        let req = Request { method: "POST", path: "/", query: "", headers: &headers, body: &body };
+        auth.signature = compute_signature(&req, &auth, &amz_date, self.endpoint.secret.as_bytes())?;
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={}/{}, SignedHeaders={}, Signature={}",
+            auth.access_key_id,
+            auth.scope(),
+            auth.signed_headers.join(";"),
+            auth.signature
+        );
+        let request = hyper::Request::post("/")
+            .header("content-type", content_type)
+            .header("host", &self.endpoint.authority)
+            .header("x-amz-date", &amz_date)
+            .header("x-amz-target", target)
+            .header("authorization", authorization)
+            .body(Full::new(Bytes::from(body)))?;
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(request).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(Reply { status, body })
+    }
+
+    /// Calls and parses a successful JSON reply, or fails with the AWS error.
+    pub async fn call_json(&mut self, target: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let reply = self.call(target, serde_json::to_vec(&body)?).await?;
+        let value: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null);
+        if reply.status != 200 {
+            bail!("{target} failed ({}): {} {}", reply.status, value["__type"], value["message"]);
+        }
+        Ok(value)
+    }
+}
