@@ -14,7 +14,8 @@ use std::sync::{Arc, RwLock};
 /// A key record that has been parsed and checked.
 #[derive(Debug, Clone)]
 pub(crate) struct Key {
-    pub rec: KeyRecord,
+    /// Shared, so that cached keys are cheap to hand out.
+    pub rec: Arc<KeyRecord>,
     pub id: KeyId,
     pub state: KeyState,
     pub arn: String,
@@ -26,7 +27,7 @@ impl Key {
         let state = KeyState::parse(&rec.key_state)
             .ok_or_else(|| KmsError::Internal(format!("stored key {} has unknown state {:?}", rec.key_id, rec.key_state)))?;
         let arn = key_arn(&rec.region, &rec.account_id, &rec.key_id);
-        Ok(Key { rec, id, state, arn })
+        Ok(Key { rec: Arc::new(rec), id, state, arn })
     }
 
     /// The key may be used for cryptography only when Enabled; otherwise the AWS error for its
@@ -97,6 +98,34 @@ impl MaterialCache {
                 m.clear();
             }
             m.insert((id, version), key);
+        }
+    }
+}
+
+/// How long a cached key record may be served without reading storage again. Changes made
+/// through this node replace the entry at once; the TTL bounds how stale a change made by
+/// another node sharing the database can be.
+pub(crate) const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Parsed key records by id, each with the instant it was read.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    map: RwLock<HashMap<KeyId, (Key, std::time::Instant)>>,
+}
+
+impl KeyCache {
+    pub fn get(&self, id: &KeyId) -> Option<Key> {
+        let map = self.map.read().ok()?;
+        let (key, at) = map.get(id)?;
+        (at.elapsed() < KEY_CACHE_TTL).then(|| key.clone())
+    }
+
+    pub fn put(&self, key: &Key) {
+        if let Ok(mut m) = self.map.write() {
+            if m.len() >= MATERIAL_CACHE_MAX {
+                m.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+            }
+            m.insert(key.id, (key.clone(), std::time::Instant::now()));
         }
     }
 }

@@ -5,7 +5,7 @@
 use crate::api::*;
 use crate::audit::{self, AuditInput, AuditSink};
 use crate::ciphertext::{self, Header};
-use crate::keys::{Key, MaterialCache, access_key_seal_context, material_seal_context};
+use crate::keys::{Key, KeyCache, MaterialCache, access_key_seal_context, material_seal_context};
 use crate::types::{AccountId, AliasName, EncryptionContext, KeyId, KeyRef, KeyState, Region, alias_arn, key_arn};
 use crate::validate;
 use crate::{Clock, KmsError};
@@ -73,6 +73,7 @@ pub struct Kms {
     root: Arc<dyn RootOfTrust>,
     clock: Arc<dyn Clock>,
     materials: MaterialCache,
+    keys: KeyCache,
     credentials: RwLock<HashMap<String, Arc<Credential>>>,
     audit: Option<Arc<dyn AuditSink>>,
 }
@@ -88,7 +89,7 @@ fn secs(ms: i64) -> f64 {
 impl Kms {
     /// Builds the service.
     pub fn new(store: Arc<dyn Store>, root: Arc<dyn RootOfTrust>, clock: Arc<dyn Clock>, config: KmsConfig) -> Kms {
-        Kms { store, root, clock, materials: MaterialCache::default(), credentials: RwLock::new(HashMap::new()), audit: config.audit }
+        Kms { store, root, clock, materials: MaterialCache::default(), keys: KeyCache::default(), credentials: RwLock::new(HashMap::new()), audit: config.audit }
     }
 
     /// Records one request in the audit log and returns once the record is durable. An `Err`
@@ -162,9 +163,32 @@ impl Kms {
     // ----- key resolution -----
 
     async fn load_key(&self, caller: &Caller, key_id: &KeyId) -> Result<Key, KmsError> {
+        let key = match self.keys.get(key_id) {
+            Some(k) => Some(k),
+            None => match self.store.get_key(&key_id.to_string()).await? {
+                Some(rec) => {
+                    let k = Key::from_record(rec)?;
+                    self.keys.put(&k);
+                    Some(k)
+                }
+                None => None,
+            },
+        };
+        match key {
+            Some(k) if k.rec.account_id == caller.account.as_str() && k.rec.region == caller.region.as_str() => Ok(k),
+            _ => Err(key_not_found(caller.region.as_str(), caller.account.as_str(), &key_id.to_string())),
+        }
+    }
+
+    /// Reads a key from storage, bypassing the cache (before changing it).
+    async fn load_key_fresh(&self, caller: &Caller, key_id: &KeyId) -> Result<Key, KmsError> {
         let id = key_id.to_string();
         match self.store.get_key(&id).await? {
-            Some(rec) if rec.account_id == caller.account.as_str() && rec.region == caller.region.as_str() => Key::from_record(rec),
+            Some(rec) if rec.account_id == caller.account.as_str() && rec.region == caller.region.as_str() => {
+                let k = Key::from_record(rec)?;
+                self.keys.put(&k);
+                Ok(k)
+            }
             _ => Err(key_not_found(caller.region.as_str(), caller.account.as_str(), &id)),
         }
     }
@@ -246,8 +270,12 @@ impl Kms {
             let expected = key.rec.revision;
             rec.revision = expected + 1;
             match self.store.update_key(&rec, expected).await {
-                Ok(()) => return Key::from_record(rec),
-                Err(StoreError::Conflict) => key = self.load_key(caller, &key.id).await?,
+                Ok(()) => {
+                    let updated = Key::from_record(rec)?;
+                    self.keys.put(&updated);
+                    return Ok(updated);
+                }
+                Err(StoreError::Conflict) => key = self.load_key_fresh(caller, &key.id).await?,
                 Err(StoreError::NotFound) => return Err(key_not_found(&key.rec.region, &key.rec.account_id, &key.rec.key_id)),
                 Err(e) => return Err(e.into()),
             }
@@ -385,6 +413,7 @@ impl Kms {
         let mat = KeyMaterialRecord { key_id: rec.key_id.clone(), version: 1, sealed, created_ms: now };
         self.store.create_key(&rec, &mat, &tags).await?;
         let key = Key::from_record(rec)?;
+        self.keys.put(&key);
         // Warm the cache: the first Encrypt need not unseal.
         self.materials.insert(id, 1, Arc::new(AeadKey::new(&material)?));
         Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) })
@@ -422,7 +451,7 @@ impl Kms {
             if k.state == KeyState::PendingDeletion {
                 return Err(k.invalid_state(k.state));
             }
-            Ok(Some(KeyRecord { description: description.clone(), ..k.rec.clone() }))
+            Ok(Some(KeyRecord { description: description.clone(), ..(*k.rec).clone() }))
         })
         .await?;
         Ok(Empty {})
@@ -443,7 +472,7 @@ impl Kms {
         let target = if enable { KeyState::Enabled } else { KeyState::Disabled };
         self.update_key(caller, key, |k| match k.state {
             s if s == target => Ok(None),
-            KeyState::Enabled | KeyState::Disabled => Ok(Some(KeyRecord { key_state: target.as_str().to_owned(), ..k.rec.clone() })),
+            KeyState::Enabled | KeyState::Disabled => Ok(Some(KeyRecord { key_state: target.as_str().to_owned(), ..(*k.rec).clone() })),
             other => Err(k.invalid_state(other)),
         })
         .await?;
@@ -631,7 +660,7 @@ impl Kms {
             account_id: caller.account.as_str().to_owned(),
             region: caller.region.as_str().to_owned(),
             alias_name: name.as_str().to_owned(),
-            target_key_id: key.rec.key_id,
+            target_key_id: key.rec.key_id.clone(),
             creation_date_ms: now,
             last_updated_date_ms: now,
         };
@@ -680,7 +709,7 @@ impl Kms {
             return Err(KmsError::InvalidMarker);
         }
         let key_filter = match req.key_id.as_deref() {
-            Some(raw) => Some(self.key_for_no_alias(caller, Some(raw), "keyId").await?.rec.key_id),
+            Some(raw) => Some(self.key_for_no_alias(caller, Some(raw), "keyId").await?.rec.key_id.clone()),
             None => None,
         };
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
@@ -756,7 +785,7 @@ impl Kms {
         if name != "default" {
             return Err(KmsError::NotFound(format!("Policy {name} does not exist on key {}", key.arn)));
         }
-        Ok(GetKeyPolicyResponse { policy: key.rec.policy, policy_name: name })
+        Ok(GetKeyPolicyResponse { policy: key.rec.policy.clone(), policy_name: name })
     }
 
     /// ListKeyPolicies (always `["default"]`, as in AWS).

@@ -220,9 +220,12 @@ impl Store for FlakyStore {
 async fn storage_outage_is_unavailable_not_not_found() {
     let dir = temp_dir("flaky");
     let flaky = Arc::new(FlakyStore { inner: SqliteStore::open(&dir.join("clavis.db")).unwrap(), down: AtomicBool::new(false) });
-    let kms = kms_on(flaky.clone(), &dir);
+    let writer = kms_on(flaky.clone(), &dir);
     let c = caller("us-east-1");
-    let id = new_key(&kms, &c).await;
+    let id = new_key(&writer, &c).await;
+    // A second service on the same store has nothing cached, so it must read storage.
+    let root = LocalKeyFile::open(&dir.join("master.key")).unwrap();
+    let kms = Kms::new(flaky.clone(), Arc::new(root), Arc::new(SystemClock), KmsConfig::default());
     flaky.down.store(true, Ordering::SeqCst);
     let r = kms.describe_key(&c, DescribeKeyRequest { key_id: Some(id.clone()), ..Default::default() }).await;
     assert!(matches!(r, Err(KmsError::Unavailable(_))), "{r:?}");
