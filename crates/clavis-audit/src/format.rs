@@ -17,6 +17,18 @@ use serde_json::value::RawValue;
 /// A MAC or chain hash.
 pub type Hash = [u8; 32];
 
+/// Lower-case hex of a hash, without per-character iterator overhead (this runs for every
+/// record on the writer thread).
+pub fn hex32(h: &Hash) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(64);
+    for b in h {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Segment file name for index `i` (1-based).
 pub fn segment_name(i: u64) -> String {
     format!("segment-{i:08}.jsonl")
@@ -52,26 +64,22 @@ pub fn position_mac(key: &SecretBytes, kind: &str, segment: u64, seq: u64, hash:
 /// Writes one record line (with its trailing newline) into `out`.
 pub fn write_record(out: &mut Vec<u8>, key: &SecretBytes, seq: u64, prev: &Hash, event: &[u8]) -> Hash {
     let mac = record_mac(key, seq, prev, event);
-    out.extend_from_slice(format!("{{\"seq\":{seq},\"prev\":\"{}\",\"event\":", hex::encode(prev)).as_bytes());
+    out.extend_from_slice(format!("{{\"seq\":{seq},\"prev\":\"{}\",\"event\":", hex32(prev)).as_bytes());
     out.extend_from_slice(event);
-    out.extend_from_slice(format!(",\"mac\":\"{}\"}}\n", hex::encode(mac)).as_bytes());
+    out.extend_from_slice(format!(",\"mac\":\"{}\"}}\n", hex32(&mac)).as_bytes());
     mac
 }
 
 /// The checkpoint line that closes segment `segment` after record `seq` with MAC `hash`.
 pub fn checkpoint_line(key: &SecretBytes, segment: u64, seq: u64, hash: &Hash) -> String {
     let mac = position_mac(key, "checkpoint", segment, seq, hash);
-    format!(
-        "{{\"checkpoint\":{{\"segment\":{segment},\"seq\":{seq},\"hash\":\"{}\"}},\"mac\":\"{}\"}}\n",
-        hex::encode(hash),
-        hex::encode(mac)
-    )
+    format!("{{\"checkpoint\":{{\"segment\":{segment},\"seq\":{seq},\"hash\":\"{}\"}},\"mac\":\"{}\"}}\n", hex32(hash), hex32(&mac))
 }
 
 /// The HEAD file's content.
 pub fn head_content(key: &SecretBytes, segment: u64, seq: u64, hash: &Hash) -> String {
     let mac = position_mac(key, "head", segment, seq, hash);
-    format!("{{\"segment\":{segment},\"seq\":{seq},\"hash\":\"{}\",\"mac\":\"{}\"}}\n", hex::encode(hash), hex::encode(mac))
+    format!("{{\"segment\":{segment},\"seq\":{seq},\"hash\":\"{}\",\"mac\":\"{}\"}}\n", hex32(hash), hex32(&mac))
 }
 
 /// A parsed record line, with the event's exact bytes.

@@ -7,7 +7,10 @@
 //! [`REDACTED_MEMBERS`] removed, recursively.
 
 use crate::{Caller, KmsError};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// A durable, append-only destination for audit records.
 #[async_trait::async_trait]
@@ -59,10 +62,10 @@ pub struct AuditInput<'a> {
     pub claimed_access_key_id: Option<&'a str>,
     /// The region of the credential scope, if it could be read.
     pub region: Option<&'a str>,
-    /// The request body, if it was JSON.
-    pub request: Option<&'a Value>,
+    /// The request body, if it was read.
+    pub request: Option<&'a [u8]>,
     /// The response body, on success.
-    pub response: Option<&'a Value>,
+    pub response: Option<&'a [u8]>,
     /// The error, on failure.
     pub error: Option<&'a KmsError>,
     /// Time spent serving the request, in microseconds.
@@ -78,7 +81,7 @@ fn lower_first(s: &str) -> String {
 }
 
 /// Copies a JSON value without redacted members, renaming keys to CloudTrail's lowerCamelCase
-/// (map keys of an encryption context or tags are data, not members, and keep their case).
+/// (map keys of an encryption context are data, not members, and keep their case).
 fn sanitize(v: &Value, rename: bool) -> Value {
     match v {
         Value::Object(m) => {
@@ -98,23 +101,60 @@ fn sanitize(v: &Value, rename: bool) -> Value {
     }
 }
 
-fn collect_key_arns(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, val) in m {
-                if let Value::String(s) = val
-                    && matches!(k.as_str(), "KeyId" | "SourceKeyId" | "Arn" | "DestinationKeyId" | "TargetKeyId")
-                    && s.starts_with("arn:aws:kms:")
-                    && s.contains(":key/")
-                    && !out.contains(s)
-                {
-                    out.push(s.clone());
-                }
-                collect_key_arns(val, out);
+/// The top-level members of a JSON object body, borrowed without decoding their values (so a
+/// plaintext member is never even copied).
+type Members<'a> = BTreeMap<&'a str, &'a RawValue>;
+
+fn members(body: Option<&[u8]>) -> Option<Members<'_>> {
+    serde_json::from_slice(body?).ok()
+}
+
+/// `requestParameters` / `responseElements`: the members without redacted ones, names in
+/// lowerCamelCase. Scalar members are copied as raw JSON; structured ones are decoded and
+/// sanitised recursively.
+struct Sanitized<'a>(&'a Members<'a>);
+
+impl Serialize for Sanitized<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (k, raw) in self.0 {
+            if REDACTED_MEMBERS.contains(k) {
+                continue;
+            }
+            let text = raw.get();
+            let key = lower_first(k);
+            if text.starts_with('{') || text.starts_with('[') {
+                let v: Value = serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
+                map.serialize_entry(&key, &sanitize(&v, !k.ends_with("EncryptionContext")))?;
+            } else {
+                map.serialize_entry(&key, raw)?;
             }
         }
-        Value::Array(a) => a.iter().for_each(|x| collect_key_arns(x, out)),
-        _ => {}
+        map.end()
+    }
+}
+
+/// Key ARNs a request or response names at the top level (or in `KeyMetadata.Arn`).
+fn key_arns<'a>(m: &'a Members<'a>, out: &mut Vec<String>) {
+    for name in ["KeyId", "SourceKeyId", "DestinationKeyId", "TargetKeyId"] {
+        if let Some(raw) = m.get(name)
+            && let Ok(s) = serde_json::from_str::<&str>(raw.get())
+            && s.starts_with("arn:aws:kms:")
+            && s.contains(":key/")
+            && !out.iter().any(|a| a == s)
+        {
+            out.push(s.to_owned());
+        }
+    }
+    if let Some(raw) = m.get("KeyMetadata")
+        && let Ok(meta) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw.get())
+    {
+        if let Some(arn) = meta.get("Arn").and_then(|r| serde_json::from_str::<&str>(r.get()).ok())
+            && !out.iter().any(|a| a == arn)
+        {
+            out.push(arn.to_owned());
+        }
     }
 }
 
@@ -148,69 +188,120 @@ pub fn event_time(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// Builds the CloudTrail-shaped record.
-pub fn record(input: &AuditInput<'_>) -> Value {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserIdentity<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    principal_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arn: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
+    access_key_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Resource<'a> {
+    #[serde(rename = "ARN")]
+    arn: &'a str,
+    #[serde(rename = "accountId")]
+    account_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AdditionalEventData {
+    duration_micros: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Record<'a> {
+    event_version: &'static str,
+    user_identity: UserIdentity<'a>,
+    event_time: String,
+    event_source: &'a str,
+    event_name: &'a str,
+    aws_region: Option<&'a str>,
+    #[serde(rename = "sourceIPAddress")]
+    source_ip_address: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    request_parameters: Option<Sanitized<'a>>,
+    response_elements: Option<Sanitized<'a>>,
+    #[serde(rename = "requestID")]
+    request_id: &'a str,
+    #[serde(rename = "eventID")]
+    event_id: String,
+    read_only: bool,
+    resources: Vec<Resource<'a>>,
+    event_type: &'static str,
+    management_event: bool,
+    recipient_account_id: Option<&'a str>,
+    additional_event_data: AdditionalEventData,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<String>,
+}
+
+/// Builds the CloudTrail-shaped record as compact JSON.
+pub fn record(input: &AuditInput<'_>) -> Result<Vec<u8>, serde_json::Error> {
     let user_identity = match input.caller {
-        Some(c) => {
-            let is_root = c.principal_arn.ends_with(":root");
-            json!({
-                "type": if is_root { "Root" } else { "IAMUser" },
-                "principalId": c.account.as_str(),
-                "arn": c.principal_arn,
-                "accountId": c.account.as_str(),
-                "accessKeyId": c.access_key_id,
-            })
+        Some(c) => UserIdentity {
+            kind: if c.principal_arn.ends_with(":root") { "Root" } else { "IAMUser" },
+            principal_id: Some(c.account.as_str()),
+            arn: Some(&c.principal_arn),
+            account_id: Some(c.account.as_str()),
+            access_key_id: Some(&c.access_key_id),
+        },
+        None => {
+            UserIdentity { kind: "Unknown", principal_id: None, arn: None, account_id: None, access_key_id: input.claimed_access_key_id }
         }
-        None => json!({ "type": "Unknown", "accessKeyId": input.claimed_access_key_id }),
     };
+    let request = members(input.request);
+    let response = members(input.response);
     let mut arns = Vec::new();
-    if let Some(resp) = input.response {
-        collect_key_arns(resp, &mut arns);
+    if let Some(r) = &response {
+        key_arns(r, &mut arns);
     }
-    if let Some(req) = input.request {
-        collect_key_arns(req, &mut arns);
+    if let Some(r) = &request {
+        key_arns(r, &mut arns);
     }
-    let resources: Vec<Value> = arns
-        .iter()
-        .map(|arn| {
-            let account = arn.split(':').nth(4).unwrap_or_default();
-            json!({ "ARN": arn, "accountId": account, "type": "AWS::KMS::Key" })
-        })
-        .collect();
-    let response_elements = match input.response {
-        Some(r) if !is_crypto(input.operation) => sanitize(r, true),
-        _ => Value::Null,
+    let resources =
+        arns.iter().map(|arn| Resource { arn, account_id: arn.split(':').nth(4).unwrap_or_default(), kind: "AWS::KMS::Key" }).collect();
+    let record = Record {
+        event_version: "1.08",
+        user_identity,
+        event_time: event_time(input.time_ms),
+        event_source: input.event_source,
+        event_name: input.operation,
+        aws_region: input.region.or(input.caller.map(|c| c.region.as_str())),
+        source_ip_address: input.source_ip.as_deref(),
+        user_agent: input.user_agent,
+        request_parameters: request.as_ref().map(Sanitized),
+        response_elements: if is_crypto(input.operation) { None } else { response.as_ref().map(Sanitized) },
+        request_id: input.request_id,
+        event_id: uuid::Uuid::new_v4().to_string(),
+        read_only: is_read_only(input.operation),
+        resources,
+        event_type: "AwsApiCall",
+        management_event: true,
+        recipient_account_id: input.caller.map(|c| c.account.as_str()),
+        additional_event_data: AdditionalEventData { duration_micros: input.duration_us },
+        error_code: input.error.map(KmsError::code),
+        error_message: input.error.map(ToString::to_string),
     };
-    let mut event = json!({
-        "eventVersion": "1.08",
-        "userIdentity": user_identity,
-        "eventTime": event_time(input.time_ms),
-        "eventSource": input.event_source,
-        "eventName": input.operation,
-        "awsRegion": input.region.or(input.caller.map(|c| c.region.as_str())),
-        "sourceIPAddress": input.source_ip,
-        "userAgent": input.user_agent,
-        "requestParameters": input.request.map(|r| sanitize(r, true)),
-        "responseElements": response_elements,
-        "requestID": input.request_id,
-        "eventID": uuid::Uuid::new_v4().to_string(),
-        "readOnly": is_read_only(input.operation),
-        "resources": resources,
-        "eventType": "AwsApiCall",
-        "managementEvent": true,
-        "recipientAccountId": input.caller.map(|c| c.account.as_str()),
-        "additionalEventData": { "durationMicros": input.duration_us },
-    });
-    if let (Some(e), Value::Object(m)) = (input.error, &mut event) {
-        m.insert("errorCode".into(), Value::String(e.code().to_owned()));
-        m.insert("errorMessage".into(), Value::String(e.to_string()));
-    }
-    event
+    serde_json::to_vec(&record)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn redacts_secrets_and_keeps_context_keys() {
@@ -240,13 +331,16 @@ mod tests {
             caller: None,
             claimed_access_key_id: Some("AKIA"),
             region: Some("us-east-1"),
-            request: Some(&json!({"KeyId": "k", "Plaintext": "c2VjcmV0"})),
+            request: Some(br#"{"KeyId": "k", "Plaintext": "c2VjcmV0"}"#),
             response: None,
             error: Some(&e),
             duration_us: 5,
-        });
+        })
+        .unwrap();
+        assert!(!String::from_utf8_lossy(&r).contains("c2VjcmV0"));
+        let r: Value = serde_json::from_slice(&r).unwrap();
+        assert_eq!(r["requestParameters"], json!({"keyId": "k"}));
         assert_eq!(r["errorCode"], "UnrecognizedClientException");
         assert_eq!(r["userIdentity"]["type"], "Unknown");
-        assert!(!r.to_string().contains("c2VjcmV0"));
     }
 }

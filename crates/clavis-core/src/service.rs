@@ -89,14 +89,22 @@ fn secs(ms: i64) -> f64 {
 impl Kms {
     /// Builds the service.
     pub fn new(store: Arc<dyn Store>, root: Arc<dyn RootOfTrust>, clock: Arc<dyn Clock>, config: KmsConfig) -> Kms {
-        Kms { store, root, clock, materials: MaterialCache::default(), keys: KeyCache::default(), credentials: RwLock::new(HashMap::new()), audit: config.audit }
+        Kms {
+            store,
+            root,
+            clock,
+            materials: MaterialCache::default(),
+            keys: KeyCache::default(),
+            credentials: RwLock::new(HashMap::new()),
+            audit: config.audit,
+        }
     }
 
     /// Records one request in the audit log and returns once the record is durable. An `Err`
     /// means the request's outcome must not be released (invariant 5).
     pub async fn audit(&self, input: &AuditInput<'_>) -> Result<(), KmsError> {
         let Some(sink) = &self.audit else { return Ok(()) };
-        let record = serde_json::to_vec(&audit::record(input)).map_err(|e| KmsError::Internal(format!("audit record encoding: {e}")))?;
+        let record = audit::record(input).map_err(|e| KmsError::Internal(format!("audit record encoding: {e}")))?;
         sink.append(record).await.map_err(|e| KmsError::AuditUnavailable(e.to_string()))
     }
 

@@ -10,7 +10,6 @@ use clavis_core::audit::AuditInput;
 use clavis_core::{Caller, Kms, KmsError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -115,9 +114,7 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
     }
     .await;
 
-    // The audit record: request and response members as JSON (redacted by the core).
-    let request_json: Option<Value> = body.as_ref().and_then(|b| serde_json::from_slice(b).ok());
-    let response_json: Option<Value> = result.as_ref().ok().and_then(|b| serde_json::from_slice(b).ok());
+    // The audit record is built by the core from the raw bodies (it redacts secret members).
     let claimed = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|h| clavis_sigv4::Authorization::parse(h).ok());
     let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let input = AuditInput {
@@ -130,8 +127,8 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
         caller: caller.as_ref(),
         claimed_access_key_id: claimed.as_ref().map(|a| a.access_key_id.as_str()),
         region: claimed.as_ref().map(|a| a.region.as_str()),
-        request: request_json.as_ref(),
-        response: response_json.as_ref(),
+        request: body.as_deref(),
+        response: result.as_ref().ok().map(Vec::as_slice),
         error: result.as_ref().err(),
         duration_us,
     };

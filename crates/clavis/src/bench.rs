@@ -65,7 +65,13 @@ struct Stats {
     created_keys: Vec<String>,
 }
 
-async fn worker(endpoint: Endpoint, ops: Vec<String>, f: Fixture, warmup_end: Instant, end: Instant) -> anyhow::Result<BTreeMap<String, Stats>> {
+async fn worker(
+    endpoint: Endpoint,
+    ops: Vec<String>,
+    f: Fixture,
+    warmup_end: Instant,
+    end: Instant,
+) -> anyhow::Result<BTreeMap<String, Stats>> {
     let mut client = Client::connect(&endpoint).await?;
     let mut stats: BTreeMap<String, Stats> = BTreeMap::new();
     let mut i = 0usize;
@@ -134,11 +140,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .context("CreateKey returned no Arn")?
             .to_owned();
         let plaintext_b64 = STANDARD.encode(vec![0x5a; args.payload_bytes]);
-        let ciphertext_b64 = setup.call_json("TrentService.Encrypt", json!({"KeyId": key_arn, "Plaintext": plaintext_b64})).await?
-            ["CiphertextBlob"]
-            .as_str()
-            .context("Encrypt returned no CiphertextBlob")?
-            .to_owned();
+        let ciphertext_b64 =
+            setup.call_json("TrentService.Encrypt", json!({"KeyId": key_arn, "Plaintext": plaintext_b64})).await?["CiphertextBlob"]
+                .as_str()
+                .context("Encrypt returned no CiphertextBlob")?
+                .to_owned();
         let fixture = Fixture { key_arn: key_arn.clone(), other_key_arn: other_key_arn.clone(), ciphertext_b64, plaintext_b64 };
 
         let start = Instant::now();
@@ -203,7 +209,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         if args.json {
             println!("{summary}");
         } else {
-            println!("clavis bench: {} connections, {}s, {}-byte payload, {}", args.connections, args.duration, args.payload_bytes, args.endpoint_url);
+            println!(
+                "clavis bench: {} connections, {}s, {}-byte payload, {}",
+                args.connections, args.duration, args.payload_bytes, args.endpoint_url
+            );
             println!("{:<20} {:>10} {:>9} {:>9} {:>9} {:>9}  errors", "operation", "req/s", "p50 µs", "p90 µs", "p99 µs", "max µs");
             for r in &report {
                 println!(

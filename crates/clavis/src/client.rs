@@ -23,11 +23,8 @@ pub struct Endpoint {
 impl Endpoint {
     /// Reads the endpoint URL, region and credentials the way AWS tools do.
     pub fn from_env(endpoint_url: &str, region: Option<String>) -> anyhow::Result<Endpoint> {
-        let authority = endpoint_url
-            .strip_prefix("http://")
-            .context("only http:// endpoints are supported")?
-            .trim_end_matches('/')
-            .to_owned();
+        let authority =
+            endpoint_url.strip_prefix("http://").context("only http:// endpoints are supported")?.trim_end_matches('/').to_owned();
         let region = region
             .or_else(|| std::env::var("AWS_REGION").ok())
             .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
@@ -55,7 +52,8 @@ pub struct Reply {
 impl Client {
     /// Opens a connection.
     pub async fn connect(endpoint: &Endpoint) -> anyhow::Result<Client> {
-        let stream = tokio::net::TcpStream::connect(&endpoint.authority).await.with_context(|| format!("connecting to {}", endpoint.authority))?;
+        let stream =
+            tokio::net::TcpStream::connect(&endpoint.authority).await.with_context(|| format!("connecting to {}", endpoint.authority))?;
         stream.set_nodelay(true)?;
         let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(async move {
