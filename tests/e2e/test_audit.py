@@ -192,3 +192,37 @@ def test_stream_sink_copies_records(fresh_server, tmp_path):
     s.stop()
     lines = [json.loads(l) for l in stream.read_text().splitlines()]
     assert rid in [l["event"]["requestID"] for l in lines]
+
+
+def test_lookup_events_api_and_cli(fresh_server):
+    s = fresh_server.start()
+    kms = s.client()
+    key = kms.create_key()["KeyMetadata"]
+    for _ in range(3):
+        kms.encrypt(KeyId=key["KeyId"], Plaintext=b"x")
+    kms.list_keys()
+
+    status, body, _ = s.raw("ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Encrypt"}], "MaxResults": 2}))
+    assert status == 200, body
+    assert [e["EventName"] for e in body["Events"]] == ["Encrypt", "Encrypt"]
+    assert body["NextToken"]
+    first = body["Events"][0]
+    assert first["Resources"] == [{"ResourceType": "AWS::KMS::Key", "ResourceName": key["Arn"]}]
+    assert json.loads(first["CloudTrailEvent"])["eventName"] == "Encrypt"
+    status, page2, _ = s.raw("ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Encrypt"}], "NextToken": body["NextToken"]}))
+    assert [e["EventName"] for e in page2["Events"]] == ["Encrypt"] and "NextToken" not in page2
+    ids = {e["EventId"] for e in body["Events"]} | {e["EventId"] for e in page2["Events"]}
+    assert len(ids) == 3
+
+    status, body, _ = s.raw("ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "ResourceName", "AttributeValue": key["KeyId"]}]}))
+    assert sorted(e["EventName"] for e in body["Events"]) == ["CreateKey", "Encrypt", "Encrypt", "Encrypt"]
+    status, body, _ = s.raw("ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "Bogus", "AttributeValue": "x"}]}))
+    assert (status, body["__type"]) == (400, "ValidationException")
+    status, body, _ = s.raw("ClavisAdmin.LookupEvents", "{}", secret="wrong-wrong-wrong-wrong-wrong-wrong-00")
+    assert body["__type"] == "InvalidSignatureException"
+
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=s.env["CLAVIS_ROOT_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=s.env["CLAVIS_ROOT_SECRET_ACCESS_KEY"], AWS_REGION=REGION)
+    p = subprocess.run([str(CLAVIS), "audit", "lookup", "--endpoint-url", s.endpoint, "--event-name", "CreateKey"], env=env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(l) for l in p.stdout.splitlines()]
+    assert [l["eventName"] for l in lines] == ["CreateKey"] and lines[0]["resources"][0]["ARN"] == key["Arn"]

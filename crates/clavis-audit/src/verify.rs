@@ -33,7 +33,7 @@ fn fail(location: impl Into<String>, reason: impl Into<String>) -> VerifyError {
 }
 
 /// Calls `f` with every record's event (exact bytes) in order, after checking the chain.
-fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(&str)) -> Result<Report, VerifyError> {
+fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str)) -> Result<Report, VerifyError> {
     let mut indices = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| fail(dir.display().to_string(), e.to_string()))?;
     for e in entries {
@@ -100,7 +100,7 @@ fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(&str)) -> Result<Report
             seq = rec.seq;
             prev = mac;
             hash_at_seq.insert(seq, mac);
-            f(rec.event.get());
+            f(seq, rec.event.get());
         }
         if !closed && !is_last {
             return Err(fail(name, "segment truncated: it has no closing checkpoint"));
@@ -131,7 +131,7 @@ fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(&str)) -> Result<Report
 
 /// Verifies the whole log.
 pub fn verify(dir: &Path, key: &SecretBytes) -> Result<Report, VerifyError> {
-    walk(dir, key, |_| {})
+    walk(dir, key, |_, _| {})
 }
 
 /// Which events to export.
@@ -177,7 +177,7 @@ impl Filter {
 pub fn export(dir: &Path, key: &SecretBytes, filter: &Filter, out: &mut dyn Write) -> Result<u64, VerifyError> {
     let mut written = 0u64;
     let mut write_err = None;
-    let report = walk(dir, key, |event| {
+    let report = walk(dir, key, |_, event| {
         if write_err.is_some() {
             return;
         }
@@ -194,4 +194,32 @@ pub fn export(dir: &Path, key: &SecretBytes, filter: &Filter, out: &mut dyn Writ
         return Err(fail("output", e));
     }
     report.map(|_| written)
+}
+
+/// Events for an API lookup, newest first: at most `max` events with sequence numbers below
+/// `before` that pass `keep`. Returns the events and, when more may exist, the sequence number
+/// to continue below.
+pub fn lookup(
+    dir: &Path,
+    key: &SecretBytes,
+    before: Option<u64>,
+    max: usize,
+    keep: impl Fn(&serde_json::Value) -> bool,
+) -> Result<(Vec<serde_json::Value>, Option<u64>), VerifyError> {
+    let mut matched: Vec<(u64, serde_json::Value)> = Vec::new();
+    walk(dir, key, |seq, event| {
+        if before.is_some_and(|b| seq >= b) {
+            return;
+        }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(event)
+            && keep(&v)
+        {
+            matched.push((seq, v));
+        }
+    })?;
+    matched.reverse();
+    let more = matched.len() > max;
+    matched.truncate(max);
+    let next = if more { matched.last().map(|(seq, _)| *seq) } else { None };
+    Ok((matched.into_iter().map(|(_, v)| v).collect(), next))
 }

@@ -7,7 +7,7 @@
 
 use crate::format::{self, Hash};
 use crate::{AuditError, io};
-use clavis_core::audit::{AuditFailure, AuditSink};
+use clavis_core::audit::{AuditFailure, AuditSink, LookupQuery};
 use clavis_crypto::SecretBytes;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -318,6 +318,8 @@ impl Writer {
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Pending>,
+    dir: PathBuf,
+    key: std::sync::Arc<SecretBytes>,
 }
 
 impl AuditLog {
@@ -331,10 +333,11 @@ impl AuditLog {
             builder.mode(0o700);
         }
         builder.create(&config.dir).map_err(io(format!("creating {}", config.dir.display())))?;
+        let reader_key = std::sync::Arc::new(key.clone());
         let writer = Writer::recover(&config, key)?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new().name("clavis-audit".into()).spawn(move || writer.run(rx)).map_err(io("starting the audit writer"))?;
-        Ok(AuditLog { tx })
+        Ok(AuditLog { tx, dir: config.dir, key: reader_key })
     }
 }
 
@@ -348,5 +351,15 @@ impl AuditSink for AuditLog {
             Ok(Err(e)) => Err(AuditFailure(e)),
             Err(_) => Err(AuditFailure("the audit writer has stopped".into())),
         }
+    }
+
+    async fn lookup(&self, query: LookupQuery) -> Result<(Vec<serde_json::Value>, Option<u64>), AuditFailure> {
+        let (dir, key) = (self.dir.clone(), self.key.clone());
+        // Reading the whole log is O(records): fine for an administrator's occasional query;
+        // an index arrives when logs grow beyond that.
+        tokio::task::spawn_blocking(move || crate::verify::lookup(&dir, &key, query.before, query.max, query.keep))
+            .await
+            .map_err(|e| AuditFailure(e.to_string()))?
+            .map_err(|e| AuditFailure(format!("the audit log does not verify: {e}")))
     }
 }

@@ -346,3 +346,60 @@ pub struct ListKeyPoliciesResponse {
     pub policy_names: Vec<String>,
     pub truncated: bool,
 }
+
+/// One LookupEvents attribute filter.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct LookupAttribute {
+    pub attribute_key: Option<String>,
+    pub attribute_value: Option<String>,
+}
+
+request!(
+    /// ClavisAdmin.LookupEvents (CloudTrail's LookupEvents, over the Clavis audit log).
+    LookupEventsRequest {
+        lookup_attributes: Vec<LookupAttribute>,
+        start_time: f64,
+        end_time: f64,
+        max_results: i64,
+        next_token: String,
+    }
+);
+
+/// A resource named by an event.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct EventResource {
+    pub resource_type: String,
+    pub resource_name: String,
+}
+
+/// One event, as CloudTrail's LookupEvents returns it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct LookupEvent {
+    pub event_id: String,
+    pub event_name: String,
+    pub read_only: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    pub event_time: f64,
+    pub event_source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    pub resources: Vec<EventResource>,
+    pub cloud_trail_event: String,
+}
+
+/// LookupEvents response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct LookupEventsResponse {
+    pub events: Vec<LookupEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}

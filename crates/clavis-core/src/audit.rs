@@ -17,6 +17,20 @@ use std::collections::BTreeMap;
 pub trait AuditSink: Send + Sync {
     /// Appends one record (a compact JSON object) and returns once it is durable.
     async fn append(&self, record: Vec<u8>) -> Result<(), AuditFailure>;
+
+    /// Up to `max` records (parsed), newest first, with sequence numbers below `before`, that
+    /// pass `keep`; and where to continue. Sinks that cannot be read back return an error.
+    async fn lookup(&self, query: LookupQuery) -> Result<(Vec<Value>, Option<u64>), AuditFailure>;
+}
+
+/// A search of the audit log (the LookupEvents operation).
+pub struct LookupQuery {
+    /// Only records with a sequence number below this (pagination).
+    pub before: Option<u64>,
+    /// Page size.
+    pub max: usize,
+    /// The filter.
+    pub keep: Box<dyn Fn(&Value) -> bool + Send + Sync>,
 }
 
 /// Why a record could not be made durable. The operation it describes must then fail.
@@ -149,12 +163,10 @@ fn key_arns<'a>(m: &'a Members<'a>, out: &mut Vec<String>) {
     }
     if let Some(raw) = m.get("KeyMetadata")
         && let Ok(meta) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw.get())
+        && let Some(arn) = meta.get("Arn").and_then(|r| serde_json::from_str::<&str>(r.get()).ok())
+        && !out.iter().any(|a| a == arn)
     {
-        if let Some(arn) = meta.get("Arn").and_then(|r| serde_json::from_str::<&str>(r.get()).ok())
-            && !out.iter().any(|a| a == arn)
-        {
-            out.push(arn.to_owned());
-        }
+        out.push(arn.to_owned());
     }
 }
 
@@ -186,6 +198,22 @@ pub fn event_time(ms: i64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Parses an `eventTime` back to Unix seconds.
+pub fn parse_event_time(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok());
+    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * 86_400 + h * 3600 + mi * 60 + se)
 }
 
 #[derive(Serialize)]
@@ -314,6 +342,8 @@ mod tests {
 
     #[test]
     fn formats_event_time() {
+        assert_eq!(parse_event_time("2015-08-30T12:36:00Z"), Some(1_440_938_160));
+        assert_eq!(parse_event_time(&event_time(1_790_000_000_000)), Some(1_790_000_000));
         assert_eq!(event_time(0), "1970-01-01T00:00:00Z");
         assert_eq!(event_time(1_440_938_160_999), "2015-08-30T12:36:00Z");
     }

@@ -803,4 +803,93 @@ impl Kms {
         self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
         Ok(ListKeyPoliciesResponse { policy_names: vec!["default".to_owned()], truncated: false })
     }
+
+    // ----- administration -----
+
+    /// ClavisAdmin.LookupEvents: search the audit log (administrators only).
+    pub async fn lookup_events(&self, caller: &Caller, req: LookupEventsRequest) -> Result<LookupEventsResponse, KmsError> {
+        if !caller.principal_arn.ends_with(":root") {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: clavis:LookupEvents",
+                caller.principal_arn
+            )));
+        }
+        let max = validate::limit(req.max_results, 50, 50)?;
+        let before = match req.next_token.as_deref() {
+            None => None,
+            Some(t) => Some(t.parse::<u64>().map_err(|_| KmsError::Validation("Invalid NextToken.".into()))?),
+        };
+        let attrs = req.lookup_attributes.unwrap_or_default();
+        if attrs.len() > 1 {
+            return Err(KmsError::Validation("LookupAttributes accepts at most one attribute.".into()));
+        }
+        let mut filter: Option<(String, String)> = None;
+        for a in attrs {
+            let k = validate::required(a.attribute_key, "lookupAttributes.member.attributeKey")?;
+            let v = validate::required(a.attribute_value, "lookupAttributes.member.attributeValue")?;
+            validate::one_of(
+                &k,
+                "lookupAttributes.member.attributeKey",
+                &["EventId", "EventName", "ReadOnly", "Username", "ResourceName", "AccessKeyId", "EventSource"],
+            )?;
+            filter = Some((k, v));
+        }
+        let start = req.start_time.map(|t| audit::event_time((t * 1000.0) as i64));
+        let end = req.end_time.map(|t| audit::event_time((t * 1000.0) as i64));
+        let account = caller.account.as_str().to_owned();
+        let keep = move |e: &serde_json::Value| -> bool {
+            let time = e["eventTime"].as_str().unwrap_or_default();
+            if start.as_deref().is_some_and(|s| time < s) || end.as_deref().is_some_and(|s| time > s) {
+                return false;
+            }
+            // An account sees its own events (and unauthenticated ones are the operator's).
+            if e["recipientAccountId"].as_str().is_some_and(|a| a != account) {
+                return false;
+            }
+            match &filter {
+                None => true,
+                Some((k, v)) => match k.as_str() {
+                    "EventId" => e["eventID"] == v.as_str(),
+                    "EventName" => e["eventName"] == v.as_str(),
+                    "ReadOnly" => e["readOnly"].as_bool().map(|b| b.to_string()).as_deref() == Some(v.as_str()),
+                    "Username" => e["userIdentity"]["arn"].as_str().is_some_and(|a| a == v || a.ends_with(&format!("/{v}"))),
+                    "AccessKeyId" => e["userIdentity"]["accessKeyId"] == v.as_str(),
+                    "EventSource" => e["eventSource"] == v.as_str(),
+                    _ => e["resources"]
+                        .as_array()
+                        .is_some_and(|rs| rs.iter().any(|r| r["ARN"].as_str().is_some_and(|a| a == v || a.ends_with(&format!("/{v}"))))),
+                },
+            }
+        };
+        let sink = self.audit.as_ref().ok_or_else(|| KmsError::UnsupportedOperation("Auditing is disabled on this server.".into()))?;
+        let (events, next) = sink
+            .lookup(audit::LookupQuery { before, max, keep: Box::new(keep) })
+            .await
+            .map_err(|e| KmsError::AuditUnavailable(e.to_string()))?;
+        let events = events
+            .into_iter()
+            .map(|e| LookupEvent {
+                event_id: e["eventID"].as_str().unwrap_or_default().to_owned(),
+                event_name: e["eventName"].as_str().unwrap_or_default().to_owned(),
+                read_only: e["readOnly"].as_bool().unwrap_or(false).to_string(),
+                access_key_id: e["userIdentity"]["accessKeyId"].as_str().map(str::to_owned),
+                event_time: audit::parse_event_time(e["eventTime"].as_str().unwrap_or_default()).unwrap_or(0) as f64,
+                event_source: e["eventSource"].as_str().unwrap_or_default().to_owned(),
+                username: e["userIdentity"]["arn"].as_str().map(|a| a.rsplit(['/', ':']).next().unwrap_or(a).to_owned()),
+                resources: e["resources"]
+                    .as_array()
+                    .map(|rs| {
+                        rs.iter()
+                            .map(|r| EventResource {
+                                resource_type: r["type"].as_str().unwrap_or_default().to_owned(),
+                                resource_name: r["ARN"].as_str().unwrap_or_default().to_owned(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                cloud_trail_event: e.to_string(),
+            })
+            .collect();
+        Ok(LookupEventsResponse { events, next_token: next.map(|n| n.to_string()) })
+    }
 }

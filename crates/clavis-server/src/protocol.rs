@@ -15,6 +15,8 @@ use std::time::Instant;
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 const TARGET_PREFIX: &str = "TrentService.";
+/// Clavis's own administration API (same endpoint, same signing, AWS-style JSON shapes).
+const ADMIN_PREFIX: &str = "ClavisAdmin.";
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut resp = (status, body).into_response();
@@ -84,6 +86,13 @@ async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]) -> R
     }
 }
 
+async fn dispatch_admin(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]) -> Result<Vec<u8>, KmsError> {
+    match operation {
+        "LookupEvents" => call(body, |req| kms.lookup_events(caller, req)).await,
+        other => Err(KmsError::UnknownOperation(format!("Administration operation {other} does not exist."))),
+    }
+}
+
 fn now_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
@@ -97,7 +106,8 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
     let (parts, body) = req.into_parts();
     let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or(&target).to_owned();
+    let is_admin = target.starts_with(ADMIN_PREFIX);
+    let operation = target.strip_prefix(TARGET_PREFIX).or_else(|| target.strip_prefix(ADMIN_PREFIX)).unwrap_or(&target).to_owned();
 
     let limit = state.config.max_body_bytes;
     // A body that cannot be read within the limit is refused as too large.
@@ -107,6 +117,9 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
         let body = body.as_ref().ok_or(KmsError::RequestEntityTooLarge(limit))?;
         let c = auth::authenticate(&state.kms, &state.config, &parts, body, now_secs()).await?;
         let c = caller.insert(c);
+        if is_admin {
+            return dispatch_admin(&state.kms, c, &operation, body).await;
+        }
         if !target.starts_with(TARGET_PREFIX) {
             return Err(KmsError::UnknownOperation(format!("The X-Amz-Target header must name a TrentService operation, not '{target}'.")));
         }
@@ -123,7 +136,7 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
         source_ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
         user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
         operation: &operation,
-        event_source: "kms.amazonaws.com",
+        event_source: if is_admin { "admin.clavis" } else { "kms.amazonaws.com" },
         caller: caller.as_ref(),
         claimed_access_key_id: claimed.as_ref().map(|a| a.access_key_id.as_str()),
         region: claimed.as_ref().map(|a| a.region.as_str()),

@@ -34,6 +34,34 @@ pub enum AuditCommand {
         #[arg(long)]
         principal: Option<String>,
     },
+    /// Look events up on a running server (ClavisAdmin.LookupEvents), newest first, as JSON
+    /// lines. Endpoint and credentials are read as AWS tools read them.
+    Lookup {
+        /// The server.
+        #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:8484")]
+        endpoint_url: String,
+        /// Signing region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1).
+        #[arg(long)]
+        region: Option<String>,
+        /// Only this operation (CloudTrail attribute EventName).
+        #[arg(long)]
+        event_name: Option<String>,
+        /// Only events naming this key id or ARN (ResourceName).
+        #[arg(long)]
+        resource_name: Option<String>,
+        /// Only events of this user (Username).
+        #[arg(long)]
+        username: Option<String>,
+        /// Only events at or after this Unix time.
+        #[arg(long)]
+        start_time: Option<f64>,
+        /// Only events at or before this Unix time.
+        #[arg(long)]
+        end_time: Option<f64>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 50)]
+        max_items: usize,
+    },
 }
 
 fn audit_key(data_dir: &Path) -> anyhow::Result<clavis_crypto::SecretBytes> {
@@ -56,6 +84,42 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             }
+        }
+        AuditCommand::Lookup { endpoint_url, region, event_name, resource_name, username, start_time, end_time, max_items } => {
+            let endpoint = crate::client::Endpoint::from_env(&endpoint_url, region)?;
+            let attribute = [("EventName", event_name), ("ResourceName", resource_name), ("Username", username)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| serde_json::json!({"AttributeKey": k, "AttributeValue": v})))
+                .collect::<Vec<_>>();
+            if attribute.len() > 1 {
+                anyhow::bail!("give at most one of --event-name, --resource-name, --username");
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let mut client = crate::client::Client::connect(&endpoint).await?;
+                let (mut printed, mut token): (usize, Option<String>) = (0, None);
+                loop {
+                    let mut body = serde_json::json!({"LookupAttributes": attribute, "MaxResults": (max_items - printed).min(50)});
+                    if let Some(t) = &token {
+                        body["NextToken"] = serde_json::Value::String(t.clone());
+                    }
+                    if let Some(t) = start_time {
+                        body["StartTime"] = t.into();
+                    }
+                    if let Some(t) = end_time {
+                        body["EndTime"] = t.into();
+                    }
+                    let page = client.call_json("ClavisAdmin.LookupEvents", body).await?;
+                    for e in page["Events"].as_array().into_iter().flatten() {
+                        println!("{}", e["CloudTrailEvent"].as_str().unwrap_or_default());
+                        printed += 1;
+                    }
+                    token = page["NextToken"].as_str().map(str::to_owned);
+                    if token.is_none() || printed >= max_items {
+                        return Ok(());
+                    }
+                }
+            })
         }
         AuditCommand::Export { data_dir, since, until, key, principal } => {
             let audit_key = audit_key(&data_dir)?;
