@@ -105,18 +105,24 @@ request!(
         dry_run: bool,
     }
 );
-request!(
-    /// Decrypt.
-    DecryptRequest {
-        ciphertext_blob: Blob,
-        encryption_context: ContextMap,
-        grant_tokens: Vec<String>,
-        key_id: String,
-        encryption_algorithm: String,
-        recipient: serde_json::Value,
-        dry_run: bool,
-    }
-);
+/// Decrypt.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)] // Members are documented by the AWS KMS API reference.
+pub struct DecryptRequest {
+    pub ciphertext_blob: Option<Blob>,
+    pub encryption_context: Option<ContextMap>,
+    pub grant_tokens: Option<Vec<String>>,
+    pub key_id: Option<String>,
+    pub encryption_algorithm: Option<String>,
+    pub recipient: Option<serde_json::Value>,
+    pub dry_run: Option<bool>,
+    /// Re-wrap on unwrap (Clavis extension), set from the `X-Clavis-Rewrap: true` header, never
+    /// from the body.
+    #[serde(skip)]
+    pub rewrap: bool,
+}
+
 request!(
     /// ReEncrypt.
     ReEncryptRequest {
@@ -262,6 +268,13 @@ pub struct DecryptResponse {
     pub key_id: String,
     pub plaintext: SecretBlob,
     pub encryption_algorithm: String,
+    /// Clavis extension (re-wrap on unwrap): the plaintext re-encrypted under the newest
+    /// material version, when the ciphertext was made under an older one.
+    #[serde(rename = "ClavisRewrappedCiphertextBlob", skip_serializing_if = "Option::is_none")]
+    pub rewrapped_ciphertext_blob: Option<Blob>,
+    /// Clavis extension: the key's newest material version (present when re-wrap was asked).
+    #[serde(rename = "ClavisKeyMaterialVersion", skip_serializing_if = "Option::is_none")]
+    pub key_material_version: Option<u32>,
 }
 
 /// ReEncrypt response.
@@ -402,4 +415,83 @@ pub struct LookupEventsResponse {
     pub events: Vec<LookupEvent>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
+}
+
+request!(
+    /// EnableKeyRotation.
+    EnableKeyRotationRequest { key_id: String, rotation_period_in_days: i64 }
+);
+request!(
+    /// ScheduleKeyDeletion.
+    ScheduleKeyDeletionRequest { key_id: String, pending_window_in_days: i64 }
+);
+
+/// GetKeyRotationStatus response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct GetKeyRotationStatusResponse {
+    pub key_rotation_enabled: bool,
+    pub key_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_period_in_days: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_rotation_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_demand_rotation_start_date: Option<f64>,
+}
+
+/// A response carrying only the key ARN (RotateKeyOnDemand, CancelKeyDeletion).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct KeyIdResponse {
+    pub key_id: String,
+}
+
+/// One completed rotation.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct RotationsListEntry {
+    pub key_id: String,
+    pub rotation_date: f64,
+    pub rotation_type: String,
+}
+
+/// ListKeyRotations response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListKeyRotationsResponse {
+    pub rotations: Vec<RotationsListEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+    pub truncated: bool,
+}
+
+/// ScheduleKeyDeletion response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ScheduleKeyDeletionResponse {
+    pub key_id: String,
+    pub deletion_date: f64,
+    pub key_state: String,
+    pub pending_window_in_days: i64,
+}
+
+request!(
+    /// ClavisAdmin.AdvanceTestClock (test-only extension).
+    AdvanceTestClockRequest { seconds: i64 }
+);
+
+/// ClavisAdmin.AdvanceTestClock response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct AdvanceTestClockResponse {
+    pub now: f64,
+    pub rotated: usize,
+    pub destroyed: usize,
 }

@@ -43,6 +43,7 @@ pub const REDACTED_MEMBERS: &[&str] = &[
     "Plaintext",
     "PrivateKeyPlaintext",
     "CiphertextBlob",
+    "ClavisRewrappedCiphertextBlob",
     "CiphertextForRecipient",
     "EncryptedKeyMaterial",
     "ImportToken",

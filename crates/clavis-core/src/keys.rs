@@ -92,6 +92,13 @@ impl MaterialCache {
         self.map.read().ok()?.get(&(id, version)).cloned()
     }
 
+    /// Drops every version of a destroyed key.
+    pub fn remove_key(&self, id: KeyId) {
+        if let Ok(mut m) = self.map.write() {
+            m.retain(|(k, _), _| *k != id);
+        }
+    }
+
     pub fn insert(&self, id: KeyId, version: u32, key: Arc<AeadKey>) {
         if let Ok(mut m) = self.map.write() {
             if m.len() >= MATERIAL_CACHE_MAX {
@@ -118,6 +125,12 @@ impl KeyCache {
         let map = self.map.read().ok()?;
         let (key, at) = map.get(id)?;
         (at.elapsed() < KEY_CACHE_TTL).then(|| key.clone())
+    }
+
+    pub fn remove(&self, id: &KeyId) {
+        if let Ok(mut m) = self.map.write() {
+            m.remove(id);
+        }
     }
 
     pub fn put(&self, key: &Key) {

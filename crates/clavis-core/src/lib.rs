@@ -13,10 +13,12 @@ pub mod ciphertext;
 mod clock;
 mod error;
 mod keys;
+mod lifecycle;
 mod service;
 pub mod types;
 mod validate;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, SystemClock, TestClock};
 pub use error::KmsError;
+pub use lifecycle::DueWork;
 pub use service::{Caller, Credential, Kms, KmsConfig};

@@ -8,7 +8,7 @@ use crate::ciphertext::{self, Header};
 use crate::keys::{Key, KeyCache, MaterialCache, access_key_seal_context, material_seal_context};
 use crate::types::{AccountId, AliasName, EncryptionContext, KeyId, KeyRef, KeyState, Region, alias_arn, key_arn};
 use crate::validate;
-use crate::{Clock, KmsError};
+use crate::{Clock, KmsError, TestClock};
 use clavis_crypto::aead::AeadKey;
 use clavis_crypto::seal::RootOfTrust;
 use clavis_crypto::{SecretBytes, random};
@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock};
 pub const MAX_PLAINTEXT: usize = 4096;
 /// The most ciphertext Decrypt accepts (AWS limit).
 pub const MAX_CIPHERTEXT: usize = 6144;
-const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
+pub(crate) const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
 
 /// An authenticated caller, as established by the HTTP layer.
 #[derive(Debug, Clone)]
@@ -65,24 +65,28 @@ pub struct KmsConfig {
     /// Where every request's record goes. `None` only when the operator explicitly disabled
     /// auditing (for benchmarks); see `clavis serve --no-audit`.
     pub audit: Option<Arc<dyn AuditSink>>,
+    /// The movable clock, when the operator started the server with the test-only clock (the
+    /// same object must also be the service's clock). `None` in every normal configuration.
+    pub test_clock: Option<Arc<TestClock>>,
 }
 
 /// The KMS service: operations over a store, a root of trust and a clock.
 pub struct Kms {
-    store: Arc<dyn Store>,
-    root: Arc<dyn RootOfTrust>,
-    clock: Arc<dyn Clock>,
-    materials: MaterialCache,
-    keys: KeyCache,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) root: Arc<dyn RootOfTrust>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) materials: MaterialCache,
+    pub(crate) keys: KeyCache,
     credentials: RwLock<HashMap<String, Arc<Credential>>>,
     audit: Option<Arc<dyn AuditSink>>,
+    test_clock: Option<Arc<TestClock>>,
 }
 
-fn key_not_found(region: &str, account: &str, id: &str) -> KmsError {
+pub(crate) fn key_not_found(region: &str, account: &str, id: &str) -> KmsError {
     KmsError::NotFound(format!("Key '{}' does not exist", key_arn(region, account, id)))
 }
 
-fn secs(ms: i64) -> f64 {
+pub(crate) fn secs(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
 
@@ -97,6 +101,7 @@ impl Kms {
             keys: KeyCache::default(),
             credentials: RwLock::new(HashMap::new()),
             audit: config.audit,
+            test_clock: config.test_clock,
         }
     }
 
@@ -170,7 +175,7 @@ impl Kms {
 
     // ----- key resolution -----
 
-    async fn load_key(&self, caller: &Caller, key_id: &KeyId) -> Result<Key, KmsError> {
+    pub(crate) async fn load_key(&self, caller: &Caller, key_id: &KeyId) -> Result<Key, KmsError> {
         let key = match self.keys.get(key_id) {
             Some(k) => Some(k),
             None => match self.store.get_key(&key_id.to_string()).await? {
@@ -189,7 +194,7 @@ impl Kms {
     }
 
     /// Reads a key from storage, bypassing the cache (before changing it).
-    async fn load_key_fresh(&self, caller: &Caller, key_id: &KeyId) -> Result<Key, KmsError> {
+    pub(crate) async fn load_key_fresh(&self, caller: &Caller, key_id: &KeyId) -> Result<Key, KmsError> {
         let id = key_id.to_string();
         match self.store.get_key(&id).await? {
             Some(rec) if rec.account_id == caller.account.as_str() && rec.region == caller.region.as_str() => {
@@ -234,13 +239,13 @@ impl Kms {
     }
 
     /// Parses and resolves a `KeyId` member where AWS accepts aliases.
-    async fn key_for(&self, caller: &Caller, key_id: Option<&str>, field: &str) -> Result<Key, KmsError> {
+    pub(crate) async fn key_for(&self, caller: &Caller, key_id: Option<&str>, field: &str) -> Result<Key, KmsError> {
         let raw = validate::required(key_id, field)?;
         self.resolve(caller, &KeyRef::parse(raw, field)?).await
     }
 
     /// Parses and resolves a `KeyId` member where AWS accepts only a key id or key ARN.
-    async fn key_for_no_alias(&self, caller: &Caller, key_id: Option<&str>, field: &str) -> Result<Key, KmsError> {
+    pub(crate) async fn key_for_no_alias(&self, caller: &Caller, key_id: Option<&str>, field: &str) -> Result<Key, KmsError> {
         let raw = validate::required(key_id, field)?;
         let key_ref = KeyRef::parse(raw, field)?;
         if key_ref.is_alias() {
@@ -249,7 +254,7 @@ impl Kms {
         self.resolve(caller, &key_ref).await
     }
 
-    async fn aead_key(&self, key: &Key, version: u32) -> Result<Arc<AeadKey>, KmsError> {
+    pub(crate) async fn aead_key(&self, key: &Key, version: u32) -> Result<Arc<AeadKey>, KmsError> {
         if let Some(k) = self.materials.get(key.id, version) {
             return Ok(k);
         }
@@ -265,7 +270,7 @@ impl Kms {
     }
 
     /// Applies `change` to a key's record with optimistic concurrency, retrying on conflict.
-    async fn update_key(
+    pub(crate) async fn update_key(
         &self,
         caller: &Caller,
         mut key: Key,
@@ -291,7 +296,7 @@ impl Kms {
         Err(KmsError::Unavailable("too many concurrent updates to the key; retry".into()))
     }
 
-    fn metadata(key: &Key) -> KeyMetadata {
+    pub(crate) fn metadata(key: &Key) -> KeyMetadata {
         let r = &key.rec;
         KeyMetadata {
             aws_account_id: r.account_id.clone(),
@@ -416,9 +421,11 @@ impl Kms {
             deletion_date_ms: None,
             policy,
             current_version: 1,
+            rotation_period_days: None,
+            next_rotation_ms: None,
             revision: 1,
         };
-        let mat = KeyMaterialRecord { key_id: rec.key_id.clone(), version: 1, sealed, created_ms: now };
+        let mat = KeyMaterialRecord { key_id: rec.key_id.clone(), version: 1, sealed, created_ms: now, rotation_type: None };
         self.store.create_key(&rec, &mat, &tags).await?;
         let key = Key::from_record(rec)?;
         self.keys.put(&key);
@@ -489,14 +496,14 @@ impl Kms {
 
     // ----- cryptographic operations -----
 
-    async fn encrypt_with(&self, key: &Key, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
+    pub(crate) async fn encrypt_with(&self, key: &Key, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
         let version = key.rec.current_version;
         let aead = self.aead_key(key, version).await?;
         ciphertext::seal(&aead, Header { key_id: key.id, version }, context, plaintext)
     }
 
     /// Finds the key of a ciphertext, checks it against an optional KeyId, and decrypts.
-    async fn decrypt_blob(
+    pub(crate) async fn decrypt_blob(
         &self,
         caller: &Caller,
         blob: &[u8],
@@ -523,6 +530,8 @@ impl Kms {
                 other => other,
             })?,
         };
+        // A version newer than the cached record knows may have been made by another node.
+        let key = if header.version > key.rec.current_version { self.load_key_fresh(caller, &key.id).await? } else { key };
         key.check_usable()?;
         key.check_symmetric_encrypt()?;
         if header.version == 0 || header.version > key.rec.current_version {
@@ -552,7 +561,9 @@ impl Kms {
         Ok(EncryptResponse { ciphertext_blob: Blob(blob), key_id: key.arn, encryption_algorithm: SYMMETRIC_DEFAULT.into() })
     }
 
-    /// Decrypt.
+    /// Decrypt. With `req.rewrap` (the `X-Clavis-Rewrap` extension), a ciphertext made under an
+    /// older material version also comes back re-encrypted under the key's newest version, with
+    /// the same encryption context, in the same call.
     pub async fn decrypt(&self, caller: &Caller, req: DecryptRequest) -> Result<DecryptResponse, KmsError> {
         let blob = validate::required(req.ciphertext_blob, "ciphertextBlob")?;
         validate::symmetric_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
@@ -565,7 +576,22 @@ impl Kms {
         if req.dry_run == Some(true) {
             return Err(KmsError::DryRun);
         }
-        Ok(DecryptResponse { key_id: key.arn, plaintext: SecretBlob(plaintext), encryption_algorithm: SYMMETRIC_DEFAULT.into() })
+        let (mut rewrapped, mut newest) = (None, None);
+        if req.rewrap {
+            let source_version = ciphertext::parse_header(&blob.0)?.version;
+            let current = key.rec.current_version;
+            newest = Some(current);
+            if source_version < current {
+                rewrapped = Some(Blob(self.encrypt_with(&key, &context, plaintext.expose_secret()).await?));
+            }
+        }
+        Ok(DecryptResponse {
+            key_id: key.arn,
+            plaintext: SecretBlob(plaintext),
+            encryption_algorithm: SYMMETRIC_DEFAULT.into(),
+            rewrapped_ciphertext_blob: rewrapped,
+            key_material_version: newest,
+        })
     }
 
     /// ReEncrypt: decrypt under the source key and encrypt under the destination key, without
@@ -891,5 +917,24 @@ impl Kms {
             })
             .collect();
         Ok(LookupEventsResponse { events, next_token: next.map(|n| n.to_string()) })
+    }
+
+    /// ClavisAdmin.AdvanceTestClock: moves the test clock forward and runs the scheduler once.
+    /// Refused unless the server was started with the test-only clock.
+    pub async fn advance_test_clock(&self, caller: &Caller, req: AdvanceTestClockRequest) -> Result<AdvanceTestClockResponse, KmsError> {
+        let Some(clock) = &self.test_clock else {
+            return Err(KmsError::UnsupportedOperation("The test clock is not enabled on this server.".into()));
+        };
+        if !caller.principal_arn.ends_with(":root") {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: clavis:AdvanceTestClock",
+                caller.principal_arn
+            )));
+        }
+        let seconds = validate::required(req.seconds, "seconds")?;
+        validate::int_range(seconds, "seconds", 0, 100 * 365 * 86_400)?;
+        clock.advance(seconds * 1000);
+        let done = self.run_due_work("test-clock").await?;
+        Ok(AdvanceTestClockResponse { now: secs(self.clock.now_ms()), rotated: done.rotated, destroyed: done.destroyed })
     }
 }

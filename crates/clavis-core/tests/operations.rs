@@ -166,6 +166,26 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.get_material(id, v).await
     }
+    async fn add_material(&self, k: &KeyRecord, rev: u64, m: &KeyMaterialRecord) -> StoreResult<()> {
+        self.check()?;
+        self.inner.add_material(k, rev, m).await
+    }
+    async fn list_materials(&self, id: &str) -> StoreResult<Vec<KeyMaterialRecord>> {
+        self.check()?;
+        self.inner.list_materials(id).await
+    }
+    async fn destroy_key(&self, id: &str, rev: u64) -> StoreResult<()> {
+        self.check()?;
+        self.inner.destroy_key(id, rev).await
+    }
+    async fn keys_due(&self, now: i64, l: usize) -> StoreResult<Vec<KeyRecord>> {
+        self.check()?;
+        self.inner.keys_due(now, l).await
+    }
+    async fn try_lease(&self, n: &str, h: &str, now: i64, until: i64) -> StoreResult<bool> {
+        self.check()?;
+        self.inner.try_lease(n, h, now, until).await
+    }
     async fn create_alias(&self, a: &AliasRecord) -> StoreResult<()> {
         self.check()?;
         self.inner.create_alias(a).await

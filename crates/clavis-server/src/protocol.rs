@@ -54,7 +54,7 @@ fn serialization_message(e: &serde_json::Error) -> String {
     }
 }
 
-async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]) -> Result<Vec<u8>, KmsError> {
+async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], rewrap: bool) -> Result<Vec<u8>, KmsError> {
     macro_rules! op {
         ($method:ident) => {
             call(body, |req| kms.$method(caller, req)).await
@@ -68,7 +68,13 @@ async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]) -> R
         "EnableKey" => op!(enable_key),
         "DisableKey" => op!(disable_key),
         "Encrypt" => op!(encrypt),
-        "Decrypt" => op!(decrypt),
+        "Decrypt" => {
+            call(body, |mut req: clavis_core::api::DecryptRequest| {
+                req.rewrap = rewrap;
+                kms.decrypt(caller, req)
+            })
+            .await
+        }
         "ReEncrypt" => op!(re_encrypt),
         "GenerateDataKey" => call(body, |req| kms.generate_data_key(caller, req, true)).await,
         "GenerateDataKeyWithoutPlaintext" => call(body, |req| kms.generate_data_key(caller, req, false)).await,
@@ -82,6 +88,13 @@ async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]) -> R
         "ListResourceTags" => op!(list_resource_tags),
         "GetKeyPolicy" => op!(get_key_policy),
         "ListKeyPolicies" => op!(list_key_policies),
+        "EnableKeyRotation" => op!(enable_key_rotation),
+        "DisableKeyRotation" => op!(disable_key_rotation),
+        "GetKeyRotationStatus" => op!(get_key_rotation_status),
+        "RotateKeyOnDemand" => op!(rotate_key_on_demand),
+        "ListKeyRotations" => op!(list_key_rotations),
+        "ScheduleKeyDeletion" => op!(schedule_key_deletion),
+        "CancelKeyDeletion" => op!(cancel_key_deletion),
         other => Err(KmsError::UnknownOperation(format!("Operation {other} is not supported by this Clavis version."))),
     }
 }
@@ -89,6 +102,7 @@ async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]) -> R
 async fn dispatch_admin(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]) -> Result<Vec<u8>, KmsError> {
     match operation {
         "LookupEvents" => call(body, |req| kms.lookup_events(caller, req)).await,
+        "AdvanceTestClock" => call(body, |req| kms.advance_test_clock(caller, req)).await,
         other => Err(KmsError::UnknownOperation(format!("Administration operation {other} does not exist."))),
     }
 }
@@ -123,7 +137,10 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
         if !target.starts_with(TARGET_PREFIX) {
             return Err(KmsError::UnknownOperation(format!("The X-Amz-Target header must name a TrentService operation, not '{target}'.")));
         }
-        dispatch(&state.kms, c, &operation, body).await
+        // Re-wrap on unwrap is asked for with a header, so that an unmodified AWS client can
+        // opt in from an event hook without changing the request body.
+        let rewrap = parts.headers.get("x-clavis-rewrap").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+        dispatch(&state.kms, c, &operation, body, rewrap).await
     }
     .await;
 

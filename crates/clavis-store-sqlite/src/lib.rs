@@ -39,7 +39,10 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(unavailable)?;
     conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").map_err(unavailable)?;
+    // secure_delete: deleted rows (destroyed key material) are overwritten with zeros, not
+    // only unlinked.
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;")
+        .map_err(unavailable)?;
     Ok(conn)
 }
 
@@ -85,7 +88,7 @@ impl SqliteStore {
 }
 
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_usage, key_spec, origin, key_state, \
-     creation_date_ms, deletion_date_ms, policy, current_version, revision";
+     creation_date_ms, deletion_date_ms, policy, current_version, revision, rotation_period_days, next_rotation_ms";
 
 fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
     Ok(KeyRecord {
@@ -102,6 +105,8 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
         policy: r.get(10)?,
         current_version: r.get(11)?,
         revision: u64::try_from(r.get::<_, i64>(12)?).unwrap_or_default(),
+        rotation_period_days: r.get(13)?,
+        next_rotation_ms: r.get(14)?,
     })
 }
 
@@ -114,6 +119,50 @@ fn alias_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AliasRecord> {
         creation_date_ms: r.get(4)?,
         last_updated_date_ms: r.get(5)?,
     })
+}
+
+fn insert_material(conn: &Connection, m: &KeyMaterialRecord) -> StoreResult<()> {
+    match conn.execute(
+        "INSERT INTO key_material (key_id, version, sealed, created_ms, rotation_type) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![m.key_id, m.version, m.sealed, m.created_ms, m.rotation_type],
+    ) {
+        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
+        other => other.map(|_| ()).map_err(unavailable),
+    }
+}
+
+/// Compare-and-swap of a key row on its revision.
+fn update_key_row(conn: &Connection, key: &KeyRecord, expected_revision: u64) -> StoreResult<()> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE keys SET description = ?2, key_usage = ?3, key_spec = ?4, origin = ?5, key_state = ?6, \
+             deletion_date_ms = ?7, policy = ?8, current_version = ?9, revision = ?10, rotation_period_days = ?12, \
+             next_rotation_ms = ?13 WHERE key_id = ?1 AND revision = ?11",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                key.key_id,
+                key.description,
+                key.key_usage,
+                key.key_spec,
+                key.origin,
+                key.key_state,
+                key.deletion_date_ms,
+                key.policy,
+                key.current_version,
+                rev_i64(key.revision).unwrap_or(i64::MAX),
+                rev_i64(expected_revision).unwrap_or(i64::MAX),
+                key.rotation_period_days,
+                key.next_rotation_ms
+            ])
+        })
+        .map_err(unavailable)?;
+    if n == 1 {
+        return Ok(());
+    }
+    let exists: bool =
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM keys WHERE key_id = ?1)", params![key.key_id], |r| r.get(0)).map_err(unavailable)?;
+    Err(if exists { StoreError::Conflict } else { StoreError::NotFound })
 }
 
 fn limit_i64(limit: usize) -> i64 {
@@ -131,7 +180,7 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(unavailable)?;
             let res = tx.execute(
-                &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
                 params![
                     key.key_id,
                     key.account_id,
@@ -145,18 +194,16 @@ impl Store for SqliteStore {
                     key.deletion_date_ms,
                     key.policy,
                     key.current_version,
-                    rev_i64(key.revision)?
+                    rev_i64(key.revision)?,
+                    key.rotation_period_days,
+                    key.next_rotation_ms
                 ],
             );
             match res {
                 Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists),
                 other => other.map_err(unavailable)?,
             };
-            tx.execute(
-                "INSERT INTO key_material (key_id, version, sealed, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![material.key_id, material.version, material.sealed, material.created_ms],
-            )
-            .map_err(unavailable)?;
+            insert_material(&tx, &material)?;
             for t in &tags {
                 tx.execute(
                     "INSERT OR REPLACE INTO tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3)",
@@ -181,36 +228,104 @@ impl Store for SqliteStore {
 
     async fn update_key(&self, key: &KeyRecord, expected_revision: u64) -> StoreResult<()> {
         let key = key.clone();
+        self.write(move |conn| update_key_row(conn, &key, expected_revision)).await
+    }
+
+    async fn add_material(&self, key: &KeyRecord, expected_revision: u64, material: &KeyMaterialRecord) -> StoreResult<()> {
+        let (key, material) = (key.clone(), material.clone());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            update_key_row(&tx, &key, expected_revision)?;
+            insert_material(&tx, &material)?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn list_materials(&self, key_id: &str) -> StoreResult<Vec<KeyMaterialRecord>> {
+        let key_id = key_id.to_owned();
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached("SELECT version, sealed, created_ms, rotation_type FROM key_material WHERE key_id = ?1 ORDER BY version")
+                .map_err(unavailable)?;
+            st.query_map(params![key_id], |r| {
+                Ok(KeyMaterialRecord {
+                    key_id: key_id.clone(),
+                    version: r.get(0)?,
+                    sealed: r.get(1)?,
+                    created_ms: r.get(2)?,
+                    rotation_type: r.get(3)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn destroy_key(&self, key_id: &str, expected_revision: u64) -> StoreResult<()> {
+        let key_id = key_id.to_owned();
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            let rev: Option<i64> = tx
+                .query_row("SELECT revision FROM keys WHERE key_id = ?1", params![key_id], |r| r.get(0))
+                .optional()
+                .map_err(unavailable)?;
+            match rev {
+                None => return Err(StoreError::NotFound),
+                Some(r) if r != rev_i64(expected_revision)? => return Err(StoreError::Conflict),
+                Some(_) => {}
+            }
+            for sql in [
+                "DELETE FROM key_material WHERE key_id = ?1",
+                "DELETE FROM tags WHERE key_id = ?1",
+                "DELETE FROM aliases WHERE target_key_id = ?1",
+                "DELETE FROM keys WHERE key_id = ?1",
+            ] {
+                tx.execute(sql, params![key_id]).map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)?;
+            // secure_delete zeroed the pages in the WAL's newest frames; a truncating checkpoint
+            // writes them over the main file and discards the WAL frames that still held the
+            // material. Readers can delay it briefly.
+            for _ in 0..50 {
+                let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(unavailable)?;
+                if busy == 0 {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(StoreError::Unavailable(
+                "the key is destroyed but the WAL checkpoint that erases it stayed busy; it will complete at the next checkpoint".into(),
+            ))
+        })
+        .await
+    }
+
+    async fn keys_due(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<KeyRecord>> {
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(&format!(
+                    "SELECT {KEY_COLUMNS} FROM keys WHERE (next_rotation_ms IS NOT NULL AND next_rotation_ms <= ?1) \
+                     OR (deletion_date_ms IS NOT NULL AND deletion_date_ms <= ?1) ORDER BY key_id LIMIT ?2"
+                ))
+                .map_err(unavailable)?;
+            st.query_map(params![now_ms, limit_i64(limit)], key_from_row).and_then(Iterator::collect).map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64) -> StoreResult<bool> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
         self.write(move |conn| {
             let n = conn
-                .prepare_cached(
-                    "UPDATE keys SET description = ?2, key_usage = ?3, key_spec = ?4, origin = ?5, key_state = ?6, \
-                     deletion_date_ms = ?7, policy = ?8, current_version = ?9, revision = ?10 \
-                     WHERE key_id = ?1 AND revision = ?11",
+                .execute(
+                    "INSERT INTO leases (name, holder, until_ms) VALUES (?1, ?2, ?4) \
+                     ON CONFLICT (name) DO UPDATE SET holder = ?2, until_ms = ?4 WHERE leases.holder = ?2 OR leases.until_ms < ?3",
+                    params![name, holder, now_ms, until_ms],
                 )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        key.key_id,
-                        key.description,
-                        key.key_usage,
-                        key.key_spec,
-                        key.origin,
-                        key.key_state,
-                        key.deletion_date_ms,
-                        key.policy,
-                        key.current_version,
-                        rev_i64(key.revision).unwrap_or(i64::MAX),
-                        rev_i64(expected_revision).unwrap_or(i64::MAX)
-                    ])
-                })
                 .map_err(unavailable)?;
-            if n == 1 {
-                return Ok(());
-            }
-            let exists: bool = conn
-                .query_row("SELECT EXISTS (SELECT 1 FROM keys WHERE key_id = ?1)", params![key.key_id], |r| r.get(0))
-                .map_err(unavailable)?;
-            Err(if exists { StoreError::Conflict } else { StoreError::NotFound })
+            Ok(n == 1)
         })
         .await
     }
@@ -233,10 +348,16 @@ impl Store for SqliteStore {
     async fn get_material(&self, key_id: &str, version: u32) -> StoreResult<Option<KeyMaterialRecord>> {
         let key_id = key_id.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached("SELECT sealed, created_ms FROM key_material WHERE key_id = ?1 AND version = ?2")
+            conn.prepare_cached("SELECT sealed, created_ms, rotation_type FROM key_material WHERE key_id = ?1 AND version = ?2")
                 .and_then(|mut st| {
                     st.query_row(params![key_id, version], |r| {
-                        Ok(KeyMaterialRecord { key_id: key_id.clone(), version, sealed: r.get(0)?, created_ms: r.get(1)? })
+                        Ok(KeyMaterialRecord {
+                            key_id: key_id.clone(),
+                            version,
+                            sealed: r.get(0)?,
+                            created_ms: r.get(1)?,
+                            rotation_type: r.get(2)?,
+                        })
                     })
                     .optional()
                 })

@@ -5,7 +5,8 @@ use rusqlite::Connection;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Never edit a released migration;
 /// append a new one.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE settings (
         name  TEXT PRIMARY KEY,
         value TEXT NOT NULL
@@ -57,7 +58,20 @@ const MIGRATIONS: &[&str] = &["
         status         TEXT NOT NULL,
         created_ms     INTEGER NOT NULL
     ) STRICT;
-"];
+",
+    "
+    ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER;
+    ALTER TABLE keys ADD COLUMN next_rotation_ms INTEGER;
+    CREATE INDEX keys_next_rotation ON keys (next_rotation_ms) WHERE next_rotation_ms IS NOT NULL;
+    CREATE INDEX keys_deletion ON keys (deletion_date_ms) WHERE deletion_date_ms IS NOT NULL;
+    ALTER TABLE key_material ADD COLUMN rotation_type TEXT;
+    CREATE TABLE leases (
+        name      TEXT PRIMARY KEY,
+        holder    TEXT NOT NULL,
+        until_ms  INTEGER NOT NULL
+    ) STRICT;
+",
+];
 
 /// Applies every migration the database has not seen, each in its own transaction.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

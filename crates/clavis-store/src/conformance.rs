@@ -20,12 +20,20 @@ fn key(id: &str, account: &str, region: &str) -> KeyRecord {
         deletion_date_ms: None,
         policy: "{}".to_owned(),
         current_version: 1,
+        rotation_period_days: None,
+        next_rotation_ms: None,
         revision: 1,
     }
 }
 
 fn material(id: &str, version: u32) -> KeyMaterialRecord {
-    KeyMaterialRecord { key_id: id.to_owned(), version, sealed: vec![1, 2, 3, version as u8], created_ms: 5 }
+    KeyMaterialRecord {
+        key_id: id.to_owned(),
+        version,
+        sealed: vec![1, 2, 3, version as u8],
+        created_ms: 5,
+        rotation_type: (version > 1).then(|| "ON_DEMAND".to_owned()),
+    }
 }
 
 fn tag(k: &str, v: &str) -> Tag {
@@ -39,6 +47,69 @@ pub async fn run(store: &dyn Store) {
     tags(store).await;
     access_keys(store).await;
     settings(store).await;
+    lifecycle(store).await;
+}
+
+async fn lifecycle(s: &dyn Store) {
+    let mut k = key("00000000-0000-4000-8000-0000000000a1", "111111111111", "us-east-1");
+    s.create_key(&k, &material(&k.key_id, 1), &[tag("t", "v")]).await.unwrap();
+    // Rotation adds a version atomically with the record; a stale rotation conflicts.
+    let mut rotated = k.clone();
+    rotated.current_version = 2;
+    rotated.revision = 2;
+    s.add_material(&rotated, 1, &material(&k.key_id, 2)).await.unwrap();
+    assert!(matches!(s.add_material(&rotated, 1, &material(&k.key_id, 3)).await, Err(StoreError::Conflict)));
+    assert!(s.get_material(&k.key_id, 3).await.unwrap().is_none(), "a conflicting rotation adds no material");
+    let versions: Vec<u32> = s.list_materials(&k.key_id).await.unwrap().iter().map(|m| m.version).collect();
+    assert_eq!(versions, [1, 2]);
+    assert_eq!(s.get_material(&k.key_id, 2).await.unwrap().unwrap().rotation_type.as_deref(), Some("ON_DEMAND"));
+    k = rotated;
+
+    // Due work: rotation and deletion dates.
+    let mut due = k.clone();
+    due.next_rotation_ms = Some(1_000);
+    due.rotation_period_days = Some(90);
+    due.revision = 3;
+    s.update_key(&due, 2).await.unwrap();
+    let mut pending = key("00000000-0000-4000-8000-0000000000a2", "111111111111", "us-east-1");
+    pending.key_state = "PendingDeletion".to_owned();
+    pending.deletion_date_ms = Some(2_000);
+    s.create_key(&pending, &material(&pending.key_id, 1), &[]).await.unwrap();
+    // Only this section's keys (earlier sections left other dated keys behind).
+    let ids =
+        |v: Vec<KeyRecord>| v.into_iter().map(|k| k.key_id).filter(|id| id.ends_with("0a1") || id.ends_with("0a2")).collect::<Vec<_>>();
+    assert_eq!(ids(s.keys_due(500, 10).await.unwrap()), Vec::<String>::new());
+    assert_eq!(ids(s.keys_due(1_500, 10).await.unwrap()), vec![due.key_id.clone()]);
+    let mut both = ids(s.keys_due(2_500, 10).await.unwrap());
+    both.sort();
+    assert_eq!(both, vec![due.key_id.clone(), pending.key_id.clone()]);
+
+    // Destruction removes the record, every version, tags and aliases.
+    s.create_alias(&AliasRecord {
+        account_id: "111111111111".into(),
+        region: "us-east-1".into(),
+        alias_name: "alias/doomed".into(),
+        target_key_id: pending.key_id.clone(),
+        creation_date_ms: 1,
+        last_updated_date_ms: 1,
+    })
+    .await
+    .unwrap();
+    s.put_tags(&pending.key_id, &[tag("x", "y")], 50).await.unwrap();
+    assert!(matches!(s.destroy_key(&pending.key_id, 99).await, Err(StoreError::Conflict)));
+    s.destroy_key(&pending.key_id, 1).await.unwrap();
+    assert!(s.get_key(&pending.key_id).await.unwrap().is_none());
+    assert!(s.list_materials(&pending.key_id).await.unwrap().is_empty());
+    assert!(s.list_tags(&pending.key_id, None, 10).await.unwrap().is_empty());
+    assert!(s.get_alias("111111111111", "us-east-1", "alias/doomed").await.unwrap().is_none());
+    assert!(matches!(s.destroy_key(&pending.key_id, 1).await, Err(StoreError::NotFound)));
+
+    // Leases: one holder at a time until expiry; the holder renews.
+    assert!(s.try_lease("scheduler", "node-a", 0, 1_000).await.unwrap());
+    assert!(!s.try_lease("scheduler", "node-b", 500, 1_500).await.unwrap());
+    assert!(s.try_lease("scheduler", "node-a", 900, 2_000).await.unwrap());
+    assert!(!s.try_lease("scheduler", "node-b", 1_999, 3_000).await.unwrap());
+    assert!(s.try_lease("scheduler", "node-b", 2_001, 3_000).await.unwrap());
 }
 
 async fn keys(s: &dyn Store) {

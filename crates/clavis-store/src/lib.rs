@@ -41,6 +41,28 @@ pub trait Store: Send + Sync + 'static {
     /// One version of a key's sealed material.
     async fn get_material(&self, key_id: &str, version: u32) -> StoreResult<Option<KeyMaterialRecord>>;
 
+    /// Adds a material version and replaces the key record in one transaction, with the same
+    /// optimistic concurrency as [`Store::update_key`]: two nodes rotating the same key at once
+    /// produce one rotation, and the loser gets [`StoreError::Conflict`].
+    async fn add_material(&self, key: &KeyRecord, expected_revision: u64, material: &KeyMaterialRecord) -> StoreResult<()>;
+
+    /// Every material version of a key (sealed bytes included), ordered by version.
+    async fn list_materials(&self, key_id: &str) -> StoreResult<Vec<KeyMaterialRecord>>;
+
+    /// Destroys a key: its record, every material version, its tags and aliases, in one
+    /// transaction, and then makes sure the bytes are gone from the storage files (not only
+    /// unlinked from an index). [`StoreError::Conflict`] if the record changed since
+    /// `expected_revision`.
+    async fn destroy_key(&self, key_id: &str, expected_revision: u64) -> StoreResult<()>;
+
+    /// Keys whose automatic rotation or deletion is due at `now_ms`, at most `limit`.
+    async fn keys_due(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<KeyRecord>>;
+
+    /// Takes or renews the named lease for `holder` until `until_ms`, if it is free, expired
+    /// (`now_ms` past its end) or already held by `holder`. Returns whether `holder` holds it.
+    /// Background work runs only on the node that holds its lease.
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64) -> StoreResult<bool>;
+
     /// Creates an alias. [`StoreError::AlreadyExists`] if the name is taken in that account and
     /// region.
     async fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()>;

@@ -28,6 +28,10 @@ pub struct KeyRecord {
     pub policy: String,
     /// The material version that Encrypt uses.
     pub current_version: u32,
+    /// Automatic rotation period, when automatic rotation is enabled.
+    pub rotation_period_days: Option<u32>,
+    /// When automatic rotation is next due.
+    pub next_rotation_ms: Option<i64>,
     /// Incremented on every update; used for optimistic concurrency and cache invalidation.
     pub revision: u64,
 }
@@ -43,6 +47,8 @@ pub struct KeyMaterialRecord {
     pub sealed: Vec<u8>,
     /// When this version was created.
     pub created_ms: i64,
+    /// How this version came to be: `None` for the first, else `AUTOMATIC` or `ON_DEMAND`.
+    pub rotation_type: Option<String>,
 }
 
 impl std::fmt::Debug for KeyMaterialRecord {

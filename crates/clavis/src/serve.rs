@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use clavis_audit::{AuditConfig, AuditLog, StreamSink};
 use clavis_core::audit::AuditSink;
 use clavis_core::types::AccountId;
-use clavis_core::{Kms, KmsConfig, SystemClock};
+use clavis_core::{Clock, Kms, KmsConfig, SystemClock, TestClock};
 use clavis_crypto::SecretBytes;
 use clavis_crypto::seal::LocalKeyFile;
 use clavis_server::{AppState, ServerConfig};
@@ -35,6 +35,13 @@ pub struct ServeArgs {
     /// recorded anywhere.
     #[arg(long, env = "CLAVIS_DANGEROUS_NO_AUDIT")]
     dangerous_no_audit: bool,
+    /// How often the background scheduler looks for keys whose rotation or deletion is due.
+    #[arg(long, env = "CLAVIS_SCHEDULER_INTERVAL_MS", default_value_t = 10_000)]
+    scheduler_interval_ms: u64,
+    /// DANGEROUS, for tests only: a clock that `ClavisAdmin.AdvanceTestClock` can move forward
+    /// (rotation and deletion dates then come early). Never use it with real keys.
+    #[arg(long, hide = true)]
+    dangerous_test_clock: bool,
 }
 
 /// The audit directory inside a data directory.
@@ -213,6 +220,30 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
+/// Rotates and destroys due keys in the background. Safe with several nodes on one database:
+/// only the holder of the `scheduler` lease works, and each change is a compare-and-swap.
+fn spawn_scheduler(kms: Arc<Kms>, interval: std::time::Duration) {
+    let node_id = format!("node-{}", std::process::id()) + &clavis_crypto::random::bytes(6).map(hex_string).unwrap_or_default();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match kms.run_due_work(&node_id).await {
+                Ok(done) if done.rotated + done.destroyed > 0 => {
+                    tracing::info!(rotated = done.rotated, destroyed = done.destroyed, "scheduler run")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "scheduler run failed; retrying at the next interval"),
+            }
+        }
+    });
+}
+
+fn hex_string(bytes: Vec<u8>) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Runs `clavis serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -221,8 +252,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let root = open_root(&args.data_dir)?;
         let store = SqliteStore::open(&args.data_dir.join(DB_FILE)).context("opening the database")?;
         let audit = open_audit(&args, &root)?;
-        let kms = Arc::new(Kms::new(Arc::new(store), Arc::new(root), Arc::new(SystemClock), KmsConfig { audit }));
+        let (clock, test_clock): (Arc<dyn Clock>, Option<Arc<TestClock>>) = if args.dangerous_test_clock {
+            tracing::warn!("TEST CLOCK ENABLED (--dangerous-test-clock): key rotation and deletion dates can be forced early");
+            let c = Arc::new(TestClock::default());
+            (c.clone(), Some(c))
+        } else {
+            (Arc::new(SystemClock), None)
+        };
+        let kms = Arc::new(Kms::new(Arc::new(store), Arc::new(root), clock, KmsConfig { audit, test_clock }));
         let account = initialise(&kms, &args.data_dir).await?;
+        spawn_scheduler(kms.clone(), std::time::Duration::from_millis(args.scheduler_interval_ms.max(10)));
         let config = ServerConfig { allowed_regions: args.allowed_regions.clone(), ..ServerConfig::default() };
         let app = clavis_server::app(AppState { kms, config: Arc::new(config) });
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;

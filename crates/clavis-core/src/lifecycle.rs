@@ -1,0 +1,276 @@
+//! The key lifecycle: material versions and rotation (automatic and on demand), scheduled
+//! deletion and cancellation, and the background work that rotates and destroys keys when they
+//! fall due.
+//!
+//! Concurrency: every change is a compare-and-swap on the key's revision, so two nodes acting
+//! on the same due key produce one rotation or one destruction; the scheduler additionally runs
+//! only on the node holding the `scheduler` lease.
+
+use crate::api::*;
+use crate::keys::{Key, material_seal_context};
+use crate::service::{key_not_found, secs};
+use crate::types::{KeyId, KeyState};
+use crate::{Caller, Kms, KmsError, validate};
+use clavis_crypto::aead::AeadKey;
+use clavis_crypto::random;
+use clavis_store::{KeyMaterialRecord, KeyRecord, StoreError};
+use std::sync::Arc;
+
+const DAY_MS: i64 = 86_400_000;
+/// AWS's limit on on-demand rotations per key (developer guide, 2025: 25).
+pub const MAX_ON_DEMAND_ROTATIONS: usize = 25;
+/// How long the scheduler lease lasts; a node renews it on every run.
+const SCHEDULER_LEASE_MS: i64 = 30_000;
+
+/// What one scheduler run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DueWork {
+    /// Keys rotated automatically.
+    pub rotated: usize,
+    /// Keys destroyed at the end of their waiting period.
+    pub destroyed: usize,
+}
+
+impl Kms {
+    fn require_state(key: &Key, allowed: &[KeyState]) -> Result<(), KmsError> {
+        if allowed.contains(&key.state) { Ok(()) } else { Err(key.invalid_state(key.state)) }
+    }
+
+    fn require_rotatable(key: &Key) -> Result<(), KmsError> {
+        if key.rec.key_spec != "SYMMETRIC_DEFAULT" || key.rec.origin != "AWS_KMS" {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} cannot be rotated: rotation is supported for symmetric keys whose material Clavis generated.",
+                key.arn
+            )));
+        }
+        Ok(())
+    }
+
+    /// Adds a new material version (`AUTOMATIC` or `ON_DEMAND`); for automatic rotation the next
+    /// rotation date moves one period on. Fails with `Conflict` if the key changed meanwhile.
+    async fn add_version(&self, key: &Key, rotation_type: &str) -> Result<Key, StoreError> {
+        let now = self.clock.now_ms();
+        let version = key.rec.current_version + 1;
+        let material = random::secret(clavis_crypto::aead::KEY_LEN).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let sealed =
+            self.root.seal(&material_seal_context(&key.id, version), &material).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut rec = (*key.rec).clone();
+        rec.current_version = version;
+        rec.revision = key.rec.revision + 1;
+        if rotation_type == "AUTOMATIC"
+            && let (Some(next), Some(days)) = (rec.next_rotation_ms, rec.rotation_period_days)
+        {
+            // The schedule keeps its rhythm; if the node was down for several periods it
+            // rotates once and schedules the next one in the future.
+            let period = i64::from(days) * DAY_MS;
+            let mut n = next + period;
+            while n <= now {
+                n += period;
+            }
+            rec.next_rotation_ms = Some(n);
+        }
+        let mat = KeyMaterialRecord {
+            key_id: rec.key_id.clone(),
+            version,
+            sealed,
+            created_ms: now,
+            rotation_type: Some(rotation_type.to_owned()),
+        };
+        self.store.add_material(&rec, key.rec.revision, &mat).await?;
+        if let Ok(aead) = AeadKey::new(&material) {
+            self.materials.insert(key.id, version, Arc::new(aead));
+        }
+        let updated = Key::from_record(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.keys.put(&updated);
+        Ok(updated)
+    }
+
+    /// EnableKeyRotation.
+    pub async fn enable_key_rotation(&self, caller: &Caller, req: EnableKeyRotationRequest) -> Result<Empty, KmsError> {
+        let days = req.rotation_period_in_days.unwrap_or(365);
+        validate::int_range(days, "rotationPeriodInDays", 90, 2560)?;
+        let days = u32::try_from(days).unwrap_or(365);
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        Self::require_rotatable(&key)?;
+        let now = self.clock.now_ms();
+        self.update_key(caller, key, |k| {
+            Self::require_state(k, &[KeyState::Enabled])?;
+            // Re-enabling with a different period keeps the last rotation as the reference.
+            let next = now + i64::from(days) * DAY_MS;
+            Ok(Some(KeyRecord { rotation_period_days: Some(days), next_rotation_ms: Some(next), ..(*k.rec).clone() }))
+        })
+        .await?;
+        Ok(Empty {})
+    }
+
+    /// DisableKeyRotation.
+    pub async fn disable_key_rotation(&self, caller: &Caller, req: KeyIdRequest) -> Result<Empty, KmsError> {
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        Self::require_rotatable(&key)?;
+        self.update_key(caller, key, |k| {
+            Self::require_state(k, &[KeyState::Enabled])?;
+            if k.rec.rotation_period_days.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(KeyRecord { rotation_period_days: None, next_rotation_ms: None, ..(*k.rec).clone() }))
+        })
+        .await?;
+        Ok(Empty {})
+    }
+
+    /// GetKeyRotationStatus.
+    pub async fn get_key_rotation_status(&self, caller: &Caller, req: KeyIdRequest) -> Result<GetKeyRotationStatusResponse, KmsError> {
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        Self::require_rotatable(&key)?;
+        Ok(GetKeyRotationStatusResponse {
+            key_rotation_enabled: key.rec.rotation_period_days.is_some(),
+            key_id: key.arn.clone(),
+            rotation_period_in_days: key.rec.rotation_period_days,
+            next_rotation_date: key.rec.next_rotation_ms.map(secs),
+            // On-demand rotations complete within the call, so none is ever in progress.
+            on_demand_rotation_start_date: None,
+        })
+    }
+
+    /// RotateKeyOnDemand: a new material version now; the automatic schedule is unchanged.
+    pub async fn rotate_key_on_demand(&self, caller: &Caller, req: KeyIdRequest) -> Result<KeyIdResponse, KmsError> {
+        let mut key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        Self::require_rotatable(&key)?;
+        for _ in 0..5 {
+            Self::require_state(&key, &[KeyState::Enabled])?;
+            let on_demand = self
+                .store
+                .list_materials(&key.rec.key_id)
+                .await?
+                .iter()
+                .filter(|m| m.rotation_type.as_deref() == Some("ON_DEMAND"))
+                .count();
+            if on_demand >= MAX_ON_DEMAND_ROTATIONS {
+                return Err(KmsError::LimitExceeded(format!(
+                    "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
+                    key.arn
+                )));
+            }
+            match self.add_version(&key, "ON_DEMAND").await {
+                Ok(k) => return Ok(KeyIdResponse { key_id: k.arn }),
+                Err(StoreError::Conflict) => key = self.load_key_fresh(caller, &key.id).await?,
+                Err(StoreError::NotFound) => return Err(key_not_found(&key.rec.region, &key.rec.account_id, &key.rec.key_id)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(KmsError::Unavailable("too many concurrent updates to the key; retry".into()))
+    }
+
+    /// ListKeyRotations: completed rotations (not the initial material), oldest first.
+    pub async fn list_key_rotations(&self, caller: &Caller, req: ListForKeyRequest) -> Result<ListKeyRotationsResponse, KmsError> {
+        let limit = validate::limit(req.limit, 100, 1000)?;
+        let after = match validate::marker(req.marker.as_deref())? {
+            Some(m) => m.parse::<u32>().map_err(|_| KmsError::InvalidMarker)?,
+            None => 1,
+        };
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        Self::require_rotatable(&key)?;
+        let mut versions: Vec<KeyMaterialRecord> = self
+            .store
+            .list_materials(&key.rec.key_id)
+            .await?
+            .into_iter()
+            .filter(|m| m.version > after && m.rotation_type.is_some())
+            .collect();
+        let truncated = versions.len() > limit;
+        versions.truncate(limit);
+        let next_marker = if truncated { versions.last().map(|m| m.version.to_string()) } else { None };
+        let rotations = versions
+            .into_iter()
+            .map(|m| RotationsListEntry {
+                key_id: key.arn.clone(),
+                rotation_date: secs(m.created_ms),
+                rotation_type: m.rotation_type.unwrap_or_default(),
+            })
+            .collect();
+        Ok(ListKeyRotationsResponse { rotations, next_marker, truncated })
+    }
+
+    /// ScheduleKeyDeletion: PendingDeletion for 7–30 days (default 30), then destruction.
+    pub async fn schedule_key_deletion(
+        &self,
+        caller: &Caller,
+        req: ScheduleKeyDeletionRequest,
+    ) -> Result<ScheduleKeyDeletionResponse, KmsError> {
+        let days = req.pending_window_in_days.unwrap_or(30);
+        validate::int_range(days, "pendingWindowInDays", 7, 30)?;
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let deletion = self.clock.now_ms() + days * DAY_MS;
+        let key = self
+            .update_key(caller, key, |k| {
+                Self::require_state(k, &[KeyState::Enabled, KeyState::Disabled, KeyState::PendingImport])?;
+                Ok(Some(KeyRecord {
+                    key_state: KeyState::PendingDeletion.as_str().to_owned(),
+                    deletion_date_ms: Some(deletion),
+                    ..(*k.rec).clone()
+                }))
+            })
+            .await?;
+        Ok(ScheduleKeyDeletionResponse {
+            key_id: key.arn,
+            deletion_date: secs(deletion),
+            key_state: KeyState::PendingDeletion.as_str().to_owned(),
+            pending_window_in_days: days,
+        })
+    }
+
+    /// CancelKeyDeletion: PendingDeletion -> Disabled (as AWS does).
+    pub async fn cancel_key_deletion(&self, caller: &Caller, req: KeyIdRequest) -> Result<KeyIdResponse, KmsError> {
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self
+            .update_key(caller, key, |k| {
+                if k.state != KeyState::PendingDeletion {
+                    return Err(KmsError::InvalidState(format!("{} is not pending deletion.", k.arn)));
+                }
+                Ok(Some(KeyRecord { key_state: KeyState::Disabled.as_str().to_owned(), deletion_date_ms: None, ..(*k.rec).clone() }))
+            })
+            .await?;
+        Ok(KeyIdResponse { key_id: key.arn })
+    }
+
+    /// One scheduler pass: if this node holds the scheduler lease, rotate every key whose
+    /// automatic rotation is due (Enabled keys only; a disabled key rotates once re-enabled) and
+    /// destroy every key whose deletion date has passed.
+    pub async fn run_due_work(&self, node_id: &str) -> Result<DueWork, KmsError> {
+        let now = self.clock.now_ms();
+        let mut done = DueWork::default();
+        if !self.store.try_lease("scheduler", node_id, now, now + SCHEDULER_LEASE_MS).await? {
+            return Ok(done);
+        }
+        for rec in self.store.keys_due(now, 1000).await? {
+            let key = Key::from_record(rec)?;
+            if key.state == KeyState::PendingDeletion && key.rec.deletion_date_ms.is_some_and(|d| d <= now) {
+                match self.store.destroy_key(&key.rec.key_id, key.rec.revision).await {
+                    Ok(()) => {
+                        self.forget(&key.id);
+                        done.destroyed += 1;
+                        tracing::info!(key = %key.arn, "key destroyed at the end of its deletion window");
+                    }
+                    Err(StoreError::Conflict | StoreError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            } else if key.state == KeyState::Enabled && key.rec.next_rotation_ms.is_some_and(|n| n <= now) {
+                match self.add_version(&key, "AUTOMATIC").await {
+                    Ok(k) => {
+                        done.rotated += 1;
+                        tracing::info!(key = %k.arn, version = k.rec.current_version, "key rotated automatically");
+                    }
+                    Err(StoreError::Conflict | StoreError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Drops every cached trace of a destroyed key.
+    fn forget(&self, id: &KeyId) {
+        self.materials.remove_key(*id);
+        self.keys.remove(id);
+    }
+}
