@@ -483,7 +483,7 @@ pub struct ScheduleKeyDeletionResponse {
 
 request!(
     /// ClavisAdmin.AdvanceTestClock (test-only extension).
-    AdvanceTestClockRequest { seconds: i64 }
+    AdvanceTestClockRequest { seconds: i64, run_scheduler: bool }
 );
 
 /// ClavisAdmin.AdvanceTestClock response.

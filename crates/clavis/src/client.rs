@@ -64,15 +64,24 @@ impl Client {
 
     /// Sends `body` to `target` (e.g. `TrentService.Encrypt`), signed.
     pub async fn call(&mut self, target: &str, body: Vec<u8>) -> anyhow::Result<Reply> {
+        self.call_with(target, body, None).await
+    }
+
+    /// As [`Client::call`], with one extra (signed) header, lower-case name.
+    pub async fn call_with(&mut self, target: &str, body: Vec<u8>, extra: Option<(&str, &str)>) -> anyhow::Result<Reply> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
         let amz_date = format_amz_date(i64::try_from(now)?);
         let content_type = "application/x-amz-json-1.1";
-        let headers: [(&str, &[u8]); 4] = [
+        let mut headers: Vec<(&str, &[u8])> = vec![
             ("content-type", content_type.as_bytes()),
             ("host", self.endpoint.authority.as_bytes()),
             ("x-amz-date", amz_date.as_bytes()),
             ("x-amz-target", target.as_bytes()),
         ];
+        if let Some((name, value)) = extra {
+            headers.push((name, value.as_bytes()));
+            headers.sort_by_key(|(n, _)| *n);
+        }
         let mut auth = Authorization {
             access_key_id: self.endpoint.access_key_id.clone(),
             date: amz_date[..8].to_owned(),
@@ -90,13 +99,16 @@ impl Client {
             auth.signed_headers.join(";"),
             auth.signature
         );
-        let request = hyper::Request::post("/")
+        let mut builder = hyper::Request::post("/")
             .header("content-type", content_type)
             .header("host", &self.endpoint.authority)
             .header("x-amz-date", &amz_date)
             .header("x-amz-target", target)
-            .header("authorization", authorization)
-            .body(Full::new(Bytes::from(body)))?;
+            .header("authorization", authorization);
+        if let Some((name, value)) = extra {
+            builder = builder.header(name, value);
+        }
+        let request = builder.body(Full::new(Bytes::from(body)))?;
         self.sender.ready().await?;
         let resp = self.sender.send_request(request).await?;
         let status = resp.status().as_u16();
@@ -106,7 +118,17 @@ impl Client {
 
     /// Calls and parses a successful JSON reply, or fails with the AWS error.
     pub async fn call_json(&mut self, target: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-        let reply = self.call(target, serde_json::to_vec(&body)?).await?;
+        self.call_json_with(target, body, None).await
+    }
+
+    /// As [`Client::call_json`], with one extra signed header.
+    pub async fn call_json_with(
+        &mut self,
+        target: &str,
+        body: serde_json::Value,
+        extra: Option<(&str, &str)>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let reply = self.call_with(target, serde_json::to_vec(&body)?, extra).await?;
         let value: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null);
         if reply.status != 200 {
             bail!("{target} failed ({}): {} {}", reply.status, value["__type"], value["message"]);

@@ -4,6 +4,7 @@
 mod audit;
 mod bench;
 mod client;
+mod key;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,9 @@ enum Command {
     /// Verify or export the audit log of a data directory.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Key commands beyond the AWS API (re-wrap on unwrap).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
     /// Load-test an AWS-KMS-compatible endpoint.
     Bench(bench::BenchArgs),
 }
@@ -39,5 +43,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(args) => bench::run(args),
+        Command::Key(cmd) => key::run(cmd),
     }
 }
