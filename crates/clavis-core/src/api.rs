@@ -220,6 +220,9 @@ pub struct KeyMetadata {
     pub key_spec: String,
     pub encryption_algorithms: Vec<String>,
     pub multi_region: bool,
+    /// Clavis extension: deletion needs a second principal's approval.
+    #[serde(rename = "ClavisDualAuthorization", skip_serializing_if = "Option::is_none")]
+    pub dual_authorization: Option<bool>,
 }
 
 /// CreateKey and DescribeKey response.
@@ -476,9 +479,28 @@ pub struct ListKeyRotationsResponse {
 #[allow(missing_docs)]
 pub struct ScheduleKeyDeletionResponse {
     pub key_id: String,
-    pub deletion_date: f64,
+    /// Absent while a dual-authorization request waits for approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<f64>,
     pub key_state: String,
     pub pending_window_in_days: i64,
+    /// Clavis extension, for keys under dual authorization.
+    #[serde(rename = "ClavisDualAuthorization", skip_serializing_if = "Option::is_none")]
+    pub dual_authorization: Option<DualAuthorizationStatus>,
+}
+
+/// Where a dual-authorization deletion stands.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct DualAuthorizationStatus {
+    /// `PendingApproval` or `Approved`.
+    pub status: String,
+    pub requested_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// The last moment another principal can approve (epoch seconds).
+    pub approve_by: f64,
 }
 
 request!(
@@ -494,4 +516,54 @@ pub struct AdvanceTestClockResponse {
     pub now: f64,
     pub rotated: usize,
     pub destroyed: usize,
+}
+
+request!(
+    /// ClavisAdmin.CreateUser.
+    CreateUserRequest { user_name: String }
+);
+request!(
+    /// ClavisAdmin.ListUsers.
+    ListUsersRequest { marker: String }
+);
+request!(
+    /// ClavisAdmin.EnableKeyDualAuthorization.
+    EnableKeyDualAuthorizationRequest { key_id: String }
+);
+
+/// A user as the administration API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct UserEntry {
+    pub user_name: String,
+    pub arn: String,
+    pub create_date: f64,
+}
+
+/// A new access key, with its secret (shown once).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct NewAccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub status: String,
+}
+
+/// ClavisAdmin.CreateUser response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct CreateUserResponse {
+    pub user: UserEntry,
+    pub access_key: NewAccessKey,
+}
+
+/// ClavisAdmin.ListUsers response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListUsersResponse {
+    pub users: Vec<UserEntry>,
 }

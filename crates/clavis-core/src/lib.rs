@@ -12,6 +12,7 @@ pub mod audit;
 pub mod ciphertext;
 mod clock;
 mod error;
+pub mod identity;
 mod keys;
 mod lifecycle;
 mod service;

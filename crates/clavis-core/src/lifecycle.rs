@@ -13,7 +13,7 @@ use crate::types::{KeyId, KeyState};
 use crate::{Caller, Kms, KmsError, validate};
 use clavis_crypto::aead::AeadKey;
 use clavis_crypto::random;
-use clavis_store::{KeyMaterialRecord, KeyRecord, StoreError};
+use clavis_store::{DeletionRequest, KeyMaterialRecord, KeyRecord, StoreError};
 use std::sync::Arc;
 
 const DAY_MS: i64 = 86_400_000;
@@ -21,6 +21,9 @@ const DAY_MS: i64 = 86_400_000;
 pub const MAX_ON_DEMAND_ROTATIONS: usize = 25;
 /// How long the scheduler lease lasts; a node renews it on every run.
 const SCHEDULER_LEASE_MS: i64 = 30_000;
+/// How long a dual-authorization deletion request waits for a second principal (Key Protect:
+/// seven days).
+pub const DUAL_AUTH_APPROVAL_MS: i64 = 7 * DAY_MS;
 
 /// What one scheduler run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +195,11 @@ impl Kms {
     }
 
     /// ScheduleKeyDeletion: PendingDeletion for 7–30 days (default 30), then destruction.
+    ///
+    /// Under dual authorization (Clavis extension) the first call only records a request; the
+    /// deletion is scheduled when a different principal calls ScheduleKeyDeletion on the key
+    /// within seven days. Until then the key stays usable and CancelKeyDeletion withdraws the
+    /// request.
     pub async fn schedule_key_deletion(
         &self,
         caller: &Caller,
@@ -199,38 +207,108 @@ impl Kms {
     ) -> Result<ScheduleKeyDeletionResponse, KmsError> {
         let days = req.pending_window_in_days.unwrap_or(30);
         validate::int_range(days, "pendingWindowInDays", 7, 30)?;
+        let window_days = u32::try_from(days).unwrap_or(30);
         let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
-        let deletion = self.clock.now_ms() + days * DAY_MS;
+        let now = self.clock.now_ms();
+        let me = caller.principal_arn.clone();
+        // The request this call approved, if any (set inside the retried closure).
+        let approved: std::sync::Mutex<Option<DeletionRequest>> = std::sync::Mutex::new(None);
         let key = self
             .update_key(caller, key, |k| {
                 Self::require_state(k, &[KeyState::Enabled, KeyState::Disabled, KeyState::PendingImport])?;
-                Ok(Some(KeyRecord {
-                    key_state: KeyState::PendingDeletion.as_str().to_owned(),
-                    deletion_date_ms: Some(deletion),
-                    ..(*k.rec).clone()
-                }))
+                let mut rec = (*k.rec).clone();
+                if !rec.dual_auth {
+                    rec.key_state = KeyState::PendingDeletion.as_str().to_owned();
+                    rec.deletion_date_ms = Some(now + days * DAY_MS);
+                    return Ok(Some(rec));
+                }
+                let open = rec.deletion_request.clone().filter(|r| now - r.requested_ms <= DUAL_AUTH_APPROVAL_MS);
+                match open {
+                    Some(r) if r.requested_by != me => {
+                        rec.key_state = KeyState::PendingDeletion.as_str().to_owned();
+                        rec.deletion_date_ms = Some(now + i64::from(r.window_days) * DAY_MS);
+                        rec.deletion_request = None;
+                        if let Ok(mut a) = approved.lock() {
+                            *a = Some(r);
+                        }
+                        Ok(Some(rec))
+                    }
+                    Some(_) => Ok(None),
+                    None => {
+                        rec.deletion_request = Some(DeletionRequest { requested_by: me.clone(), requested_ms: now, window_days });
+                        Ok(Some(rec))
+                    }
+                }
             })
             .await?;
+        let approved = approved.lock().ok().and_then(|mut a| a.take());
+        let dual = if key.rec.dual_auth {
+            match (&approved, &key.rec.deletion_request) {
+                (Some(r), _) => Some(DualAuthorizationStatus {
+                    status: "Approved".into(),
+                    requested_by: r.requested_by.clone(),
+                    approved_by: Some(me.clone()),
+                    approve_by: secs(r.requested_ms + DUAL_AUTH_APPROVAL_MS),
+                }),
+                (None, Some(r)) => Some(DualAuthorizationStatus {
+                    status: "PendingApproval".into(),
+                    requested_by: r.requested_by.clone(),
+                    approved_by: None,
+                    approve_by: secs(r.requested_ms + DUAL_AUTH_APPROVAL_MS),
+                }),
+                (None, None) => None,
+            }
+        } else {
+            None
+        };
+        let pending_window_in_days = match (&approved, &key.rec.deletion_request) {
+            (Some(r), _) | (None, Some(r)) => i64::from(r.window_days),
+            _ => days,
+        };
         Ok(ScheduleKeyDeletionResponse {
-            key_id: key.arn,
-            deletion_date: secs(deletion),
-            key_state: KeyState::PendingDeletion.as_str().to_owned(),
-            pending_window_in_days: days,
+            key_id: key.arn.clone(),
+            deletion_date: key.rec.deletion_date_ms.map(secs),
+            key_state: key.state.as_str().to_owned(),
+            pending_window_in_days,
+            dual_authorization: dual,
         })
     }
 
-    /// CancelKeyDeletion: PendingDeletion -> Disabled (as AWS does).
+    /// CancelKeyDeletion: PendingDeletion -> Disabled (as AWS does); under dual authorization it
+    /// also withdraws a deletion request that waits for approval (the key's state is unchanged).
     pub async fn cancel_key_deletion(&self, caller: &Caller, req: KeyIdRequest) -> Result<KeyIdResponse, KmsError> {
         let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
         let key = self
             .update_key(caller, key, |k| {
-                if k.state != KeyState::PendingDeletion {
-                    return Err(KmsError::InvalidState(format!("{} is not pending deletion.", k.arn)));
+                if k.state == KeyState::PendingDeletion {
+                    return Ok(Some(KeyRecord {
+                        key_state: KeyState::Disabled.as_str().to_owned(),
+                        deletion_date_ms: None,
+                        ..(*k.rec).clone()
+                    }));
                 }
-                Ok(Some(KeyRecord { key_state: KeyState::Disabled.as_str().to_owned(), deletion_date_ms: None, ..(*k.rec).clone() }))
+                if k.rec.deletion_request.is_some() {
+                    return Ok(Some(KeyRecord { deletion_request: None, ..(*k.rec).clone() }));
+                }
+                Err(KmsError::InvalidState(format!("{} is not pending deletion.", k.arn)))
             })
             .await?;
         Ok(KeyIdResponse { key_id: key.arn })
+    }
+
+    /// ClavisAdmin.EnableKeyDualAuthorization: from now on deleting the key needs two
+    /// principals. Irreversible, so that one principal cannot switch it off and delete alone.
+    pub async fn enable_key_dual_authorization(&self, caller: &Caller, req: EnableKeyDualAuthorizationRequest) -> Result<Empty, KmsError> {
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        self.update_key(caller, key, |k| {
+            Self::require_state(k, &[KeyState::Enabled, KeyState::Disabled, KeyState::PendingImport])?;
+            if k.rec.dual_auth {
+                return Ok(None);
+            }
+            Ok(Some(KeyRecord { dual_auth: true, ..(*k.rec).clone() }))
+        })
+        .await?;
+        Ok(Empty {})
     }
 
     /// One scheduler pass: if this node holds the scheduler lease, rotate every key whose

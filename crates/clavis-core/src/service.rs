@@ -314,6 +314,7 @@ impl Kms {
             key_spec: r.key_spec.clone(),
             encryption_algorithms: vec![SYMMETRIC_DEFAULT.to_owned()],
             multi_region: false,
+            dual_authorization: r.dual_auth.then_some(true),
         }
     }
 
@@ -423,6 +424,8 @@ impl Kms {
             current_version: 1,
             rotation_period_days: None,
             next_rotation_ms: None,
+            dual_auth: false,
+            deletion_request: None,
             revision: 1,
         };
         let mat = KeyMaterialRecord { key_id: rec.key_id.clone(), version: 1, sealed, created_ms: now, rotation_type: None };

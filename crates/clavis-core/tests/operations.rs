@@ -7,7 +7,7 @@ use clavis_core::types::{AccountId, Region};
 use clavis_core::{Caller, Kms, KmsConfig, KmsError, SystemClock};
 use clavis_crypto::SecretBytes;
 use clavis_crypto::seal::LocalKeyFile;
-use clavis_store::{AccessKeyRecord, AliasRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, StoreResult, Tag};
+use clavis_store::{AccessKeyRecord, AliasRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, StoreResult, Tag, UserRecord};
 use clavis_store_sqlite::SqliteStore;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -225,6 +225,14 @@ impl Store for FlakyStore {
     async fn get_access_key(&self, id: &str) -> StoreResult<Option<AccessKeyRecord>> {
         self.check()?;
         self.inner.get_access_key(id).await
+    }
+    async fn create_user(&self, u: &UserRecord, k: &AccessKeyRecord) -> StoreResult<()> {
+        self.check()?;
+        self.inner.create_user(u, k).await
+    }
+    async fn list_users(&self, a: &str) -> StoreResult<Vec<UserRecord>> {
+        self.check()?;
+        self.inner.list_users(a).await
     }
     async fn get_setting(&self, n: &str) -> StoreResult<Option<String>> {
         self.check()?;

@@ -103,6 +103,9 @@ async fn dispatch_admin(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]
     match operation {
         "LookupEvents" => call(body, |req| kms.lookup_events(caller, req)).await,
         "AdvanceTestClock" => call(body, |req| kms.advance_test_clock(caller, req)).await,
+        "CreateUser" => call(body, |req| kms.create_user(caller, req)).await,
+        "ListUsers" => call(body, |req| kms.list_users(caller, req)).await,
+        "EnableKeyDualAuthorization" => call(body, |req| kms.enable_key_dual_authorization(caller, req)).await,
         other => Err(KmsError::UnknownOperation(format!("Administration operation {other} does not exist."))),
     }
 }

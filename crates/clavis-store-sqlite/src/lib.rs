@@ -11,7 +11,9 @@
 
 mod schema;
 
-use clavis_store::{AccessKeyRecord, AliasRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, StoreResult, Tag};
+use clavis_store::{
+    AccessKeyRecord, AliasRecord, DeletionRequest, KeyMaterialRecord, KeyRecord, Store, StoreError, StoreResult, Tag, UserRecord,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -88,7 +90,8 @@ impl SqliteStore {
 }
 
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_usage, key_spec, origin, key_state, \
-     creation_date_ms, deletion_date_ms, policy, current_version, revision, rotation_period_days, next_rotation_ms";
+     creation_date_ms, deletion_date_ms, policy, current_version, revision, rotation_period_days, next_rotation_ms, \
+     dual_auth, deletion_requested_by, deletion_requested_ms, deletion_request_window_days";
 
 fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
     Ok(KeyRecord {
@@ -107,6 +110,13 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
         revision: u64::try_from(r.get::<_, i64>(12)?).unwrap_or_default(),
         rotation_period_days: r.get(13)?,
         next_rotation_ms: r.get(14)?,
+        dual_auth: r.get::<_, i64>(15)? != 0,
+        deletion_request: match (r.get::<_, Option<String>>(16)?, r.get::<_, Option<i64>>(17)?, r.get::<_, Option<u32>>(18)?) {
+            (Some(requested_by), Some(requested_ms), Some(window_days)) => {
+                Some(DeletionRequest { requested_by, requested_ms, window_days })
+            }
+            _ => None,
+        },
     })
 }
 
@@ -137,7 +147,8 @@ fn update_key_row(conn: &Connection, key: &KeyRecord, expected_revision: u64) ->
         .prepare_cached(
             "UPDATE keys SET description = ?2, key_usage = ?3, key_spec = ?4, origin = ?5, key_state = ?6, \
              deletion_date_ms = ?7, policy = ?8, current_version = ?9, revision = ?10, rotation_period_days = ?12, \
-             next_rotation_ms = ?13 WHERE key_id = ?1 AND revision = ?11",
+             next_rotation_ms = ?13, dual_auth = ?14, deletion_requested_by = ?15, deletion_requested_ms = ?16, \
+             deletion_request_window_days = ?17 WHERE key_id = ?1 AND revision = ?11",
         )
         .and_then(|mut st| {
             st.execute(params![
@@ -153,7 +164,11 @@ fn update_key_row(conn: &Connection, key: &KeyRecord, expected_revision: u64) ->
                 rev_i64(key.revision).unwrap_or(i64::MAX),
                 rev_i64(expected_revision).unwrap_or(i64::MAX),
                 key.rotation_period_days,
-                key.next_rotation_ms
+                key.next_rotation_ms,
+                i64::from(key.dual_auth),
+                key.deletion_request.as_ref().map(|d| d.requested_by.clone()),
+                key.deletion_request.as_ref().map(|d| d.requested_ms),
+                key.deletion_request.as_ref().map(|d| d.window_days)
             ])
         })
         .map_err(unavailable)?;
@@ -180,7 +195,7 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(unavailable)?;
             let res = tx.execute(
-                &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+                &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
                 params![
                     key.key_id,
                     key.account_id,
@@ -196,7 +211,11 @@ impl Store for SqliteStore {
                     key.current_version,
                     rev_i64(key.revision)?,
                     key.rotation_period_days,
-                    key.next_rotation_ms
+                    key.next_rotation_ms,
+                    i64::from(key.dual_auth),
+                    key.deletion_request.as_ref().map(|d| d.requested_by.clone()),
+                    key.deletion_request.as_ref().map(|d| d.requested_ms),
+                    key.deletion_request.as_ref().map(|d| d.window_days)
                 ],
             );
             match res {
@@ -526,6 +545,45 @@ impl Store for SqliteStore {
                 })
                 .optional()
             })
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn create_user(&self, user: &UserRecord, key: &AccessKeyRecord) -> StoreResult<()> {
+        let (u, k) = (user.clone(), key.clone());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            match tx.execute(
+                "INSERT INTO users (account_id, user_name, arn, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![u.account_id, u.user_name, u.arn, u.created_ms],
+            ) {
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists),
+                other => other.map_err(unavailable)?,
+            };
+            match tx.execute(
+                "INSERT INTO access_keys (access_key_id, sealed_secret, account_id, principal_arn, status, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![k.access_key_id, k.sealed_secret, k.account_id, k.principal_arn, k.status, k.created_ms],
+            ) {
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists),
+                other => other.map_err(unavailable)?,
+            };
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn list_users(&self, account_id: &str) -> StoreResult<Vec<UserRecord>> {
+        let account_id = account_id.to_owned();
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached("SELECT account_id, user_name, arn, created_ms FROM users WHERE account_id = ?1 ORDER BY user_name")
+                .map_err(unavailable)?;
+            st.query_map(params![account_id], |r| {
+                Ok(UserRecord { account_id: r.get(0)?, user_name: r.get(1)?, arn: r.get(2)?, created_ms: r.get(3)? })
+            })
+            .and_then(Iterator::collect)
             .map_err(unavailable)
         })
         .await

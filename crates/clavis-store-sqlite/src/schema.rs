@@ -71,6 +71,19 @@ const MIGRATIONS: &[&str] = &[
         until_ms  INTEGER NOT NULL
     ) STRICT;
 ",
+    "
+    ALTER TABLE keys ADD COLUMN dual_auth INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE keys ADD COLUMN deletion_requested_by TEXT;
+    ALTER TABLE keys ADD COLUMN deletion_requested_ms INTEGER;
+    ALTER TABLE keys ADD COLUMN deletion_request_window_days INTEGER;
+    CREATE TABLE users (
+        account_id  TEXT NOT NULL,
+        user_name   TEXT NOT NULL,
+        arn         TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        PRIMARY KEY (account_id, user_name)
+    ) STRICT;
+",
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.

@@ -4,7 +4,7 @@
 //! It lives in the library (not under `tests/`) so that every backend crate runs the same code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Assertions are the point of a test suite.
 
-use crate::{AccessKeyRecord, AliasRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, Tag};
+use crate::{AccessKeyRecord, AliasRecord, DeletionRequest, KeyMaterialRecord, KeyRecord, Store, StoreError, Tag, UserRecord};
 
 fn key(id: &str, account: &str, region: &str) -> KeyRecord {
     KeyRecord {
@@ -22,6 +22,8 @@ fn key(id: &str, account: &str, region: &str) -> KeyRecord {
         current_version: 1,
         rotation_period_days: None,
         next_rotation_ms: None,
+        dual_auth: false,
+        deletion_request: None,
         revision: 1,
     }
 }
@@ -48,6 +50,46 @@ pub async fn run(store: &dyn Store) {
     access_keys(store).await;
     settings(store).await;
     lifecycle(store).await;
+    users(store).await;
+}
+
+async fn users(s: &dyn Store) {
+    let user = |name: &str| UserRecord {
+        account_id: "111111111111".into(),
+        user_name: name.into(),
+        arn: format!("arn:aws:iam::111111111111:user/{name}"),
+        created_ms: 3,
+    };
+    let ak = |id: &str, arn: &str| AccessKeyRecord {
+        access_key_id: id.into(),
+        sealed_secret: vec![1; 40],
+        account_id: "111111111111".into(),
+        principal_arn: arn.into(),
+        status: "Active".into(),
+        created_ms: 3,
+    };
+    let bob = user("bob");
+    s.create_user(&bob, &ak("AKIABOB0000000000001", &bob.arn)).await.unwrap();
+    assert!(matches!(s.create_user(&bob, &ak("AKIABOB0000000000002", &bob.arn)).await, Err(StoreError::AlreadyExists)));
+    assert!(s.get_access_key("AKIABOB0000000000002").await.unwrap().is_none(), "a refused user creates no access key");
+    let alice = user("alice");
+    s.create_user(&alice, &ak("AKIAALICE00000000001", &alice.arn)).await.unwrap();
+    let names: Vec<String> = s.list_users("111111111111").await.unwrap().into_iter().map(|u| u.user_name).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(s.get_access_key("AKIAALICE00000000001").await.unwrap().unwrap().principal_arn, alice.arn);
+    assert!(s.list_users("222222222222").await.unwrap().is_empty());
+
+    // Dual-authorization fields round-trip.
+    let mut k = key("00000000-0000-4000-8000-0000000000b1", "111111111111", "us-east-1");
+    k.dual_auth = true;
+    k.deletion_request = Some(DeletionRequest { requested_by: bob.arn.clone(), requested_ms: 77, window_days: 9 });
+    s.create_key(&k, &material(&k.key_id, 1), &[]).await.unwrap();
+    assert_eq!(s.get_key(&k.key_id).await.unwrap().as_ref(), Some(&k));
+    let mut cleared = k.clone();
+    cleared.deletion_request = None;
+    cleared.revision = 2;
+    s.update_key(&cleared, 1).await.unwrap();
+    assert_eq!(s.get_key(&k.key_id).await.unwrap().as_ref(), Some(&cleared));
 }
 
 async fn lifecycle(s: &dyn Store) {

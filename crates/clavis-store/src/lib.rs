@@ -11,7 +11,7 @@ mod error;
 mod records;
 
 pub use error::StoreError;
-pub use records::{AccessKeyRecord, AliasRecord, KeyMaterialRecord, KeyRecord, Tag};
+pub use records::{AccessKeyRecord, AliasRecord, DeletionRequest, KeyMaterialRecord, KeyRecord, Tag, UserRecord};
 
 /// Result alias for storage operations.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -102,6 +102,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The access key with this id.
     async fn get_access_key(&self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>>;
+
+    /// Creates a user and its first access key in one transaction. [`StoreError::AlreadyExists`]
+    /// if the name is taken in the account.
+    async fn create_user(&self, user: &UserRecord, key: &AccessKeyRecord) -> StoreResult<()>;
+
+    /// The users of an account, ordered by name.
+    async fn list_users(&self, account_id: &str) -> StoreResult<Vec<UserRecord>>;
 
     /// A deployment-wide setting (for example the administrator's account id).
     async fn get_setting(&self, name: &str) -> StoreResult<Option<String>>;

@@ -32,8 +32,23 @@ pub struct KeyRecord {
     pub rotation_period_days: Option<u32>,
     /// When automatic rotation is next due.
     pub next_rotation_ms: Option<i64>,
+    /// Deletion needs a second principal's approval (irreversible once set).
+    pub dual_auth: bool,
+    /// A deletion request waiting for approval: who asked, when, and the window they asked for.
+    pub deletion_request: Option<DeletionRequest>,
     /// Incremented on every update; used for optimistic concurrency and cache invalidation.
     pub revision: u64,
+}
+
+/// A deletion requested under dual authorization, waiting for a second principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletionRequest {
+    /// The requesting principal's ARN.
+    pub requested_by: String,
+    /// When it was requested.
+    pub requested_ms: i64,
+    /// The waiting period asked for, in days.
+    pub window_days: u32,
 }
 
 /// One version of a key's material, sealed by the root of trust.
@@ -112,4 +127,17 @@ impl std::fmt::Debug for AccessKeyRecord {
             .field("status", &self.status)
             .finish_non_exhaustive()
     }
+}
+
+/// A user: a principal of an account, with its own access keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Owning account.
+    pub account_id: String,
+    /// The user name (unique per account).
+    pub user_name: String,
+    /// `arn:aws:iam::<account>:user/<name>`.
+    pub arn: String,
+    /// Creation time.
+    pub created_ms: i64,
 }

@@ -30,11 +30,33 @@ pub enum KeyCommand {
         #[arg(long)]
         region: Option<String>,
     },
+    /// Require a second principal's approval for deleting a key (irreversible).
+    EnableDualAuthorization {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// The server.
+        #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:8484")]
+        endpoint_url: String,
+        /// Signing region.
+        #[arg(long)]
+        region: Option<String>,
+    },
 }
 
 /// Runs a key subcommand.
 pub fn run(cmd: KeyCommand) -> anyhow::Result<()> {
     match cmd {
+        KeyCommand::EnableDualAuthorization { key_id, endpoint_url, region } => {
+            let endpoint = Endpoint::from_env(&endpoint_url, region)?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let mut client = Client::connect(&endpoint).await?;
+                client.call_json("ClavisAdmin.EnableKeyDualAuthorization", serde_json::json!({"KeyId": key_id})).await?;
+                println!("{}", serde_json::json!({"KeyId": key_id, "DualAuthorization": true}));
+                Ok(())
+            })
+        }
         KeyCommand::Rewrap { ciphertext_file, out, context, endpoint_url, region } => {
             let blob = std::fs::read(&ciphertext_file).with_context(|| format!("reading {}", ciphertext_file.display()))?;
             let mut ctx = serde_json::Map::new();

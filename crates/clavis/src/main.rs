@@ -1,6 +1,7 @@
 //! The `clavis` binary: command-line parsing and wiring, nothing else. Each subcommand builds
 //! the pieces from the library crates and runs them.
 
+mod admin;
 mod audit;
 mod bench;
 mod client;
@@ -24,6 +25,9 @@ enum Command {
     /// Verify or export the audit log of a data directory.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Administration: users and access keys.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Key commands beyond the AWS API (re-wrap on unwrap).
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -44,5 +48,6 @@ fn main() -> anyhow::Result<()> {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(args) => bench::run(args),
         Command::Key(cmd) => key::run(cmd),
+        Command::Admin(cmd) => admin::run(cmd),
     }
 }

@@ -75,16 +75,6 @@ fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// Characters of generated access key ids (base32, as AWS uses).
-const AKID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn random_string(alphabet: &[u8], len: usize) -> anyhow::Result<String> {
-    // Both alphabets have a power-of-two size, so masking a random byte is unbiased.
-    let bytes = clavis_crypto::random::bytes(len)?;
-    Ok(bytes.iter().map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()])).collect())
-}
-
 fn random_account_id() -> anyhow::Result<AccountId> {
     let bytes = clavis_crypto::random::bytes(12)?;
     let mut digits: String = bytes.iter().map(|b| char::from(b'0' + b % 10)).collect();
@@ -179,7 +169,10 @@ async fn initialise(kms: &Kms, dir: &Path) -> anyhow::Result<AccountId> {
     let generated = env_creds.is_none();
     let (id, secret) = match env_creds {
         Some(c) => c,
-        None => (format!("AKIA{}", random_string(AKID_ALPHABET, 16)?), random_string(SECRET_ALPHABET, 40)?),
+        None => {
+            let (id, secret) = clavis_core::identity::generate_access_key()?;
+            (id, String::from_utf8_lossy(secret.expose_secret()).into_owned())
+        }
     };
     if generated {
         // Written before the credentials are stored, so a crash cannot leave credentials that

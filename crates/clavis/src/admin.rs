@@ -1,0 +1,73 @@
+//! `clavis admin ...`: the administration API (ClavisAdmin.*) from the command line. Endpoint
+//! and credentials are read the way AWS tools read them (`AWS_ENDPOINT_URL`,
+//! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`), with flags to override.
+
+use crate::client::{Client, Endpoint};
+use serde_json::json;
+
+/// Where to send administration requests.
+#[derive(Debug, clap::Args)]
+pub struct Connection {
+    /// The server.
+    #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:8484")]
+    endpoint_url: String,
+    /// Signing region.
+    #[arg(long)]
+    region: Option<String>,
+}
+
+/// `clavis admin ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Users of the caller's account.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `clavis admin user ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Create a user and its first access key; prints JSON with `Arn`, `AccessKeyId` and
+    /// `SecretAccessKey` (shown once).
+    Create {
+        /// The user name.
+        name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List the account's users as JSON.
+    List {
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+fn call(connection: &Connection, target: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    let endpoint = Endpoint::from_env(&connection.endpoint_url, connection.region.clone())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move { Client::connect(&endpoint).await?.call_json(target, body).await })
+}
+
+/// Runs an admin subcommand.
+pub fn run(cmd: AdminCommand) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::User(UserCommand::Create { name, connection }) => {
+            let out = call(&connection, "ClavisAdmin.CreateUser", json!({"UserName": name}))?;
+            println!(
+                "{}",
+                json!({
+                    "UserName": out["User"]["UserName"],
+                    "Arn": out["User"]["Arn"],
+                    "AccessKeyId": out["AccessKey"]["AccessKeyId"],
+                    "SecretAccessKey": out["AccessKey"]["SecretAccessKey"],
+                })
+            );
+            Ok(())
+        }
+        AdminCommand::User(UserCommand::List { connection }) => {
+            let out = call(&connection, "ClavisAdmin.ListUsers", json!({}))?;
+            println!("{}", out["Users"]);
+            Ok(())
+        }
+    }
+}

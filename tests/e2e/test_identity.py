@@ -1,0 +1,95 @@
+"""Users and their access keys through the administration API and `clavis admin`, and dual
+authorization for deletion (which needs two principals)."""
+
+import json
+import os
+import subprocess
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import ACCOUNT, CLAVIS, REGION, error_code
+
+
+def admin_cli(server, *args):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=server.env["CLAVIS_ROOT_ACCESS_KEY_ID"],
+               AWS_SECRET_ACCESS_KEY=server.env["CLAVIS_ROOT_SECRET_ACCESS_KEY"], AWS_REGION=REGION,
+               AWS_ENDPOINT_URL=server.endpoint)
+    p = subprocess.run([str(CLAVIS), *args], env=env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def new_user(server, name):
+    out = admin_cli(server, "admin", "user", "create", name)
+    assert out["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/{name}"
+    assert out["AccessKeyId"].startswith("AKIA") and len(out["AccessKeyId"]) == 20 and len(out["SecretAccessKey"]) == 40
+    return out, server.client(akid=out["AccessKeyId"], secret=out["SecretAccessKey"])
+
+
+def test_users_and_access_keys(fresh_server):
+    s = fresh_server.start()
+    alice, alice_kms = new_user(s, "alice")
+    key = alice_kms.create_key(Description="made by alice")["KeyMetadata"]
+    assert key["AWSAccountId"] == ACCOUNT
+    assert s.client().describe_key(KeyId=key["KeyId"])["KeyMetadata"]["Description"] == "made by alice"
+    assert [u["UserName"] for u in admin_cli(s, "admin", "user", "list")] == ["alice"]
+
+    status, body, _ = s.raw("ClavisAdmin.CreateUser", json.dumps({"UserName": "alice"}))
+    assert (status, body["__type"]) == (400, "AlreadyExistsException")
+    status, body, _ = s.raw("ClavisAdmin.CreateUser", json.dumps({"UserName": "bad name!"}))
+    assert (status, body["__type"]) == (400, "ValidationException")
+    # Only the account's root principal administers.
+    for target in ["ClavisAdmin.CreateUser", "ClavisAdmin.ListUsers", "ClavisAdmin.LookupEvents"]:
+        status, body, _ = s.raw(target, json.dumps({"UserName": "mallory"}), akid=alice["AccessKeyId"], secret=alice["SecretAccessKey"])
+        assert (status, body["__type"]) == (400, "AccessDeniedException"), target
+    with pytest.raises(ClientError) as e:
+        s.client(akid=alice["AccessKeyId"], secret="x" * 40).list_keys()
+    assert error_code(e) == "InvalidSignatureException"
+    s.stop()
+    # The secret appears in the CreateUser response only: never in the audit log or database.
+    for p in list((s.data_dir / "audit").iterdir()) + [p for p in s.data_dir.iterdir() if p.name.startswith("clavis.db")]:
+        if p.is_file():
+            assert alice["SecretAccessKey"].encode() not in p.read_bytes(), p.name
+    events = subprocess.run([str(CLAVIS), "audit", "export", "--data-dir", str(s.data_dir)], capture_output=True, text=True).stdout
+    created = [json.loads(l) for l in events.splitlines() if '"CreateUser"' in l and "errorCode" not in l]
+    assert created and created[0]["responseElements"]["accessKey"]["accessKeyId"] == alice["AccessKeyId"]
+
+
+def test_dual_authorization_for_deletion(fresh_server):
+    s = fresh_server.start()
+    root = s.client()
+    _, bob = new_user(s, "bob")
+    _, carol = new_user(s, "carol")
+    key = root.create_key()["KeyMetadata"]["KeyId"]
+    admin_cli(s, "key", "enable-dual-authorization", "--key-id", key)
+    assert root.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "Enabled"
+    status, body, _ = s.raw("TrentService.DescribeKey", json.dumps({"KeyId": key}))
+    assert body["KeyMetadata"]["ClavisDualAuthorization"] is True
+
+    # One principal asks: nothing is scheduled, the key stays usable.
+    out = bob.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    assert out["KeyState"] == "Enabled" and "DeletionDate" not in out
+    status, raw, _ = s.raw("TrentService.DescribeKey", json.dumps({"KeyId": key}))
+    assert raw["KeyMetadata"]["KeyState"] == "Enabled"
+    blob = bob.encrypt(KeyId=key, Plaintext=b"still usable")["CiphertextBlob"]
+    # Asking again alone changes nothing.
+    assert bob.schedule_key_deletion(KeyId=key)["KeyState"] == "Enabled"
+    # The request can be withdrawn.
+    bob.cancel_key_deletion(KeyId=key)
+    assert carol.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)["KeyState"] == "Enabled", "a fresh request by carol"
+    # A different principal approves: now it is scheduled, with the requester's window.
+    body = json.loads(json.dumps(s.raw("TrentService.ScheduleKeyDeletion", json.dumps({"KeyId": key, "PendingWindowInDays": 30}))[1]))
+    assert body["KeyState"] == "PendingDeletion" and body["PendingWindowInDays"] == 7 and "DeletionDate" in body
+    assert body["ClavisDualAuthorization"]["Status"] == "Approved"
+    assert body["ClavisDualAuthorization"]["RequestedBy"].endswith(":user/carol")
+    assert body["ClavisDualAuthorization"]["ApprovedBy"].endswith(":root")
+    with pytest.raises(ClientError) as e:
+        bob.decrypt(CiphertextBlob=blob)
+    assert error_code(e) == "KMSInvalidStateException"
+    root.cancel_key_deletion(KeyId=key)
+    assert root.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "Disabled"
+
+    # Without dual authorization one principal schedules deletion directly.
+    plain = root.create_key()["KeyMetadata"]["KeyId"]
+    assert bob.schedule_key_deletion(KeyId=plain, PendingWindowInDays=7)["KeyState"] == "PendingDeletion"
