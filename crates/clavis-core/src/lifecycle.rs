@@ -215,6 +215,10 @@ impl Kms {
         let approved: std::sync::Mutex<Option<DeletionRequest>> = std::sync::Mutex::new(None);
         let key = self
             .update_key(caller, key, |k| {
+                // A retried attempt must not report an approval from an attempt that lost.
+                if let Ok(mut a) = approved.lock() {
+                    *a = None;
+                }
                 Self::require_state(k, &[KeyState::Enabled, KeyState::Disabled, KeyState::PendingImport])?;
                 let mut rec = (*k.rec).clone();
                 if !rec.dual_auth {
