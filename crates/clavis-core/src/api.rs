@@ -220,6 +220,10 @@ pub struct KeyMetadata {
     pub key_spec: String,
     pub encryption_algorithms: Vec<String>,
     pub multi_region: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration_model: Option<String>,
     /// Clavis extension: deletion needs a second principal's approval.
     #[serde(rename = "ClavisDualAuthorization", skip_serializing_if = "Option::is_none")]
     pub dual_authorization: Option<bool>,
@@ -516,6 +520,7 @@ pub struct AdvanceTestClockResponse {
     pub now: f64,
     pub rotated: usize,
     pub destroyed: usize,
+    pub expired: usize,
 }
 
 request!(
@@ -566,4 +571,45 @@ pub struct CreateUserResponse {
 #[allow(missing_docs)]
 pub struct ListUsersResponse {
     pub users: Vec<UserEntry>,
+}
+
+request!(
+    /// GetParametersForImport.
+    GetParametersForImportRequest { key_id: String, wrapping_algorithm: String, wrapping_key_spec: String }
+);
+
+/// GetParametersForImport response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct GetParametersForImportResponse {
+    pub key_id: String,
+    pub import_token: Blob,
+    pub public_key: Blob,
+    pub parameters_valid_to: f64,
+    /// Clavis extension (proof of possession, as IBM Key Protect's import token nonce): return
+    /// it encrypted under the imported material with AES-256-GCM in ImportKeyMaterial.
+    #[serde(rename = "ClavisImportNonce")]
+    pub nonce: Blob,
+}
+
+/// ImportKeyMaterial.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ImportKeyMaterialRequest {
+    pub key_id: Option<String>,
+    pub import_token: Option<Blob>,
+    pub encrypted_key_material: Option<Blob>,
+    pub valid_to: Option<f64>,
+    pub expiration_model: Option<String>,
+    pub import_type: Option<String>,
+    pub key_material_description: Option<String>,
+    pub key_material_id: Option<String>,
+    /// Clavis extension: the import nonce encrypted under the material (AES-256-GCM, with tag).
+    #[serde(rename = "ClavisEncryptedNonce")]
+    pub encrypted_nonce: Option<Blob>,
+    /// Clavis extension: the 12-byte AES-GCM IV used for `ClavisEncryptedNonce`.
+    #[serde(rename = "ClavisNonceIv")]
+    pub nonce_iv: Option<Blob>,
 }

@@ -20,6 +20,15 @@ pub enum KmsError {
     /// `IncorrectKeyException`: the KeyId does not match the key that made the ciphertext.
     #[error("The key ID in the request does not identify a CMK that can perform this operation.")]
     IncorrectKey,
+    /// `InvalidImportTokenException`: unknown, used, or another key's import token.
+    #[error("{0}")]
+    InvalidImportToken(String),
+    /// `ExpiredImportTokenException`.
+    #[error("{0}")]
+    ExpiredImportToken(String),
+    /// `IncorrectKeyMaterialException`: not the material the key had, or not valid material.
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
     /// `InvalidAliasNameException`.
     #[error("{0}")]
     InvalidAliasName(String),
@@ -105,6 +114,9 @@ impl KmsError {
             DryRun => "DryRunOperationException",
             IncorrectKey => "IncorrectKeyException",
             InvalidAliasName(_) => "InvalidAliasNameException",
+            InvalidImportToken(_) => "InvalidImportTokenException",
+            ExpiredImportToken(_) => "ExpiredImportTokenException",
+            IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
             InvalidArn(_) => "InvalidArnException",
             InvalidCiphertext(_) => "InvalidCiphertextException",
             InvalidKeyUsage(_) => "InvalidKeyUsageException",

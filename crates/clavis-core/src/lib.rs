@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod audit;
+mod byok;
 pub mod ciphertext;
 mod clock;
 mod error;

@@ -32,6 +32,8 @@ pub struct DueWork {
     pub rotated: usize,
     /// Keys destroyed at the end of their waiting period.
     pub destroyed: usize,
+    /// Keys whose imported material expired.
+    pub expired: usize,
 }
 
 impl Kms {
@@ -335,6 +337,13 @@ impl Kms {
                     }
                     Err(StoreError::Conflict | StoreError::NotFound) => {}
                     Err(e) => return Err(e.into()),
+                }
+            } else if matches!(key.state, KeyState::Enabled | KeyState::Disabled) && key.rec.valid_to_ms.is_some_and(|v| v <= now) {
+                // Imported material past its ValidTo: erased, the key waits for a re-import.
+                match self.remove_imported_material(&key, "expired").await {
+                    Ok(()) => done.expired += 1,
+                    Err(KmsError::Unavailable(_)) => {}
+                    Err(e) => return Err(e),
                 }
             } else if key.state == KeyState::Enabled && key.rec.next_rotation_ms.is_some_and(|n| n <= now) {
                 match self.add_version(&key, "AUTOMATIC").await {

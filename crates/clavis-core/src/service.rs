@@ -315,6 +315,8 @@ impl Kms {
             encryption_algorithms: vec![SYMMETRIC_DEFAULT.to_owned()],
             multi_region: false,
             dual_authorization: r.dual_auth.then_some(true),
+            valid_to: r.valid_to_ms.map(secs),
+            expiration_model: r.expiration_model.clone(),
         }
     }
 
@@ -384,8 +386,8 @@ impl Kms {
         if usage != "ENCRYPT_DECRYPT" {
             return Err(KmsError::Validation(format!("KeyUsage {usage} is not compatible with KeySpec {spec}.")));
         }
-        if origin != "AWS_KMS" {
-            return Err(KmsError::UnsupportedOperation(format!("Origin {origin} is not supported by this Clavis version; use AWS_KMS.")));
+        if origin != "AWS_KMS" && origin != "EXTERNAL" {
+            return Err(KmsError::UnsupportedOperation(format!("Origin {origin} is not supported by Clavis; use AWS_KMS or EXTERNAL.")));
         }
         if req.custom_key_store_id.is_some() || req.xks_key_id.is_some() {
             return Err(KmsError::UnsupportedOperation("Custom key stores are not supported by Clavis.".into()));
@@ -407,8 +409,7 @@ impl Kms {
 
         let id = KeyId::generate();
         let now = self.clock.now_ms();
-        let material = random::secret(clavis_crypto::aead::KEY_LEN)?;
-        let sealed = self.root.seal(&material_seal_context(&id, 1), &material)?;
+        let external = origin == "EXTERNAL";
         let rec = KeyRecord {
             key_id: id.to_string(),
             account_id: caller.account.as_str().to_owned(),
@@ -417,19 +418,31 @@ impl Kms {
             key_usage: usage.to_owned(),
             key_spec: spec.to_owned(),
             origin: origin.to_owned(),
-            key_state: KeyState::Enabled.as_str().to_owned(),
+            key_state: if external { KeyState::PendingImport } else { KeyState::Enabled }.as_str().to_owned(),
             creation_date_ms: now,
             deletion_date_ms: None,
             policy,
-            current_version: 1,
+            current_version: if external { 0 } else { 1 },
             rotation_period_days: None,
             next_rotation_ms: None,
             dual_auth: false,
             deletion_request: None,
+            valid_to_ms: None,
+            expiration_model: None,
+            import_fingerprint: None,
             revision: 1,
         };
+        if external {
+            // No material until ImportKeyMaterial.
+            self.store.create_key(&rec, None, &tags).await?;
+            let key = Key::from_record(rec)?;
+            self.keys.put(&key);
+            return Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) });
+        }
+        let material = random::secret(clavis_crypto::aead::KEY_LEN)?;
+        let sealed = self.root.seal(&material_seal_context(&id, 1), &material)?;
         let mat = KeyMaterialRecord { key_id: rec.key_id.clone(), version: 1, sealed, created_ms: now, rotation_type: None };
-        self.store.create_key(&rec, &mat, &tags).await?;
+        self.store.create_key(&rec, Some(&mat), &tags).await?;
         let key = Key::from_record(rec)?;
         self.keys.put(&key);
         // Warm the cache: the first Encrypt need not unseal.
@@ -938,6 +951,11 @@ impl Kms {
         validate::int_range(seconds, "seconds", 0, 100 * 365 * 86_400)?;
         clock.advance(seconds * 1000);
         let done = if req.run_scheduler.unwrap_or(true) { self.run_due_work("test-clock").await? } else { crate::DueWork::default() };
-        Ok(AdvanceTestClockResponse { now: secs(self.clock.now_ms()), rotated: done.rotated, destroyed: done.destroyed })
+        Ok(AdvanceTestClockResponse {
+            now: secs(self.clock.now_ms()),
+            rotated: done.rotated,
+            destroyed: done.destroyed,
+            expired: done.expired,
+        })
     }
 }

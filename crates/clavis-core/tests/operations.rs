@@ -7,7 +7,9 @@ use clavis_core::types::{AccountId, Region};
 use clavis_core::{Caller, Kms, KmsConfig, KmsError, SystemClock};
 use clavis_crypto::SecretBytes;
 use clavis_crypto::seal::LocalKeyFile;
-use clavis_store::{AccessKeyRecord, AliasRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, StoreResult, Tag, UserRecord};
+use clavis_store::{
+    AccessKeyRecord, AliasRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, StoreResult, Tag, UserRecord,
+};
 use clavis_store_sqlite::SqliteStore;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -146,7 +148,7 @@ impl FlakyStore {
 
 #[async_trait::async_trait]
 impl Store for FlakyStore {
-    async fn create_key(&self, k: &KeyRecord, m: &KeyMaterialRecord, t: &[Tag]) -> StoreResult<()> {
+    async fn create_key(&self, k: &KeyRecord, m: Option<&KeyMaterialRecord>, t: &[Tag]) -> StoreResult<()> {
         self.check()?;
         self.inner.create_key(k, m, t).await
     }
@@ -185,6 +187,22 @@ impl Store for FlakyStore {
     async fn try_lease(&self, n: &str, h: &str, now: i64, until: i64) -> StoreResult<bool> {
         self.check()?;
         self.inner.try_lease(n, h, now, until).await
+    }
+    async fn put_import_params(&self, p: &ImportParamsRecord) -> StoreResult<()> {
+        self.check()?;
+        self.inner.put_import_params(p).await
+    }
+    async fn get_import_params(&self, t: &str) -> StoreResult<Option<ImportParamsRecord>> {
+        self.check()?;
+        self.inner.get_import_params(t).await
+    }
+    async fn import_material(&self, k: &KeyRecord, rev: u64, m: &KeyMaterialRecord, t: &str) -> StoreResult<()> {
+        self.check()?;
+        self.inner.import_material(k, rev, m, t).await
+    }
+    async fn delete_material(&self, k: &KeyRecord, rev: u64) -> StoreResult<()> {
+        self.check()?;
+        self.inner.delete_material(k, rev).await
     }
     async fn create_alias(&self, a: &AliasRecord) -> StoreResult<()> {
         self.check()?;

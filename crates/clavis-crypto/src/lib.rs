@@ -11,6 +11,7 @@
 pub mod aead;
 pub mod digest;
 mod error;
+pub mod import;
 pub mod random;
 pub mod seal;
 mod secret;

@@ -95,6 +95,9 @@ async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], rewr
         "ListKeyRotations" => op!(list_key_rotations),
         "ScheduleKeyDeletion" => op!(schedule_key_deletion),
         "CancelKeyDeletion" => op!(cancel_key_deletion),
+        "GetParametersForImport" => op!(get_parameters_for_import),
+        "ImportKeyMaterial" => op!(import_key_material),
+        "DeleteImportedKeyMaterial" => op!(delete_imported_key_material),
         other => Err(KmsError::UnknownOperation(format!("Operation {other} is not supported by this Clavis version."))),
     }
 }

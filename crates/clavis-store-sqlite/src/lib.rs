@@ -12,7 +12,8 @@
 mod schema;
 
 use clavis_store::{
-    AccessKeyRecord, AliasRecord, DeletionRequest, KeyMaterialRecord, KeyRecord, Store, StoreError, StoreResult, Tag, UserRecord,
+    AccessKeyRecord, AliasRecord, DeletionRequest, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, StoreResult, Tag,
+    UserRecord,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -91,7 +92,8 @@ impl SqliteStore {
 
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_usage, key_spec, origin, key_state, \
      creation_date_ms, deletion_date_ms, policy, current_version, revision, rotation_period_days, next_rotation_ms, \
-     dual_auth, deletion_requested_by, deletion_requested_ms, deletion_request_window_days";
+     dual_auth, deletion_requested_by, deletion_requested_ms, deletion_request_window_days, valid_to_ms, expiration_model, \
+     import_fingerprint";
 
 fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
     Ok(KeyRecord {
@@ -117,6 +119,9 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
             }
             _ => None,
         },
+        valid_to_ms: r.get(19)?,
+        expiration_model: r.get(20)?,
+        import_fingerprint: r.get(21)?,
     })
 }
 
@@ -148,7 +153,8 @@ fn update_key_row(conn: &Connection, key: &KeyRecord, expected_revision: u64) ->
             "UPDATE keys SET description = ?2, key_usage = ?3, key_spec = ?4, origin = ?5, key_state = ?6, \
              deletion_date_ms = ?7, policy = ?8, current_version = ?9, revision = ?10, rotation_period_days = ?12, \
              next_rotation_ms = ?13, dual_auth = ?14, deletion_requested_by = ?15, deletion_requested_ms = ?16, \
-             deletion_request_window_days = ?17 WHERE key_id = ?1 AND revision = ?11",
+             deletion_request_window_days = ?17, valid_to_ms = ?18, expiration_model = ?19, import_fingerprint = ?20 \
+             WHERE key_id = ?1 AND revision = ?11",
         )
         .and_then(|mut st| {
             st.execute(params![
@@ -168,7 +174,10 @@ fn update_key_row(conn: &Connection, key: &KeyRecord, expected_revision: u64) ->
                 i64::from(key.dual_auth),
                 key.deletion_request.as_ref().map(|d| d.requested_by.clone()),
                 key.deletion_request.as_ref().map(|d| d.requested_ms),
-                key.deletion_request.as_ref().map(|d| d.window_days)
+                key.deletion_request.as_ref().map(|d| d.window_days),
+                key.valid_to_ms,
+                key.expiration_model,
+                key.import_fingerprint
             ])
         })
         .map_err(unavailable)?;
@@ -178,6 +187,22 @@ fn update_key_row(conn: &Connection, key: &KeyRecord, expected_revision: u64) ->
     let exists: bool =
         conn.query_row("SELECT EXISTS (SELECT 1 FROM keys WHERE key_id = ?1)", params![key.key_id], |r| r.get(0)).map_err(unavailable)?;
     Err(if exists { StoreError::Conflict } else { StoreError::NotFound })
+}
+
+/// After deleting key material: secure_delete zeroed the pages in the WAL's newest frames; a
+/// truncating checkpoint writes them over the main file and discards the WAL frames that still
+/// held the material. Readers can delay it briefly.
+fn erase_checkpoint(conn: &Connection) -> StoreResult<()> {
+    for _ in 0..50 {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(unavailable)?;
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(StoreError::Unavailable(
+        "the material is deleted but the WAL checkpoint that erases it stayed busy; it will complete at the next checkpoint".into(),
+    ))
 }
 
 fn limit_i64(limit: usize) -> i64 {
@@ -190,12 +215,12 @@ fn rev_i64(rev: u64) -> StoreResult<i64> {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn create_key(&self, key: &KeyRecord, material: &KeyMaterialRecord, tags: &[Tag]) -> StoreResult<()> {
-        let (key, material, tags) = (key.clone(), material.clone(), tags.to_vec());
+    async fn create_key(&self, key: &KeyRecord, material: Option<&KeyMaterialRecord>, tags: &[Tag]) -> StoreResult<()> {
+        let (key, material, tags) = (key.clone(), material.cloned(), tags.to_vec());
         self.write(move |conn| {
             let tx = conn.transaction().map_err(unavailable)?;
             let res = tx.execute(
-                &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
+                &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"),
                 params![
                     key.key_id,
                     key.account_id,
@@ -215,14 +240,19 @@ impl Store for SqliteStore {
                     i64::from(key.dual_auth),
                     key.deletion_request.as_ref().map(|d| d.requested_by.clone()),
                     key.deletion_request.as_ref().map(|d| d.requested_ms),
-                    key.deletion_request.as_ref().map(|d| d.window_days)
+                    key.deletion_request.as_ref().map(|d| d.window_days),
+                    key.valid_to_ms,
+                    key.expiration_model,
+                    key.import_fingerprint
                 ],
             );
             match res {
                 Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists),
                 other => other.map_err(unavailable)?,
             };
-            insert_material(&tx, &material)?;
+            if let Some(m) = &material {
+                insert_material(&tx, m)?;
+            }
             for t in &tags {
                 tx.execute(
                     "INSERT OR REPLACE INTO tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3)",
@@ -304,19 +334,82 @@ impl Store for SqliteStore {
                 tx.execute(sql, params![key_id]).map_err(unavailable)?;
             }
             tx.commit().map_err(unavailable)?;
-            // secure_delete zeroed the pages in the WAL's newest frames; a truncating checkpoint
-            // writes them over the main file and discards the WAL frames that still held the
-            // material. Readers can delay it briefly.
-            for _ in 0..50 {
-                let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(unavailable)?;
-                if busy == 0 {
-                    return Ok(());
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
+            erase_checkpoint(conn)
+        })
+        .await
+    }
+
+    async fn put_import_params(&self, p: &ImportParamsRecord) -> StoreResult<()> {
+        let p = p.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO import_params (token_id, key_id, wrapping_algorithm, wrapping_key_spec, sealed_private_key, nonce, expires_ms, used) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![p.token_id, p.key_id, p.wrapping_algorithm, p.wrapping_key_spec, p.sealed_private_key, p.nonce, p.expires_ms, i64::from(p.used)],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn get_import_params(&self, token_id: &str) -> StoreResult<Option<ImportParamsRecord>> {
+        let token_id = token_id.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT token_id, key_id, wrapping_algorithm, wrapping_key_spec, sealed_private_key, nonce, expires_ms, used \
+                 FROM import_params WHERE token_id = ?1",
+                params![token_id],
+                |r| {
+                    Ok(ImportParamsRecord {
+                        token_id: r.get(0)?,
+                        key_id: r.get(1)?,
+                        wrapping_algorithm: r.get(2)?,
+                        wrapping_key_spec: r.get(3)?,
+                        sealed_private_key: r.get(4)?,
+                        nonce: r.get(5)?,
+                        expires_ms: r.get(6)?,
+                        used: r.get::<_, i64>(7)? != 0,
+                    })
+                },
+            )
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn import_material(
+        &self,
+        key: &KeyRecord,
+        expected_revision: u64,
+        material: &KeyMaterialRecord,
+        token_id: &str,
+    ) -> StoreResult<()> {
+        let (key, material, token_id) = (key.clone(), material.clone(), token_id.to_owned());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            update_key_row(&tx, &key, expected_revision)?;
+            let n =
+                tx.execute("UPDATE import_params SET used = 1 WHERE token_id = ?1 AND used = 0", params![token_id]).map_err(unavailable)?;
+            if n != 1 {
+                return Err(StoreError::Conflict);
             }
-            Err(StoreError::Unavailable(
-                "the key is destroyed but the WAL checkpoint that erases it stayed busy; it will complete at the next checkpoint".into(),
-            ))
+            tx.execute("DELETE FROM key_material WHERE key_id = ?1", params![key.key_id]).map_err(unavailable)?;
+            insert_material(&tx, &material)?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn delete_material(&self, key: &KeyRecord, expected_revision: u64) -> StoreResult<()> {
+        let key = key.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            update_key_row(&tx, &key, expected_revision)?;
+            tx.execute("DELETE FROM key_material WHERE key_id = ?1", params![key.key_id]).map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            erase_checkpoint(conn)
         })
         .await
     }
@@ -326,7 +419,8 @@ impl Store for SqliteStore {
             let mut st = conn
                 .prepare_cached(&format!(
                     "SELECT {KEY_COLUMNS} FROM keys WHERE (next_rotation_ms IS NOT NULL AND next_rotation_ms <= ?1) \
-                     OR (deletion_date_ms IS NOT NULL AND deletion_date_ms <= ?1) ORDER BY key_id LIMIT ?2"
+                     OR (deletion_date_ms IS NOT NULL AND deletion_date_ms <= ?1) \
+                     OR (valid_to_ms IS NOT NULL AND valid_to_ms <= ?1) ORDER BY key_id LIMIT ?2"
                 ))
                 .map_err(unavailable)?;
             st.query_map(params![now_ms, limit_i64(limit)], key_from_row).and_then(Iterator::collect).map_err(unavailable)

@@ -84,6 +84,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account_id, user_name)
     ) STRICT;
 ",
+    "
+    ALTER TABLE keys ADD COLUMN valid_to_ms INTEGER;
+    ALTER TABLE keys ADD COLUMN expiration_model TEXT;
+    ALTER TABLE keys ADD COLUMN import_fingerprint TEXT;
+    CREATE INDEX keys_valid_to ON keys (valid_to_ms) WHERE valid_to_ms IS NOT NULL;
+    CREATE TABLE import_params (
+        token_id            TEXT PRIMARY KEY,
+        key_id              TEXT NOT NULL,
+        wrapping_algorithm  TEXT NOT NULL,
+        wrapping_key_spec   TEXT NOT NULL,
+        sealed_private_key  BLOB NOT NULL,
+        nonce               BLOB NOT NULL,
+        expires_ms          INTEGER NOT NULL,
+        used                INTEGER NOT NULL
+    ) STRICT;
+",
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.

@@ -4,7 +4,9 @@
 //! It lives in the library (not under `tests/`) so that every backend crate runs the same code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Assertions are the point of a test suite.
 
-use crate::{AccessKeyRecord, AliasRecord, DeletionRequest, KeyMaterialRecord, KeyRecord, Store, StoreError, Tag, UserRecord};
+use crate::{
+    AccessKeyRecord, AliasRecord, DeletionRequest, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, Tag, UserRecord,
+};
 
 fn key(id: &str, account: &str, region: &str) -> KeyRecord {
     KeyRecord {
@@ -24,6 +26,9 @@ fn key(id: &str, account: &str, region: &str) -> KeyRecord {
         next_rotation_ms: None,
         dual_auth: false,
         deletion_request: None,
+        valid_to_ms: None,
+        expiration_model: None,
+        import_fingerprint: None,
         revision: 1,
     }
 }
@@ -51,6 +56,52 @@ pub async fn run(store: &dyn Store) {
     settings(store).await;
     lifecycle(store).await;
     users(store).await;
+    imports(store).await;
+}
+
+async fn imports(s: &dyn Store) {
+    let mut k = key("00000000-0000-4000-8000-0000000000c1", "111111111111", "us-east-1");
+    k.origin = "EXTERNAL".into();
+    k.key_state = "PendingImport".into();
+    k.current_version = 0;
+    s.create_key(&k, None, &[]).await.unwrap();
+    let params = ImportParamsRecord {
+        token_id: "t1".into(),
+        key_id: k.key_id.clone(),
+        wrapping_algorithm: "RSAES_OAEP_SHA_256".into(),
+        wrapping_key_spec: "RSA_2048".into(),
+        sealed_private_key: vec![5; 10],
+        nonce: vec![6; 16],
+        expires_ms: 99,
+        used: false,
+    };
+    s.put_import_params(&params).await.unwrap();
+    assert_eq!(s.get_import_params("t1").await.unwrap(), Some(params.clone()));
+    assert!(s.get_import_params("nope").await.unwrap().is_none());
+    let mut imported = k.clone();
+    imported.key_state = "Enabled".into();
+    imported.current_version = 1;
+    imported.valid_to_ms = Some(5_000);
+    imported.expiration_model = Some("KEY_MATERIAL_EXPIRES".into());
+    imported.import_fingerprint = Some("ab".into());
+    imported.revision = 2;
+    s.import_material(&imported, 1, &material(&k.key_id, 1), "t1").await.unwrap();
+    assert_eq!(s.get_key(&k.key_id).await.unwrap().as_ref(), Some(&imported));
+    assert!(s.get_import_params("t1").await.unwrap().unwrap().used);
+    // A used token cannot import again.
+    let mut again = imported.clone();
+    again.revision = 3;
+    assert!(matches!(s.import_material(&again, 2, &material(&k.key_id, 1), "t1").await, Err(StoreError::Conflict)));
+    // Expiry is due work.
+    assert!(s.keys_due(6_000, 100).await.unwrap().iter().any(|r| r.key_id == k.key_id));
+    let mut deleted = imported.clone();
+    deleted.key_state = "PendingImport".into();
+    deleted.current_version = 1;
+    deleted.valid_to_ms = None;
+    deleted.revision = 3;
+    s.delete_material(&deleted, 2).await.unwrap();
+    assert!(s.list_materials(&k.key_id).await.unwrap().is_empty());
+    assert_eq!(s.get_key(&k.key_id).await.unwrap().as_ref(), Some(&deleted));
 }
 
 async fn users(s: &dyn Store) {
@@ -83,7 +134,7 @@ async fn users(s: &dyn Store) {
     let mut k = key("00000000-0000-4000-8000-0000000000b1", "111111111111", "us-east-1");
     k.dual_auth = true;
     k.deletion_request = Some(DeletionRequest { requested_by: bob.arn.clone(), requested_ms: 77, window_days: 9 });
-    s.create_key(&k, &material(&k.key_id, 1), &[]).await.unwrap();
+    s.create_key(&k, Some(&material(&k.key_id, 1)), &[]).await.unwrap();
     assert_eq!(s.get_key(&k.key_id).await.unwrap().as_ref(), Some(&k));
     let mut cleared = k.clone();
     cleared.deletion_request = None;
@@ -94,7 +145,7 @@ async fn users(s: &dyn Store) {
 
 async fn lifecycle(s: &dyn Store) {
     let mut k = key("00000000-0000-4000-8000-0000000000a1", "111111111111", "us-east-1");
-    s.create_key(&k, &material(&k.key_id, 1), &[tag("t", "v")]).await.unwrap();
+    s.create_key(&k, Some(&material(&k.key_id, 1)), &[tag("t", "v")]).await.unwrap();
     // Rotation adds a version atomically with the record; a stale rotation conflicts.
     let mut rotated = k.clone();
     rotated.current_version = 2;
@@ -116,7 +167,7 @@ async fn lifecycle(s: &dyn Store) {
     let mut pending = key("00000000-0000-4000-8000-0000000000a2", "111111111111", "us-east-1");
     pending.key_state = "PendingDeletion".to_owned();
     pending.deletion_date_ms = Some(2_000);
-    s.create_key(&pending, &material(&pending.key_id, 1), &[]).await.unwrap();
+    s.create_key(&pending, Some(&material(&pending.key_id, 1)), &[]).await.unwrap();
     // Only this section's keys (earlier sections left other dated keys behind).
     let ids =
         |v: Vec<KeyRecord>| v.into_iter().map(|k| k.key_id).filter(|id| id.ends_with("0a1") || id.ends_with("0a2")).collect::<Vec<_>>();
@@ -157,9 +208,9 @@ async fn lifecycle(s: &dyn Store) {
 async fn keys(s: &dyn Store) {
     let k = key("00000000-0000-4000-8000-000000000001", "111111111111", "us-east-1");
     assert!(s.get_key(&k.key_id).await.unwrap().is_none());
-    s.create_key(&k, &material(&k.key_id, 1), &[tag("a", "1")]).await.unwrap();
+    s.create_key(&k, Some(&material(&k.key_id, 1)), &[tag("a", "1")]).await.unwrap();
     assert_eq!(s.get_key(&k.key_id).await.unwrap().as_ref(), Some(&k));
-    assert!(matches!(s.create_key(&k, &material(&k.key_id, 1), &[]).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(s.create_key(&k, Some(&material(&k.key_id, 1)), &[]).await, Err(StoreError::AlreadyExists)));
     let m = s.get_material(&k.key_id, 1).await.unwrap().expect("material v1");
     assert_eq!(m, material(&k.key_id, 1));
     assert!(s.get_material(&k.key_id, 2).await.unwrap().is_none());
@@ -182,12 +233,12 @@ async fn keys(s: &dyn Store) {
     // Listing is per account and region, ordered by id, paginated by `after`.
     for i in 2..=5 {
         let kk = key(&format!("00000000-0000-4000-8000-00000000000{i}"), "111111111111", "us-east-1");
-        s.create_key(&kk, &material(&kk.key_id, 1), &[]).await.unwrap();
+        s.create_key(&kk, Some(&material(&kk.key_id, 1)), &[]).await.unwrap();
     }
     let other = key("00000000-0000-4000-8000-000000000009", "111111111111", "eu-west-1");
-    s.create_key(&other, &material(&other.key_id, 1), &[]).await.unwrap();
+    s.create_key(&other, Some(&material(&other.key_id, 1)), &[]).await.unwrap();
     let other_acct = key("00000000-0000-4000-8000-000000000008", "222222222222", "us-east-1");
-    s.create_key(&other_acct, &material(&other_acct.key_id, 1), &[]).await.unwrap();
+    s.create_key(&other_acct, Some(&material(&other_acct.key_id, 1)), &[]).await.unwrap();
     let page1 = s.list_keys("111111111111", "us-east-1", None, 3).await.unwrap();
     let ids: Vec<_> = page1.iter().map(|k| k.key_id.as_str()).collect();
     assert_eq!(

@@ -11,7 +11,7 @@ mod error;
 mod records;
 
 pub use error::StoreError;
-pub use records::{AccessKeyRecord, AliasRecord, DeletionRequest, KeyMaterialRecord, KeyRecord, Tag, UserRecord};
+pub use records::{AccessKeyRecord, AliasRecord, DeletionRequest, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Tag, UserRecord};
 
 /// Result alias for storage operations.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -23,9 +23,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// [`StoreError::Unavailable`], which is never confused with "not found" (`Ok(None)`).
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores a new key with its first material version and tags, atomically.
-    /// [`StoreError::AlreadyExists`] if the key id is taken.
-    async fn create_key(&self, key: &KeyRecord, material: &KeyMaterialRecord, tags: &[Tag]) -> StoreResult<()>;
+    /// Stores a new key with its first material version (none for a key awaiting imported
+    /// material) and tags, atomically. [`StoreError::AlreadyExists`] if the key id is taken.
+    async fn create_key(&self, key: &KeyRecord, material: Option<&KeyMaterialRecord>, tags: &[Tag]) -> StoreResult<()>;
 
     /// The key with this id, in any account or region.
     async fn get_key(&self, key_id: &str) -> StoreResult<Option<KeyRecord>>;
@@ -55,7 +55,29 @@ pub trait Store: Send + Sync + 'static {
     /// `expected_revision`.
     async fn destroy_key(&self, key_id: &str, expected_revision: u64) -> StoreResult<()>;
 
-    /// Keys whose automatic rotation or deletion is due at `now_ms`, at most `limit`.
+    /// Stores import parameters.
+    async fn put_import_params(&self, params: &ImportParamsRecord) -> StoreResult<()>;
+
+    /// Import parameters by token id.
+    async fn get_import_params(&self, token_id: &str) -> StoreResult<Option<ImportParamsRecord>>;
+
+    /// Imports material: replaces the key record (compare-and-swap on its revision), stores the
+    /// material as the only version, and marks the token used, in one transaction.
+    /// [`StoreError::Conflict`] if the key changed or the token was used meanwhile.
+    async fn import_material(
+        &self,
+        key: &KeyRecord,
+        expected_revision: u64,
+        material: &KeyMaterialRecord,
+        token_id: &str,
+    ) -> StoreResult<()>;
+
+    /// Deletes every material version of a key and replaces its record (compare-and-swap), in
+    /// one transaction, erasing the bytes from the storage files as [`Store::destroy_key`] does.
+    async fn delete_material(&self, key: &KeyRecord, expected_revision: u64) -> StoreResult<()>;
+
+    /// Keys whose automatic rotation, deletion or imported-material expiry is due at `now_ms`,
+    /// at most `limit`.
     async fn keys_due(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<KeyRecord>>;
 
     /// Takes or renews the named lease for `holder` until `until_ms`, if it is free, expired

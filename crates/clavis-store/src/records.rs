@@ -36,6 +36,13 @@ pub struct KeyRecord {
     pub dual_auth: bool,
     /// A deletion request waiting for approval: who asked, when, and the window they asked for.
     pub deletion_request: Option<DeletionRequest>,
+    /// Imported material: when it expires (`KEY_MATERIAL_EXPIRES`).
+    pub valid_to_ms: Option<i64>,
+    /// Imported material: `KEY_MATERIAL_EXPIRES` or `KEY_MATERIAL_DOES_NOT_EXPIRE`.
+    pub expiration_model: Option<String>,
+    /// Imported material: a one-way fingerprint (hex) of the first material imported, so that
+    /// only the same material can be imported again.
+    pub import_fingerprint: Option<String>,
     /// Incremented on every update; used for optimistic concurrency and cache invalidation.
     pub revision: u64,
 }
@@ -140,4 +147,32 @@ pub struct UserRecord {
     pub arn: String,
     /// Creation time.
     pub created_ms: i64,
+}
+
+/// Import parameters handed out by GetParametersForImport: the token, what it is bound to, and
+/// the sealed wrapping private key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImportParamsRecord {
+    /// The token's id (hex of its random bytes).
+    pub token_id: String,
+    /// The key it was issued for.
+    pub key_id: String,
+    /// The wrapping algorithm (AWS name).
+    pub wrapping_algorithm: String,
+    /// The wrapping key spec (AWS name).
+    pub wrapping_key_spec: String,
+    /// The wrapping private key (PKCS#8), sealed by the root of trust.
+    pub sealed_private_key: Vec<u8>,
+    /// The proof-of-possession nonce (Clavis extension).
+    pub nonce: Vec<u8>,
+    /// When the parameters stop being valid.
+    pub expires_ms: i64,
+    /// Whether the token has been used.
+    pub used: bool,
+}
+
+impl std::fmt::Debug for ImportParamsRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportParamsRecord").field("key_id", &self.key_id).field("used", &self.used).finish_non_exhaustive()
+    }
 }

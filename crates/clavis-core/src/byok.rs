@@ -1,0 +1,220 @@
+//! Bring your own key: GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial,
+//! and the expiry of imported material.
+//!
+//! A key created with Origin EXTERNAL has no material (PendingImport). The import parameters
+//! are an RSA wrapping key pair (private half sealed like any key material) and a single-use
+//! token, valid 24 hours, bound to the key, the wrapping algorithm and that key pair. The first
+//! material imported fixes the key: a one-way fingerprint is kept, so that after a deletion or
+//! expiry only the same material imports again, and then every old ciphertext decrypts again.
+
+use crate::api::*;
+use crate::keys::{Key, material_seal_context};
+use crate::service::{key_not_found, secs};
+use crate::types::KeyState;
+use crate::{Caller, Kms, KmsError, validate};
+use clavis_crypto::aead::AeadKey;
+use clavis_crypto::import::{ImportWrapping, generate_wrapping_key, material_fingerprint, unwrap_import, verify_nonce};
+use clavis_store::{ImportParamsRecord, KeyMaterialRecord, KeyRecord, StoreError};
+use std::sync::Arc;
+
+const PARAMS_VALID_MS: i64 = 24 * 3_600_000;
+/// The longest ValidTo AWS accepts: 365 days ahead.
+const MAX_VALID_TO_MS: i64 = 365 * 86_400_000;
+
+fn import_key_context(key: &Key, token_id: &str) -> Vec<u8> {
+    let mut c = b"clavis/import-wrapping-key/v1\0".to_vec();
+    c.extend_from_slice(key.id.as_bytes());
+    c.extend_from_slice(token_id.as_bytes());
+    c
+}
+
+fn invalid_token() -> KmsError {
+    KmsError::InvalidImportToken("The import token is invalid: it was not issued for this key, or it has already been used.".into())
+}
+
+impl Kms {
+    fn require_external(key: &Key) -> Result<(), KmsError> {
+        if key.rec.origin != "EXTERNAL" {
+            return Err(KmsError::UnsupportedOperation(format!("{} origin is {}, not EXTERNAL.", key.arn, key.rec.origin)));
+        }
+        Ok(())
+    }
+
+    /// GetParametersForImport.
+    pub async fn get_parameters_for_import(
+        &self,
+        caller: &Caller,
+        req: GetParametersForImportRequest,
+    ) -> Result<GetParametersForImportResponse, KmsError> {
+        let alg = validate::required(req.wrapping_algorithm, "wrappingAlgorithm")?;
+        validate::one_of(
+            &alg,
+            "wrappingAlgorithm",
+            &["RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256", "SM2PKE"],
+        )?;
+        let spec = validate::required(req.wrapping_key_spec, "wrappingKeySpec")?;
+        let bits = match validate::one_of(&spec, "wrappingKeySpec", &["RSA_2048", "RSA_3072", "RSA_4096", "SM2"])? {
+            "RSA_2048" => 2048,
+            "RSA_3072" => 3072,
+            "RSA_4096" => 4096,
+            _ => return Err(KmsError::UnsupportedOperation("SM2 wrapping keys are only available in China Regions.".into())),
+        };
+        if ImportWrapping::parse(&alg).is_none() {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "Wrapping algorithm {alg} is not supported; use RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256."
+            )));
+        }
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        Self::require_external(&key)?;
+        if key.state == KeyState::PendingDeletion {
+            return Err(key.invalid_state(key.state));
+        }
+        let (private, public) = generate_wrapping_key(bits)?;
+        let token = clavis_crypto::random::bytes(32)?;
+        let token_id = hex::encode(&token);
+        let nonce = clavis_crypto::random::bytes(16)?;
+        let now = self.clock.now_ms();
+        let params = ImportParamsRecord {
+            token_id: token_id.clone(),
+            key_id: key.rec.key_id.clone(),
+            wrapping_algorithm: alg,
+            wrapping_key_spec: spec,
+            sealed_private_key: self.root.seal(&import_key_context(&key, &token_id), &private)?,
+            nonce: nonce.clone(),
+            expires_ms: now + PARAMS_VALID_MS,
+            used: false,
+        };
+        self.store.put_import_params(&params).await?;
+        Ok(GetParametersForImportResponse {
+            key_id: key.arn.clone(),
+            import_token: Blob(token),
+            public_key: Blob(public),
+            parameters_valid_to: secs(params.expires_ms),
+            nonce: Blob(nonce),
+        })
+    }
+
+    /// ImportKeyMaterial.
+    pub async fn import_key_material(&self, caller: &Caller, req: ImportKeyMaterialRequest) -> Result<Empty, KmsError> {
+        let token = validate::required(req.import_token, "importToken")?;
+        let wrapped = validate::required(req.encrypted_key_material, "encryptedKeyMaterial")?;
+        validate::blob_len(token.0.len(), "importToken", 1, 6144)?;
+        validate::blob_len(wrapped.0.len(), "encryptedKeyMaterial", 1, 6144)?;
+        let model = req.expiration_model.unwrap_or_else(|| "KEY_MATERIAL_DOES_NOT_EXPIRE".into());
+        validate::one_of(&model, "expirationModel", &["KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"])?;
+        let now = self.clock.now_ms();
+        let valid_to_ms = match (model.as_str(), req.valid_to) {
+            ("KEY_MATERIAL_EXPIRES", Some(t)) => {
+                let ms = (t * 1000.0) as i64;
+                if ms <= now || ms > now + MAX_VALID_TO_MS {
+                    return Err(KmsError::Validation("ValidTo must be in the future and at most 365 days from now.".into()));
+                }
+                Some(ms)
+            }
+            ("KEY_MATERIAL_EXPIRES", None) => {
+                return Err(KmsError::Validation("A ValidTo date is required when ExpirationModel is KEY_MATERIAL_EXPIRES.".into()));
+            }
+            (_, Some(_)) => {
+                return Err(KmsError::Validation("ValidTo must not be set when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE.".into()));
+            }
+            (_, None) => None,
+        };
+        if req.import_type.as_deref().is_some_and(|t| t != "EXISTING_KEY_MATERIAL") {
+            return Err(KmsError::UnsupportedOperation(
+                "ImportType NEW_KEY_MATERIAL (rotation of imported keys) is not supported by this Clavis version.".into(),
+            ));
+        }
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        Self::require_external(&key)?;
+        if key.state != KeyState::PendingImport {
+            return Err(KmsError::InvalidState(format!(
+                "{} is {}; import key material into a key that is pending import.",
+                key.arn,
+                key.state.as_str()
+            )));
+        }
+        let token_id = hex::encode(&token.0);
+        let params = self.store.get_import_params(&token_id).await?.ok_or_else(invalid_token)?;
+        if params.key_id != key.rec.key_id || params.used {
+            return Err(invalid_token());
+        }
+        if params.expires_ms <= now {
+            return Err(KmsError::ExpiredImportToken("The import token has expired; call GetParametersForImport again.".into()));
+        }
+        let wrapping = ImportWrapping::parse(&params.wrapping_algorithm).ok_or_else(invalid_token)?;
+        let private = self.root.unseal(&import_key_context(&key, &token_id), &params.sealed_private_key)?;
+        let material = unwrap_import(&private, wrapping, &wrapped.0).map_err(|_| {
+            KmsError::InvalidCiphertext(format!(
+                "The encrypted key material could not be unwrapped with the wrapping key of this import token ({}).",
+                params.wrapping_algorithm
+            ))
+        })?;
+        if material.len() != clavis_crypto::aead::KEY_LEN {
+            return Err(KmsError::IncorrectKeyMaterial(format!(
+                "Key material for a SYMMETRIC_DEFAULT key must be 256 bits (32 bytes), not {} bytes.",
+                material.len()
+            )));
+        }
+        if let (Some(enc), Some(iv)) = (&req.encrypted_nonce, &req.nonce_iv)
+            && !verify_nonce(&material, &iv.0, &enc.0, &params.nonce)
+        {
+            return Err(KmsError::IncorrectKeyMaterial(
+                "ClavisEncryptedNonce does not decrypt to the import nonce under the uploaded key material.".into(),
+            ));
+        }
+        let fingerprint = hex::encode(material_fingerprint(&material, key.id.as_bytes()));
+        if key.rec.import_fingerprint.as_deref().is_some_and(|f| f != fingerprint) {
+            return Err(KmsError::IncorrectKeyMaterial(format!(
+                "The key material is different from the material previously imported into {}.",
+                key.arn
+            )));
+        }
+        let mut rec: KeyRecord = (*key.rec).clone();
+        rec.key_state = KeyState::Enabled.as_str().to_owned();
+        rec.current_version = 1;
+        rec.valid_to_ms = valid_to_ms;
+        rec.expiration_model = Some(model);
+        rec.import_fingerprint = Some(fingerprint);
+        rec.revision = key.rec.revision + 1;
+        let sealed = self.root.seal(&material_seal_context(&key.id, 1), &material)?;
+        let mat = KeyMaterialRecord { key_id: rec.key_id.clone(), version: 1, sealed, created_ms: now, rotation_type: None };
+        match self.store.import_material(&rec, key.rec.revision, &mat, &token_id).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(invalid_token()),
+            Err(StoreError::NotFound) => return Err(key_not_found(&key.rec.region, &key.rec.account_id, &key.rec.key_id)),
+            Err(e) => return Err(e.into()),
+        }
+        self.materials.remove_key(key.id);
+        self.materials.insert(key.id, 1, Arc::new(AeadKey::new(&material)?));
+        self.keys.put(&Key::from_record(rec)?);
+        Ok(Empty {})
+    }
+
+    /// DeleteImportedKeyMaterial: the material is erased and the key returns to PendingImport.
+    pub async fn delete_imported_key_material(&self, caller: &Caller, req: KeyIdRequest) -> Result<Empty, KmsError> {
+        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        Self::require_external(&key)?;
+        self.remove_imported_material(&key, "deleted").await?;
+        Ok(Empty {})
+    }
+
+    /// Erases a key's imported material (deletion or expiry).
+    pub(crate) async fn remove_imported_material(&self, key: &Key, why: &str) -> Result<(), KmsError> {
+        if !matches!(key.state, KeyState::Enabled | KeyState::Disabled | KeyState::PendingImport) {
+            return Err(key.invalid_state(key.state));
+        }
+        let mut rec: KeyRecord = (*key.rec).clone();
+        rec.key_state = KeyState::PendingImport.as_str().to_owned();
+        rec.valid_to_ms = None;
+        rec.revision = key.rec.revision + 1;
+        match self.store.delete_material(&rec, key.rec.revision).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(KmsError::Unavailable("the key changed concurrently; retry".into())),
+            Err(e) => return Err(e.into()),
+        }
+        self.materials.remove_key(key.id);
+        self.keys.put(&Key::from_record(rec)?);
+        tracing::info!(key = %key.arn, why, "imported key material erased");
+        Ok(())
+    }
+}

@@ -1,0 +1,259 @@
+"""Bring your own key through boto3 against the real binary, with the client side done by
+standard tools as AWS's documentation shows: Python `cryptography` and the `openssl` command
+line, for every wrapping algorithm and key size; token expiry and reuse; wrong material on
+re-import; delete and re-import; material expiry; the CLI's one-command import in both flows."""
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import time
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+
+from conftest import CLAVIS, REGION, Server, error_code
+
+ALGORITHMS = ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256"]
+SPECS = ["RSA_2048", "RSA_3072", "RSA_4096"]
+
+
+def wrap_with_cryptography(public_der, algorithm, material):
+    public = serialization.load_der_public_key(public_der)
+    h = hashes.SHA1() if algorithm.endswith("SHA_1") else hashes.SHA256()
+    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=h), algorithm=h, label=None)
+    if algorithm.startswith("RSAES_OAEP"):
+        return public.encrypt(material, oaep)
+    ephemeral = os.urandom(32)
+    return public.encrypt(ephemeral, oaep) + aes_key_wrap_with_padding(ephemeral, material)
+
+
+def offline_ciphertext(material, key_id, plaintext, context):
+    """A Clavis ciphertext blob made without Clavis, from the documented format (docs/formats.md)."""
+    header = b"\x01" + uuid.UUID(key_id).bytes + struct.pack(">I", 1)
+    ctx = struct.pack(">I", len(context))
+    for k in sorted(context, key=lambda s: s.encode()):
+        for s in (k, context[k]):
+            ctx += struct.pack(">I", len(s.encode())) + s.encode()
+    nonce = os.urandom(12)
+    return header + nonce + AESGCM(material).encrypt(nonce, plaintext, header + ctx)
+
+
+def external_key(kms):
+    meta = kms.create_key(Origin="EXTERNAL", Description="byok")["KeyMetadata"]
+    assert (meta["Origin"], meta["KeyState"], meta["Enabled"]) == ("EXTERNAL", "PendingImport", False)
+    return meta["KeyId"]
+
+
+def import_material(kms, key, material, algorithm="RSAES_OAEP_SHA_256", spec="RSA_2048", **extra):
+    params = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm=algorithm, WrappingKeySpec=spec)
+    wrapped = wrap_with_cryptography(params["PublicKey"], algorithm, material)
+    kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped,
+                            ExpirationModel=extra.pop("ExpirationModel", "KEY_MATERIAL_DOES_NOT_EXPIRE"), **extra)
+    return params
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_import_with_python_cryptography(kms, algorithm, spec):
+    key = external_key(kms)
+    with pytest.raises(ClientError) as e:
+        kms.encrypt(KeyId=key, Plaintext=b"x")
+    assert error_code(e) == "KMSInvalidStateException" and "pending import" in e.value.response["Error"]["Message"]
+    material = os.urandom(32)
+    params = import_material(kms, key, material, algorithm, spec)
+    public = serialization.load_der_public_key(params["PublicKey"])
+    assert public.key_size == int(spec.split("_")[1])
+    assert abs(params["ParametersValidTo"].timestamp() - (time.time() + 86400)) < 120
+    meta = kms.describe_key(KeyId=key)["KeyMetadata"]
+    assert meta["KeyState"] == "Enabled" and meta["ExpirationModel"] == "KEY_MATERIAL_DOES_NOT_EXPIRE"
+    # What the client encrypted offline with its own copy of the material decrypts in Clavis,
+    # and what Clavis encrypts the client can decrypt offline.
+    blob = offline_ciphertext(material, key, b"encrypted offline", {"src": "client"})
+    assert kms.decrypt(CiphertextBlob=blob, EncryptionContext={"src": "client"})["Plaintext"] == b"encrypted offline"
+    out = kms.encrypt(KeyId=key, Plaintext=b"from clavis")["CiphertextBlob"]
+    assert AESGCM(material).decrypt(out[21:33], out[33:], out[:21] + b"\x00\x00\x00\x00") == b"from clavis"
+
+
+def test_import_with_openssl(kms, tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is required for this test (Debian package openssl)")
+    for algorithm in ["RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_256"]:
+        key = external_key(kms)
+        material = os.urandom(32)
+        (tmp_path / "material.bin").write_bytes(material)
+        params = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm=algorithm, WrappingKeySpec="RSA_4096")
+        (tmp_path / "pub.der").write_bytes(params["PublicKey"])
+        rsa = ["openssl", "pkeyutl", "-encrypt", "-pubin", "-inkey", str(tmp_path / "pub.der"), "-keyform", "DER",
+               "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256"]
+        if algorithm == "RSAES_OAEP_SHA_256":
+            wrapped = subprocess.run(rsa + ["-in", str(tmp_path / "material.bin")], capture_output=True, check=True).stdout
+        else:
+            aes = os.urandom(32)
+            (tmp_path / "aes.bin").write_bytes(aes)
+            wrapped_material = subprocess.run(["openssl", "enc", "-id-aes256-wrap-pad", "-K", aes.hex(), "-iv", "A65959A6",
+                                               "-in", str(tmp_path / "material.bin")], capture_output=True, check=True).stdout
+            wrapped_aes = subprocess.run(rsa + ["-in", str(tmp_path / "aes.bin")], capture_output=True, check=True).stdout
+            wrapped = wrapped_aes + wrapped_material
+        kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped,
+                                ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        blob = offline_ciphertext(material, key, b"openssl flow", {})
+        assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"openssl flow", algorithm
+
+
+def test_token_rules(clocked_byok):
+    s = clocked_byok
+    kms = s.client()
+    key, other = external_key(kms), external_key(kms)
+    material = os.urandom(32)
+    params = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+    wrapped = wrap_with_cryptography(params["PublicKey"], "RSAES_OAEP_SHA_256", material)
+    # A token is bound to its key.
+    with pytest.raises(ClientError) as e:
+        kms.import_key_material(KeyId=other, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    assert error_code(e) == "InvalidImportTokenException"
+    with pytest.raises(ClientError) as e:
+        kms.import_key_material(KeyId=key, ImportToken=os.urandom(32), EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    assert error_code(e) == "InvalidImportTokenException"
+    # Badly wrapped material.
+    with pytest.raises(ClientError) as e:
+        kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=os.urandom(256), ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    assert error_code(e) == "InvalidCiphertextException"
+    # Wrapped with the wrong algorithm for this token.
+    wrong = wrap_with_cryptography(params["PublicKey"], "RSAES_OAEP_SHA_1", material)
+    with pytest.raises(ClientError) as e:
+        kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrong, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    assert error_code(e) == "InvalidCiphertextException"
+    # Material of the wrong length.
+    short = wrap_with_cryptography(params["PublicKey"], "RSAES_OAEP_SHA_256", os.urandom(16))
+    with pytest.raises(ClientError) as e:
+        kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=short, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    assert error_code(e) == "IncorrectKeyMaterialException"
+    # ValidTo rules.
+    with pytest.raises(ClientError) as e:
+        kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_EXPIRES")
+    assert error_code(e) == "ValidationException"
+    # The first good use succeeds; the token is then spent.
+    kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    kms.delete_imported_key_material(KeyId=key)
+    with pytest.raises(ClientError) as e:
+        kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    assert error_code(e) == "InvalidImportTokenException"
+    # Parameters are valid for 24 hours.
+    late = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+    late_wrapped = wrap_with_cryptography(late["PublicKey"], "RSAES_OAEP_SHA_256", material)
+    status, _, _ = s.raw("ClavisAdmin.AdvanceTestClock", json.dumps({"Seconds": 24 * 3600 + 60}))
+    assert status == 200
+    with pytest.raises(ClientError) as e:
+        kms.import_key_material(KeyId=key, ImportToken=late["ImportToken"], EncryptedKeyMaterial=late_wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    assert error_code(e) == "ExpiredImportTokenException"
+
+
+def test_delete_reimport_and_wrong_material(kms):
+    key = external_key(kms)
+    material = os.urandom(32)
+    import_material(kms, key, material)
+    old = kms.encrypt(KeyId=key, Plaintext=b"survives", EncryptionContext={"k": "v"})["CiphertextBlob"]
+    kms.delete_imported_key_material(KeyId=key)
+    assert kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "PendingImport"
+    with pytest.raises(ClientError) as e:
+        kms.decrypt(CiphertextBlob=old, EncryptionContext={"k": "v"})
+    assert error_code(e) == "KMSInvalidStateException"
+    with pytest.raises(ClientError) as e:
+        import_material(kms, key, os.urandom(32))
+    assert error_code(e) == "IncorrectKeyMaterialException"
+    import_material(kms, key, material, "RSA_AES_KEY_WRAP_SHA_256", "RSA_3072")
+    assert kms.decrypt(CiphertextBlob=old, EncryptionContext={"k": "v"})["Plaintext"] == b"survives"
+    # Importing into a key that has material is a state error; rotation of imported keys is not offered.
+    with pytest.raises(ClientError) as e:
+        import_material(kms, key, material)
+    assert error_code(e) == "KMSInvalidStateException"
+    for call in [lambda: kms.enable_key_rotation(KeyId=key), lambda: kms.rotate_key_on_demand(KeyId=key)]:
+        with pytest.raises(ClientError) as e:
+            call()
+        assert error_code(e) == "UnsupportedOperationException"
+    # A key with generated material cannot take imported material.
+    normal = kms.create_key()["KeyMetadata"]["KeyId"]
+    with pytest.raises(ClientError) as e:
+        kms.get_parameters_for_import(KeyId=normal, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+    assert error_code(e) == "UnsupportedOperationException"
+
+
+@pytest.fixture()
+def clocked_byok(tmp_root, request):
+    s = Server(tmp_root / f"byok-{request.node.name}", args=["--dangerous-test-clock"]).start()
+    yield s
+    s.stop()
+
+
+def test_material_expiry(clocked_byok):
+    s = clocked_byok
+    kms = s.client()
+    key = external_key(kms)
+    material = os.urandom(32)
+    status, body, _ = s.raw("ClavisAdmin.AdvanceTestClock", json.dumps({"Seconds": 0}))
+    now = body["Now"]
+    import_material(kms, key, material, ExpirationModel="KEY_MATERIAL_EXPIRES", ValidTo=now + 3 * 86400)
+    meta = kms.describe_key(KeyId=key)["KeyMetadata"]
+    assert meta["ExpirationModel"] == "KEY_MATERIAL_EXPIRES" and abs(meta["ValidTo"].timestamp() - (now + 3 * 86400)) < 2
+    blob = kms.encrypt(KeyId=key, Plaintext=b"expiring")["CiphertextBlob"]
+    status, body, _ = s.raw("ClavisAdmin.AdvanceTestClock", json.dumps({"Seconds": 4 * 86400}))
+    assert body["Expired"] == 1
+    assert kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "PendingImport"
+    with pytest.raises(ClientError) as e:
+        kms.decrypt(CiphertextBlob=blob)
+    assert error_code(e) == "KMSInvalidStateException"
+    import_material(kms, key, material)
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"expiring"
+
+
+def test_cli_one_command_import(server, kms, tmp_path):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=server.env["CLAVIS_ROOT_ACCESS_KEY_ID"],
+               AWS_SECRET_ACCESS_KEY=server.env["CLAVIS_ROOT_SECRET_ACCESS_KEY"], AWS_REGION=REGION, AWS_ENDPOINT_URL=server.endpoint)
+
+    def clavis(*args):
+        p = subprocess.run([str(CLAVIS), "key", "import", *args], env=env, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)
+
+    # Flow 1: material from a file, AWS-style.
+    key = external_key(kms)
+    material = os.urandom(32)
+    (tmp_path / "m.bin").write_bytes(material)
+    assert clavis("--key-id", key, "--material-file", str(tmp_path / "m.bin"), "--wrapping-algorithm", "RSA_AES_KEY_WRAP_SHA_256",
+                  "--wrapping-key-spec", "RSA_3072")["Imported"] is True
+    assert kms.decrypt(CiphertextBlob=offline_ciphertext(material, key, b"cli", {}))["Plaintext"] == b"cli"
+    # Flow 2: generated locally, with the proof-of-possession nonce (Key Protect style).
+    key2 = external_key(kms)
+    out = clavis("--key-id", key2, "--generate", "--material-out", str(tmp_path / "gen.bin"), "--nonce")
+    assert out["NonceVerified"] is True
+    gen = (tmp_path / "gen.bin").read_bytes()
+    assert len(gen) == 32 and oct(os.stat(tmp_path / "gen.bin").st_mode & 0o777) == "0o600"
+    assert kms.decrypt(CiphertextBlob=offline_ciphertext(gen, key2, b"gen", {}))["Plaintext"] == b"gen"
+
+
+def test_nonce_proof_is_checked(server, kms):
+    key = external_key(kms)
+    material = os.urandom(32)
+    params = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+    import base64
+    status, raw, _ = server.raw("TrentService.GetParametersForImport", json.dumps({"KeyId": key, "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"}))
+    nonce = base64.b64decode(raw["ClavisImportNonce"])
+    public = base64.b64decode(raw["PublicKey"])
+    wrapped = wrap_with_cryptography(public, "RSAES_OAEP_SHA_256", material)
+    iv = os.urandom(12)
+    wrong = AESGCM(os.urandom(32)).encrypt(iv, nonce, b"")
+    body = {"KeyId": key, "ImportToken": raw["ImportToken"], "EncryptedKeyMaterial": base64.b64encode(wrapped).decode(),
+            "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "ClavisNonceIv": base64.b64encode(iv).decode(),
+            "ClavisEncryptedNonce": base64.b64encode(wrong).decode()}
+    status, resp, _ = server.raw("TrentService.ImportKeyMaterial", json.dumps(body))
+    assert (status, resp["__type"]) == (400, "IncorrectKeyMaterialException")
+    body["ClavisEncryptedNonce"] = base64.b64encode(AESGCM(material).encrypt(iv, nonce, b"")).decode()
+    status, resp, _ = server.raw("TrentService.ImportKeyMaterial", json.dumps(body))
+    assert status == 200, resp
