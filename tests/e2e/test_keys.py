@@ -33,7 +33,7 @@ def test_create_key_validation(kms):
         ({"Tags": [{"TagKey": "aws:reserved", "TagValue": "x"}]}, "TagException"),
         ({"Tags": [{"TagKey": f"k{i}", "TagValue": "v"} for i in range(51)]}, "LimitExceededException"),
         ({"MultiRegion": True}, "UnsupportedOperationException"),
-        ({"Origin": "EXTERNAL"}, "UnsupportedOperationException"),
+        ({"Origin": "AWS_CLOUDHSM"}, "UnsupportedOperationException"),
     ]:
         with pytest.raises(ClientError) as e:
             kms.create_key(**kwargs)
