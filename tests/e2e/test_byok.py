@@ -170,14 +170,13 @@ def test_delete_reimport_and_wrong_material(kms):
     assert error_code(e) == "IncorrectKeyMaterialException"
     import_material(kms, key, material, "RSA_AES_KEY_WRAP_SHA_256", "RSA_3072")
     assert kms.decrypt(CiphertextBlob=old, EncryptionContext={"k": "v"})["Plaintext"] == b"survives"
-    # Importing into a key that has material is a state error; rotation of imported keys is not offered.
+    # Importing into a key that has material is a state error; automatic rotation is refused.
     with pytest.raises(ClientError) as e:
         import_material(kms, key, material)
     assert error_code(e) == "KMSInvalidStateException"
-    for call in [lambda: kms.enable_key_rotation(KeyId=key), lambda: kms.rotate_key_on_demand(KeyId=key)]:
-        with pytest.raises(ClientError) as e:
-            call()
-        assert error_code(e) == "UnsupportedOperationException"
+    with pytest.raises(ClientError) as e:
+        kms.enable_key_rotation(KeyId=key)
+    assert error_code(e) == "UnsupportedOperationException"
     # A key with generated material cannot take imported material.
     normal = kms.create_key()["KeyMetadata"]["KeyId"]
     with pytest.raises(ClientError) as e:
@@ -257,3 +256,26 @@ def test_nonce_proof_is_checked(server, kms):
     body["ClavisEncryptedNonce"] = base64.b64encode(AESGCM(material).encrypt(iv, nonce, b"")).decode()
     status, resp, _ = server.raw("TrentService.ImportKeyMaterial", json.dumps(body))
     assert status == 200, resp
+
+
+def test_on_demand_rotation_with_new_imported_material(kms):
+    key = external_key(kms)
+    m1, m2 = os.urandom(32), os.urandom(32)
+    import_material(kms, key, m1)
+    blob1 = kms.encrypt(KeyId=key, Plaintext=b"under m1")["CiphertextBlob"]
+    with pytest.raises(ClientError) as e:
+        kms.rotate_key_on_demand(KeyId=key)
+    assert error_code(e) == "KMSInvalidStateException" and "NEW_KEY_MATERIAL" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        import_material(kms, key, m1, ImportType="NEW_KEY_MATERIAL")
+    assert error_code(e) == "IncorrectKeyMaterialException"
+    import_material(kms, key, m2, "RSA_AES_KEY_WRAP_SHA_256", "RSA_2048", ImportType="NEW_KEY_MATERIAL")
+    assert struct.unpack(">I", kms.encrypt(KeyId=key, Plaintext=b"x")["CiphertextBlob"][17:21])[0] == 1, "staged, not yet current"
+    assert kms.list_key_rotations(KeyId=key)["Rotations"] == []
+    kms.rotate_key_on_demand(KeyId=key)
+    blob2 = kms.encrypt(KeyId=key, Plaintext=b"under m2")["CiphertextBlob"]
+    assert struct.unpack(">I", blob2[17:21])[0] == 2
+    assert AESGCM(m2).decrypt(blob2[21:33], blob2[33:], blob2[:21] + b"\x00\x00\x00\x00") == b"under m2"
+    assert kms.decrypt(CiphertextBlob=blob1)["Plaintext"] == b"under m1"
+    assert [r["RotationType"] for r in kms.list_key_rotations(KeyId=key)["Rotations"]] == ["ON_DEMAND"]
+    assert kms.get_key_rotation_status(KeyId=key)["KeyRotationEnabled"] is False

@@ -18,6 +18,8 @@ use clavis_store::{ImportParamsRecord, KeyMaterialRecord, KeyRecord, StoreError}
 use std::sync::Arc;
 
 const PARAMS_VALID_MS: i64 = 24 * 3_600_000;
+/// Rotation type of imported material waiting for RotateKeyOnDemand.
+pub(crate) const PENDING_ROTATION: &str = "PENDING_ROTATION";
 /// The longest ValidTo AWS accepts: 365 days ahead.
 const MAX_VALID_TO_MS: i64 = 365 * 86_400_000;
 
@@ -119,14 +121,20 @@ impl Kms {
             }
             (_, None) => None,
         };
-        if req.import_type.as_deref().is_some_and(|t| t != "EXISTING_KEY_MATERIAL") {
-            return Err(KmsError::UnsupportedOperation(
-                "ImportType NEW_KEY_MATERIAL (rotation of imported keys) is not supported by this Clavis version.".into(),
-            ));
-        }
+        let import_type = req.import_type.as_deref().unwrap_or("EXISTING_KEY_MATERIAL");
+        validate::one_of(import_type, "importType", &["EXISTING_KEY_MATERIAL", "NEW_KEY_MATERIAL"])?;
+        let new_material = import_type == "NEW_KEY_MATERIAL";
         let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
         Self::require_external(&key)?;
-        if key.state != KeyState::PendingImport {
+        if new_material {
+            if !matches!(key.state, KeyState::Enabled | KeyState::Disabled) {
+                return Err(KmsError::InvalidState(format!(
+                    "{} is {}; new key material for rotation can be imported only into a key that has key material.",
+                    key.arn,
+                    key.state.as_str()
+                )));
+            }
+        } else if key.state != KeyState::PendingImport {
             return Err(KmsError::InvalidState(format!(
                 "{} is {}; import key material into a key that is pending import.",
                 key.arn,
@@ -163,6 +171,9 @@ impl Kms {
             ));
         }
         let fingerprint = hex::encode(material_fingerprint(&material, key.id.as_bytes()));
+        if new_material {
+            return self.stage_new_material(&key, &material, &fingerprint, &token_id, now).await;
+        }
         if key.rec.import_fingerprint.as_deref().is_some_and(|f| f != fingerprint) {
             return Err(KmsError::IncorrectKeyMaterial(format!(
                 "The key material is different from the material previously imported into {}.",
@@ -188,6 +199,71 @@ impl Kms {
         self.materials.insert(key.id, 1, Arc::new(AeadKey::new(&material)?));
         self.keys.put(&Key::from_record(rec)?);
         Ok(Empty {})
+    }
+
+    /// ImportType NEW_KEY_MATERIAL: stores the material as the next version, pending rotation;
+    /// RotateKeyOnDemand makes it current.
+    async fn stage_new_material(
+        &self,
+        key: &Key,
+        material: &clavis_crypto::SecretBytes,
+        fingerprint: &str,
+        token_id: &str,
+        now: i64,
+    ) -> Result<Empty, KmsError> {
+        if key.rec.import_fingerprint.as_deref() == Some(fingerprint) {
+            return Err(KmsError::IncorrectKeyMaterial(
+                "New key material for rotation must differ from the key's original material.".into(),
+            ));
+        }
+        let materials = self.store.list_materials(&key.rec.key_id).await?;
+        if materials.iter().any(|m| m.rotation_type.as_deref() == Some(PENDING_ROTATION)) {
+            return Err(KmsError::InvalidState(format!("{} already has key material pending rotation; rotate or wait.", key.arn)));
+        }
+        let version = key.rec.current_version + 1;
+        let sealed = self.root.seal(&material_seal_context(&key.id, version), material)?;
+        let mat = KeyMaterialRecord {
+            key_id: key.rec.key_id.clone(),
+            version,
+            sealed,
+            created_ms: now,
+            rotation_type: Some(PENDING_ROTATION.into()),
+        };
+        let mut rec: KeyRecord = (*key.rec).clone();
+        rec.revision = key.rec.revision + 1;
+        match self.store.stage_material(&rec, key.rec.revision, &mat, token_id).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(invalid_token()),
+            Err(StoreError::AlreadyExists) => {
+                return Err(KmsError::InvalidState(format!("{} already has key material pending rotation.", key.arn)));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.keys.put(&Key::from_record(rec)?);
+        Ok(Empty {})
+    }
+
+    /// RotateKeyOnDemand for an imported key: the staged material becomes current.
+    pub(crate) async fn rotate_imported(&self, key: &Key) -> Result<Key, KmsError> {
+        let version = key.rec.current_version + 1;
+        let staged = self.store.get_material(&key.rec.key_id, version).await?;
+        if staged.is_none_or(|m| m.rotation_type.as_deref() != Some(PENDING_ROTATION)) {
+            return Err(KmsError::InvalidState(format!(
+                "{} has no key material pending rotation: import it first with ImportKeyMaterial and ImportType NEW_KEY_MATERIAL.",
+                key.arn
+            )));
+        }
+        let mut rec: KeyRecord = (*key.rec).clone();
+        rec.current_version = version;
+        rec.revision = key.rec.revision + 1;
+        match self.store.promote_material(&rec, key.rec.revision, version, "ON_DEMAND").await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(KmsError::Unavailable("the key changed concurrently; retry".into())),
+            Err(e) => return Err(e.into()),
+        }
+        let updated = Key::from_record(rec)?;
+        self.keys.put(&updated);
+        Ok(updated)
     }
 
     /// DeleteImportedKeyMaterial: the material is erased and the key returns to PendingImport.

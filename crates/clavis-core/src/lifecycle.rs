@@ -123,10 +123,12 @@ impl Kms {
         Ok(Empty {})
     }
 
-    /// GetKeyRotationStatus.
+    /// GetKeyRotationStatus (imported keys report automatic rotation off).
     pub async fn get_key_rotation_status(&self, caller: &Caller, req: KeyIdRequest) -> Result<GetKeyRotationStatusResponse, KmsError> {
         let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
-        Self::require_rotatable(&key)?;
+        if key.rec.origin != "EXTERNAL" {
+            Self::require_rotatable(&key)?;
+        }
         Ok(GetKeyRotationStatusResponse {
             key_rotation_enabled: key.rec.rotation_period_days.is_some(),
             key_id: key.arn.clone(),
@@ -137,9 +139,27 @@ impl Kms {
         })
     }
 
-    /// RotateKeyOnDemand: a new material version now; the automatic schedule is unchanged.
+    /// RotateKeyOnDemand: a new material version now; the automatic schedule is unchanged. For
+    /// an imported key the new version is the material staged with ImportType NEW_KEY_MATERIAL.
     pub async fn rotate_key_on_demand(&self, caller: &Caller, req: KeyIdRequest) -> Result<KeyIdResponse, KmsError> {
         let mut key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        if key.rec.origin == "EXTERNAL" && key.rec.key_spec == "SYMMETRIC_DEFAULT" {
+            Self::require_state(&key, &[KeyState::Enabled])?;
+            let on_demand = self
+                .store
+                .list_materials(&key.rec.key_id)
+                .await?
+                .iter()
+                .filter(|m| m.rotation_type.as_deref() == Some("ON_DEMAND"))
+                .count();
+            if on_demand >= MAX_ON_DEMAND_ROTATIONS {
+                return Err(KmsError::LimitExceeded(format!(
+                    "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
+                    key.arn
+                )));
+            }
+            return Ok(KeyIdResponse { key_id: self.rotate_imported(&key).await?.arn });
+        }
         Self::require_rotatable(&key)?;
         for _ in 0..5 {
             Self::require_state(&key, &[KeyState::Enabled])?;
@@ -174,13 +194,16 @@ impl Kms {
             None => 1,
         };
         let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
-        Self::require_rotatable(&key)?;
+        if key.rec.origin != "EXTERNAL" {
+            Self::require_rotatable(&key)?;
+        }
+        // Staged imported material is not a rotation until RotateKeyOnDemand.
         let mut versions: Vec<KeyMaterialRecord> = self
             .store
             .list_materials(&key.rec.key_id)
             .await?
             .into_iter()
-            .filter(|m| m.version > after && m.rotation_type.is_some())
+            .filter(|m| m.version > after && m.rotation_type.as_deref().is_some_and(|t| t != crate::byok::PENDING_ROTATION))
             .collect();
         let truncated = versions.len() > limit;
         versions.truncate(limit);

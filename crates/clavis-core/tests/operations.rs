@@ -200,6 +200,14 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.import_material(k, rev, m, t).await
     }
+    async fn stage_material(&self, k: &KeyRecord, rev: u64, m: &KeyMaterialRecord, t: &str) -> StoreResult<()> {
+        self.check()?;
+        self.inner.stage_material(k, rev, m, t).await
+    }
+    async fn promote_material(&self, k: &KeyRecord, rev: u64, v: u32, r: &str) -> StoreResult<()> {
+        self.check()?;
+        self.inner.promote_material(k, rev, v, r).await
+    }
     async fn delete_material(&self, k: &KeyRecord, rev: u64) -> StoreResult<()> {
         self.check()?;
         self.inner.delete_material(k, rev).await

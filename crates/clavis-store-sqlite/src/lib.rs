@@ -402,6 +402,47 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn stage_material(
+        &self,
+        key: &KeyRecord,
+        expected_revision: u64,
+        material: &KeyMaterialRecord,
+        token_id: &str,
+    ) -> StoreResult<()> {
+        let (key, material, token_id) = (key.clone(), material.clone(), token_id.to_owned());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            update_key_row(&tx, &key, expected_revision)?;
+            let n =
+                tx.execute("UPDATE import_params SET used = 1 WHERE token_id = ?1 AND used = 0", params![token_id]).map_err(unavailable)?;
+            if n != 1 {
+                return Err(StoreError::Conflict);
+            }
+            insert_material(&tx, &material)?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn promote_material(&self, key: &KeyRecord, expected_revision: u64, version: u32, rotation_type: &str) -> StoreResult<()> {
+        let (key, rotation_type) = (key.clone(), rotation_type.to_owned());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            update_key_row(&tx, &key, expected_revision)?;
+            let n = tx
+                .execute(
+                    "UPDATE key_material SET rotation_type = ?3 WHERE key_id = ?1 AND version = ?2",
+                    params![key.key_id, version, rotation_type],
+                )
+                .map_err(unavailable)?;
+            if n != 1 {
+                return Err(StoreError::NotFound);
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
     async fn delete_material(&self, key: &KeyRecord, expected_revision: u64) -> StoreResult<()> {
         let key = key.clone();
         self.write(move |conn| {

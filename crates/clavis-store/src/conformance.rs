@@ -88,18 +88,36 @@ async fn imports(s: &dyn Store) {
     s.import_material(&imported, 1, &material(&k.key_id, 1), "t1").await.unwrap();
     assert_eq!(s.get_key(&k.key_id).await.unwrap().as_ref(), Some(&imported));
     assert!(s.get_import_params("t1").await.unwrap().unwrap().used);
+    // Rotation of imported material: stage version 2 with another token, then promote it.
+    let mut p2 = params.clone();
+    p2.token_id = "t2".into();
+    s.put_import_params(&p2).await.unwrap();
+    let mut staged = imported.clone();
+    staged.revision = 3;
+    let mut v2 = material(&k.key_id, 2);
+    v2.rotation_type = Some("PENDING_ROTATION".into());
+    s.stage_material(&staged, 2, &v2, "t2").await.unwrap();
+    assert!(s.get_import_params("t2").await.unwrap().unwrap().used);
+    assert_eq!(s.get_key(&k.key_id).await.unwrap().unwrap().current_version, 1, "staging does not rotate");
+    let mut promoted = staged.clone();
+    promoted.current_version = 2;
+    promoted.revision = 4;
+    s.promote_material(&promoted, 3, 2, "ON_DEMAND").await.unwrap();
+    assert_eq!(s.get_material(&k.key_id, 2).await.unwrap().unwrap().rotation_type.as_deref(), Some("ON_DEMAND"));
+    let mut imported = promoted.clone();
     // A used token cannot import again.
     let mut again = imported.clone();
-    again.revision = 3;
-    assert!(matches!(s.import_material(&again, 2, &material(&k.key_id, 1), "t1").await, Err(StoreError::Conflict)));
+    again.revision = 5;
+    assert!(matches!(s.import_material(&again, 4, &material(&k.key_id, 1), "t1").await, Err(StoreError::Conflict)));
+    imported.revision = 4;
     // Expiry is due work.
     assert!(s.keys_due(6_000, 100).await.unwrap().iter().any(|r| r.key_id == k.key_id));
     let mut deleted = imported.clone();
     deleted.key_state = "PendingImport".into();
     deleted.current_version = 1;
     deleted.valid_to_ms = None;
-    deleted.revision = 3;
-    s.delete_material(&deleted, 2).await.unwrap();
+    deleted.revision = 5;
+    s.delete_material(&deleted, 4).await.unwrap();
     assert!(s.list_materials(&k.key_id).await.unwrap().is_empty());
     assert_eq!(s.get_key(&k.key_id).await.unwrap().as_ref(), Some(&deleted));
 }

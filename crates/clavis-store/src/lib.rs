@@ -72,6 +72,21 @@ pub trait Store: Send + Sync + 'static {
         token_id: &str,
     ) -> StoreResult<()>;
 
+    /// Stages new imported material (rotation of an imported key): adds `material` as a
+    /// version beyond the current one, replaces the key record (compare-and-swap) and marks the
+    /// token used, in one transaction. [`StoreError::AlreadyExists`] if that version exists.
+    async fn stage_material(
+        &self,
+        key: &KeyRecord,
+        expected_revision: u64,
+        material: &KeyMaterialRecord,
+        token_id: &str,
+    ) -> StoreResult<()>;
+
+    /// Makes a staged version current: replaces the key record (compare-and-swap) and sets the
+    /// version's rotation type, in one transaction.
+    async fn promote_material(&self, key: &KeyRecord, expected_revision: u64, version: u32, rotation_type: &str) -> StoreResult<()>;
+
     /// Deletes every material version of a key and replaces its record (compare-and-swap), in
     /// one transaction, erasing the bytes from the storage files as [`Store::destroy_key`] does.
     async fn delete_material(&self, key: &KeyRecord, expected_revision: u64) -> StoreResult<()>;
