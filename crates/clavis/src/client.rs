@@ -52,6 +52,10 @@ pub struct Reply {
 impl Client {
     /// Opens a connection.
     pub async fn connect(endpoint: &Endpoint) -> anyhow::Result<Client> {
+        Ok(Client { endpoint: endpoint.clone(), sender: Self::open(endpoint).await? })
+    }
+
+    async fn open(endpoint: &Endpoint) -> anyhow::Result<SendRequest<Full<Bytes>>> {
         let stream =
             tokio::net::TcpStream::connect(&endpoint.authority).await.with_context(|| format!("connecting to {}", endpoint.authority))?;
         stream.set_nodelay(true)?;
@@ -59,7 +63,7 @@ impl Client {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Client { endpoint: endpoint.clone(), sender })
+        Ok(sender)
     }
 
     /// Sends `body` to `target` (e.g. `TrentService.Encrypt`), signed.
@@ -109,7 +113,11 @@ impl Client {
             builder = builder.header(name, value);
         }
         let request = builder.body(Full::new(Bytes::from(body)))?;
-        self.sender.ready().await?;
+        // Servers that close every connection (moto's development server) get a new one.
+        if self.sender.is_closed() || self.sender.ready().await.is_err() {
+            self.sender = Self::open(&self.endpoint).await?;
+            self.sender.ready().await?;
+        }
         let resp = self.sender.send_request(request).await?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await?.to_bytes();
