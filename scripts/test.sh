@@ -13,10 +13,13 @@ cargo build --release --locked
 echo "==> cargo test (all crates)"
 cargo test --release --workspace --locked
 
-echo "==> Python venv with boto3 and the AWS CLI"
-if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+echo "==> Python venv with boto3 and the AWS CLI; openssl for the BYOK tests"
+missing=()
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
-  as_root apt-get install -y -qq python3-venv
+  as_root apt-get install -y -qq "${missing[@]}"
 fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

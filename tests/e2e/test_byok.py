@@ -81,30 +81,33 @@ def test_import_with_python_cryptography(kms, algorithm, spec):
     assert AESGCM(material).decrypt(out[21:33], out[33:], out[:21] + b"\x00\x00\x00\x00") == b"from clavis"
 
 
-def test_import_with_openssl(kms, tmp_path):
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_import_with_openssl(kms, tmp_path, algorithm, spec):
     if shutil.which("openssl") is None:
         pytest.fail("openssl is required for this test (Debian package openssl)")
-    for algorithm in ["RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_256"]:
-        key = external_key(kms)
-        material = os.urandom(32)
-        (tmp_path / "material.bin").write_bytes(material)
-        params = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm=algorithm, WrappingKeySpec="RSA_4096")
-        (tmp_path / "pub.der").write_bytes(params["PublicKey"])
-        rsa = ["openssl", "pkeyutl", "-encrypt", "-pubin", "-inkey", str(tmp_path / "pub.der"), "-keyform", "DER",
-               "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256"]
-        if algorithm == "RSAES_OAEP_SHA_256":
-            wrapped = subprocess.run(rsa + ["-in", str(tmp_path / "material.bin")], capture_output=True, check=True).stdout
-        else:
-            aes = os.urandom(32)
-            (tmp_path / "aes.bin").write_bytes(aes)
-            wrapped_material = subprocess.run(["openssl", "enc", "-id-aes256-wrap-pad", "-K", aes.hex(), "-iv", "A65959A6",
-                                               "-in", str(tmp_path / "material.bin")], capture_output=True, check=True).stdout
-            wrapped_aes = subprocess.run(rsa + ["-in", str(tmp_path / "aes.bin")], capture_output=True, check=True).stdout
-            wrapped = wrapped_aes + wrapped_material
-        kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped,
-                                ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
-        blob = offline_ciphertext(material, key, b"openssl flow", {})
-        assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"openssl flow", algorithm
+    md = "sha1" if algorithm.endswith("SHA_1") else "sha256"
+    key = external_key(kms)
+    material = os.urandom(32)
+    (tmp_path / "material.bin").write_bytes(material)
+    params = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm=algorithm, WrappingKeySpec=spec)
+    (tmp_path / "pub.der").write_bytes(params["PublicKey"])
+    rsa = ["openssl", "pkeyutl", "-encrypt", "-pubin", "-inkey", str(tmp_path / "pub.der"), "-keyform", "DER",
+           "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", f"rsa_oaep_md:{md}", "-pkeyopt", f"rsa_mgf1_md:{md}"]
+    if algorithm.startswith("RSAES_OAEP"):
+        wrapped = subprocess.run(rsa + ["-in", str(tmp_path / "material.bin")], capture_output=True, check=True).stdout
+    else:
+        aes = os.urandom(32)
+        (tmp_path / "aes.bin").write_bytes(aes)
+        wrapped_material = subprocess.run(["openssl", "enc", "-id-aes256-wrap-pad", "-K", aes.hex(), "-iv", "A65959A6",
+                                           "-in", str(tmp_path / "material.bin")], capture_output=True, check=True).stdout
+        wrapped_aes = subprocess.run(rsa + ["-in", str(tmp_path / "aes.bin")], capture_output=True, check=True).stdout
+        wrapped = wrapped_aes + wrapped_material
+    kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped,
+                            ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    blob = offline_ciphertext(material, key, b"openssl flow", {})
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"openssl flow"
+    assert kms.decrypt(CiphertextBlob=kms.encrypt(KeyId=key, Plaintext=b"round trip")["CiphertextBlob"])["Plaintext"] == b"round trip"
 
 
 def test_token_rules(clocked_byok):
