@@ -139,43 +139,32 @@ impl Kms {
         })
     }
 
+    /// AWS's per-key limit on on-demand rotations.
+    async fn check_on_demand_limit(&self, key: &Key) -> Result<(), KmsError> {
+        let materials = self.store.list_materials(&key.rec.key_id).await?;
+        let on_demand = materials.iter().filter(|m| m.rotation_type.as_deref() == Some("ON_DEMAND")).count();
+        if on_demand >= MAX_ON_DEMAND_ROTATIONS {
+            return Err(KmsError::LimitExceeded(format!(
+                "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
+                key.arn
+            )));
+        }
+        Ok(())
+    }
+
     /// RotateKeyOnDemand: a new material version now; the automatic schedule is unchanged. For
     /// an imported key the new version is the material staged with ImportType NEW_KEY_MATERIAL.
     pub async fn rotate_key_on_demand(&self, caller: &Caller, req: KeyIdRequest) -> Result<KeyIdResponse, KmsError> {
         let mut key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
         if key.rec.origin == "EXTERNAL" && key.rec.key_spec == "SYMMETRIC_DEFAULT" {
             Self::require_state(&key, &[KeyState::Enabled])?;
-            let on_demand = self
-                .store
-                .list_materials(&key.rec.key_id)
-                .await?
-                .iter()
-                .filter(|m| m.rotation_type.as_deref() == Some("ON_DEMAND"))
-                .count();
-            if on_demand >= MAX_ON_DEMAND_ROTATIONS {
-                return Err(KmsError::LimitExceeded(format!(
-                    "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
-                    key.arn
-                )));
-            }
+            self.check_on_demand_limit(&key).await?;
             return Ok(KeyIdResponse { key_id: self.rotate_imported(&key).await?.arn });
         }
         Self::require_rotatable(&key)?;
         for _ in 0..5 {
             Self::require_state(&key, &[KeyState::Enabled])?;
-            let on_demand = self
-                .store
-                .list_materials(&key.rec.key_id)
-                .await?
-                .iter()
-                .filter(|m| m.rotation_type.as_deref() == Some("ON_DEMAND"))
-                .count();
-            if on_demand >= MAX_ON_DEMAND_ROTATIONS {
-                return Err(KmsError::LimitExceeded(format!(
-                    "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
-                    key.arn
-                )));
-            }
+            self.check_on_demand_limit(&key).await?;
             match self.add_version(&key, "ON_DEMAND").await {
                 Ok(k) => return Ok(KeyIdResponse { key_id: k.arn }),
                 Err(StoreError::Conflict) => key = self.load_key_fresh(caller, &key.id).await?,
