@@ -93,3 +93,43 @@ def test_dual_authorization_for_deletion(fresh_server):
     # Without dual authorization one principal schedules deletion directly.
     plain = root.create_key()["KeyMetadata"]["KeyId"]
     assert bob.schedule_key_deletion(KeyId=plain, PendingWindowInDays=7)["KeyState"] == "PendingDeletion"
+
+
+def test_access_key_lifecycle(fresh_server):
+    s = fresh_server.start()
+    alice, alice_kms = new_user(s, "alice")
+    key = alice_kms.create_key()["KeyMetadata"]["KeyId"]
+    second = admin_cli(s, "admin", "access-key", "create", "--user", "alice")
+    assert second["AccessKeyId"].startswith("AKIA") and len(second["SecretAccessKey"]) == 40
+    listed = admin_cli(s, "admin", "access-key", "list", "--user", "alice")
+    assert sorted(k["AccessKeyId"] for k in listed) == sorted([alice["AccessKeyId"], second["AccessKeyId"]])
+    assert all(k["Status"] == "Active" and "SecretAccessKey" not in k for k in listed)
+    alice2 = s.client(akid=second["AccessKeyId"], secret=second["SecretAccessKey"])
+    assert alice2.describe_key(KeyId=key)["KeyMetadata"]["KeyId"] == key
+
+    # Deactivation works at once: the very next request is refused.
+    admin_cli(s, "admin", "access-key", "deactivate", alice["AccessKeyId"])
+    with pytest.raises(ClientError) as e:
+        alice_kms.encrypt(KeyId=key, Plaintext=b"x")
+    assert error_code(e) == "UnrecognizedClientException"
+    assert alice2.encrypt(KeyId=key, Plaintext=b"x")["KeyId"].endswith(key)
+    admin_cli(s, "admin", "access-key", "activate", alice["AccessKeyId"])
+    assert alice_kms.encrypt(KeyId=key, Plaintext=b"x")["KeyId"].endswith(key)
+    admin_cli(s, "admin", "access-key", "delete", second["AccessKeyId"])
+    with pytest.raises(ClientError) as e:
+        alice2.list_keys()
+    assert error_code(e) == "UnrecognizedClientException"
+
+    # The administrator cannot lock itself out with the key it signs with; unknown ids are NotFound.
+    status, body, _ = s.raw("ClavisAdmin.UpdateAccessKey", json.dumps({"AccessKeyId": s.env["CLAVIS_ROOT_ACCESS_KEY_ID"], "Status": "Inactive"}))
+    assert (status, body["__type"]) == (400, "ValidationException")
+    status, body, _ = s.raw("ClavisAdmin.DeleteAccessKey", json.dumps({"AccessKeyId": "AKIANOSUCHKEY0000000"}))
+    assert (status, body["__type"]) == (400, "NotFoundException")
+    status, body, _ = s.raw("ClavisAdmin.ListAccessKeys", json.dumps({"UserName": "nobody"}))
+    assert (status, body["__type"]) == (400, "NotFoundException")
+    # The root principal's own keys (no UserName) can be rotated.
+    root_key = admin_cli(s, "admin", "access-key", "create")
+    assert s.client(akid=root_key["AccessKeyId"], secret=root_key["SecretAccessKey"]).list_keys()["Keys"]
+    # A user cannot manage access keys.
+    status, body, _ = s.raw("ClavisAdmin.CreateAccessKey", "{}", akid=alice["AccessKeyId"], secret=alice["SecretAccessKey"])
+    assert (status, body["__type"]) == (400, "AccessDeniedException")

@@ -613,3 +613,47 @@ pub struct ImportKeyMaterialRequest {
     #[serde(rename = "ClavisNonceIv")]
     pub nonce_iv: Option<Blob>,
 }
+
+request!(
+    /// ClavisAdmin.CreateAccessKey (IAM's shape): for `UserName`, or the caller when absent.
+    CreateAccessKeyRequest { user_name: String }
+);
+request!(
+    /// ClavisAdmin.ListAccessKeys.
+    ListAccessKeysRequest { user_name: String }
+);
+request!(
+    /// ClavisAdmin.UpdateAccessKey.
+    UpdateAccessKeyRequest { access_key_id: String, status: String }
+);
+request!(
+    /// ClavisAdmin.DeleteAccessKey.
+    DeleteAccessKeyRequest { access_key_id: String }
+);
+
+/// ClavisAdmin.CreateAccessKey response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct CreateAccessKeyResponse {
+    pub access_key: NewAccessKey,
+}
+
+/// An access key without its secret.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct AccessKeyMetadata {
+    pub user_name: String,
+    pub access_key_id: String,
+    pub status: String,
+    pub create_date: f64,
+}
+
+/// ClavisAdmin.ListAccessKeys response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListAccessKeysResponse {
+    pub access_key_metadata: Vec<AccessKeyMetadata>,
+}

@@ -90,4 +90,107 @@ impl Kms {
             .collect();
         Ok(ListUsersResponse { users })
     }
+
+    /// The principal ARN for `user_name` in the caller's account, or the caller when absent;
+    /// `NotFoundException` for an unknown user.
+    async fn principal_for(&self, caller: &Caller, user_name: Option<&str>) -> Result<(String, String), KmsError> {
+        let Some(name) = user_name else {
+            return Ok(("root".to_owned(), caller.principal_arn.clone()));
+        };
+        let users = self.store.list_users(caller.account.as_str()).await?;
+        users
+            .into_iter()
+            .find(|u| u.user_name == name)
+            .map(|u| (u.user_name, u.arn))
+            .ok_or_else(|| KmsError::NotFound(format!("The user with name {name} cannot be found.")))
+    }
+
+    /// The access key `id` of the caller's account, or `NotFoundException`.
+    async fn account_access_key(&self, caller: &Caller, id: &str) -> Result<AccessKeyRecord, KmsError> {
+        match self.store.get_access_key(id).await? {
+            Some(k) if k.account_id == caller.account.as_str() => Ok(k),
+            _ => Err(KmsError::NotFound(format!("The Access Key with id {id} cannot be found."))),
+        }
+    }
+
+    /// ClavisAdmin.CreateAccessKey.
+    pub async fn create_access_key(&self, caller: &Caller, req: CreateAccessKeyRequest) -> Result<CreateAccessKeyResponse, KmsError> {
+        require_root(caller, "CreateAccessKey")?;
+        let (_, arn) = self.principal_for(caller, req.user_name.as_deref()).await?;
+        let (access_key_id, secret) = generate_access_key()?;
+        let rec = AccessKeyRecord {
+            access_key_id: access_key_id.clone(),
+            sealed_secret: self.root.seal(&access_key_seal_context(&access_key_id), &secret)?,
+            account_id: caller.account.as_str().to_owned(),
+            principal_arn: arn,
+            status: "Active".to_owned(),
+            created_ms: self.clock.now_ms(),
+        };
+        self.store.put_access_key(&rec).await?;
+        Ok(CreateAccessKeyResponse {
+            access_key: NewAccessKey {
+                access_key_id,
+                secret_access_key: String::from_utf8_lossy(secret.expose_secret()).into_owned(),
+                status: "Active".to_owned(),
+            },
+        })
+    }
+
+    /// ClavisAdmin.ListAccessKeys (never the secrets).
+    pub async fn list_access_keys(&self, caller: &Caller, req: ListAccessKeysRequest) -> Result<ListAccessKeysResponse, KmsError> {
+        require_root(caller, "ListAccessKeys")?;
+        let (name, arn) = self.principal_for(caller, req.user_name.as_deref()).await?;
+        let keys = self.store.list_access_keys(&arn).await?;
+        Ok(ListAccessKeysResponse {
+            access_key_metadata: keys
+                .into_iter()
+                .map(|k| AccessKeyMetadata {
+                    user_name: name.clone(),
+                    access_key_id: k.access_key_id,
+                    status: k.status,
+                    create_date: secs(k.created_ms),
+                })
+                .collect(),
+        })
+    }
+
+    /// ClavisAdmin.UpdateAccessKey: `Active` or `Inactive`, effective at once on this node.
+    pub async fn update_access_key(&self, caller: &Caller, req: UpdateAccessKeyRequest) -> Result<Empty, KmsError> {
+        require_root(caller, "UpdateAccessKey")?;
+        let id = validate::required(req.access_key_id, "accessKeyId")?;
+        let status = validate::required(req.status, "status")?;
+        validate::one_of(&status, "status", &["Active", "Inactive"])?;
+        if id == caller.access_key_id && status == "Inactive" {
+            return Err(KmsError::Validation(
+                "An administrator cannot deactivate the access key that signs the request; use another key.".into(),
+            ));
+        }
+        self.account_access_key(caller, &id).await?;
+        match self.store.set_access_key_status(&id, &status).await {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => return Err(KmsError::NotFound(format!("The Access Key with id {id} cannot be found."))),
+            Err(e) => return Err(e.into()),
+        }
+        self.forget_credential(&id);
+        Ok(Empty {})
+    }
+
+    /// ClavisAdmin.DeleteAccessKey.
+    pub async fn delete_access_key(&self, caller: &Caller, req: DeleteAccessKeyRequest) -> Result<Empty, KmsError> {
+        require_root(caller, "DeleteAccessKey")?;
+        let id = validate::required(req.access_key_id, "accessKeyId")?;
+        if id == caller.access_key_id {
+            return Err(KmsError::Validation(
+                "An administrator cannot delete the access key that signs the request; use another key.".into(),
+            ));
+        }
+        self.account_access_key(caller, &id).await?;
+        match self.store.delete_access_key(&id).await {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => return Err(KmsError::NotFound(format!("The Access Key with id {id} cannot be found."))),
+            Err(e) => return Err(e.into()),
+        }
+        self.forget_credential(&id);
+        Ok(Empty {})
+    }
 }

@@ -21,6 +21,8 @@ pub const MAX_PLAINTEXT: usize = 4096;
 /// The most ciphertext Decrypt accepts (AWS limit).
 pub const MAX_CIPHERTEXT: usize = 6144;
 pub(crate) const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
+/// How long an access key's unsealed secret and status may be served from memory.
+const CREDENTIAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An authenticated caller, as established by the HTTP layer.
 #[derive(Debug, Clone)]
@@ -77,7 +79,7 @@ pub struct Kms {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) materials: MaterialCache,
     pub(crate) keys: KeyCache,
-    credentials: RwLock<HashMap<String, Arc<Credential>>>,
+    credentials: RwLock<HashMap<String, (Arc<Credential>, std::time::Instant)>>,
     audit: Option<Arc<dyn AuditSink>>,
     test_clock: Option<Arc<TestClock>>,
 }
@@ -149,13 +151,18 @@ impl Kms {
         Ok(self.store.get_setting("account_id").await?.as_deref().and_then(AccountId::parse))
     }
 
-    /// The access key with this id and its unsealed secret, or `None` if unknown. Cached: the
-    /// secret is needed on every request.
+    /// The access key with this id and its unsealed secret, or `None` if unknown. Cached for at
+    /// most one second (the secret is needed on every request); a change made through this node
+    /// ([`Kms::forget_credential`]) takes effect at once, one made on another node within that
+    /// second.
     pub async fn credential(&self, access_key_id: &str) -> Result<Option<Arc<Credential>>, KmsError> {
-        if let Some(c) = self.credentials.read().ok().and_then(|m| m.get(access_key_id).cloned()) {
+        if let Some((c, at)) = self.credentials.read().ok().and_then(|m| m.get(access_key_id).cloned())
+            && at.elapsed() < CREDENTIAL_CACHE_TTL
+        {
             return Ok(Some(c));
         }
         let Some(rec) = self.store.get_access_key(access_key_id).await? else {
+            self.forget_credential(access_key_id);
             return Ok(None);
         };
         let secret = self.root.unseal(&access_key_seal_context(&rec.access_key_id), &rec.sealed_secret)?;
@@ -168,9 +175,16 @@ impl Kms {
             active: rec.status == "Active",
         });
         if let Ok(mut m) = self.credentials.write() {
-            m.insert(access_key_id.to_owned(), cred.clone());
+            m.insert(access_key_id.to_owned(), (cred.clone(), std::time::Instant::now()));
         }
         Ok(Some(cred))
+    }
+
+    /// Drops a cached credential (after its status changed or it was deleted).
+    pub(crate) fn forget_credential(&self, access_key_id: &str) {
+        if let Ok(mut m) = self.credentials.write() {
+            m.remove(access_key_id);
+        }
     }
 
     // ----- key resolution -----

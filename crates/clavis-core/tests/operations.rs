@@ -256,6 +256,18 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.create_user(u, k).await
     }
+    async fn list_access_keys(&self, a: &str) -> StoreResult<Vec<AccessKeyRecord>> {
+        self.check()?;
+        self.inner.list_access_keys(a).await
+    }
+    async fn set_access_key_status(&self, id: &str, st: &str) -> StoreResult<()> {
+        self.check()?;
+        self.inner.set_access_key_status(id, st).await
+    }
+    async fn delete_access_key(&self, id: &str) -> StoreResult<()> {
+        self.check()?;
+        self.inner.delete_access_key(id).await
+    }
     async fn list_users(&self, a: &str) -> StoreResult<Vec<UserRecord>> {
         self.check()?;
         self.inner.list_users(a).await

@@ -108,6 +108,10 @@ async fn dispatch_admin(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]
         "AdvanceTestClock" => call(body, |req| kms.advance_test_clock(caller, req)).await,
         "CreateUser" => call(body, |req| kms.create_user(caller, req)).await,
         "ListUsers" => call(body, |req| kms.list_users(caller, req)).await,
+        "CreateAccessKey" => call(body, |req| kms.create_access_key(caller, req)).await,
+        "ListAccessKeys" => call(body, |req| kms.list_access_keys(caller, req)).await,
+        "UpdateAccessKey" => call(body, |req| kms.update_access_key(caller, req)).await,
+        "DeleteAccessKey" => call(body, |req| kms.delete_access_key(caller, req)).await,
         "EnableKeyDualAuthorization" => call(body, |req| kms.enable_key_dual_authorization(caller, req)).await,
         other => Err(KmsError::UnknownOperation(format!("Administration operation {other} does not exist."))),
     }

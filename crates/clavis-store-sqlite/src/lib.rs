@@ -709,6 +709,50 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_access_keys(&self, principal_arn: &str) -> StoreResult<Vec<AccessKeyRecord>> {
+        let arn = principal_arn.to_owned();
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT access_key_id, sealed_secret, account_id, principal_arn, status, created_ms FROM access_keys \
+                     WHERE principal_arn = ?1 ORDER BY access_key_id",
+                )
+                .map_err(unavailable)?;
+            st.query_map(params![arn], |r| {
+                Ok(AccessKeyRecord {
+                    access_key_id: r.get(0)?,
+                    sealed_secret: r.get(1)?,
+                    account_id: r.get(2)?,
+                    principal_arn: r.get(3)?,
+                    status: r.get(4)?,
+                    created_ms: r.get(5)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn set_access_key_status(&self, access_key_id: &str, status: &str) -> StoreResult<()> {
+        let (id, status) = (access_key_id.to_owned(), status.to_owned());
+        self.write(move |conn| {
+            let n =
+                conn.execute("UPDATE access_keys SET status = ?2 WHERE access_key_id = ?1", params![id, status]).map_err(unavailable)?;
+            if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+        })
+        .await
+    }
+
+    async fn delete_access_key(&self, access_key_id: &str) -> StoreResult<()> {
+        let id = access_key_id.to_owned();
+        self.write(move |conn| {
+            let n = conn.execute("DELETE FROM access_keys WHERE access_key_id = ?1", params![id]).map_err(unavailable)?;
+            if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+        })
+        .await
+    }
+
     async fn list_users(&self, account_id: &str) -> StoreResult<Vec<UserRecord>> {
         let account_id = account_id.to_owned();
         self.read(move |conn| {

@@ -148,6 +148,20 @@ async fn users(s: &dyn Store) {
     assert_eq!(s.get_access_key("AKIAALICE00000000001").await.unwrap().unwrap().principal_arn, alice.arn);
     assert!(s.list_users("222222222222").await.unwrap().is_empty());
 
+    // Access key management.
+    s.put_access_key(&ak("AKIAALICE00000000002", &alice.arn)).await.unwrap();
+    let ids = |v: Vec<AccessKeyRecord>| v.into_iter().map(|k| (k.access_key_id, k.status)).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.list_access_keys(&alice.arn).await.unwrap()),
+        [("AKIAALICE00000000001".to_owned(), "Active".to_owned()), ("AKIAALICE00000000002".to_owned(), "Active".to_owned())]
+    );
+    s.set_access_key_status("AKIAALICE00000000001", "Inactive").await.unwrap();
+    assert_eq!(s.get_access_key("AKIAALICE00000000001").await.unwrap().unwrap().status, "Inactive");
+    assert!(matches!(s.set_access_key_status("AKIANOBODY0000000000", "Inactive").await, Err(StoreError::NotFound)));
+    s.delete_access_key("AKIAALICE00000000002").await.unwrap();
+    assert!(s.get_access_key("AKIAALICE00000000002").await.unwrap().is_none());
+    assert!(matches!(s.delete_access_key("AKIAALICE00000000002").await, Err(StoreError::NotFound)));
+
     // Dual-authorization fields round-trip.
     let mut k = key("00000000-0000-4000-8000-0000000000b1", "111111111111", "us-east-1");
     k.dual_auth = true;

@@ -144,6 +144,15 @@ pub trait Store: Send + Sync + 'static {
     /// if the name is taken in the account.
     async fn create_user(&self, user: &UserRecord, key: &AccessKeyRecord) -> StoreResult<()>;
 
+    /// The access keys of a principal, ordered by id.
+    async fn list_access_keys(&self, principal_arn: &str) -> StoreResult<Vec<AccessKeyRecord>>;
+
+    /// Sets an access key's status (`Active` / `Inactive`). [`StoreError::NotFound`] if unknown.
+    async fn set_access_key_status(&self, access_key_id: &str, status: &str) -> StoreResult<()>;
+
+    /// Deletes an access key. [`StoreError::NotFound`] if unknown.
+    async fn delete_access_key(&self, access_key_id: &str) -> StoreResult<()>;
+
     /// The users of an account, ordered by name.
     async fn list_users(&self, account_id: &str) -> StoreResult<Vec<UserRecord>>;
 

@@ -22,6 +22,51 @@ pub enum AdminCommand {
     /// Users of the caller's account.
     #[command(subcommand)]
     User(UserCommand),
+    /// Access keys of a user (or of the caller).
+    #[command(subcommand)]
+    AccessKey(AccessKeyCommand),
+}
+
+/// `clavis admin access-key ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum AccessKeyCommand {
+    /// A new access key; prints JSON with `AccessKeyId` and `SecretAccessKey` (shown once).
+    Create {
+        /// The user (default: the caller).
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The access keys of a user (default: the caller), without secrets.
+    List {
+        /// The user (default: the caller).
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Stop an access key from signing requests (at once on the node that receives this).
+    Deactivate {
+        /// The access key id.
+        access_key_id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Let a deactivated access key sign requests again.
+    Activate {
+        /// The access key id.
+        access_key_id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Delete an access key.
+    Delete {
+        /// The access key id.
+        access_key_id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 /// `clavis admin user ...`
@@ -62,6 +107,32 @@ pub fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                     "SecretAccessKey": out["AccessKey"]["SecretAccessKey"],
                 })
             );
+            Ok(())
+        }
+        AdminCommand::AccessKey(cmd) => {
+            let out = match cmd {
+                AccessKeyCommand::Create { user, connection } => {
+                    let body = user.map_or_else(|| json!({}), |u| json!({"UserName": u}));
+                    call(&connection, "ClavisAdmin.CreateAccessKey", body)?["AccessKey"].take()
+                }
+                AccessKeyCommand::List { user, connection } => {
+                    let body = user.map_or_else(|| json!({}), |u| json!({"UserName": u}));
+                    call(&connection, "ClavisAdmin.ListAccessKeys", body)?["AccessKeyMetadata"].take()
+                }
+                AccessKeyCommand::Deactivate { access_key_id, connection } => {
+                    call(&connection, "ClavisAdmin.UpdateAccessKey", json!({"AccessKeyId": access_key_id, "Status": "Inactive"}))?;
+                    json!({"AccessKeyId": access_key_id, "Status": "Inactive"})
+                }
+                AccessKeyCommand::Activate { access_key_id, connection } => {
+                    call(&connection, "ClavisAdmin.UpdateAccessKey", json!({"AccessKeyId": access_key_id, "Status": "Active"}))?;
+                    json!({"AccessKeyId": access_key_id, "Status": "Active"})
+                }
+                AccessKeyCommand::Delete { access_key_id, connection } => {
+                    call(&connection, "ClavisAdmin.DeleteAccessKey", json!({"AccessKeyId": access_key_id}))?;
+                    json!({"AccessKeyId": access_key_id, "Deleted": true})
+                }
+            };
+            println!("{out}");
             Ok(())
         }
         AdminCommand::User(UserCommand::List { connection }) => {
