@@ -20,8 +20,9 @@ def admin_cli(server, *args):
     return json.loads(p.stdout)
 
 
-def new_user(server, name):
-    out = admin_cli(server, "admin", "user", "create", name)
+def new_user(server, name, role="manager"):
+    out = admin_cli(server, "admin", "user", "create", name, "--role", role)
+    assert out["Role"] == role
     assert out["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/{name}"
     assert out["AccessKeyId"].startswith("AKIA") and len(out["AccessKeyId"]) == 20 and len(out["SecretAccessKey"]) == 40
     return out, server.client(akid=out["AccessKeyId"], secret=out["SecretAccessKey"])
@@ -133,3 +134,68 @@ def test_access_key_lifecycle(fresh_server):
     # A user cannot manage access keys.
     status, body, _ = s.raw("ClavisAdmin.CreateAccessKey", "{}", akid=alice["AccessKeyId"], secret=alice["SecretAccessKey"])
     assert (status, body["__type"]) == (400, "AccessDeniedException")
+
+
+def test_built_in_roles_deny_matrix(fresh_server):
+    s = fresh_server.start()
+    root = s.client()
+    key = root.create_key()["KeyMetadata"]["KeyId"]
+    blob = root.encrypt(KeyId=key, Plaintext=b"shared")["CiphertextBlob"]
+    _, reader = new_user(s, "reader1", "reader")
+    _, writer = new_user(s, "writer1", "writer")
+    _, manager = new_user(s, "manager1", "manager")
+    admin_user, admin_kms = new_user(s, "admin1", "admin")
+
+    def denied(call, action):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert error_code(e) == "AccessDeniedException", action
+        msg = e.value.response["Error"]["Message"]
+        assert "is not authorized to perform" in msg and action in msg, msg
+
+    # A reader wraps and unwraps but changes nothing.
+    assert reader.decrypt(CiphertextBlob=blob)["Plaintext"] == b"shared"
+    dk = reader.generate_data_key(KeyId=key, KeySpec="AES_256")
+    assert reader.decrypt(CiphertextBlob=dk["CiphertextBlob"])["Plaintext"] == dk["Plaintext"]
+    assert reader.describe_key(KeyId=key)["KeyMetadata"]["KeyId"] == key
+    assert reader.list_keys()["Keys"]
+    denied(lambda: reader.disable_key(KeyId=key), "kms:DisableKey")
+    denied(lambda: reader.schedule_key_deletion(KeyId=key, PendingWindowInDays=7), "kms:ScheduleKeyDeletion")
+    denied(lambda: reader.create_key(), "kms:CreateKey")
+    denied(lambda: reader.tag_resource(KeyId=key, Tags=[{"TagKey": "a", "TagValue": "b"}]), "kms:TagResource")
+    denied(lambda: reader.rotate_key_on_demand(KeyId=key), "kms:RotateKeyOnDemand")
+    # A writer creates and uses keys, but does not disable, delete or rotate them.
+    wkey = writer.create_key(Description="writer's")["KeyMetadata"]["KeyId"]
+    writer.create_alias(AliasName="alias/writer", TargetKeyId=wkey)
+    writer.tag_resource(KeyId=wkey, Tags=[{"TagKey": "owner", "TagValue": "writer"}])
+    assert writer.decrypt(CiphertextBlob=writer.encrypt(KeyId="alias/writer", Plaintext=b"w")["CiphertextBlob"])["Plaintext"] == b"w"
+    denied(lambda: writer.disable_key(KeyId=wkey), "kms:DisableKey")
+    denied(lambda: writer.schedule_key_deletion(KeyId=wkey, PendingWindowInDays=7), "kms:ScheduleKeyDeletion")
+    denied(lambda: writer.enable_key_rotation(KeyId=wkey), "kms:EnableKeyRotation")
+    # A manager does every key operation, but not identities or the audit log.
+    manager.disable_key(KeyId=wkey)
+    manager.enable_key(KeyId=wkey)
+    manager.rotate_key_on_demand(KeyId=wkey)
+    assert manager.schedule_key_deletion(KeyId=wkey, PendingWindowInDays=7)["KeyState"] == "PendingDeletion"
+    for target in ["ClavisAdmin.CreateUser", "ClavisAdmin.LookupEvents"]:
+        status, body, _ = s.raw(target, json.dumps({"UserName": "x"}), akid=_akid(manager), secret=_secret(manager))
+        assert (status, body["__type"]) == (400, "AccessDeniedException"), target
+    # An admin user manages identities like the root principal.
+    status, body, _ = s.raw("ClavisAdmin.CreateUser", json.dumps({"UserName": "made-by-admin", "Role": "reader"}),
+                            akid=admin_user["AccessKeyId"], secret=admin_user["SecretAccessKey"])
+    assert status == 200 and body["User"]["Role"] == "reader"
+    status, body, _ = s.raw("ClavisAdmin.CreateUser", json.dumps({"UserName": "bad-role", "Role": "superuser"}))
+    assert (status, body["__type"]) == (400, "ValidationException")
+    # Every refusal is in the audit log with the principal.
+    s.stop()
+    events = subprocess.run([str(CLAVIS), "audit", "export", "--data-dir", str(s.data_dir)], capture_output=True, text=True).stdout
+    refused = [json.loads(l) for l in events.splitlines() if "AccessDeniedException" in l]
+    assert any(e["eventName"] == "DisableKey" and e["userIdentity"]["arn"].endswith(":user/reader1") for e in refused)
+
+
+def _akid(client):
+    return client._request_signer._credentials.access_key
+
+
+def _secret(client):
+    return client._request_signer._credentials.secret_key

@@ -525,7 +525,7 @@ pub struct AdvanceTestClockResponse {
 
 request!(
     /// ClavisAdmin.CreateUser.
-    CreateUserRequest { user_name: String }
+    CreateUserRequest { user_name: String, role: String }
 );
 request!(
     /// ClavisAdmin.ListUsers.
@@ -544,6 +544,7 @@ pub struct UserEntry {
     pub user_name: String,
     pub arn: String,
     pub create_date: f64,
+    pub role: String,
 }
 
 /// A new access key, with its secret (shown once).

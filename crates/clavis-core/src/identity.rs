@@ -1,7 +1,6 @@
 //! Identities: users of an account and their access keys, managed through the administration
-//! API by the account's root principal. (Roles and policies, which decide what each identity
-//! may do, arrive with access control; until then every identity of an account can use every
-//! key operation on that account's keys.)
+//! API by administrators (the account root, or users with the `admin` role). Each user has a
+//! built-in role (`Role`) that decides what it may do; key policies and grants arrive later.
 
 use crate::api::*;
 use crate::keys::access_key_seal_context;
@@ -29,19 +28,11 @@ pub fn generate_access_key() -> Result<(String, SecretBytes), KmsError> {
     Ok((id, secret))
 }
 
-fn require_root(caller: &Caller, action: &str) -> Result<(), KmsError> {
-    if caller.principal_arn.ends_with(":root") {
-        Ok(())
-    } else {
-        Err(KmsError::AccessDenied(format!("User: {} is not authorized to perform: clavis:{action}", caller.principal_arn)))
-    }
-}
-
 impl Kms {
     /// ClavisAdmin.CreateUser: a user of the caller's account and its first access key. The
     /// secret is in this response and nowhere else (stored sealed).
     pub async fn create_user(&self, caller: &Caller, req: CreateUserRequest) -> Result<CreateUserResponse, KmsError> {
-        require_root(caller, "CreateUser")?;
+        self.authorize(caller, "CreateUser")?;
         let name = validate::required(req.user_name, "userName")?;
         validate::str_len(&name, "userName", 1, 64)?;
         if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)) {
@@ -49,12 +40,15 @@ impl Kms {
                 "Value '{name}' at 'userName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+"
             )));
         }
+        let role = req.role.unwrap_or_else(|| "reader".to_owned());
+        validate::one_of(&role, "role", &["admin", "manager", "writer", "reader"])?;
         let account = caller.account.as_str();
         let arn = format!("arn:aws:iam::{account}:user/{name}");
         let now = self.clock.now_ms();
         let (access_key_id, secret) = generate_access_key()?;
         let sealed_secret = self.root.seal(&access_key_seal_context(&access_key_id), &secret)?;
-        let user = UserRecord { account_id: account.to_owned(), user_name: name.clone(), arn: arn.clone(), created_ms: now };
+        let user =
+            UserRecord { account_id: account.to_owned(), user_name: name.clone(), arn: arn.clone(), created_ms: now, role: role.clone() };
         let key = AccessKeyRecord {
             access_key_id: access_key_id.clone(),
             sealed_secret,
@@ -69,7 +63,7 @@ impl Kms {
             Err(e) => return Err(e.into()),
         }
         Ok(CreateUserResponse {
-            user: UserEntry { user_name: name, arn, create_date: secs(now) },
+            user: UserEntry { user_name: name, arn, create_date: secs(now), role },
             access_key: NewAccessKey {
                 access_key_id,
                 secret_access_key: String::from_utf8_lossy(secret.expose_secret()).into_owned(),
@@ -80,13 +74,13 @@ impl Kms {
 
     /// ClavisAdmin.ListUsers.
     pub async fn list_users(&self, caller: &Caller, _req: ListUsersRequest) -> Result<ListUsersResponse, KmsError> {
-        require_root(caller, "ListUsers")?;
+        self.authorize(caller, "ListUsers")?;
         let users = self
             .store
             .list_users(caller.account.as_str())
             .await?
             .into_iter()
-            .map(|u| UserEntry { user_name: u.user_name, arn: u.arn, create_date: secs(u.created_ms) })
+            .map(|u| UserEntry { user_name: u.user_name, arn: u.arn, create_date: secs(u.created_ms), role: u.role })
             .collect();
         Ok(ListUsersResponse { users })
     }
@@ -115,7 +109,7 @@ impl Kms {
 
     /// ClavisAdmin.CreateAccessKey.
     pub async fn create_access_key(&self, caller: &Caller, req: CreateAccessKeyRequest) -> Result<CreateAccessKeyResponse, KmsError> {
-        require_root(caller, "CreateAccessKey")?;
+        self.authorize(caller, "CreateAccessKey")?;
         let (_, arn) = self.principal_for(caller, req.user_name.as_deref()).await?;
         let (access_key_id, secret) = generate_access_key()?;
         let rec = AccessKeyRecord {
@@ -138,7 +132,7 @@ impl Kms {
 
     /// ClavisAdmin.ListAccessKeys (never the secrets).
     pub async fn list_access_keys(&self, caller: &Caller, req: ListAccessKeysRequest) -> Result<ListAccessKeysResponse, KmsError> {
-        require_root(caller, "ListAccessKeys")?;
+        self.authorize(caller, "ListAccessKeys")?;
         let (name, arn) = self.principal_for(caller, req.user_name.as_deref()).await?;
         let keys = self.store.list_access_keys(&arn).await?;
         Ok(ListAccessKeysResponse {
@@ -156,7 +150,7 @@ impl Kms {
 
     /// ClavisAdmin.UpdateAccessKey: `Active` or `Inactive`, effective at once on this node.
     pub async fn update_access_key(&self, caller: &Caller, req: UpdateAccessKeyRequest) -> Result<Empty, KmsError> {
-        require_root(caller, "UpdateAccessKey")?;
+        self.authorize(caller, "UpdateAccessKey")?;
         let id = validate::required(req.access_key_id, "accessKeyId")?;
         let status = validate::required(req.status, "status")?;
         validate::one_of(&status, "status", &["Active", "Inactive"])?;
@@ -177,7 +171,7 @@ impl Kms {
 
     /// ClavisAdmin.DeleteAccessKey.
     pub async fn delete_access_key(&self, caller: &Caller, req: DeleteAccessKeyRequest) -> Result<Empty, KmsError> {
-        require_root(caller, "DeleteAccessKey")?;
+        self.authorize(caller, "DeleteAccessKey")?;
         let id = validate::required(req.access_key_id, "accessKeyId")?;
         if id == caller.access_key_id {
             return Err(KmsError::Validation(

@@ -6,7 +6,7 @@ use crate::api::*;
 use crate::audit::{self, AuditInput, AuditSink};
 use crate::ciphertext::{self, Header};
 use crate::keys::{Key, KeyCache, MaterialCache, access_key_seal_context, material_seal_context};
-use crate::types::{AccountId, AliasName, EncryptionContext, KeyId, KeyRef, KeyState, Region, alias_arn, key_arn};
+use crate::types::{AccountId, AliasName, EncryptionContext, KeyId, KeyRef, KeyState, Region, Role, alias_arn, key_arn};
 use crate::validate;
 use crate::{Clock, KmsError, TestClock};
 use clavis_crypto::aead::AeadKey;
@@ -35,6 +35,8 @@ pub struct Caller {
     pub principal_arn: String,
     /// The access key that signed the request.
     pub access_key_id: String,
+    /// The caller's built-in role.
+    pub role: Role,
 }
 
 /// An access key with its unsealed secret, for SigV4 verification.
@@ -49,6 +51,8 @@ pub struct Credential {
     pub secret: SecretBytes,
     /// False once deactivated.
     pub active: bool,
+    /// The principal's built-in role.
+    pub role: Role,
 }
 
 impl std::fmt::Debug for Credential {
@@ -167,17 +171,43 @@ impl Kms {
         };
         let secret = self.root.unseal(&access_key_seal_context(&rec.access_key_id), &rec.sealed_secret)?;
         let account = AccountId::parse(&rec.account_id).ok_or_else(|| KmsError::Internal("stored access key has a bad account".into()))?;
+        let role = self.role_of(&account, &rec.principal_arn).await?;
         let cred = Arc::new(Credential {
             access_key_id: rec.access_key_id,
             account,
             principal_arn: rec.principal_arn,
             secret,
             active: rec.status == "Active",
+            role,
         });
         if let Ok(mut m) = self.credentials.write() {
             m.insert(access_key_id.to_owned(), (cred.clone(), std::time::Instant::now()));
         }
         Ok(Some(cred))
+    }
+
+    /// The role of a principal: the account root is an administrator; a user has the role it was
+    /// created with; an unknown principal (a deleted user) can do nothing.
+    async fn role_of(&self, account: &AccountId, principal_arn: &str) -> Result<Role, KmsError> {
+        if principal_arn == account.root_arn() {
+            return Ok(Role::Admin);
+        }
+        let users = self.store.list_users(account.as_str()).await?;
+        Ok(users.iter().find(|u| u.arn == principal_arn).and_then(|u| Role::parse(&u.role)).unwrap_or(Role::Reader))
+    }
+
+    /// The authorization decision for every operation: the caller's role must allow it.
+    pub(crate) fn authorize(&self, caller: &Caller, operation: &str) -> Result<(), KmsError> {
+        if caller.role.allows(operation) {
+            return Ok(());
+        }
+        let service =
+            if operation.starts_with(char::is_uppercase) && crate::types::is_admin_operation(operation) { "clavis" } else { "kms" };
+        Err(KmsError::AccessDenied(format!(
+            "User: {} is not authorized to perform: {service}:{operation} because its role ({}) does not allow it",
+            caller.principal_arn,
+            caller.role.as_str()
+        )))
     }
 
     /// Drops a cached credential (after its status changed or it was deleted).
@@ -353,6 +383,7 @@ impl Kms {
 
     /// CreateKey.
     pub async fn create_key(&self, caller: &Caller, req: CreateKeyRequest) -> Result<KeyMetadataResponse, KmsError> {
+        self.authorize(caller, "CreateKey")?;
         let description = req.description.unwrap_or_default();
         validate::str_len(&description, "description", 0, 8192)?;
         if req.key_spec.is_some() && req.customer_master_key_spec.is_some() {
@@ -466,6 +497,7 @@ impl Kms {
 
     /// DescribeKey.
     pub async fn describe_key(&self, caller: &Caller, req: DescribeKeyRequest) -> Result<KeyMetadataResponse, KmsError> {
+        self.authorize(caller, "DescribeKey")?;
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         let key = self.key_for(caller, req.key_id.as_deref(), "keyId").await?;
         Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) })
@@ -473,6 +505,7 @@ impl Kms {
 
     /// ListKeys.
     pub async fn list_keys(&self, caller: &Caller, req: ListKeysRequest) -> Result<ListKeysResponse, KmsError> {
+        self.authorize(caller, "ListKeys")?;
         let limit = validate::limit(req.limit, 100, 1000)?;
         let marker = validate::marker(req.marker.as_deref())?;
         if marker.is_some_and(|m| KeyId::parse(m).is_none()) {
@@ -489,6 +522,7 @@ impl Kms {
 
     /// UpdateKeyDescription.
     pub async fn update_key_description(&self, caller: &Caller, req: UpdateKeyDescriptionRequest) -> Result<Empty, KmsError> {
+        self.authorize(caller, "UpdateKeyDescription")?;
         let description = validate::required(req.description, "description")?;
         validate::str_len(&description, "description", 0, 8192)?;
         let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
@@ -504,11 +538,13 @@ impl Kms {
 
     /// EnableKey (Disabled -> Enabled; a no-op when Enabled).
     pub async fn enable_key(&self, caller: &Caller, req: KeyIdRequest) -> Result<Empty, KmsError> {
+        self.authorize(caller, "EnableKey")?;
         self.set_enabled(caller, req, true).await
     }
 
     /// DisableKey (Enabled -> Disabled; a no-op when Disabled).
     pub async fn disable_key(&self, caller: &Caller, req: KeyIdRequest) -> Result<Empty, KmsError> {
+        self.authorize(caller, "DisableKey")?;
         self.set_enabled(caller, req, false).await
     }
 
@@ -576,6 +612,7 @@ impl Kms {
 
     /// Encrypt.
     pub async fn encrypt(&self, caller: &Caller, req: EncryptRequest) -> Result<EncryptResponse, KmsError> {
+        self.authorize(caller, "Encrypt")?;
         let plaintext = validate::required(req.plaintext, "plaintext")?;
         validate::blob_len(plaintext.0.len(), "plaintext", 1, MAX_PLAINTEXT)?;
         validate::symmetric_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
@@ -595,6 +632,7 @@ impl Kms {
     /// older material version also comes back re-encrypted under the key's newest version, with
     /// the same encryption context, in the same call.
     pub async fn decrypt(&self, caller: &Caller, req: DecryptRequest) -> Result<DecryptResponse, KmsError> {
+        self.authorize(caller, "Decrypt")?;
         let blob = validate::required(req.ciphertext_blob, "ciphertextBlob")?;
         validate::symmetric_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
         validate::grant_tokens(req.grant_tokens.as_ref())?;
@@ -627,6 +665,7 @@ impl Kms {
     /// ReEncrypt: decrypt under the source key and encrypt under the destination key, without
     /// the plaintext leaving the service.
     pub async fn re_encrypt(&self, caller: &Caller, req: ReEncryptRequest) -> Result<ReEncryptResponse, KmsError> {
+        self.authorize(caller, "ReEncrypt")?;
         let blob = validate::required(req.ciphertext_blob, "ciphertextBlob")?;
         let dest_raw = validate::required(req.destination_key_id.as_deref(), "destinationKeyId")?;
         validate::symmetric_algorithm(req.source_encryption_algorithm.as_deref(), "sourceEncryptionAlgorithm")?;
@@ -658,6 +697,7 @@ impl Kms {
         req: GenerateDataKeyRequest,
         with_plaintext: bool,
     ) -> Result<GenerateDataKeyResponse, KmsError> {
+        self.authorize(caller, if with_plaintext { "GenerateDataKey" } else { "GenerateDataKeyWithoutPlaintext" })?;
         let len = match (req.number_of_bytes, req.key_spec.as_deref()) {
             (Some(_), Some(_)) | (None, None) => {
                 return Err(KmsError::Validation("Please specify either number of bytes or key spec.".into()));
@@ -692,7 +732,8 @@ impl Kms {
     }
 
     /// GenerateRandom.
-    pub async fn generate_random(&self, _caller: &Caller, req: GenerateRandomRequest) -> Result<GenerateRandomResponse, KmsError> {
+    pub async fn generate_random(&self, caller: &Caller, req: GenerateRandomRequest) -> Result<GenerateRandomResponse, KmsError> {
+        self.authorize(caller, "GenerateRandom")?;
         let n = validate::required(req.number_of_bytes, "numberOfBytes")?;
         validate::int_range(n, "numberOfBytes", 1, 1024)?;
         if req.custom_key_store_id.is_some() {
@@ -717,6 +758,7 @@ impl Kms {
 
     /// CreateAlias.
     pub async fn create_alias(&self, caller: &Caller, req: AliasTargetRequest) -> Result<Empty, KmsError> {
+        self.authorize(caller, "CreateAlias")?;
         let name = AliasName::parse(validate::required(req.alias_name.as_deref(), "aliasName")?, "aliasName")?;
         let key = self.alias_target(caller, req.target_key_id.as_deref()).await?;
         let now = self.clock.now_ms();
@@ -740,6 +782,7 @@ impl Kms {
 
     /// UpdateAlias.
     pub async fn update_alias(&self, caller: &Caller, req: AliasTargetRequest) -> Result<Empty, KmsError> {
+        self.authorize(caller, "UpdateAlias")?;
         let name = AliasName::parse(validate::required(req.alias_name.as_deref(), "aliasName")?, "aliasName")?;
         let key = self.alias_target(caller, req.target_key_id.as_deref()).await?;
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
@@ -754,6 +797,7 @@ impl Kms {
 
     /// DeleteAlias.
     pub async fn delete_alias(&self, caller: &Caller, req: DeleteAliasRequest) -> Result<Empty, KmsError> {
+        self.authorize(caller, "DeleteAlias")?;
         let name = AliasName::parse(validate::required(req.alias_name.as_deref(), "aliasName")?, "aliasName")?;
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
         match self.store.delete_alias(account, region, name.as_str()).await {
@@ -767,6 +811,7 @@ impl Kms {
 
     /// ListAliases, for the account and region or for one key.
     pub async fn list_aliases(&self, caller: &Caller, req: ListAliasesRequest) -> Result<ListAliasesResponse, KmsError> {
+        self.authorize(caller, "ListAliases")?;
         let limit = validate::limit(req.limit, 50, 100)?;
         let marker = validate::marker(req.marker.as_deref())?;
         if marker.is_some_and(|m| !m.starts_with("alias/")) {
@@ -798,6 +843,7 @@ impl Kms {
 
     /// TagResource.
     pub async fn tag_resource(&self, caller: &Caller, req: TagResourceRequest) -> Result<Empty, KmsError> {
+        self.authorize(caller, "TagResource")?;
         let tags = validate::tags(&validate::required(req.tags, "tags")?)?;
         let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
         if key.state == KeyState::PendingDeletion {
@@ -814,6 +860,7 @@ impl Kms {
 
     /// UntagResource.
     pub async fn untag_resource(&self, caller: &Caller, req: UntagResourceRequest) -> Result<Empty, KmsError> {
+        self.authorize(caller, "UntagResource")?;
         let tag_keys = validate::required(req.tag_keys, "tagKeys")?;
         for k in &tag_keys {
             validate::str_len(k, "tagKeys.member", 1, 128)?;
@@ -828,6 +875,7 @@ impl Kms {
 
     /// ListResourceTags.
     pub async fn list_resource_tags(&self, caller: &Caller, req: ListForKeyRequest) -> Result<ListResourceTagsResponse, KmsError> {
+        self.authorize(caller, "ListResourceTags")?;
         let limit = validate::limit(req.limit, 50, 50)?;
         let marker = validate::marker(req.marker.as_deref())?;
         let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
@@ -843,6 +891,7 @@ impl Kms {
 
     /// GetKeyPolicy.
     pub async fn get_key_policy(&self, caller: &Caller, req: GetKeyPolicyRequest) -> Result<GetKeyPolicyResponse, KmsError> {
+        self.authorize(caller, "GetKeyPolicy")?;
         let name = req.policy_name.unwrap_or_else(|| "default".to_owned());
         validate::str_len(&name, "policyName", 1, 128)?;
         let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
@@ -854,6 +903,7 @@ impl Kms {
 
     /// ListKeyPolicies (always `["default"]`, as in AWS).
     pub async fn list_key_policies(&self, caller: &Caller, req: ListForKeyRequest) -> Result<ListKeyPoliciesResponse, KmsError> {
+        self.authorize(caller, "ListKeyPolicies")?;
         validate::limit(req.limit, 100, 1000)?;
         validate::marker(req.marker.as_deref())?;
         self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
@@ -864,12 +914,7 @@ impl Kms {
 
     /// ClavisAdmin.LookupEvents: search the audit log (administrators only).
     pub async fn lookup_events(&self, caller: &Caller, req: LookupEventsRequest) -> Result<LookupEventsResponse, KmsError> {
-        if !caller.principal_arn.ends_with(":root") {
-            return Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to perform: clavis:LookupEvents",
-                caller.principal_arn
-            )));
-        }
+        self.authorize(caller, "LookupEvents")?;
         let max = validate::limit(req.max_results, 50, 50)?;
         let before = match req.next_token.as_deref() {
             None => None,
@@ -952,15 +997,10 @@ impl Kms {
     /// ClavisAdmin.AdvanceTestClock: moves the test clock forward and runs the scheduler once.
     /// Refused unless the server was started with the test-only clock.
     pub async fn advance_test_clock(&self, caller: &Caller, req: AdvanceTestClockRequest) -> Result<AdvanceTestClockResponse, KmsError> {
+        self.authorize(caller, "AdvanceTestClock")?;
         let Some(clock) = &self.test_clock else {
             return Err(KmsError::UnsupportedOperation("The test clock is not enabled on this server.".into()));
         };
-        if !caller.principal_arn.ends_with(":root") {
-            return Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to perform: clavis:AdvanceTestClock",
-                caller.principal_arn
-            )));
-        }
         let seconds = validate::required(req.seconds, "seconds")?;
         validate::int_range(seconds, "seconds", 0, 100 * 365 * 86_400)?;
         clock.advance(seconds * 1000);

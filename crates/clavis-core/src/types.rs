@@ -217,6 +217,114 @@ impl EncryptionContext {
     }
 }
 
+/// A built-in role: what an identity may do, so that an operator need not write policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything, including identities and the audit log.
+    Admin,
+    /// Every key operation.
+    Manager,
+    /// Create and use keys; no disable, delete, rotation or policy changes.
+    Writer,
+    /// Use keys (encrypt, decrypt, data keys) and read metadata; nothing that changes a key.
+    Reader,
+}
+
+/// What a reader may do.
+const READER_OPS: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateRandom",
+    "DescribeKey",
+    "ListKeys",
+    "ListAliases",
+    "ListResourceTags",
+    "GetKeyPolicy",
+    "ListKeyPolicies",
+    "GetKeyRotationStatus",
+    "ListKeyRotations",
+];
+/// What a writer may do beyond a reader.
+const WRITER_OPS: &[&str] = &[
+    "CreateKey",
+    "UpdateKeyDescription",
+    "CreateAlias",
+    "UpdateAlias",
+    "DeleteAlias",
+    "TagResource",
+    "UntagResource",
+    "GetParametersForImport",
+    "ImportKeyMaterial",
+];
+/// What a manager may do beyond a writer.
+const MANAGER_OPS: &[&str] = &[
+    "EnableKey",
+    "DisableKey",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "EnableKeyRotation",
+    "DisableKeyRotation",
+    "RotateKeyOnDemand",
+    "DeleteImportedKeyMaterial",
+    "PutKeyPolicy",
+    "EnableKeyDualAuthorization",
+];
+
+impl Role {
+    /// Parses `admin`, `manager`, `writer` or `reader`.
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "admin" => Role::Admin,
+            "manager" => Role::Manager,
+            "writer" => Role::Writer,
+            "reader" => Role::Reader,
+            _ => return None,
+        })
+    }
+
+    /// The name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Manager => "manager",
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+        }
+    }
+
+    /// Whether the role may call `operation` (the AWS or Clavis operation name).
+    pub fn allows(self, operation: &str) -> bool {
+        let reader = READER_OPS.contains(&operation);
+        let writer = reader || WRITER_OPS.contains(&operation);
+        let manager = writer || MANAGER_OPS.contains(&operation);
+        match self {
+            Role::Admin => true,
+            Role::Manager => manager,
+            Role::Writer => writer,
+            Role::Reader => reader,
+        }
+    }
+}
+
+/// Operations of the administration API (`ClavisAdmin.*`).
+pub fn is_admin_operation(operation: &str) -> bool {
+    matches!(
+        operation,
+        "CreateUser"
+            | "ListUsers"
+            | "CreateAccessKey"
+            | "ListAccessKeys"
+            | "UpdateAccessKey"
+            | "DeleteAccessKey"
+            | "LookupEvents"
+            | "AdvanceTestClock"
+            | "EnableKeyDualAuthorization"
+    )
+}
+
 /// The AWS key states Clavis uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyState {
@@ -267,6 +375,21 @@ mod tests {
         assert!(matches!(KeyRef::parse(&"a".repeat(2049), "keyId"), Err(KmsError::Validation(_))));
         assert!(matches!(KeyRef::parse("nope", "keyId"), Err(KmsError::NotFound(_))));
         assert!(matches!(KeyRef::parse("arn:aws:kms:us-east-1:1:key/x", "keyId"), Err(KmsError::InvalidArn(_))));
+    }
+
+    #[test]
+    fn roles_nest() {
+        for op in READER_OPS.iter().chain(WRITER_OPS).chain(MANAGER_OPS) {
+            assert!(Role::Admin.allows(op) && Role::Manager.allows(op), "{op}");
+        }
+        assert!(Role::Reader.allows("Decrypt") && !Role::Reader.allows("CreateKey") && !Role::Reader.allows("DisableKey"));
+        assert!(Role::Writer.allows("CreateKey") && !Role::Writer.allows("ScheduleKeyDeletion") && !Role::Writer.allows("PutKeyPolicy"));
+        assert!(
+            Role::Manager.allows("ScheduleKeyDeletion") && !Role::Manager.allows("CreateUser") && !Role::Manager.allows("LookupEvents")
+        );
+        assert!(Role::Admin.allows("CreateUser"));
+        assert_eq!(Role::parse("writer"), Some(Role::Writer));
+        assert_eq!(Role::parse("root"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a failure should stop the test loudly.
 
 use clavis_core::api::*;
-use clavis_core::types::{AccountId, Region};
+use clavis_core::types::{AccountId, Region, Role};
 use clavis_core::{Caller, Kms, KmsConfig, KmsError, SystemClock};
 use clavis_crypto::SecretBytes;
 use clavis_crypto::seal::LocalKeyFile;
@@ -27,6 +27,7 @@ fn caller(region: &str) -> Caller {
         region: Region::parse(region).unwrap(),
         principal_arn: "arn:aws:iam::111122223333:root".into(),
         access_key_id: "AKIATEST".into(),
+        role: Role::Admin,
     }
 }
 

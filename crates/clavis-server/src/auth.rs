@@ -89,5 +89,6 @@ pub async fn authenticate(kms: &Kms, config: &ServerConfig, parts: &Parts, body:
         region,
         principal_arn: cred.principal_arn.clone(),
         access_key_id: cred.access_key_id.clone(),
+        role: cred.role,
     })
 }

@@ -690,8 +690,8 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(unavailable)?;
             match tx.execute(
-                "INSERT INTO users (account_id, user_name, arn, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![u.account_id, u.user_name, u.arn, u.created_ms],
+                "INSERT INTO users (account_id, user_name, arn, created_ms, role) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![u.account_id, u.user_name, u.arn, u.created_ms, u.role],
             ) {
                 Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists),
                 other => other.map_err(unavailable)?,
@@ -757,10 +757,10 @@ impl Store for SqliteStore {
         let account_id = account_id.to_owned();
         self.read(move |conn| {
             let mut st = conn
-                .prepare_cached("SELECT account_id, user_name, arn, created_ms FROM users WHERE account_id = ?1 ORDER BY user_name")
+                .prepare_cached("SELECT account_id, user_name, arn, created_ms, role FROM users WHERE account_id = ?1 ORDER BY user_name")
                 .map_err(unavailable)?;
             st.query_map(params![account_id], |r| {
-                Ok(UserRecord { account_id: r.get(0)?, user_name: r.get(1)?, arn: r.get(2)?, created_ms: r.get(3)? })
+                Ok(UserRecord { account_id: r.get(0)?, user_name: r.get(1)?, arn: r.get(2)?, created_ms: r.get(3)?, role: r.get(4)? })
             })
             .and_then(Iterator::collect)
             .map_err(unavailable)

@@ -100,6 +100,8 @@ const MIGRATIONS: &[&str] = &[
         used                INTEGER NOT NULL
     ) STRICT;
 ",
+    // Users created before roles existed keep full key access.
+    "ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'manager';",
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.

@@ -127,6 +127,7 @@ async fn users(s: &dyn Store) {
         account_id: "111111111111".into(),
         user_name: name.into(),
         arn: format!("arn:aws:iam::111111111111:user/{name}"),
+        role: "reader".into(),
         created_ms: 3,
     };
     let ak = |id: &str, arn: &str| AccessKeyRecord {
@@ -145,6 +146,7 @@ async fn users(s: &dyn Store) {
     s.create_user(&alice, &ak("AKIAALICE00000000001", &alice.arn)).await.unwrap();
     let names: Vec<String> = s.list_users("111111111111").await.unwrap().into_iter().map(|u| u.user_name).collect();
     assert_eq!(names, ["alice", "bob"]);
+    assert!(s.list_users("111111111111").await.unwrap().iter().all(|u| u.role == "reader"));
     assert_eq!(s.get_access_key("AKIAALICE00000000001").await.unwrap().unwrap().principal_arn, alice.arn);
     assert!(s.list_users("222222222222").await.unwrap().is_empty());
 

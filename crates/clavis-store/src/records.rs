@@ -145,6 +145,8 @@ pub struct UserRecord {
     pub user_name: String,
     /// `arn:aws:iam::<account>:user/<name>`.
     pub arn: String,
+    /// Built-in role (`admin`, `manager`, `writer`, `reader`).
+    pub role: String,
     /// Creation time.
     pub created_ms: i64,
 }

@@ -77,6 +77,9 @@ pub enum UserCommand {
     Create {
         /// The user name.
         name: String,
+        /// Built-in role: admin, manager, writer or reader (default reader).
+        #[arg(long, default_value = "reader")]
+        role: String,
         #[command(flatten)]
         connection: Connection,
     },
@@ -96,13 +99,14 @@ fn call(connection: &Connection, target: &str, body: serde_json::Value) -> anyho
 /// Runs an admin subcommand.
 pub fn run(cmd: AdminCommand) -> anyhow::Result<()> {
     match cmd {
-        AdminCommand::User(UserCommand::Create { name, connection }) => {
-            let out = call(&connection, "ClavisAdmin.CreateUser", json!({"UserName": name}))?;
+        AdminCommand::User(UserCommand::Create { name, role, connection }) => {
+            let out = call(&connection, "ClavisAdmin.CreateUser", json!({"UserName": name, "Role": role}))?;
             println!(
                 "{}",
                 json!({
                     "UserName": out["User"]["UserName"],
                     "Arn": out["User"]["Arn"],
+                    "Role": out["User"]["Role"],
                     "AccessKeyId": out["AccessKey"]["AccessKeyId"],
                     "SecretAccessKey": out["AccessKey"]["SecretAccessKey"],
                 })

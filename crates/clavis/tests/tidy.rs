@@ -91,3 +91,33 @@ fn no_ignored_or_should_panic_tests() {
         }
     }
 }
+
+/// Invariant: authorization is decided in the core for every operation. Every public core
+/// operation that takes a caller checks the caller's role first.
+#[test]
+fn every_core_operation_authorizes_first() {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("crates/clavis-core/src"), &mut files);
+    let mut checked = 0;
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("    pub async fn ") {
+            let after = &rest[at..];
+            let body_start = after.find("{\n").unwrap();
+            let signature = &after[..body_start];
+            if signature.contains("caller: &Caller") {
+                let first_line = after[body_start + 2..].lines().next().unwrap_or_default().trim();
+                assert!(
+                    first_line.starts_with("self.authorize(caller,"),
+                    "{}: {} does not authorize first",
+                    f.display(),
+                    signature.lines().next().unwrap_or_default()
+                );
+                checked += 1;
+            }
+            rest = &after[body_start..];
+        }
+    }
+    assert!(checked > 30, "found only {checked} operations");
+}
