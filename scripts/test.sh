@@ -15,7 +15,8 @@ cargo test --release --workspace --locked
 
 echo "==> Python venv with boto3 and the AWS CLI; openssl for the BYOK tests"
 missing=()
-python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v python3 >/dev/null || missing+=(python3)
+command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
