@@ -61,7 +61,7 @@ async fn mutated_ciphertexts_are_refused_cleanly() {
             let mut b = blob.clone();
             let at = (rng.next() as usize) % b.len();
             b[at] ^= (rng.next() as u8) | 1;
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 b.truncate(at);
             }
             b
