@@ -88,6 +88,10 @@ pub struct Kms {
     test_clock: Option<Arc<TestClock>>,
 }
 
+fn alias_not_found(region: &str, account: &str, alias_name: &str) -> KmsError {
+    KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, alias_name)))
+}
+
 pub(crate) fn key_not_found(region: &str, account: &str, id: &str) -> KmsError {
     KmsError::NotFound(format!("Key '{}' does not exist", key_arn(region, account, id)))
 }
@@ -252,11 +256,7 @@ impl Kms {
 
     async fn resolve_alias(&self, caller: &Caller, alias_name: &str) -> Result<Key, KmsError> {
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
-        let alias = self
-            .store
-            .get_alias(account, region, alias_name)
-            .await?
-            .ok_or_else(|| KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, alias_name))))?;
+        let alias = self.store.get_alias(account, region, alias_name).await?.ok_or_else(|| alias_not_found(region, account, alias_name))?;
         let id = KeyId::parse(&alias.target_key_id).ok_or_else(|| KmsError::Internal("alias target is not a key id".into()))?;
         self.load_key(caller, &id).await
     }
@@ -275,7 +275,7 @@ impl Kms {
             KeyRef::Alias(name) => self.resolve_alias(caller, name).await,
             KeyRef::AliasArn { region: r, account: a, alias_name } => {
                 if r != region || a != account {
-                    return Err(KmsError::NotFound(format!("Alias {} is not found.", alias_arn(r, a, alias_name))));
+                    return Err(alias_not_found(r, a, alias_name));
                 }
                 self.resolve_alias(caller, alias_name).await
             }
@@ -788,9 +788,7 @@ impl Kms {
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
         match self.store.update_alias(account, region, name.as_str(), &key.rec.key_id, self.clock.now_ms()).await {
             Ok(()) => Ok(Empty {}),
-            Err(StoreError::NotFound) => {
-                Err(KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, name.as_str()))))
-            }
+            Err(StoreError::NotFound) => Err(alias_not_found(region, account, name.as_str())),
             Err(e) => Err(e.into()),
         }
     }
@@ -802,9 +800,7 @@ impl Kms {
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
         match self.store.delete_alias(account, region, name.as_str()).await {
             Ok(()) => Ok(Empty {}),
-            Err(StoreError::NotFound) => {
-                Err(KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, name.as_str()))))
-            }
+            Err(StoreError::NotFound) => Err(alias_not_found(region, account, name.as_str())),
             Err(e) => Err(e.into()),
         }
     }

@@ -125,6 +125,17 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
     })
 }
 
+fn access_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccessKeyRecord> {
+    Ok(AccessKeyRecord {
+        access_key_id: r.get(0)?,
+        sealed_secret: r.get(1)?,
+        account_id: r.get(2)?,
+        principal_arn: r.get(3)?,
+        status: r.get(4)?,
+        created_ms: r.get(5)?,
+    })
+}
+
 fn alias_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AliasRecord> {
     Ok(AliasRecord {
         account_id: r.get(0)?,
@@ -668,16 +679,7 @@ impl Store for SqliteStore {
                 "SELECT access_key_id, sealed_secret, account_id, principal_arn, status, created_ms FROM access_keys WHERE access_key_id = ?1",
             )
             .and_then(|mut st| {
-                st.query_row(params![id], |r| {
-                    Ok(AccessKeyRecord {
-                        access_key_id: r.get(0)?,
-                        sealed_secret: r.get(1)?,
-                        account_id: r.get(2)?,
-                        principal_arn: r.get(3)?,
-                        status: r.get(4)?,
-                        created_ms: r.get(5)?,
-                    })
-                })
+                st.query_row(params![id], access_key_from_row)
                 .optional()
             })
             .map_err(unavailable)
@@ -718,18 +720,7 @@ impl Store for SqliteStore {
                      WHERE principal_arn = ?1 ORDER BY access_key_id",
                 )
                 .map_err(unavailable)?;
-            st.query_map(params![arn], |r| {
-                Ok(AccessKeyRecord {
-                    access_key_id: r.get(0)?,
-                    sealed_secret: r.get(1)?,
-                    account_id: r.get(2)?,
-                    principal_arn: r.get(3)?,
-                    status: r.get(4)?,
-                    created_ms: r.get(5)?,
-                })
-            })
-            .and_then(Iterator::collect)
-            .map_err(unavailable)
+            st.query_map(params![arn], access_key_from_row).and_then(Iterator::collect).map_err(unavailable)
         })
         .await
     }
