@@ -88,6 +88,14 @@ pub struct Kms {
     test_clock: Option<Arc<TestClock>>,
 }
 
+/// `Recipient` (Nitro Enclaves attestation) is an AWS feature Clavis does not offer.
+fn refuse_recipient(recipient: Option<&serde_json::Value>) -> Result<(), KmsError> {
+    match recipient {
+        Some(_) => Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported by Clavis.".into())),
+        None => Ok(()),
+    }
+}
+
 fn alias_not_found(region: &str, account: &str, alias_name: &str) -> KmsError {
     KmsError::NotFound(format!("Alias {} is not found.", alias_arn(region, account, alias_name)))
 }
@@ -562,6 +570,18 @@ impl Kms {
 
     // ----- cryptographic operations -----
 
+    /// The key an Encrypt or GenerateDataKey names, usable for symmetric encryption; then the
+    /// DryRun answer if one was asked for.
+    async fn encryption_key(&self, caller: &Caller, key_id: Option<&str>, dry_run: Option<bool>) -> Result<Key, KmsError> {
+        let key = self.key_for(caller, key_id, "keyId").await?;
+        key.check_usable()?;
+        key.check_symmetric_encrypt()?;
+        if dry_run == Some(true) {
+            return Err(KmsError::DryRun);
+        }
+        Ok(key)
+    }
+
     pub(crate) async fn encrypt_with(&self, key: &Key, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
         let version = key.rec.current_version;
         let aead = self.aead_key(key, version).await?;
@@ -618,12 +638,7 @@ impl Kms {
         validate::symmetric_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
-        let key = self.key_for(caller, req.key_id.as_deref(), "keyId").await?;
-        key.check_usable()?;
-        key.check_symmetric_encrypt()?;
-        if req.dry_run == Some(true) {
-            return Err(KmsError::DryRun);
-        }
+        let key = self.encryption_key(caller, req.key_id.as_deref(), req.dry_run).await?;
         let blob = self.encrypt_with(&key, &context, plaintext.0.expose_secret()).await?;
         Ok(EncryptResponse { ciphertext_blob: Blob(blob), key_id: key.arn, encryption_algorithm: SYMMETRIC_DEFAULT.into() })
     }
@@ -636,9 +651,7 @@ impl Kms {
         let blob = validate::required(req.ciphertext_blob, "ciphertextBlob")?;
         validate::symmetric_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
         validate::grant_tokens(req.grant_tokens.as_ref())?;
-        if req.recipient.is_some() {
-            return Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported by Clavis.".into()));
-        }
+        refuse_recipient(req.recipient.as_ref())?;
         let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
         let (key, plaintext) = self.decrypt_blob(caller, &blob.0, req.key_id.as_deref(), &context, "keyId").await?;
         if req.dry_run == Some(true) {
@@ -712,16 +725,9 @@ impl Kms {
             },
         };
         validate::grant_tokens(req.grant_tokens.as_ref())?;
-        if req.recipient.is_some() {
-            return Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported by Clavis.".into()));
-        }
+        refuse_recipient(req.recipient.as_ref())?;
         let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
-        let key = self.key_for(caller, req.key_id.as_deref(), "keyId").await?;
-        key.check_usable()?;
-        key.check_symmetric_encrypt()?;
-        if req.dry_run == Some(true) {
-            return Err(KmsError::DryRun);
-        }
+        let key = self.encryption_key(caller, req.key_id.as_deref(), req.dry_run).await?;
         let data_key = random::secret(len)?;
         let blob = self.encrypt_with(&key, &context, data_key.expose_secret()).await?;
         Ok(GenerateDataKeyResponse {
@@ -739,9 +745,7 @@ impl Kms {
         if req.custom_key_store_id.is_some() {
             return Err(KmsError::UnsupportedOperation("Custom key stores are not supported by Clavis.".into()));
         }
-        if req.recipient.is_some() {
-            return Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported by Clavis.".into()));
-        }
+        refuse_recipient(req.recipient.as_ref())?;
         let bytes = random::secret(usize::try_from(n).unwrap_or(0))?;
         Ok(GenerateRandomResponse { plaintext: SecretBlob(bytes) })
     }

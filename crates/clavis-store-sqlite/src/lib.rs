@@ -39,6 +39,14 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
+/// The outcome of an INSERT: a duplicate key is [`StoreError::AlreadyExists`].
+fn inserted(result: rusqlite::Result<usize>) -> StoreResult<()> {
+    match result {
+        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
+        other => other.map(|_| ()).map_err(unavailable),
+    }
+}
+
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(unavailable)?;
     conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
@@ -148,13 +156,10 @@ fn alias_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AliasRecord> {
 }
 
 fn insert_material(conn: &Connection, m: &KeyMaterialRecord) -> StoreResult<()> {
-    match conn.execute(
+    inserted(conn.execute(
         "INSERT INTO key_material (key_id, version, sealed, created_ms, rotation_type) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![m.key_id, m.version, m.sealed, m.created_ms, m.rotation_type],
-    ) {
-        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
-        other => other.map(|_| ()).map_err(unavailable),
-    }
+    ))
 }
 
 /// Compare-and-swap of a key row on its revision.
@@ -257,10 +262,7 @@ impl Store for SqliteStore {
                     key.import_fingerprint
                 ],
             );
-            match res {
-                Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists),
-                other => other.map_err(unavailable)?,
-            };
+            inserted(res)?;
             if let Some(m) = &material {
                 insert_material(&tx, m)?;
             }
@@ -534,14 +536,11 @@ impl Store for SqliteStore {
     async fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
         let a = alias.clone();
         self.write(move |conn| {
-            match conn.execute(
+            inserted(conn.execute(
                 "INSERT INTO aliases (account_id, region, alias_name, target_key_id, creation_date_ms, last_updated_date_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![a.account_id, a.region, a.alias_name, a.target_key_id, a.creation_date_ms, a.last_updated_date_ms],
-            ) {
-                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
-                other => other.map(|_| ()).map_err(unavailable),
-            }
+            ))
         })
         .await
     }
@@ -660,14 +659,11 @@ impl Store for SqliteStore {
     async fn put_access_key(&self, key: &AccessKeyRecord) -> StoreResult<()> {
         let k = key.clone();
         self.write(move |conn| {
-            match conn.execute(
+            inserted(conn.execute(
                 "INSERT INTO access_keys (access_key_id, sealed_secret, account_id, principal_arn, status, created_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![k.access_key_id, k.sealed_secret, k.account_id, k.principal_arn, k.status, k.created_ms],
-            ) {
-                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
-                other => other.map(|_| ()).map_err(unavailable),
-            }
+            ))
         })
         .await
     }
@@ -691,21 +687,15 @@ impl Store for SqliteStore {
         let (u, k) = (user.clone(), key.clone());
         self.write(move |conn| {
             let tx = conn.transaction().map_err(unavailable)?;
-            match tx.execute(
+            inserted(tx.execute(
                 "INSERT INTO users (account_id, user_name, arn, created_ms, role) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![u.account_id, u.user_name, u.arn, u.created_ms, u.role],
-            ) {
-                Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists),
-                other => other.map_err(unavailable)?,
-            };
-            match tx.execute(
+            ))?;
+            inserted(tx.execute(
                 "INSERT INTO access_keys (access_key_id, sealed_secret, account_id, principal_arn, status, created_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![k.access_key_id, k.sealed_secret, k.account_id, k.principal_arn, k.status, k.created_ms],
-            ) {
-                Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists),
-                other => other.map_err(unavailable)?,
-            };
+            ))?;
             tx.commit().map_err(unavailable)
         })
         .await
