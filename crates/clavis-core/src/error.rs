@@ -39,6 +39,12 @@ pub enum KmsError {
     /// context differs.
     #[error("{0}")]
     InvalidCiphertext(String),
+    /// `InvalidGrantIdException`: no such grant on the key.
+    #[error("{0}")]
+    InvalidGrantId(String),
+    /// `InvalidGrantTokenException`: a grant token Clavis did not issue, or of another key.
+    #[error("{0}")]
+    InvalidGrantToken(String),
     /// `InvalidKeyUsageException`: the key cannot do this operation or algorithm.
     #[error("{0}")]
     InvalidKeyUsage(String),
@@ -119,6 +125,8 @@ impl KmsError {
             IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
             InvalidArn(_) => "InvalidArnException",
             InvalidCiphertext(_) => "InvalidCiphertextException",
+            InvalidGrantId(_) => "InvalidGrantIdException",
+            InvalidGrantToken(_) => "InvalidGrantTokenException",
             InvalidKeyUsage(_) => "InvalidKeyUsageException",
             InvalidMarker => "InvalidMarkerException",
             InvalidState(_) => "KMSInvalidStateException",

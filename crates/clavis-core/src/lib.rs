@@ -16,6 +16,7 @@ mod error;
 pub mod identity;
 mod keys;
 mod lifecycle;
+pub mod policy;
 mod service;
 pub mod types;
 mod validate;

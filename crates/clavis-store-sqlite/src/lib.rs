@@ -12,8 +12,8 @@
 mod schema;
 
 use clavis_store::{
-    AccessKeyRecord, AliasRecord, DeletionRequest, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, StoreResult, Tag,
-    UserRecord,
+    AccessKeyRecord, AccountRecord, AliasRecord, DeletionRequest, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Store,
+    StoreError, StoreResult, Tag, UserRecord,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -141,6 +141,24 @@ fn access_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccessKeyRecor
         principal_arn: r.get(3)?,
         status: r.get(4)?,
         created_ms: r.get(5)?,
+    })
+}
+
+const GRANT_COLUMNS: &str =
+    "grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, issuing_principal, created_ms, token";
+
+fn grant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRecord> {
+    Ok(GrantRecord {
+        grant_id: r.get(0)?,
+        key_id: r.get(1)?,
+        name: r.get(2)?,
+        grantee_principal: r.get(3)?,
+        retiring_principal: r.get(4)?,
+        operations: r.get(5)?,
+        constraints: r.get(6)?,
+        issuing_principal: r.get(7)?,
+        created_ms: r.get(8)?,
+        token: r.get(9)?,
     })
 }
 
@@ -342,6 +360,7 @@ impl Store for SqliteStore {
                 "DELETE FROM key_material WHERE key_id = ?1",
                 "DELETE FROM tags WHERE key_id = ?1",
                 "DELETE FROM aliases WHERE target_key_id = ?1",
+                "DELETE FROM grants WHERE key_id = ?1",
                 "DELETE FROM keys WHERE key_id = ?1",
             ] {
                 tx.execute(sql, params![key_id]).map_err(unavailable)?;
@@ -766,6 +785,98 @@ impl Store for SqliteStore {
                 tx.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0)).map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
             Ok(stored)
+        })
+        .await
+    }
+
+    async fn create_grant(&self, grant: &GrantRecord) -> StoreResult<()> {
+        let g = grant.clone();
+        self.write(move |conn| {
+            inserted(conn.execute(
+                &format!("INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                params![
+                    g.grant_id,
+                    g.key_id,
+                    g.name,
+                    g.grantee_principal,
+                    g.retiring_principal,
+                    g.operations,
+                    g.constraints,
+                    g.issuing_principal,
+                    g.created_ms,
+                    g.token
+                ],
+            ))
+        })
+        .await
+    }
+
+    async fn get_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>> {
+        let id = grant_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = ?1"))
+                .and_then(|mut st| st.query_row(params![id], grant_from_row).optional())
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn list_grants(&self, key_id: &str) -> StoreResult<Vec<GrantRecord>> {
+        let id = key_id.to_owned();
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 ORDER BY created_ms, grant_id"))
+                .map_err(unavailable)?;
+            st.query_map(params![id], grant_from_row).and_then(Iterator::collect).map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn list_retirable_grants(&self, retiring_principal: &str) -> StoreResult<Vec<GrantRecord>> {
+        let p = retiring_principal.to_owned();
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = ?1 ORDER BY created_ms, grant_id"))
+                .map_err(unavailable)?;
+            st.query_map(params![p], grant_from_row).and_then(Iterator::collect).map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn delete_grant(&self, grant_id: &str) -> StoreResult<()> {
+        let id = grant_id.to_owned();
+        self.write(move |conn| {
+            let n = conn.execute("DELETE FROM grants WHERE grant_id = ?1", params![id]).map_err(unavailable)?;
+            if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+        })
+        .await
+    }
+
+    async fn create_account(&self, account: &AccountRecord, root_key: &AccessKeyRecord) -> StoreResult<()> {
+        let (a, k) = (account.clone(), root_key.clone());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            inserted(tx.execute(
+                "INSERT INTO accounts (account_id, name, created_ms) VALUES (?1, ?2, ?3)",
+                params![a.account_id, a.name, a.created_ms],
+            ))?;
+            inserted(tx.execute(
+                "INSERT INTO access_keys (access_key_id, sealed_secret, account_id, principal_arn, status, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![k.access_key_id, k.sealed_secret, k.account_id, k.principal_arn, k.status, k.created_ms],
+            ))?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>> {
+        self.read(move |conn| {
+            let mut st =
+                conn.prepare_cached("SELECT account_id, name, created_ms FROM accounts ORDER BY account_id").map_err(unavailable)?;
+            st.query_map([], |r| Ok(AccountRecord { account_id: r.get(0)?, name: r.get(1)?, created_ms: r.get(2)? }))
+                .and_then(Iterator::collect)
+                .map_err(unavailable)
         })
         .await
     }

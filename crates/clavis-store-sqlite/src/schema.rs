@@ -102,6 +102,27 @@ const MIGRATIONS: &[&str] = &[
 ",
     // Users created before roles existed keep full key access.
     "ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'manager';",
+    "
+    CREATE TABLE grants (
+        grant_id            TEXT PRIMARY KEY,
+        key_id              TEXT NOT NULL,
+        name                TEXT,
+        grantee_principal   TEXT NOT NULL,
+        retiring_principal  TEXT,
+        operations          TEXT NOT NULL,
+        constraints         TEXT,
+        issuing_principal   TEXT NOT NULL,
+        created_ms          INTEGER NOT NULL,
+        token               TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX grants_key ON grants (key_id, created_ms, grant_id);
+    CREATE INDEX grants_retiring ON grants (retiring_principal, created_ms, grant_id) WHERE retiring_principal IS NOT NULL;
+    CREATE TABLE accounts (
+        account_id  TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL
+    ) STRICT;
+",
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.

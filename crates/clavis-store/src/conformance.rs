@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Assertions are the point of a test suite.
 
 use crate::{
-    AccessKeyRecord, AliasRecord, DeletionRequest, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, Tag, UserRecord,
+    AccessKeyRecord, AccountRecord, AliasRecord, DeletionRequest, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Store,
+    StoreError, Tag, UserRecord,
 };
 
 fn key(id: &str, account: &str, region: &str) -> KeyRecord {
@@ -57,6 +58,70 @@ pub async fn run(store: &dyn Store) {
     lifecycle(store).await;
     users(store).await;
     imports(store).await;
+    grants(store).await;
+    accounts(store).await;
+}
+
+async fn grants(s: &dyn Store) {
+    let k = key("44444444-4444-4444-4444-444444444444", "111111111111", "us-east-1");
+    s.create_key(&k, Some(&material(&k.key_id, 1)), &[]).await.unwrap();
+    let grant = |id: &str, created_ms: i64, retiring: Option<&str>| GrantRecord {
+        grant_id: id.into(),
+        key_id: k.key_id.clone(),
+        name: Some(format!("name-{id}")),
+        grantee_principal: "arn:aws:iam::111111111111:user/app".into(),
+        retiring_principal: retiring.map(str::to_owned),
+        operations: "Decrypt,Encrypt".into(),
+        constraints: Some(r#"{"EncryptionContextEquals":{"a":"b"}}"#.into()),
+        issuing_principal: "arn:aws:iam::111111111111:root".into(),
+        created_ms,
+        token: format!("token-{id}"),
+    };
+    let ops = "arn:aws:iam::111111111111:user/ops";
+    let (g1, g2, g3) = (grant("bb", 10, Some(ops)), grant("aa", 20, None), grant("cc", 10, Some(ops)));
+    for g in [&g1, &g2, &g3] {
+        s.create_grant(g).await.unwrap();
+    }
+    assert!(matches!(s.create_grant(&g1).await, Err(StoreError::AlreadyExists)));
+    assert_eq!(s.get_grant("bb").await.unwrap().as_ref(), Some(&g1));
+    assert_eq!(s.get_grant("zz").await.unwrap(), None);
+    let ids = |v: Vec<GrantRecord>| v.into_iter().map(|g| g.grant_id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_grants(&k.key_id).await.unwrap()), ["bb", "cc", "aa"], "ordered by creation time, then id");
+    assert_eq!(ids(s.list_retirable_grants(ops).await.unwrap()), ["bb", "cc"]);
+    assert!(s.list_retirable_grants("arn:aws:iam::111111111111:user/nobody").await.unwrap().is_empty());
+    s.delete_grant("bb").await.unwrap();
+    assert!(matches!(s.delete_grant("bb").await, Err(StoreError::NotFound)));
+    assert_eq!(ids(s.list_grants(&k.key_id).await.unwrap()), ["cc", "aa"]);
+    // Destroying the key destroys its grants.
+    s.destroy_key(&k.key_id, 1).await.unwrap();
+    assert!(s.list_grants(&k.key_id).await.unwrap().is_empty());
+    assert_eq!(s.get_grant("aa").await.unwrap(), None);
+}
+
+async fn accounts(s: &dyn Store) {
+    let root_key = |id: &str, account: &str| AccessKeyRecord {
+        access_key_id: id.into(),
+        sealed_secret: vec![2; 40],
+        account_id: account.into(),
+        principal_arn: format!("arn:aws:iam::{account}:root"),
+        status: "Active".into(),
+        created_ms: 4,
+    };
+    let acct = |id: &str| AccountRecord { account_id: id.into(), name: format!("tenant {id}"), created_ms: 4 };
+    s.create_account(&acct("333333333333"), &root_key("AKIAROOT300000000001", "333333333333")).await.unwrap();
+    s.create_account(&acct("222222222222"), &root_key("AKIAROOT200000000001", "222222222222")).await.unwrap();
+    assert!(matches!(
+        s.create_account(&acct("333333333333"), &root_key("AKIAROOT300000000002", "333333333333")).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(s.get_access_key("AKIAROOT300000000002").await.unwrap().is_none(), "a refused account creates no access key");
+    assert!(matches!(
+        s.create_account(&acct("444444444444"), &root_key("AKIAROOT300000000001", "444444444444")).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    let ids: Vec<String> = s.list_accounts().await.unwrap().into_iter().map(|a| a.account_id).collect();
+    assert_eq!(ids, ["222222222222", "333333333333"], "a refused account is not created");
+    assert_eq!(s.get_access_key("AKIAROOT200000000001").await.unwrap().unwrap().principal_arn, "arn:aws:iam::222222222222:root");
 }
 
 async fn imports(s: &dyn Store) {

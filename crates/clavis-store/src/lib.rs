@@ -11,7 +11,10 @@ mod error;
 mod records;
 
 pub use error::StoreError;
-pub use records::{AccessKeyRecord, AliasRecord, DeletionRequest, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Tag, UserRecord};
+pub use records::{
+    AccessKeyRecord, AccountRecord, AliasRecord, DeletionRequest, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Tag,
+    UserRecord,
+};
 
 /// Result alias for storage operations.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -49,7 +52,7 @@ pub trait Store: Send + Sync + 'static {
     /// Every material version of a key (sealed bytes included), ordered by version.
     async fn list_materials(&self, key_id: &str) -> StoreResult<Vec<KeyMaterialRecord>>;
 
-    /// Destroys a key: its record, every material version, its tags and aliases, in one
+    /// Destroys a key: its record, every material version, its tags, aliases and grants, in one
     /// transaction, and then makes sure the bytes are gone from the storage files (not only
     /// unlinked from an index). [`StoreError::Conflict`] if the record changed since
     /// `expected_revision`.
@@ -161,4 +164,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sets a deployment-wide setting only if it is not yet set; returns the value now stored.
     async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String>;
+
+    /// Stores a grant. [`StoreError::AlreadyExists`] if its id is taken.
+    async fn create_grant(&self, grant: &GrantRecord) -> StoreResult<()>;
+
+    /// The grant with this id.
+    async fn get_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>>;
+
+    /// The grants on a key, ordered by creation time then id.
+    async fn list_grants(&self, key_id: &str) -> StoreResult<Vec<GrantRecord>>;
+
+    /// The grants a principal may retire (it is their retiring principal), ordered by creation
+    /// time then id.
+    async fn list_retirable_grants(&self, retiring_principal: &str) -> StoreResult<Vec<GrantRecord>>;
+
+    /// Deletes a grant. [`StoreError::NotFound`] if unknown.
+    async fn delete_grant(&self, grant_id: &str) -> StoreResult<()>;
+
+    /// Creates an account with its root access key, in one transaction.
+    /// [`StoreError::AlreadyExists`] if the account id or the access key id is taken.
+    async fn create_account(&self, account: &AccountRecord, root_key: &AccessKeyRecord) -> StoreResult<()>;
+
+    /// The accounts created by operators, ordered by id.
+    async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>>;
 }

@@ -178,3 +178,40 @@ impl std::fmt::Debug for ImportParamsRecord {
         f.debug_struct("ImportParamsRecord").field("key_id", &self.key_id).field("used", &self.used).finish_non_exhaustive()
     }
 }
+
+/// A grant: a permission on one key for one grantee principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// The grant's id (64 hex characters).
+    pub grant_id: String,
+    /// The key it is on.
+    pub key_id: String,
+    /// The optional name (idempotency of CreateGrant).
+    pub name: Option<String>,
+    /// Who may use it.
+    pub grantee_principal: String,
+    /// Who may retire it, besides the grantee when `RetireGrant` is among its operations.
+    pub retiring_principal: Option<String>,
+    /// The operations it allows (AWS names), comma-separated.
+    pub operations: String,
+    /// Its constraints as a JSON object (`EncryptionContextEquals` / `...Subset`), if any.
+    pub constraints: Option<String>,
+    /// The principal that created it.
+    pub issuing_principal: String,
+    /// Creation time.
+    pub created_ms: i64,
+    /// The grant token handed out by CreateGrant.
+    pub token: String,
+}
+
+/// An account (tenant) created by an operator; the initial account is the `account_id`
+/// setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    /// 12 digits.
+    pub account_id: String,
+    /// A display name.
+    pub name: String,
+    /// Creation time.
+    pub created_ms: i64,
+}
