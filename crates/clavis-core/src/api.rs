@@ -181,6 +181,90 @@ request!(
     /// GetKeyPolicy.
     GetKeyPolicyRequest { key_id: String, policy_name: String }
 );
+request!(
+    /// PutKeyPolicy.
+    PutKeyPolicyRequest { key_id: String, policy_name: String, policy: String, bypass_policy_lockout_safety_check: bool }
+);
+
+/// Grant constraints as on the wire.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct GrantConstraints {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context_subset: Option<ContextMap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context_equals: Option<ContextMap>,
+}
+
+request!(
+    /// CreateGrant.
+    CreateGrantRequest {
+        key_id: String,
+        grantee_principal: String,
+        retiring_principal: String,
+        operations: Vec<String>,
+        constraints: GrantConstraints,
+        grant_tokens: Vec<String>,
+        name: String,
+        dry_run: bool,
+    }
+);
+request!(
+    /// ListGrants.
+    ListGrantsRequest { limit: i64, marker: String, key_id: String, grant_id: String, grantee_principal: String }
+);
+request!(
+    /// ListRetirableGrants.
+    ListRetirableGrantsRequest { limit: i64, marker: String, retiring_principal: String }
+);
+request!(
+    /// RetireGrant.
+    RetireGrantRequest { grant_token: String, key_id: String, grant_id: String, dry_run: bool }
+);
+request!(
+    /// RevokeGrant.
+    RevokeGrantRequest { key_id: String, grant_id: String, dry_run: bool }
+);
+
+/// CreateGrant response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct CreateGrantResponse {
+    pub grant_token: String,
+    pub grant_id: String,
+}
+
+/// One grant in ListGrants / ListRetirableGrants.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct GrantListEntry {
+    pub key_id: String,
+    pub grant_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub creation_date: f64,
+    pub grantee_principal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retiring_principal: Option<String>,
+    pub issuing_account: String,
+    pub operations: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<GrantConstraints>,
+}
+
+/// ListGrants / ListRetirableGrants response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListGrantsResponse {
+    pub grants: Vec<GrantListEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+    pub truncated: bool,
+}
 
 /// A tag as it appears on the wire.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -525,7 +609,15 @@ pub struct AdvanceTestClockResponse {
 
 request!(
     /// ClavisAdmin.CreateUser.
-    CreateUserRequest { user_name: String, role: String }
+    CreateUserRequest { user_name: String, role: String, account_id: String }
+);
+request!(
+    /// ClavisAdmin.CreateAccount.
+    CreateAccountRequest { account_id: String, account_name: String }
+);
+request!(
+    /// ClavisAdmin.ListAccounts.
+    ListAccountsRequest { marker: String }
 );
 request!(
     /// ClavisAdmin.ListUsers.
@@ -555,6 +647,34 @@ pub struct NewAccessKey {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub status: String,
+}
+
+/// An account in ClavisAdmin responses.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct AccountEntry {
+    pub account_id: String,
+    pub account_name: String,
+    pub arn: String,
+    pub create_date: f64,
+}
+
+/// ClavisAdmin.CreateAccount response: the account and its root access key (shown once).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct CreateAccountResponse {
+    pub account: AccountEntry,
+    pub access_key: NewAccessKey,
+}
+
+/// ClavisAdmin.ListAccounts response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListAccountsResponse {
+    pub accounts: Vec<AccountEntry>,
 }
 
 /// ClavisAdmin.CreateUser response.

@@ -9,6 +9,7 @@
 
 use crate::api::*;
 use crate::keys::{Key, material_seal_context};
+use crate::service::Access;
 use crate::service::{key_not_found, secs};
 use crate::types::KeyState;
 use crate::{Caller, Kms, KmsError, validate};
@@ -67,7 +68,7 @@ impl Kms {
                 "Wrapping algorithm {alg} is not supported; use RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256."
             )));
         }
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for_no_alias(caller, Access::to("GetParametersForImport"), req.key_id.as_deref(), "keyId").await?;
         Self::require_external(&key)?;
         if key.state == KeyState::PendingDeletion {
             return Err(key.invalid_state(key.state));
@@ -126,7 +127,7 @@ impl Kms {
         let import_type = req.import_type.as_deref().unwrap_or("EXISTING_KEY_MATERIAL");
         validate::one_of(import_type, "importType", &["EXISTING_KEY_MATERIAL", "NEW_KEY_MATERIAL"])?;
         let new_material = import_type == "NEW_KEY_MATERIAL";
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for_no_alias(caller, Access::to("ImportKeyMaterial"), req.key_id.as_deref(), "keyId").await?;
         Self::require_external(&key)?;
         if new_material {
             if !matches!(key.state, KeyState::Enabled | KeyState::Disabled) {
@@ -271,7 +272,7 @@ impl Kms {
     /// DeleteImportedKeyMaterial: the material is erased and the key returns to PendingImport.
     pub async fn delete_imported_key_material(&self, caller: &Caller, req: KeyIdRequest) -> Result<Empty, KmsError> {
         self.authorize(caller, "DeleteImportedKeyMaterial")?;
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for_no_alias(caller, Access::to("DeleteImportedKeyMaterial"), req.key_id.as_deref(), "keyId").await?;
         Self::require_external(&key)?;
         self.remove_imported_material(&key, "deleted").await?;
         Ok(Empty {})

@@ -1,13 +1,15 @@
 //! Identities: users of an account and their access keys, managed through the administration
 //! API by administrators (the account root, or users with the `admin` role). Each user has a
-//! built-in role (`Role`) that decides what it may do; key policies and grants arrive later.
+//! built-in role (`Role`): the most it may do. Operations on keys also need the key's policy or a
+//! grant (`Kms::authorize_key`). Accounts (tenants) are created by the operator's administrators.
 
 use crate::api::*;
 use crate::keys::access_key_seal_context;
 use crate::service::secs;
+use crate::types::AccountId;
 use crate::{Caller, Kms, KmsError, validate};
 use clavis_crypto::SecretBytes;
-use clavis_store::{AccessKeyRecord, StoreError, UserRecord};
+use clavis_store::{AccessKeyRecord, AccountRecord, StoreError, UserRecord};
 
 /// Characters of access key ids (base32, as AWS's).
 const AKID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -42,7 +44,12 @@ impl Kms {
         }
         let role = req.role.unwrap_or_else(|| "reader".to_owned());
         validate::one_of(&role, "role", &["admin", "manager", "writer", "reader"])?;
-        let account = caller.account.as_str();
+        let account = match req.account_id.as_deref() {
+            None => caller.account.as_str().to_owned(),
+            Some(a) if a == caller.account.as_str() => a.to_owned(),
+            Some(a) => self.other_account(caller, a).await?,
+        };
+        let account = account.as_str();
         let arn = format!("arn:aws:iam::{account}:user/{name}");
         let now = self.clock.now_ms();
         let (access_key_id, secret) = generate_access_key()?;
@@ -70,6 +77,104 @@ impl Kms {
                 status: "Active".to_owned(),
             },
         })
+    }
+
+    /// Checks that the caller may administer another account: it must be an administrator of
+    /// the operator's account (the one made at first start), and the account must exist.
+    async fn other_account(&self, caller: &Caller, account: &str) -> Result<String, KmsError> {
+        let operator = self.account_id().await?;
+        if operator.as_ref() != Some(&caller.account) {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to administer account {account}: only administrators of the operator's account can",
+                caller.principal_arn
+            )));
+        }
+        if !self.store.list_accounts().await?.iter().any(|a| a.account_id == account) {
+            return Err(KmsError::NotFound(format!("The account {account} does not exist.")));
+        }
+        Ok(account.to_owned())
+    }
+
+    /// ClavisAdmin.CreateAccount: a new account (tenant) and its root access key, whose secret
+    /// is in this response and nowhere else. Only administrators of the operator's account (the
+    /// one made at first start) may create accounts. The new account's root is its
+    /// administrator; its keys and users are invisible to other accounts except where a key
+    /// policy or grant shares a key.
+    pub async fn create_account(&self, caller: &Caller, req: CreateAccountRequest) -> Result<CreateAccountResponse, KmsError> {
+        self.authorize(caller, "CreateAccount")?;
+        if self.account_id().await?.as_ref() != Some(&caller.account) {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: clavis:CreateAccount because only the operator's account can create accounts",
+                caller.principal_arn
+            )));
+        }
+        let name = req.account_name.unwrap_or_default();
+        validate::str_len(&name, "accountName", 0, 64)?;
+        let account_id = match req.account_id {
+            Some(id) => AccountId::parse(&id).ok_or_else(|| {
+                KmsError::validation(format!("Value '{id}' at 'accountId' failed to satisfy constraint: Member must be 12 digits"))
+            })?,
+            None => {
+                let digits: String = clavis_crypto::random::bytes(12)?.iter().map(|b| char::from(b'0' + b % 10)).collect();
+                // Never starting with 0, like AWS's.
+                AccountId::parse(&format!("{}{}", char::from(b'1' + digits.as_bytes()[0] % 9), &digits[1..]))
+                    .ok_or_else(|| KmsError::Internal("generated account id".into()))?
+            }
+        };
+        if account_id == caller.account {
+            return Err(KmsError::AlreadyExists(format!("The account {} already exists.", account_id.as_str())));
+        }
+        let now = self.clock.now_ms();
+        let (access_key_id, secret) = generate_access_key()?;
+        let sealed_secret = self.root.seal(&access_key_seal_context(&access_key_id), &secret)?;
+        let record = AccountRecord { account_id: account_id.as_str().to_owned(), name: name.clone(), created_ms: now };
+        let key = AccessKeyRecord {
+            access_key_id: access_key_id.clone(),
+            sealed_secret,
+            account_id: account_id.as_str().to_owned(),
+            principal_arn: account_id.root_arn(),
+            status: "Active".to_owned(),
+            created_ms: now,
+        };
+        match self.store.create_account(&record, &key).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists) => {
+                return Err(KmsError::AlreadyExists(format!("The account {} already exists.", account_id.as_str())));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(CreateAccountResponse {
+            account: AccountEntry { arn: account_id.root_arn(), account_id: record.account_id, account_name: name, create_date: secs(now) },
+            access_key: NewAccessKey {
+                access_key_id,
+                secret_access_key: String::from_utf8_lossy(secret.expose_secret()).into_owned(),
+                status: "Active".to_owned(),
+            },
+        })
+    }
+
+    /// ClavisAdmin.ListAccounts: the operator's account and those created since (operator
+    /// administrators only; another account's administrator sees its own).
+    pub async fn list_accounts(&self, caller: &Caller, _req: ListAccountsRequest) -> Result<ListAccountsResponse, KmsError> {
+        self.authorize(caller, "ListAccounts")?;
+        let operator = self.account_id().await?;
+        let mut accounts = Vec::new();
+        if let Some(op) = &operator {
+            accounts.push(AccountEntry {
+                account_id: op.as_str().to_owned(),
+                account_name: "operator".to_owned(),
+                arn: op.root_arn(),
+                create_date: 0.0,
+            });
+        }
+        for a in self.store.list_accounts().await? {
+            let arn = format!("arn:aws:iam::{}:root", a.account_id);
+            accounts.push(AccountEntry { account_id: a.account_id, account_name: a.name, arn, create_date: secs(a.created_ms) });
+        }
+        if operator.as_ref() != Some(&caller.account) {
+            accounts.retain(|a| a.account_id == caller.account.as_str());
+        }
+        Ok(ListAccountsResponse { accounts })
     }
 
     /// ClavisAdmin.ListUsers.

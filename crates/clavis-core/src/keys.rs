@@ -5,6 +5,7 @@
 //! buffers are wiped when the last reference drops.
 
 use crate::KmsError;
+use crate::policy::Policy;
 use crate::types::{KeyId, KeyState, key_arn};
 use clavis_crypto::aead::AeadKey;
 use clavis_store::KeyRecord;
@@ -19,6 +20,9 @@ pub(crate) struct Key {
     pub id: KeyId,
     pub state: KeyState,
     pub arn: String,
+    /// The parsed key policy. A stored document that no longer parses (possible only for keys
+    /// created before policies were validated) becomes a policy that allows nothing.
+    pub policy: Arc<Policy>,
 }
 
 impl Key {
@@ -27,7 +31,8 @@ impl Key {
         let state = KeyState::parse(&rec.key_state)
             .ok_or_else(|| KmsError::Internal(format!("stored key {} has unknown state {:?}", rec.key_id, rec.key_state)))?;
         let arn = key_arn(&rec.region, &rec.account_id, &rec.key_id);
-        Ok(Key { rec: Arc::new(rec), id, state, arn })
+        let policy = Arc::new(Policy::parse(&rec.policy).unwrap_or_else(|_| Policy::empty()));
+        Ok(Key { rec: Arc::new(rec), id, state, arn, policy })
     }
 
     /// The key may be used for cryptography only when Enabled; otherwise the AWS error for its

@@ -13,6 +13,7 @@ mod byok;
 pub mod ciphertext;
 mod clock;
 mod error;
+mod grants;
 pub mod identity;
 mod keys;
 mod lifecycle;

@@ -8,6 +8,7 @@
 
 use crate::api::*;
 use crate::keys::{Key, material_seal_context};
+use crate::service::Access;
 use crate::service::{key_not_found, secs};
 use crate::types::{KeyId, KeyState};
 use crate::{Caller, Kms, KmsError, validate};
@@ -96,10 +97,10 @@ impl Kms {
         let days = req.rotation_period_in_days.unwrap_or(365);
         validate::int_range(days, "rotationPeriodInDays", 90, 2560)?;
         let days = u32::try_from(days).unwrap_or(365);
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for_no_alias(caller, Access::to("EnableKeyRotation"), req.key_id.as_deref(), "keyId").await?;
         Self::require_rotatable(&key)?;
         let now = self.clock.now_ms();
-        self.update_key(caller, key, |k| {
+        self.update_key(key, |k| {
             Self::require_state(k, &[KeyState::Enabled])?;
             // Re-enabling with a different period keeps the last rotation as the reference.
             let next = now + i64::from(days) * DAY_MS;
@@ -112,9 +113,9 @@ impl Kms {
     /// DisableKeyRotation.
     pub async fn disable_key_rotation(&self, caller: &Caller, req: KeyIdRequest) -> Result<Empty, KmsError> {
         self.authorize(caller, "DisableKeyRotation")?;
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for_no_alias(caller, Access::to("DisableKeyRotation"), req.key_id.as_deref(), "keyId").await?;
         Self::require_rotatable(&key)?;
-        self.update_key(caller, key, |k| {
+        self.update_key(key, |k| {
             Self::require_state(k, &[KeyState::Enabled])?;
             if k.rec.rotation_period_days.is_none() {
                 return Ok(None);
@@ -128,7 +129,7 @@ impl Kms {
     /// GetKeyRotationStatus (imported keys report automatic rotation off).
     pub async fn get_key_rotation_status(&self, caller: &Caller, req: KeyIdRequest) -> Result<GetKeyRotationStatusResponse, KmsError> {
         self.authorize(caller, "GetKeyRotationStatus")?;
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for_no_alias(caller, Access::to("GetKeyRotationStatus"), req.key_id.as_deref(), "keyId").await?;
         if key.rec.origin != "EXTERNAL" {
             Self::require_rotatable(&key)?;
         }
@@ -159,7 +160,7 @@ impl Kms {
     /// an imported key the new version is the material staged with ImportType NEW_KEY_MATERIAL.
     pub async fn rotate_key_on_demand(&self, caller: &Caller, req: KeyIdRequest) -> Result<KeyIdResponse, KmsError> {
         self.authorize(caller, "RotateKeyOnDemand")?;
-        let mut key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let mut key = self.key_for_no_alias(caller, Access::to("RotateKeyOnDemand"), req.key_id.as_deref(), "keyId").await?;
         if key.rec.origin == "EXTERNAL" && key.rec.key_spec == "SYMMETRIC_DEFAULT" {
             Self::require_state(&key, &[KeyState::Enabled])?;
             self.check_on_demand_limit(&key).await?;
@@ -171,7 +172,7 @@ impl Kms {
             self.check_on_demand_limit(&key).await?;
             match self.add_version(&key, "ON_DEMAND").await {
                 Ok(k) => return Ok(KeyIdResponse { key_id: k.arn }),
-                Err(StoreError::Conflict) => key = self.load_key_fresh(caller, &key.id).await?,
+                Err(StoreError::Conflict) => key = self.load_key_fresh(&key).await?,
                 Err(StoreError::NotFound) => return Err(key_not_found(&key.rec.region, &key.rec.account_id, &key.rec.key_id)),
                 Err(e) => return Err(e.into()),
             }
@@ -187,7 +188,7 @@ impl Kms {
             Some(m) => m.parse::<u32>().map_err(|_| KmsError::InvalidMarker)?,
             None => 1,
         };
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for_no_alias(caller, Access::to("ListKeyRotations"), req.key_id.as_deref(), "keyId").await?;
         if key.rec.origin != "EXTERNAL" {
             Self::require_rotatable(&key)?;
         }
@@ -228,13 +229,13 @@ impl Kms {
         let days = req.pending_window_in_days.unwrap_or(30);
         validate::int_range(days, "pendingWindowInDays", 7, 30)?;
         let window_days = u32::try_from(days).unwrap_or(30);
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for_no_alias(caller, Access::to("ScheduleKeyDeletion"), req.key_id.as_deref(), "keyId").await?;
         let now = self.clock.now_ms();
         let me = caller.principal_arn.clone();
         // The request this call approved, if any (set inside the retried closure).
         let approved: std::sync::Mutex<Option<DeletionRequest>> = std::sync::Mutex::new(None);
         let key = self
-            .update_key(caller, key, |k| {
+            .update_key(key, |k| {
                 // A retried attempt must not report an approval from an attempt that lost.
                 if let Ok(mut a) = approved.lock() {
                     *a = None;
@@ -302,9 +303,9 @@ impl Kms {
     /// also withdraws a deletion request that waits for approval (the key's state is unchanged).
     pub async fn cancel_key_deletion(&self, caller: &Caller, req: KeyIdRequest) -> Result<KeyIdResponse, KmsError> {
         self.authorize(caller, "CancelKeyDeletion")?;
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for_no_alias(caller, Access::to("CancelKeyDeletion"), req.key_id.as_deref(), "keyId").await?;
         let key = self
-            .update_key(caller, key, |k| {
+            .update_key(key, |k| {
                 if k.state == KeyState::PendingDeletion {
                     return Ok(Some(KeyRecord {
                         key_state: KeyState::Disabled.as_str().to_owned(),
@@ -325,8 +326,8 @@ impl Kms {
     /// principals. Irreversible, so that one principal cannot switch it off and delete alone.
     pub async fn enable_key_dual_authorization(&self, caller: &Caller, req: EnableKeyDualAuthorizationRequest) -> Result<Empty, KmsError> {
         self.authorize(caller, "EnableKeyDualAuthorization")?;
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
-        self.update_key(caller, key, |k| {
+        let key = self.key_for_no_alias(caller, Access::to("EnableKeyDualAuthorization"), req.key_id.as_deref(), "keyId").await?;
+        self.update_key(key, |k| {
             Self::require_state(k, &[KeyState::Enabled, KeyState::Disabled, KeyState::PendingImport])?;
             if k.rec.dual_auth {
                 return Ok(None);

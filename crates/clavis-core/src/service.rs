@@ -6,6 +6,7 @@ use crate::api::*;
 use crate::audit::{self, AuditInput, AuditSink};
 use crate::ciphertext::{self, Header};
 use crate::keys::{Key, KeyCache, MaterialCache, access_key_seal_context, material_seal_context};
+use crate::policy::Policy;
 use crate::types::{AccountId, AliasName, EncryptionContext, KeyId, KeyRef, KeyState, Region, Role, alias_arn, key_arn};
 use crate::validate;
 use crate::{Clock, KmsError, TestClock};
@@ -37,7 +38,45 @@ pub struct Caller {
     pub access_key_id: String,
     /// The caller's built-in role.
     pub role: Role,
+    /// The client's address (for `aws:SourceIp` conditions), when known.
+    pub source_ip: Option<std::net::IpAddr>,
 }
+
+/// What a request does with a key, for the key-level authorization ([`Kms::authorize_key`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Access<'a> {
+    /// The policy action without its `kms:` prefix (`Encrypt`, `ReEncryptFrom`, ...).
+    pub action: &'static str,
+    /// The request's encryption context, for the operations that take one.
+    pub context: Option<&'a EncryptionContext>,
+    /// For CreateGrant: the grant asked for, which policy conditions and parent grants test.
+    pub new_grant: Option<&'a crate::grants::GrantSpec>,
+}
+
+impl Access<'_> {
+    /// An action with no encryption context.
+    pub fn to(action: &'static str) -> Access<'static> {
+        Access { action, context: None, new_grant: None }
+    }
+}
+
+/// The operations a principal of another account may perform on a key, when the key's policy
+/// or a grant allows it (the AWS list, restricted to what Clavis implements). Every other
+/// operation names only keys of the caller's own account.
+const CROSS_ACCOUNT_ACTIONS: &[&str] = &[
+    "CreateGrant",
+    "Decrypt",
+    "DescribeKey",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GetKeyRotationStatus",
+    "ListGrants",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "RetireGrant",
+    "RevokeGrant",
+];
 
 /// An access key with its unsealed secret, for SigV4 verification.
 pub struct Credential {
@@ -208,7 +247,9 @@ impl Kms {
         Ok(users.iter().find(|u| u.arn == principal_arn).and_then(|u| Role::parse(&u.role)).unwrap_or(Role::Reader))
     }
 
-    /// The authorization decision for every operation: the caller's role must allow it.
+    /// The first authorization step of every operation: the caller's role must allow it. The
+    /// role is a ceiling; an operation on a key also needs the key's policy or a grant
+    /// ([`Kms::authorize_key`]).
     pub(crate) fn authorize(&self, caller: &Caller, operation: &str) -> Result<(), KmsError> {
         if caller.role.allows(operation) {
             return Ok(());
@@ -222,6 +263,41 @@ impl Kms {
         )))
     }
 
+    /// The second authorization step, for an operation on a key: no `Deny` in the key's policy
+    /// may match, and an `Allow` in it or one of the key's grants must. Runs after the key is
+    /// resolved and before its state is looked at (as AWS does).
+    pub(crate) async fn authorize_key(&self, caller: &Caller, access: Access<'_>, key: &Key) -> Result<(), KmsError> {
+        let action = format!("kms:{}", access.action);
+        let extra = access.new_grant.map(crate::grants::GrantSpec::condition_keys).unwrap_or_default();
+        let extra: Vec<(&str, Vec<String>)> = extra.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let ctx = crate::policy::RequestContext {
+            principal_arn: &caller.principal_arn,
+            principal_account: caller.account.as_str(),
+            action: &action,
+            resource: &key.arn,
+            encryption_context: access.context.map(EncryptionContext::as_map),
+            source_ip: caller.source_ip,
+            extra: &extra,
+        };
+        let refusal = |why: &str| {
+            KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: {action} on resource: {} {why}",
+                caller.principal_arn, key.arn
+            ))
+        };
+        match key.policy.evaluate(&ctx) {
+            crate::policy::Decision::Allow => Ok(()),
+            crate::policy::Decision::ExplicitDeny => Err(refusal("with an explicit deny in a resource-based policy")),
+            crate::policy::Decision::NotApplicable => {
+                if self.grant_allows(caller, key, access).await? {
+                    Ok(())
+                } else {
+                    Err(refusal(&format!("because no resource-based policy allows the {action} action")))
+                }
+            }
+        }
+    }
+
     /// Drops a cached credential (after its status changed or it was deleted).
     pub(crate) fn forget_credential(&self, access_key_id: &str) {
         if let Ok(mut m) = self.credentials.write() {
@@ -231,79 +307,102 @@ impl Kms {
 
     // ----- key resolution -----
 
-    pub(crate) async fn load_key(&self, caller: &Caller, key_id: &KeyId) -> Result<Key, KmsError> {
-        let key = match self.keys.get(key_id) {
-            Some(k) => Some(k),
-            None => match self.store.get_key(&key_id.to_string()).await? {
-                Some(rec) => {
-                    let k = Key::from_record(rec)?;
-                    self.keys.put(&k);
-                    Some(k)
-                }
-                None => None,
-            },
-        };
-        match key {
-            Some(k) if k.rec.account_id == caller.account.as_str() && k.rec.region == caller.region.as_str() => Ok(k),
-            _ => Err(key_not_found(caller.region.as_str(), caller.account.as_str(), &key_id.to_string())),
+    /// The key with this id if it belongs to `account` and `region`.
+    async fn load_key(&self, account: &str, region: &str, key_id: &KeyId) -> Result<Key, KmsError> {
+        match self.store_key(key_id).await? {
+            Some(k) if k.rec.account_id == account && k.rec.region == region => Ok(k),
+            _ => Err(key_not_found(region, account, &key_id.to_string())),
         }
     }
 
-    /// Reads a key from storage, bypassing the cache (before changing it).
-    pub(crate) async fn load_key_fresh(&self, caller: &Caller, key_id: &KeyId) -> Result<Key, KmsError> {
-        let id = key_id.to_string();
-        match self.store.get_key(&id).await? {
-            Some(rec) if rec.account_id == caller.account.as_str() && rec.region == caller.region.as_str() => {
+    /// The key with this id in any account (cached).
+    async fn store_key(&self, key_id: &KeyId) -> Result<Option<Key>, KmsError> {
+        if let Some(k) = self.keys.get(key_id) {
+            return Ok(Some(k));
+        }
+        let Some(rec) = self.store.get_key(&key_id.to_string()).await? else { return Ok(None) };
+        let k = Key::from_record(rec)?;
+        self.keys.put(&k);
+        Ok(Some(k))
+    }
+
+    /// Reads a key from storage again, bypassing the cache (before changing it).
+    pub(crate) async fn load_key_fresh(&self, key: &Key) -> Result<Key, KmsError> {
+        match self.store.get_key(&key.rec.key_id).await? {
+            Some(rec) if rec.account_id == key.rec.account_id && rec.region == key.rec.region => {
                 let k = Key::from_record(rec)?;
                 self.keys.put(&k);
                 Ok(k)
             }
-            _ => Err(key_not_found(caller.region.as_str(), caller.account.as_str(), &id)),
+            _ => Err(key_not_found(&key.rec.region, &key.rec.account_id, &key.rec.key_id)),
         }
     }
 
-    async fn resolve_alias(&self, caller: &Caller, alias_name: &str) -> Result<Key, KmsError> {
-        let (region, account) = (caller.region.as_str(), caller.account.as_str());
+    async fn resolve_alias(&self, account: &str, region: &str, alias_name: &str) -> Result<Key, KmsError> {
         let alias = self.store.get_alias(account, region, alias_name).await?.ok_or_else(|| alias_not_found(region, account, alias_name))?;
         let id = KeyId::parse(&alias.target_key_id).ok_or_else(|| KmsError::Internal("alias target is not a key id".into()))?;
-        self.load_key(caller, &id).await
+        self.load_key(account, region, &id).await
     }
 
-    /// Resolves any `KeyId` form, aliases included.
-    async fn resolve(&self, caller: &Caller, key_ref: &KeyRef) -> Result<Key, KmsError> {
+    /// Resolves any `KeyId` form, aliases included. A key id or alias name means the caller's
+    /// account; an ARN may name another account's key only for the actions AWS allows across
+    /// accounts (authorization then decides).
+    async fn resolve(&self, caller: &Caller, action: &str, key_ref: &KeyRef) -> Result<Key, KmsError> {
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
+        let reachable = |a: &str| a == account || CROSS_ACCOUNT_ACTIONS.contains(&action);
         match key_ref {
-            KeyRef::Id(id) => self.load_key(caller, id).await,
+            KeyRef::Id(id) => self.load_key(account, region, id).await,
             KeyRef::Arn { region: r, account: a, key_id } => {
-                if r != region || a != account {
+                if r != region || !reachable(a) {
                     return Err(KmsError::NotFound(format!("Key '{}' does not exist", key_arn(r, a, &key_id.to_string()))));
                 }
-                self.load_key(caller, key_id).await
+                self.load_key(a, r, key_id).await
             }
-            KeyRef::Alias(name) => self.resolve_alias(caller, name).await,
+            KeyRef::Alias(name) => self.resolve_alias(account, region, name).await,
             KeyRef::AliasArn { region: r, account: a, alias_name } => {
-                if r != region || a != account {
+                if r != region || !reachable(a) {
                     return Err(alias_not_found(r, a, alias_name));
                 }
-                self.resolve_alias(caller, alias_name).await
+                self.resolve_alias(a, r, alias_name).await
             }
         }
     }
 
-    /// Parses and resolves a `KeyId` member where AWS accepts aliases.
-    pub(crate) async fn key_for(&self, caller: &Caller, key_id: Option<&str>, field: &str) -> Result<Key, KmsError> {
-        let raw = validate::required(key_id, field)?;
-        self.resolve(caller, &KeyRef::parse(raw, field)?).await
+    /// Resolves a key id or key ARN without the key-level authorization, for the operations
+    /// that decide access themselves (RetireGrant).
+    pub(crate) async fn key_unauthorized(&self, caller: &Caller, action: &str, raw: &str) -> Result<Key, KmsError> {
+        let key_ref = KeyRef::parse(raw, "keyId")?;
+        if key_ref.is_alias() {
+            return Err(KmsError::NotFound(format!("Invalid keyId '{raw}': this operation accepts a key id or key ARN, not an alias.")));
+        }
+        self.resolve(caller, action, &key_ref).await
     }
 
-    /// Parses and resolves a `KeyId` member where AWS accepts only a key id or key ARN.
-    pub(crate) async fn key_for_no_alias(&self, caller: &Caller, key_id: Option<&str>, field: &str) -> Result<Key, KmsError> {
+    /// Resolves a `KeyId` member where AWS accepts aliases, and authorizes `access` on it.
+    pub(crate) async fn key_for(&self, caller: &Caller, access: Access<'_>, key_id: Option<&str>, field: &str) -> Result<Key, KmsError> {
+        let raw = validate::required(key_id, field)?;
+        let key = self.resolve(caller, access.action, &KeyRef::parse(raw, field)?).await?;
+        self.authorize_key(caller, access, &key).await?;
+        Ok(key)
+    }
+
+    /// Resolves a `KeyId` member where AWS accepts only a key id or key ARN, and authorizes
+    /// `access` on it.
+    pub(crate) async fn key_for_no_alias(
+        &self,
+        caller: &Caller,
+        access: Access<'_>,
+        key_id: Option<&str>,
+        field: &str,
+    ) -> Result<Key, KmsError> {
         let raw = validate::required(key_id, field)?;
         let key_ref = KeyRef::parse(raw, field)?;
         if key_ref.is_alias() {
             return Err(KmsError::NotFound(format!("Invalid keyId '{raw}': this operation accepts a key id or key ARN, not an alias.")));
         }
-        self.resolve(caller, &key_ref).await
+        let key = self.resolve(caller, access.action, &key_ref).await?;
+        self.authorize_key(caller, access, &key).await?;
+        Ok(key)
     }
 
     pub(crate) async fn aead_key(&self, key: &Key, version: u32) -> Result<Arc<AeadKey>, KmsError> {
@@ -324,7 +423,6 @@ impl Kms {
     /// Applies `change` to a key's record with optimistic concurrency, retrying on conflict.
     pub(crate) async fn update_key(
         &self,
-        caller: &Caller,
         mut key: Key,
         change: impl Fn(&Key) -> Result<Option<KeyRecord>, KmsError>,
     ) -> Result<Key, KmsError> {
@@ -340,7 +438,7 @@ impl Kms {
                     self.keys.put(&updated);
                     return Ok(updated);
                 }
-                Err(StoreError::Conflict) => key = self.load_key_fresh(caller, &key.id).await?,
+                Err(StoreError::Conflict) => key = self.load_key_fresh(&key).await?,
                 Err(StoreError::NotFound) => return Err(key_not_found(&key.rec.region, &key.rec.account_id, &key.rec.key_id)),
                 Err(e) => return Err(e.into()),
             }
@@ -370,6 +468,27 @@ impl Kms {
             valid_to: r.valid_to_ms.map(secs),
             expiration_model: r.expiration_model.clone(),
         }
+    }
+
+    /// Refuses a policy under which the caller could not change the policy again (AWS's
+    /// "policy lockout safety check"), unless the caller bypasses the check.
+    fn lockout_check(caller: &Caller, policy: &Policy, key_arn: &str, bypass: Option<bool>) -> Result<(), KmsError> {
+        if bypass == Some(true) {
+            return Ok(());
+        }
+        let ctx = crate::policy::RequestContext {
+            principal_arn: &caller.principal_arn,
+            principal_account: caller.account.as_str(),
+            action: "kms:PutKeyPolicy",
+            resource: key_arn,
+            encryption_context: None,
+            source_ip: caller.source_ip,
+            extra: &[],
+        };
+        if policy.evaluate(&ctx) == crate::policy::Decision::Allow && caller.role.allows("PutKeyPolicy") {
+            return Ok(());
+        }
+        Err(KmsError::MalformedPolicyDocument("The new key policy will not allow you to update the key policy in the future.".into()))
     }
 
     fn default_policy(account: &AccountId) -> String {
@@ -448,19 +567,19 @@ impl Kms {
         if req.multi_region == Some(true) {
             return Err(KmsError::UnsupportedOperation("Multi-Region keys are not supported by Clavis.".into()));
         }
+        let tags = validate::tags(req.tags.as_deref().unwrap_or_default())?;
+        let id = KeyId::generate();
         let policy = match req.policy {
             Some(p) => {
-                validate::str_len(&p, "policy", 1, 32768)?;
-                match serde_json::from_str::<serde_json::Value>(&p) {
-                    Ok(serde_json::Value::Object(_)) => p,
-                    _ => return Err(KmsError::MalformedPolicyDocument("The key policy is not a valid JSON policy document.".into())),
-                }
+                validate::str_len(&p, "policy", 1, crate::policy::MAX_POLICY_BYTES)?;
+                let parsed = Policy::parse(&p)?;
+                let arn = key_arn(caller.region.as_str(), caller.account.as_str(), &id.to_string());
+                Self::lockout_check(caller, &parsed, &arn, req.bypass_policy_lockout_safety_check)?;
+                p
             }
             None => Self::default_policy(&caller.account),
         };
-        let tags = validate::tags(req.tags.as_deref().unwrap_or_default())?;
 
-        let id = KeyId::generate();
         let now = self.clock.now_ms();
         let external = origin == "EXTERNAL";
         let rec = KeyRecord {
@@ -507,7 +626,7 @@ impl Kms {
     pub async fn describe_key(&self, caller: &Caller, req: DescribeKeyRequest) -> Result<KeyMetadataResponse, KmsError> {
         self.authorize(caller, "DescribeKey")?;
         validate::grant_tokens(req.grant_tokens.as_ref())?;
-        let key = self.key_for(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for(caller, Access::to("DescribeKey"), req.key_id.as_deref(), "keyId").await?;
         Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) })
     }
 
@@ -533,8 +652,8 @@ impl Kms {
         self.authorize(caller, "UpdateKeyDescription")?;
         let description = validate::required(req.description, "description")?;
         validate::str_len(&description, "description", 0, 8192)?;
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
-        self.update_key(caller, key, |k| {
+        let key = self.key_for_no_alias(caller, Access::to("UpdateKeyDescription"), req.key_id.as_deref(), "keyId").await?;
+        self.update_key(key, |k| {
             if k.state == KeyState::PendingDeletion {
                 return Err(k.invalid_state(k.state));
             }
@@ -557,9 +676,10 @@ impl Kms {
     }
 
     async fn set_enabled(&self, caller: &Caller, req: KeyIdRequest, enable: bool) -> Result<Empty, KmsError> {
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let access = Access::to(if enable { "EnableKey" } else { "DisableKey" });
+        let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
         let target = if enable { KeyState::Enabled } else { KeyState::Disabled };
-        self.update_key(caller, key, |k| match k.state {
+        self.update_key(key, |k| match k.state {
             s if s == target => Ok(None),
             KeyState::Enabled | KeyState::Disabled => Ok(Some(KeyRecord { key_state: target.as_str().to_owned(), ..(*k.rec).clone() })),
             other => Err(k.invalid_state(other)),
@@ -572,8 +692,14 @@ impl Kms {
 
     /// The key an Encrypt or GenerateDataKey names, usable for symmetric encryption; then the
     /// DryRun answer if one was asked for.
-    async fn encryption_key(&self, caller: &Caller, key_id: Option<&str>, dry_run: Option<bool>) -> Result<Key, KmsError> {
-        let key = self.key_for(caller, key_id, "keyId").await?;
+    async fn encryption_key(
+        &self,
+        caller: &Caller,
+        access: Access<'_>,
+        key_id: Option<&str>,
+        dry_run: Option<bool>,
+    ) -> Result<Key, KmsError> {
+        let key = self.key_for(caller, access, key_id, "keyId").await?;
         key.check_usable()?;
         key.check_symmetric_encrypt()?;
         if dry_run == Some(true) {
@@ -592,6 +718,7 @@ impl Kms {
     pub(crate) async fn decrypt_blob(
         &self,
         caller: &Caller,
+        action: &'static str,
         blob: &[u8],
         key_id: Option<&str>,
         context: &EncryptionContext,
@@ -599,7 +726,7 @@ impl Kms {
     ) -> Result<(Key, SecretBytes), KmsError> {
         validate::blob_len(blob.len(), "ciphertextBlob", 1, MAX_CIPHERTEXT)?;
         let requested = match key_id {
-            Some(raw) => Some(self.resolve(caller, &KeyRef::parse(raw, key_field)?).await?),
+            Some(raw) => Some(self.resolve(caller, action, &KeyRef::parse(raw, key_field)?).await?),
             None => None,
         };
         let header = ciphertext::parse_header(blob)?;
@@ -608,16 +735,19 @@ impl Kms {
             Some(k) => k,
             // A blob naming a key that does not exist here (another region, account or
             // deployment) is simply not a ciphertext this service can decrypt.
-            None => self.load_key(caller, &header.key_id).await.map_err(|e| match e {
-                KmsError::NotFound(_) => KmsError::InvalidCiphertext(
-                    "The ciphertext refers to a key that does not exist in this account and region, or was not produced by this service."
-                        .into(),
-                ),
-                other => other,
-            })?,
+            // The blob names its key; it may be another account's (authorization decides).
+            None => match self.store_key(&header.key_id).await? {
+                Some(k) if k.rec.region == caller.region.as_str() => k,
+                _ => {
+                    return Err(KmsError::InvalidCiphertext(
+                        "The ciphertext refers to a key that does not exist in this region, or was not produced by this service.".into(),
+                    ));
+                }
+            },
         };
+        self.authorize_key(caller, Access { action, context: Some(context), new_grant: None }, &key).await?;
         // A version newer than the cached record knows may have been made by another node.
-        let key = if header.version > key.rec.current_version { self.load_key_fresh(caller, &key.id).await? } else { key };
+        let key = if header.version > key.rec.current_version { self.load_key_fresh(&key).await? } else { key };
         key.check_usable()?;
         key.check_symmetric_encrypt()?;
         if header.version == 0 || header.version > key.rec.current_version {
@@ -638,7 +768,8 @@ impl Kms {
         validate::symmetric_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
-        let key = self.encryption_key(caller, req.key_id.as_deref(), req.dry_run).await?;
+        let access = Access { action: "Encrypt", context: Some(&context), new_grant: None };
+        let key = self.encryption_key(caller, access, req.key_id.as_deref(), req.dry_run).await?;
         let blob = self.encrypt_with(&key, &context, plaintext.0.expose_secret()).await?;
         Ok(EncryptResponse { ciphertext_blob: Blob(blob), key_id: key.arn, encryption_algorithm: SYMMETRIC_DEFAULT.into() })
     }
@@ -653,7 +784,7 @@ impl Kms {
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         refuse_recipient(req.recipient.as_ref())?;
         let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
-        let (key, plaintext) = self.decrypt_blob(caller, &blob.0, req.key_id.as_deref(), &context, "keyId").await?;
+        let (key, plaintext) = self.decrypt_blob(caller, "Decrypt", &blob.0, req.key_id.as_deref(), &context, "keyId").await?;
         if req.dry_run == Some(true) {
             return Err(KmsError::DryRun);
         }
@@ -686,8 +817,10 @@ impl Kms {
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         let source_ctx = EncryptionContext::parse(req.source_encryption_context, "sourceEncryptionContext")?;
         let dest_ctx = EncryptionContext::parse(req.destination_encryption_context, "destinationEncryptionContext")?;
-        let dest = self.resolve(caller, &KeyRef::parse(dest_raw, "destinationKeyId")?).await?;
-        let (source, plaintext) = self.decrypt_blob(caller, &blob.0, req.source_key_id.as_deref(), &source_ctx, "sourceKeyId").await?;
+        let (source, plaintext) =
+            self.decrypt_blob(caller, "ReEncryptFrom", &blob.0, req.source_key_id.as_deref(), &source_ctx, "sourceKeyId").await?;
+        let access = Access { action: "ReEncryptTo", context: Some(&dest_ctx), new_grant: None };
+        let dest = self.key_for(caller, access, Some(dest_raw), "destinationKeyId").await?;
         dest.check_usable()?;
         dest.check_symmetric_encrypt()?;
         if req.dry_run == Some(true) {
@@ -727,7 +860,10 @@ impl Kms {
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         refuse_recipient(req.recipient.as_ref())?;
         let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
-        let key = self.encryption_key(caller, req.key_id.as_deref(), req.dry_run).await?;
+        let action = if with_plaintext { "GenerateDataKey" } else { "GenerateDataKeyWithoutPlaintext" };
+        let key = self
+            .encryption_key(caller, Access { action, context: Some(&context), new_grant: None }, req.key_id.as_deref(), req.dry_run)
+            .await?;
         let data_key = random::secret(len)?;
         let blob = self.encrypt_with(&key, &context, data_key.expose_secret()).await?;
         Ok(GenerateDataKeyResponse {
@@ -752,8 +888,8 @@ impl Kms {
 
     // ----- aliases -----
 
-    async fn alias_target(&self, caller: &Caller, target: Option<&str>) -> Result<Key, KmsError> {
-        let key = self.key_for_no_alias(caller, target, "targetKeyId").await?;
+    async fn alias_target(&self, caller: &Caller, action: &'static str, target: Option<&str>) -> Result<Key, KmsError> {
+        let key = self.key_for_no_alias(caller, Access::to(action), target, "targetKeyId").await?;
         if key.state == KeyState::PendingDeletion {
             return Err(key.invalid_state(key.state));
         }
@@ -764,7 +900,7 @@ impl Kms {
     pub async fn create_alias(&self, caller: &Caller, req: AliasTargetRequest) -> Result<Empty, KmsError> {
         self.authorize(caller, "CreateAlias")?;
         let name = AliasName::parse(validate::required(req.alias_name.as_deref(), "aliasName")?, "aliasName")?;
-        let key = self.alias_target(caller, req.target_key_id.as_deref()).await?;
+        let key = self.alias_target(caller, "CreateAlias", req.target_key_id.as_deref()).await?;
         let now = self.clock.now_ms();
         let rec = AliasRecord {
             account_id: caller.account.as_str().to_owned(),
@@ -788,7 +924,7 @@ impl Kms {
     pub async fn update_alias(&self, caller: &Caller, req: AliasTargetRequest) -> Result<Empty, KmsError> {
         self.authorize(caller, "UpdateAlias")?;
         let name = AliasName::parse(validate::required(req.alias_name.as_deref(), "aliasName")?, "aliasName")?;
-        let key = self.alias_target(caller, req.target_key_id.as_deref()).await?;
+        let key = self.alias_target(caller, "UpdateAlias", req.target_key_id.as_deref()).await?;
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
         match self.store.update_alias(account, region, name.as_str(), &key.rec.key_id, self.clock.now_ms()).await {
             Ok(()) => Ok(Empty {}),
@@ -818,7 +954,7 @@ impl Kms {
             return Err(KmsError::InvalidMarker);
         }
         let key_filter = match req.key_id.as_deref() {
-            Some(raw) => Some(self.key_for_no_alias(caller, Some(raw), "keyId").await?.rec.key_id.clone()),
+            Some(raw) => Some(self.key_for_no_alias(caller, Access::to("ListAliases"), Some(raw), "keyId").await?.rec.key_id.clone()),
             None => None,
         };
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
@@ -845,7 +981,7 @@ impl Kms {
     pub async fn tag_resource(&self, caller: &Caller, req: TagResourceRequest) -> Result<Empty, KmsError> {
         self.authorize(caller, "TagResource")?;
         let tags = validate::tags(&validate::required(req.tags, "tags")?)?;
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for_no_alias(caller, Access::to("TagResource"), req.key_id.as_deref(), "keyId").await?;
         if key.state == KeyState::PendingDeletion {
             return Err(key.invalid_state(key.state));
         }
@@ -865,7 +1001,7 @@ impl Kms {
         for k in &tag_keys {
             validate::str_len(k, "tagKeys.member", 1, 128)?;
         }
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for_no_alias(caller, Access::to("UntagResource"), req.key_id.as_deref(), "keyId").await?;
         if key.state == KeyState::PendingDeletion {
             return Err(key.invalid_state(key.state));
         }
@@ -878,7 +1014,7 @@ impl Kms {
         self.authorize(caller, "ListResourceTags")?;
         let limit = validate::limit(req.limit, 50, 50)?;
         let marker = validate::marker(req.marker.as_deref())?;
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for_no_alias(caller, Access::to("ListResourceTags"), req.key_id.as_deref(), "keyId").await?;
         let mut tags = self.store.list_tags(&key.rec.key_id, marker, limit + 1).await?;
         let truncated = tags.len() > limit;
         tags.truncate(limit);
@@ -887,14 +1023,33 @@ impl Kms {
         Ok(ListResourceTagsResponse { tags, next_marker, truncated })
     }
 
-    // ----- key policy (stored and returned; enforcement arrives with access control) -----
+    // ----- key policy -----
+
+    /// PutKeyPolicy: validates the document and refuses one that would lock the caller out
+    /// (unless BypassPolicyLockoutSafetyCheck). In force on this node at once, on others within
+    /// the key cache's lifetime (one second).
+    pub async fn put_key_policy(&self, caller: &Caller, req: PutKeyPolicyRequest) -> Result<Empty, KmsError> {
+        self.authorize(caller, "PutKeyPolicy")?;
+        let name = req.policy_name.unwrap_or_else(|| "default".to_owned());
+        validate::str_len(&name, "policyName", 1, 128)?;
+        let doc = validate::required(req.policy, "policy")?;
+        validate::str_len(&doc, "policy", 1, crate::policy::MAX_POLICY_BYTES)?;
+        let key = self.key_for_no_alias(caller, Access::to("PutKeyPolicy"), req.key_id.as_deref(), "keyId").await?;
+        if name != "default" {
+            return Err(KmsError::NotFound(format!("Policy {name} does not exist on key {}", key.arn)));
+        }
+        let policy = Policy::parse(&doc)?;
+        Self::lockout_check(caller, &policy, &key.arn, req.bypass_policy_lockout_safety_check)?;
+        self.update_key(key, |k| Ok(Some(KeyRecord { policy: doc.clone(), ..(*k.rec).clone() }))).await?;
+        Ok(Empty {})
+    }
 
     /// GetKeyPolicy.
     pub async fn get_key_policy(&self, caller: &Caller, req: GetKeyPolicyRequest) -> Result<GetKeyPolicyResponse, KmsError> {
         self.authorize(caller, "GetKeyPolicy")?;
         let name = req.policy_name.unwrap_or_else(|| "default".to_owned());
         validate::str_len(&name, "policyName", 1, 128)?;
-        let key = self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        let key = self.key_for_no_alias(caller, Access::to("GetKeyPolicy"), req.key_id.as_deref(), "keyId").await?;
         if name != "default" {
             return Err(KmsError::NotFound(format!("Policy {name} does not exist on key {}", key.arn)));
         }
@@ -906,7 +1061,7 @@ impl Kms {
         self.authorize(caller, "ListKeyPolicies")?;
         validate::limit(req.limit, 100, 1000)?;
         validate::marker(req.marker.as_deref())?;
-        self.key_for_no_alias(caller, req.key_id.as_deref(), "keyId").await?;
+        self.key_for_no_alias(caller, Access::to("ListKeyPolicies"), req.key_id.as_deref(), "keyId").await?;
         Ok(ListKeyPoliciesResponse { policy_names: vec!["default".to_owned()], truncated: false })
     }
 

@@ -203,6 +203,11 @@ impl EncryptionContext {
         Ok(EncryptionContext(map))
     }
 
+    /// The pairs.
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
     /// The canonical encoding bound as AAD: a big-endian u32 pair count, then for each pair in
     /// byte-wise key order the key and the value, each as a big-endian u32 length and UTF-8
     /// bytes. Unambiguous: no two different contexts encode alike.
@@ -246,6 +251,9 @@ const READER_OPS: &[&str] = &[
     "ListKeyPolicies",
     "GetKeyRotationStatus",
     "ListKeyRotations",
+    "ListGrants",
+    "ListRetirableGrants",
+    "RetireGrant",
 ];
 /// What a writer may do beyond a reader.
 const WRITER_OPS: &[&str] = &[
@@ -271,6 +279,8 @@ const MANAGER_OPS: &[&str] = &[
     "DeleteImportedKeyMaterial",
     "PutKeyPolicy",
     "EnableKeyDualAuthorization",
+    "CreateGrant",
+    "RevokeGrant",
 ];
 
 impl Role {
@@ -295,6 +305,11 @@ impl Role {
         }
     }
 
+    /// Whether this is the administrator role.
+    pub fn is_admin(self) -> bool {
+        self == Role::Admin
+    }
+
     /// Whether the role may call `operation` (the AWS or Clavis operation name).
     pub fn allows(self, operation: &str) -> bool {
         let reader = READER_OPS.contains(&operation);
@@ -313,7 +328,9 @@ impl Role {
 pub fn is_admin_operation(operation: &str) -> bool {
     matches!(
         operation,
-        "CreateUser"
+        "CreateAccount"
+            | "ListAccounts"
+            | "CreateUser"
             | "ListUsers"
             | "CreateAccessKey"
             | "ListAccessKeys"

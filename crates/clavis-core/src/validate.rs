@@ -103,6 +103,7 @@ pub fn grant_tokens(v: Option<&Vec<String>>) -> Result<(), KmsError> {
     }
     for t in tokens {
         str_len(t, "grantTokens.member", 1, 8192)?;
+        crate::grants::token_grant_id(t)?;
     }
     Ok(())
 }

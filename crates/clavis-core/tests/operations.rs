@@ -8,7 +8,8 @@ use clavis_core::{Caller, Kms, KmsConfig, KmsError, SystemClock};
 use clavis_crypto::SecretBytes;
 use clavis_crypto::seal::LocalKeyFile;
 use clavis_store::{
-    AccessKeyRecord, AliasRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Store, StoreError, StoreResult, Tag, UserRecord,
+    AccessKeyRecord, AccountRecord, AliasRecord, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Store, StoreError,
+    StoreResult, Tag, UserRecord,
 };
 use clavis_store_sqlite::SqliteStore;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ fn caller(region: &str) -> Caller {
         principal_arn: "arn:aws:iam::111122223333:root".into(),
         access_key_id: "AKIATEST".into(),
         role: Role::Admin,
+        source_ip: None,
     }
 }
 
@@ -280,6 +282,34 @@ impl Store for FlakyStore {
     async fn init_setting(&self, n: &str, v: &str) -> StoreResult<String> {
         self.check()?;
         self.inner.init_setting(n, v).await
+    }
+    async fn create_grant(&self, g: &GrantRecord) -> StoreResult<()> {
+        self.check()?;
+        self.inner.create_grant(g).await
+    }
+    async fn get_grant(&self, id: &str) -> StoreResult<Option<GrantRecord>> {
+        self.check()?;
+        self.inner.get_grant(id).await
+    }
+    async fn list_grants(&self, k: &str) -> StoreResult<Vec<GrantRecord>> {
+        self.check()?;
+        self.inner.list_grants(k).await
+    }
+    async fn list_retirable_grants(&self, p: &str) -> StoreResult<Vec<GrantRecord>> {
+        self.check()?;
+        self.inner.list_retirable_grants(p).await
+    }
+    async fn delete_grant(&self, id: &str) -> StoreResult<()> {
+        self.check()?;
+        self.inner.delete_grant(id).await
+    }
+    async fn create_account(&self, a: &AccountRecord, k: &AccessKeyRecord) -> StoreResult<()> {
+        self.check()?;
+        self.inner.create_account(a, k).await
+    }
+    async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>> {
+        self.check()?;
+        self.inner.list_accounts().await
     }
 }
 

@@ -33,6 +33,7 @@ fn caller() -> Caller {
         principal_arn: "arn:aws:iam::111122223333:root".into(),
         access_key_id: "AKIATEST".into(),
         role: Role::Admin,
+        source_ip: None,
     }
 }
 

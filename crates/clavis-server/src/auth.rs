@@ -90,5 +90,6 @@ pub async fn authenticate(kms: &Kms, config: &ServerConfig, parts: &Parts, body:
         principal_arn: cred.principal_arn.clone(),
         access_key_id: cred.access_key_id.clone(),
         role: cred.role,
+        source_ip: parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip()),
     })
 }
