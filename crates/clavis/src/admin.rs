@@ -19,12 +19,37 @@ pub struct Connection {
 /// `clavis admin ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum AdminCommand {
+    /// Accounts (tenants); operator administrators only.
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Users of the caller's account.
     #[command(subcommand)]
     User(UserCommand),
     /// Access keys of a user (or of the caller).
     #[command(subcommand)]
     AccessKey(AccessKeyCommand),
+}
+
+/// `clavis admin account ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum AccountCommand {
+    /// Create an account; prints JSON with `AccountId`, `Arn` (its root), `AccessKeyId` and
+    /// `SecretAccessKey` (the root's, shown once).
+    Create {
+        /// A display name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// The 12-digit id (default: a random one).
+        #[arg(long)]
+        account_id: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List the accounts as JSON.
+    List {
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 /// `clavis admin access-key ...`
@@ -80,6 +105,9 @@ pub enum UserCommand {
         /// Built-in role: admin, manager, writer or reader (default reader).
         #[arg(long, default_value = "reader")]
         role: String,
+        /// The account (default: the caller's; another account needs an operator administrator).
+        #[arg(long)]
+        account: Option<String>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -99,8 +127,35 @@ fn call(connection: &Connection, target: &str, body: serde_json::Value) -> anyho
 /// Runs an admin subcommand.
 pub fn run(cmd: AdminCommand) -> anyhow::Result<()> {
     match cmd {
-        AdminCommand::User(UserCommand::Create { name, role, connection }) => {
-            let out = call(&connection, "ClavisAdmin.CreateUser", json!({"UserName": name, "Role": role}))?;
+        AdminCommand::Account(AccountCommand::Create { name, account_id, connection }) => {
+            let mut body = json!({"AccountName": name});
+            if let Some(id) = account_id {
+                body["AccountId"] = json!(id);
+            }
+            let out = call(&connection, "ClavisAdmin.CreateAccount", body)?;
+            println!(
+                "{}",
+                json!({
+                    "AccountId": out["Account"]["AccountId"],
+                    "AccountName": out["Account"]["AccountName"],
+                    "Arn": out["Account"]["Arn"],
+                    "AccessKeyId": out["AccessKey"]["AccessKeyId"],
+                    "SecretAccessKey": out["AccessKey"]["SecretAccessKey"],
+                })
+            );
+            Ok(())
+        }
+        AdminCommand::Account(AccountCommand::List { connection }) => {
+            let out = call(&connection, "ClavisAdmin.ListAccounts", json!({}))?;
+            println!("{}", out["Accounts"]);
+            Ok(())
+        }
+        AdminCommand::User(UserCommand::Create { name, role, account, connection }) => {
+            let mut body = json!({"UserName": name, "Role": role});
+            if let Some(a) = account {
+                body["AccountId"] = json!(a);
+            }
+            let out = call(&connection, "ClavisAdmin.CreateUser", body)?;
             println!(
                 "{}",
                 json!({

@@ -1,0 +1,217 @@
+"""Key policies, grants, accounts and cross-account use, end to end with boto3 and `clavis admin`
+under several identities (issue #5's deny matrix). Roles alone are covered in test_identity.py."""
+
+import json
+import os
+import subprocess
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import ACCOUNT, CLAVIS, REGION, error_code
+
+ROOT_ARN = f"arn:aws:iam::{ACCOUNT}:root"
+
+
+def admin_cli(server, *args, akid=None, secret=None, check=True):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=akid or server.env["CLAVIS_ROOT_ACCESS_KEY_ID"],
+               AWS_SECRET_ACCESS_KEY=secret or server.env["CLAVIS_ROOT_SECRET_ACCESS_KEY"], AWS_REGION=REGION,
+               AWS_ENDPOINT_URL=server.endpoint)
+    p = subprocess.run([str(CLAVIS), *args], env=env, capture_output=True, text=True, timeout=30)
+    if not check:
+        return p
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def user(server, name, role, **kw):
+    out = admin_cli(server, "admin", "user", "create", name, "--role", role, **kw)
+    return out, server.client(akid=out["AccessKeyId"], secret=out["SecretAccessKey"])
+
+
+def denied(call, action, code="AccessDeniedException"):
+    with pytest.raises(ClientError) as e:
+        call()
+    assert error_code(e) == code, (action, e.value.response)
+    if code == "AccessDeniedException":
+        msg = e.value.response["Error"]["Message"]
+        assert "is not authorized to perform" in msg and action in msg, msg
+    return e.value.response["Error"]["Message"]
+
+
+def policy(*statements):
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+# The root principal keeps full control; naming it in a statement with a PrincipalArn condition
+# keeps the account's other principals out (a bare account root principal would delegate to them).
+ROOT_ONLY = {"Sid": "root", "Effect": "Allow", "Principal": {"AWS": ROOT_ARN}, "Action": "kms:*", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:PrincipalArn": ROOT_ARN}}}
+
+
+def test_policy_conditions_explicit_deny_and_put_key_policy(fresh_server):
+    s = fresh_server.start()
+    root = s.client()
+    app, app_kms = user(s, "app", "reader")
+    _, manager = user(s, "ops", "manager")
+    key = root.create_key()["KeyMetadata"]
+    kid, arn = key["KeyId"], key["Arn"]
+
+    # The default policy delegates to roles: the reader uses the key, but cannot change its policy.
+    blob = app_kms.encrypt(KeyId=kid, Plaintext=b"v", EncryptionContext={"Department": "IT"})["CiphertextBlob"]
+    denied(lambda: app_kms.put_key_policy(KeyId=kid, PolicyName="default", Policy=policy(ROOT_ONLY)), "kms:PutKeyPolicy")
+    denied(lambda: app_kms.disable_key(KeyId=kid), "kms:DisableKey")
+    denied(lambda: app_kms.schedule_key_deletion(KeyId=kid, PendingWindowInDays=7), "kms:ScheduleKeyDeletion")
+
+    # A policy condition on the encryption context.
+    finance_only = policy(ROOT_ONLY, {
+        "Sid": "app-finance", "Effect": "Allow", "Principal": {"AWS": app["Arn"]},
+        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
+        "Condition": {"StringEquals": {"kms:EncryptionContext:Department": "Finance"}}})
+    root.put_key_policy(KeyId=kid, PolicyName="default", Policy=finance_only)
+    assert json.loads(root.get_key_policy(KeyId=kid, PolicyName="default")["Policy"]) == json.loads(finance_only)
+    ok = app_kms.encrypt(KeyId=kid, Plaintext=b"f", EncryptionContext={"Department": "Finance"})
+    assert app_kms.decrypt(CiphertextBlob=ok["CiphertextBlob"], EncryptionContext={"Department": "Finance"})["Plaintext"] == b"f"
+    msg = denied(lambda: app_kms.encrypt(KeyId=kid, Plaintext=b"x", EncryptionContext={"Department": "IT"}), "kms:Encrypt")
+    assert app["Arn"] in msg and arn in msg and "no resource-based policy allows" in msg
+    denied(lambda: app_kms.encrypt(KeyId=kid, Plaintext=b"x"), "kms:Encrypt")
+    denied(lambda: app_kms.decrypt(CiphertextBlob=blob, EncryptionContext={"Department": "IT"}), "kms:Decrypt")
+    denied(lambda: app_kms.describe_key(KeyId=kid), "kms:DescribeKey")
+    # The manager is not named: its role alone is not enough.
+    denied(lambda: manager.disable_key(KeyId=kid), "kms:DisableKey")
+
+    # An explicit Deny beats a role and an Allow.
+    other = root.create_key()["KeyMetadata"]["KeyId"]
+    root.put_key_policy(KeyId=other, PolicyName="default", Policy=policy(
+        {"Sid": "account", "Effect": "Allow", "Principal": {"AWS": ROOT_ARN}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "no-disable", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": ["kms:Disable*", "kms:ScheduleKeyDeletion"],
+         "Resource": "*", "Condition": {"StringNotEquals": {"aws:PrincipalArn": ROOT_ARN}}}))
+    msg = denied(lambda: manager.disable_key(KeyId=other), "kms:DisableKey")
+    assert "explicit deny" in msg
+    denied(lambda: manager.schedule_key_deletion(KeyId=other, PendingWindowInDays=7), "kms:ScheduleKeyDeletion")
+    manager.tag_resource(KeyId=other, Tags=[{"TagKey": "still", "TagValue": "allowed"}])
+    root.disable_key(KeyId=other)
+
+    # Malformed and lock-out policies are refused; the lock-out check can be bypassed.
+    for bad in ["not json", "{}", json.dumps({"Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}),
+                policy({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::12:root"}, "Action": "kms:*", "Resource": "*"}),
+                policy({"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*",
+                        "Condition": {"StringSometimes": {"kms:CallerAccount": ACCOUNT}}})]:
+        denied(lambda: root.put_key_policy(KeyId=other, PolicyName="default", Policy=bad), "", "MalformedPolicyDocumentException")
+    lockout = policy({"Effect": "Allow", "Principal": {"AWS": app["Arn"]}, "Action": "kms:*", "Resource": "*"})
+    msg = denied(lambda: root.put_key_policy(KeyId=other, PolicyName="default", Policy=lockout), "", "MalformedPolicyDocumentException")
+    assert "will not allow you to update the key policy" in msg
+    denied(lambda: root.create_key(Policy=lockout), "", "MalformedPolicyDocumentException")
+    locked = root.create_key(Policy=lockout, BypassPolicyLockoutSafetyCheck=True)["KeyMetadata"]["KeyId"]
+    denied(lambda: root.describe_key(KeyId=locked), "kms:DescribeKey")
+    assert root.list_key_policies(KeyId=kid)["PolicyNames"] == ["default"]
+    denied(lambda: root.get_key_policy(KeyId=kid, PolicyName="other"), "", "NotFoundException")
+
+
+def test_grants(fresh_server):
+    s = fresh_server.start()
+    root = s.client()
+    app, app_kms = user(s, "app", "reader")
+    _, ops_kms = user(s, "ops", "manager")
+    kid = root.create_key(Policy=policy(ROOT_ONLY))["KeyMetadata"]["KeyId"]
+    blob = root.encrypt(KeyId=kid, Plaintext=b"granted", EncryptionContext={"tenant": "a"})["CiphertextBlob"]
+    denied(lambda: app_kms.decrypt(CiphertextBlob=blob, EncryptionContext={"tenant": "a"}), "kms:Decrypt")
+
+    g = root.create_grant(KeyId=kid, GranteePrincipal=app["Arn"], Operations=["Decrypt", "RetireGrant"], Name="app-decrypt",
+                          Constraints={"EncryptionContextSubset": {"tenant": "a"}})
+    assert len(g["GrantId"]) == 64
+    # Same name and parameters: the same grant.
+    again = root.create_grant(KeyId=kid, GranteePrincipal=app["Arn"], Operations=["RetireGrant", "Decrypt"], Name="app-decrypt",
+                              Constraints={"EncryptionContextSubset": {"tenant": "a"}})
+    assert again["GrantId"] == g["GrantId"]
+    # The grant works at once, with its token or without.
+    out = app_kms.decrypt(CiphertextBlob=blob, EncryptionContext={"tenant": "a"}, GrantTokens=[g["GrantToken"]])
+    assert out["Plaintext"] == b"granted"
+    assert app_kms.decrypt(CiphertextBlob=blob, EncryptionContext={"tenant": "a"})["Plaintext"] == b"granted"
+    # Only what it grants, under its constraints.
+    denied(lambda: app_kms.encrypt(KeyId=kid, Plaintext=b"x", EncryptionContext={"tenant": "a"}), "kms:Encrypt")
+    other_ctx = root.encrypt(KeyId=kid, Plaintext=b"b", EncryptionContext={"tenant": "b"})["CiphertextBlob"]
+    denied(lambda: app_kms.decrypt(CiphertextBlob=other_ctx, EncryptionContext={"tenant": "b"}), "kms:Decrypt")
+    denied(lambda: app_kms.decrypt(CiphertextBlob=blob, GrantTokens=["bm90LWEtdG9rZW4"]), "", "InvalidGrantTokenException")
+
+    listed = root.list_grants(KeyId=kid)["Grants"]
+    assert [x["GrantId"] for x in listed] == [g["GrantId"]]
+    assert listed[0]["GranteePrincipal"] == app["Arn"] and sorted(listed[0]["Operations"]) == ["Decrypt", "RetireGrant"]
+    assert listed[0]["Constraints"] == {"EncryptionContextSubset": {"tenant": "a"}}
+    assert listed[0]["IssuingAccount"] == ROOT_ARN and listed[0]["Name"] == "app-decrypt"
+
+    # Retired by its grantee (RetireGrant is among its operations): refused again at once.
+    app_kms.retire_grant(GrantToken=g["GrantToken"])
+    denied(lambda: app_kms.decrypt(CiphertextBlob=blob, EncryptionContext={"tenant": "a"}), "kms:Decrypt")
+    assert root.list_grants(KeyId=kid)["Grants"] == []
+    denied(lambda: app_kms.retire_grant(GrantToken=g["GrantToken"]), "", "InvalidGrantTokenException")
+
+    # Revoked by a key manager with a grant naming it retiring principal; revocation needs permission.
+    g2 = root.create_grant(KeyId=kid, GranteePrincipal=app["Arn"], Operations=["Decrypt"],
+                           RetiringPrincipal=f"arn:aws:iam::{ACCOUNT}:user/ops")
+    assert app_kms.decrypt(CiphertextBlob=blob, EncryptionContext={"tenant": "a"})["Plaintext"] == b"granted"
+    retirable = ops_kms.list_retirable_grants(RetiringPrincipal=f"arn:aws:iam::{ACCOUNT}:user/ops")["Grants"]
+    assert [x["GrantId"] for x in retirable] == [g2["GrantId"]]
+    denied(lambda: app_kms.retire_grant(KeyId=kid, GrantId=g2["GrantId"]), "kms:RetireGrant")
+    denied(lambda: ops_kms.revoke_grant(KeyId=kid, GrantId=g2["GrantId"]), "kms:RevokeGrant")  # not in the key policy
+    root.revoke_grant(KeyId=kid, GrantId=g2["GrantId"])
+    denied(lambda: app_kms.decrypt(CiphertextBlob=blob, EncryptionContext={"tenant": "a"}), "kms:Decrypt")
+    denied(lambda: root.revoke_grant(KeyId=kid, GrantId=g2["GrantId"]), "", "NotFoundException")
+
+    # Validation: operations, principals, grant ids.
+    for kwargs in [{"Operations": ["Fly"]}, {"Operations": []}, {"GranteePrincipal": "bob"},
+                   {"Constraints": {"EncryptionContextEquals": {"a": "b"}, "EncryptionContextSubset": {"a": "b"}}}]:
+        args = {"KeyId": kid, "GranteePrincipal": app["Arn"], "Operations": ["Decrypt"], **kwargs}
+        denied(lambda: root.create_grant(**args), "", "ValidationException")
+    denied(lambda: root.revoke_grant(KeyId=kid, GrantId="nope"), "", "InvalidGrantIdException")
+    # A reader's role does not include CreateGrant.
+    denied(lambda: app_kms.create_grant(KeyId=kid, GranteePrincipal=app["Arn"], Operations=["Decrypt"]), "kms:CreateGrant")
+
+
+def test_accounts_and_cross_account_use(fresh_server):
+    s = fresh_server.start()
+    root = s.client()
+    tenant = admin_cli(s, "admin", "account", "create", "--name", "tenant-b")
+    b_account = tenant["AccountId"]
+    assert len(b_account) == 12 and b_account != ACCOUNT and tenant["Arn"] == f"arn:aws:iam::{b_account}:root"
+    listed = admin_cli(s, "admin", "account", "list")
+    assert {a["AccountId"] for a in listed} == {ACCOUNT, b_account}
+    b_root = s.client(akid=tenant["AccessKeyId"], secret=tenant["SecretAccessKey"])
+    # The tenant's root administers its own account, and creates nothing in others.
+    b_user, b_app = user(s, "svc", "reader", akid=tenant["AccessKeyId"], secret=tenant["SecretAccessKey"])
+    assert b_user["Arn"] == f"arn:aws:iam::{b_account}:user/svc"
+    p = admin_cli(s, "admin", "account", "create", akid=tenant["AccessKeyId"], secret=tenant["SecretAccessKey"], check=False)
+    assert p.returncode != 0 and "AccessDeniedException" in p.stderr
+    # The operator's administrator can create a user in the tenant's account.
+    made = admin_cli(s, "admin", "user", "create", "ops", "--role", "manager", "--account", b_account)
+    assert made["Arn"] == f"arn:aws:iam::{b_account}:user/ops"
+    assert admin_cli(s, "admin", "account", "create", "--account-id", b_account, check=False).returncode != 0
+
+    key = root.create_key()["KeyMetadata"]
+    kid, arn = key["KeyId"], key["Arn"]
+    blob = root.encrypt(KeyId=kid, Plaintext=b"cross")["CiphertextBlob"]
+    # Another account sees nothing by key id, and is refused by ARN until the policy allows it.
+    denied(lambda: b_root.describe_key(KeyId=kid), "", "NotFoundException")
+    denied(lambda: b_root.encrypt(KeyId=arn, Plaintext=b"x"), "kms:Encrypt")
+    denied(lambda: b_root.decrypt(CiphertextBlob=blob), "kms:Decrypt")
+    assert kid not in [k["KeyId"] for k in b_root.list_keys()["Keys"]]
+
+    shared = json.loads(root.get_key_policy(KeyId=kid, PolicyName="default")["Policy"])
+    shared["Statement"].append({"Sid": "tenant-b-use", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{b_account}:root"},
+                                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], "Resource": "*"})
+    root.put_key_policy(KeyId=kid, PolicyName="default", Policy=json.dumps(shared))
+    assert b_root.decrypt(CiphertextBlob=blob)["Plaintext"] == b"cross"
+    assert b_app.decrypt(CiphertextBlob=b_root.encrypt(KeyId=arn, Plaintext=b"y")["CiphertextBlob"])["Plaintext"] == b"y"
+    assert b_root.describe_key(KeyId=arn)["KeyMetadata"]["Arn"] == arn
+    # Management stays with the owner: not a cross-account operation.
+    denied(lambda: b_root.disable_key(KeyId=arn), "", "NotFoundException")
+    denied(lambda: b_root.generate_data_key(KeyId=arn, KeySpec="AES_256"), "kms:GenerateDataKey")
+
+    # A grant to another account's principal works the same way.
+    k2 = root.create_key()["KeyMetadata"]
+    denied(lambda: b_app.generate_data_key(KeyId=k2["Arn"], KeySpec="AES_256"), "kms:GenerateDataKey")
+    g = root.create_grant(KeyId=k2["KeyId"], GranteePrincipal=b_user["Arn"], Operations=["GenerateDataKey", "Decrypt"])
+    dk = b_app.generate_data_key(KeyId=k2["Arn"], KeySpec="AES_256")
+    assert b_app.decrypt(CiphertextBlob=dk["CiphertextBlob"])["Plaintext"] == dk["Plaintext"]
+    root.revoke_grant(KeyId=k2["KeyId"], GrantId=g["GrantId"])
+    denied(lambda: b_app.generate_data_key(KeyId=k2["Arn"], KeySpec="AES_256"), "kms:GenerateDataKey")
