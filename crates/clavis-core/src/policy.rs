@@ -363,8 +363,9 @@ impl Policy {
 
     /// Evaluates a request: an explicit deny wins, then an allow, else not applicable.
     pub fn evaluate(&self, ctx: &RequestContext<'_>) -> Decision {
+        let action = ctx.action.to_ascii_lowercase();
         let mut allowed = false;
-        for s in self.statements.iter().filter(|s| s.matches(ctx)) {
+        for s in self.statements.iter().filter(|s| s.matches(ctx, &action)) {
             match s.effect {
                 Effect::Deny => return Decision::ExplicitDeny,
                 Effect::Allow => allowed = true,
@@ -375,14 +376,15 @@ impl Policy {
 }
 
 impl Statement {
-    fn matches(&self, ctx: &RequestContext<'_>) -> bool {
+    /// Whether the statement applies; `action` is the request's action in lower case.
+    fn matches(&self, ctx: &RequestContext<'_>, action: &str) -> bool {
         let principal = self.principals.iter().any(|p| match p {
             Principal::Any => true,
             Principal::Account(a) => a == ctx.principal_account,
             Principal::Arn(arn) => arn == ctx.principal_arn,
             Principal::Other => false,
         });
-        let action = self.actions.patterns.iter().any(|p| wildcard_match(p, &ctx.action.to_ascii_lowercase()));
+        let action = self.actions.patterns.iter().any(|p| wildcard_match(p, action));
         let resource = self.resources.patterns.iter().any(|p| wildcard_match(p, ctx.resource));
         principal != self.principal_negated
             && action != self.actions.negated
