@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Clavis test: the Rust unit and integration tests of every crate, then the
 # end-to-end suite, which starts the real `clavis` binary and drives it with boto3 and the
-# AWS CLI. Installs what the tests need itself (a Python venv from PyPI).
+# AWS CLI. Installs what the tests need itself (a Python venv from PyPI, PostgreSQL from
+# Debian's packages) and starts the throwaway PostgreSQL clusters it tests against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,9 +10,6 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 echo "==> cargo build --release"
 cargo build --release --locked
-
-echo "==> cargo test (all crates)"
-cargo test --release --workspace --locked
 
 echo "==> Python venv with boto3 and the AWS CLI; openssl for the BYOK tests"
 missing=()
@@ -26,6 +24,17 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+
+echo "==> PostgreSQL for the storage conformance suite and the multi-node tests"
+scripts/pg-cluster.sh bin >/dev/null   # installs Debian's postgresql if it is missing
+pg_dir="$(mktemp -d /tmp/clavis-test-pg.XXXXXX)"
+chmod 755 "$pg_dir"
+pg_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+export CLAVIS_TEST_DATABASE_URL="$(scripts/pg-cluster.sh start "$pg_dir/data" "$pg_port")"
+trap 'scripts/pg-cluster.sh stop "$pg_dir/data" || true; rm -rf "$pg_dir"' EXIT
+
+echo "==> cargo test (all crates)"
+cargo test --release --workspace --locked
 
 echo "==> end-to-end tests (real clavis binary, boto3, AWS CLI)"
 CLAVIS_BIN="$PWD/target/release/clavis" .venv/bin/python -m pytest tests/e2e -q -p no:cacheprovider "$@"

@@ -201,6 +201,21 @@ impl Kms {
         Ok(stored)
     }
 
+    /// Checks that this node's root of trust is the one the database was initialised with: the
+    /// database holds a canary sealed by the first node; unsealing it must succeed. On a new
+    /// database the canary is written. Several nodes sharing a database with different master
+    /// keys would each write material the others cannot read.
+    pub async fn check_root_of_trust(&self) -> Result<(), KmsError> {
+        const CONTEXT: &[u8] = b"clavis/root-check/v1\0";
+        let canary = self.root.seal(CONTEXT, &SecretBytes::new(b"clavis root of trust".to_vec()))?;
+        let stored = self.store.init_setting("root_check", &hex::encode(&canary)).await?;
+        let sealed = hex::decode(&stored).map_err(|_| KmsError::Internal("stored root check is not hex".into()))?;
+        match self.root.unseal(CONTEXT, &sealed) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(KmsError::Internal("this root of trust cannot unseal the database's canary".into())),
+        }
+    }
+
     /// The account id recorded at initialisation, if any.
     pub async fn account_id(&self) -> Result<Option<AccountId>, KmsError> {
         Ok(self.store.get_setting("account_id").await?.as_deref().and_then(AccountId::parse))

@@ -1,6 +1,6 @@
 //! The Clavis HTTP layer: the AWS JSON 1.1 transport over HTTP/1.1.
 //!
-//! It owns: routing (`POST /` with `X-Amz-Target`, `GET /healthz`), the request id on every
+//! It owns: routing (`POST /` with `X-Amz-Target`, `GET /healthz` and `GET /readyz`), the request id on every
 //! response, the body limit, SigV4 authentication ([`auth`]), decoding request JSON into the
 //! core's shapes and encoding responses and errors in AWS's shapes ([`protocol`]).
 //!
@@ -56,6 +56,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", post(protocol::handle))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(healthz))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(request_id))
         .with_state(state)

@@ -8,6 +8,8 @@ use clavis_core::{Clock, Kms, KmsConfig, SystemClock, TestClock};
 use clavis_crypto::SecretBytes;
 use clavis_crypto::seal::LocalKeyFile;
 use clavis_server::{AppState, ServerConfig};
+use clavis_store::Store;
+use clavis_store_postgres::PostgresStore;
 use clavis_store_sqlite::SqliteStore;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,10 @@ pub struct ServeArgs {
     /// Data directory: database, master key file, generated credentials.
     #[arg(long, env = "CLAVIS_DATA_DIR", default_value = "./clavis-data")]
     data_dir: PathBuf,
+    /// PostgreSQL database shared by several nodes (`postgres://user:password@host:port/db`).
+    /// Default: the embedded SQLite database in the data directory.
+    #[arg(long, env = "CLAVIS_DATABASE_URL")]
+    database_url: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "CLAVIS_LISTEN", default_value = "127.0.0.1:8484")]
     listen: String,
@@ -110,12 +116,15 @@ fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Opens the master key, creating it only for a brand-new data directory: a database without
 /// its key file is unreadable, and a fresh key would not bring it back.
-fn open_root(dir: &Path) -> anyhow::Result<LocalKeyFile> {
+/// With PostgreSQL the database is elsewhere: a missing key file is created, and the check
+/// against the database's root-of-trust canary (`Kms::check_root_of_trust`) refuses to start a
+/// node whose key is not the one the database was initialised with.
+fn open_root(dir: &Path, shared_database: bool) -> anyhow::Result<LocalKeyFile> {
     let key_path = dir.join(MASTER_KEY_FILE);
     if key_path.exists() {
         return LocalKeyFile::open(&key_path).context("opening the master key file");
     }
-    if dir.join(DB_FILE).exists() {
+    if !shared_database && dir.join(DB_FILE).exists() {
         bail!(
             "{} exists but its master key {} is missing: restore the key file from backup (a new key cannot read existing data)",
             dir.join(DB_FILE).display(),
@@ -242,8 +251,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         create_data_dir(&args.data_dir)?;
-        let root = open_root(&args.data_dir)?;
-        let store = SqliteStore::open(&args.data_dir.join(DB_FILE)).context("opening the database")?;
+        let root = open_root(&args.data_dir, args.database_url.is_some())?;
+        let store: Arc<dyn Store> = match &args.database_url {
+            Some(url) => Arc::new(PostgresStore::connect(url).await.context("connecting to the PostgreSQL database")?),
+            None => Arc::new(SqliteStore::open(&args.data_dir.join(DB_FILE)).context("opening the database")?),
+        };
         let audit = open_audit(&args, &root)?;
         let (clock, test_clock): (Arc<dyn Clock>, Option<Arc<TestClock>>) = if args.dangerous_test_clock {
             tracing::warn!("TEST CLOCK ENABLED (--dangerous-test-clock): key rotation and deletion dates can be forced early");
@@ -252,7 +264,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             (Arc::new(SystemClock), None)
         };
-        let kms = Arc::new(Kms::new(Arc::new(store), Arc::new(root), clock, KmsConfig { audit, test_clock }));
+        let kms = Arc::new(Kms::new(store, Arc::new(root), clock, KmsConfig { audit, test_clock }));
+        kms.check_root_of_trust().await.context(
+            "the master key does not match the database: every node sharing a database needs the same master key (copy master.key from the first node)",
+        )?;
         let account = initialise(&kms, &args.data_dir).await?;
         spawn_scheduler(kms.clone(), std::time::Duration::from_millis(args.scheduler_interval_ms.max(10)));
         let config = ServerConfig { allowed_regions: args.allowed_regions.clone(), ..ServerConfig::default() };

@@ -70,10 +70,27 @@ fn dependency_boundaries_hold() {
         }
     };
     forbidden("clavis-store", &["clavis-crypto", "rusqlite", "tokio-postgres", "sqlx", "zeroize"]);
-    forbidden("clavis-core", &["axum", "hyper", "tower", "rusqlite", "clavis-store-sqlite", "clavis-server"]);
-    forbidden("clavis-server", &["clavis-crypto", "rusqlite", "clavis-store-sqlite", "clavis-store"]);
+    forbidden(
+        "clavis-core",
+        &[
+            "axum",
+            "hyper",
+            "tower",
+            "rusqlite",
+            "tokio-postgres",
+            "deadpool-postgres",
+            "clavis-store-sqlite",
+            "clavis-store-postgres",
+            "clavis-server",
+        ],
+    );
+    forbidden(
+        "clavis-server",
+        &["clavis-crypto", "rusqlite", "tokio-postgres", "clavis-store-sqlite", "clavis-store-postgres", "clavis-store"],
+    );
     forbidden("clavis-sigv4", &["axum", "hyper", "clavis-core"]);
     forbidden("clavis-store-sqlite", &["clavis-crypto", "clavis-core"]);
+    forbidden("clavis-store-postgres", &["clavis-crypto", "clavis-core", "rusqlite"]);
 }
 
 #[test]
