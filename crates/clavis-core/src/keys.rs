@@ -116,8 +116,9 @@ impl MaterialCache {
 
 /// How long a cached key record may be served without reading storage again. Changes made
 /// through this node replace the entry at once; the TTL bounds how stale a change made by
-/// another node sharing the database can be.
-pub(crate) const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// another node sharing the database can be: 0.9 s, so that a change is in force on every
+/// node within one second of its acknowledgement, request time included.
+pub(crate) const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_millis(900);
 
 /// Parsed key records by id, each with the instant it was read.
 #[derive(Default)]

@@ -23,7 +23,7 @@ pub const MAX_PLAINTEXT: usize = 4096;
 pub const MAX_CIPHERTEXT: usize = 6144;
 pub(crate) const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
 /// How long an access key's unsealed secret and status may be served from memory.
-const CREDENTIAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+const CREDENTIAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_millis(900);
 
 /// An authenticated caller, as established by the HTTP layer.
 #[derive(Debug, Clone)]
