@@ -31,4 +31,16 @@ pub enum CryptoError {
         #[source]
         source: std::io::Error,
     },
+    /// The root of trust is sealed: its master key is not in memory.
+    #[error("the root of trust is sealed")]
+    Sealed,
+    /// The provider does not do this (for example unseal shares for a key file).
+    #[error("not supported by this root of trust: {0}")]
+    Unsupported(&'static str),
+    /// An unseal attempt failed or was refused; the message is safe to show.
+    #[error("{0}")]
+    Unseal(String),
+    /// The HSM (PKCS#11 module) failed or refused.
+    #[error("HSM: {0}")]
+    Hsm(String),
 }

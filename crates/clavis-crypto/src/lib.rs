@@ -14,6 +14,7 @@ mod error;
 pub mod import;
 pub mod random;
 pub mod seal;
+pub mod shamir;
 mod secret;
 
 pub use error::CryptoError;

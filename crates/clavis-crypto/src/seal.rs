@@ -23,15 +23,83 @@ const SEAL_FORMAT_V1: u8 = 1;
 const SEAL_HEADER_LEN: usize = 5;
 const SEAL_DOMAIN: &[u8] = b"clavis-seal-v1\0";
 
+/// What a provider reports about itself (`clavis operator status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootStatus {
+    /// `"file"`, `"pkcs11"` or `"shamir"`.
+    pub kind: &'static str,
+    /// Whether a master key exists (a Shamir provider is uninitialised until `operator init`).
+    pub initialized: bool,
+    /// Whether the master key is out of reach (Shamir: not yet unsealed, or sealed again).
+    pub sealed: bool,
+    /// The master key's version (the number in every sealed blob's header).
+    pub master_key_version: u32,
+    /// Shamir: shares made at initialisation, and how many unseal needs.
+    pub shares: Option<u8>,
+    /// Shamir: how many unseal needs.
+    pub threshold: Option<u8>,
+    /// Shamir: shares submitted so far towards the next unseal.
+    pub progress: usize,
+}
+
 /// A provider of the master key. Implementations must keep the master key out of logs and off
 /// disk in the clear (a key file is the one deliberate, documented exception).
 pub trait RootOfTrust: Send + Sync {
     /// A short name for status output (`"file"`, `"pkcs11"`, `"shamir"`).
     fn kind(&self) -> &'static str;
-    /// Seals `plaintext`, binding it to `context`.
+    /// Seals `plaintext`, binding it to `context`. [`CryptoError::Sealed`] while sealed.
     fn seal(&self, context: &[u8], plaintext: &SecretBytes) -> Result<Vec<u8>, CryptoError>;
     /// Unseals what [`RootOfTrust::seal`] produced with the same `context`.
     fn unseal(&self, context: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError>;
+    /// The provider's state. Providers that cannot be sealed are always unsealed.
+    fn status(&self) -> RootStatus {
+        RootStatus { kind: self.kind(), initialized: true, sealed: false, master_key_version: 1, shares: None, threshold: None, progress: 0 }
+    }
+    /// Whether seal/unseal would fail with [`CryptoError::Sealed`].
+    fn is_sealed(&self) -> bool {
+        false
+    }
+    /// Shamir: creates the master key and returns its shares in text form (shown once).
+    fn init_shares(&self, _shares: u8, _threshold: u8) -> Result<Vec<String>, CryptoError> {
+        Err(CryptoError::Unsupported("only the shamir root of trust is initialised with shares"))
+    }
+    /// Shamir: one unseal share; unseals once enough valid shares have arrived.
+    fn submit_share(&self, _share: &str) -> Result<RootStatus, CryptoError> {
+        Err(CryptoError::Unsupported("only the shamir root of trust is unsealed with shares"))
+    }
+    /// Shamir: forgets the master key (the provider is sealed until unsealed again).
+    fn seal_now(&self) -> Result<(), CryptoError> {
+        Err(CryptoError::Unsupported("only the shamir root of trust can be sealed"))
+    }
+}
+
+/// Seals with an in-memory AES-256-GCM master key in the sealed layout.
+fn seal_with(key: &AeadKey, version: u32, context: &[u8], plaintext: &SecretBytes) -> Result<Vec<u8>, CryptoError> {
+    let mut out = Vec::with_capacity(SEAL_HEADER_LEN + 12 + plaintext.len() + 16);
+    out.push(SEAL_FORMAT_V1);
+    out.extend_from_slice(&version.to_be_bytes());
+    let aad = seal_aad(&out, context);
+    key.seal_append(&aad, plaintext.expose_secret(), &mut out)?;
+    Ok(out)
+}
+
+/// Splits a sealed blob into its header and body after checking the format byte.
+fn split_sealed(sealed: &[u8]) -> Result<(&[u8], &[u8]), CryptoError> {
+    if sealed.len() < SEAL_HEADER_LEN || sealed[0] != SEAL_FORMAT_V1 {
+        return Err(CryptoError::Malformed("unknown sealed-data format"));
+    }
+    Ok(sealed.split_at(SEAL_HEADER_LEN))
+}
+
+/// The master-key version in a sealed blob's header.
+pub fn sealed_version(sealed: &[u8]) -> Result<u32, CryptoError> {
+    let (header, _) = split_sealed(sealed)?;
+    Ok(u32::from_be_bytes([header[1], header[2], header[3], header[4]]))
+}
+
+fn unseal_with(key: &AeadKey, context: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+    let (header, body) = split_sealed(sealed)?;
+    key.open(&seal_aad(header, context), body)
 }
 
 fn seal_aad(header: &[u8], context: &[u8]) -> Vec<u8> {
@@ -106,20 +174,205 @@ impl RootOfTrust for LocalKeyFile {
     }
 
     fn seal(&self, context: &[u8], plaintext: &SecretBytes) -> Result<Vec<u8>, CryptoError> {
-        let mut out = Vec::with_capacity(SEAL_HEADER_LEN + 12 + plaintext.len() + 16);
-        out.push(SEAL_FORMAT_V1);
-        out.extend_from_slice(&LOCAL_KEY_VERSION.to_be_bytes());
-        let aad = seal_aad(&out, context);
-        self.key.seal_append(&aad, plaintext.expose_secret(), &mut out)?;
-        Ok(out)
+        seal_with(&self.key, LOCAL_KEY_VERSION, context, plaintext)
     }
 
     fn unseal(&self, context: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
-        if sealed.len() < SEAL_HEADER_LEN || sealed[0] != SEAL_FORMAT_V1 {
-            return Err(CryptoError::Malformed("unknown sealed-data format"));
+        unseal_with(&self.key, context, sealed)
+    }
+}
+
+/// The file a Shamir root of trust keeps in the data directory: its parameters and a canary
+/// sealed under the master key, never the key or a share.
+pub const SHAMIR_CONFIG_FILE: &str = "shamir.conf";
+const SHAMIR_CHECK_CONTEXT: &[u8] = b"clavis/shamir-check/v1\0";
+const SHAMIR_CHECK_TEXT: &[u8] = b"clavis shamir master key";
+/// The master key version of a Shamir root of trust.
+const SHAMIR_KEY_VERSION: u32 = 1;
+
+struct ShamirConfig {
+    shares: u8,
+    threshold: u8,
+    check: Vec<u8>,
+}
+
+#[derive(Default)]
+struct ShamirState {
+    config: Option<ShamirConfig>,
+    key: Option<AeadKey>,
+    pending: Vec<crate::shamir::Share>,
+}
+
+/// A master key split into shares (Vault/OpenBao's unseal model). It exists in memory only
+/// between an unseal (`threshold` shares submitted, one at a time, possibly by different
+/// people) and a seal or the end of the process; the data directory holds only the parameters
+/// and a canary sealed under the key, which tells a right reconstruction from a wrong one.
+pub struct ShamirRoot {
+    path: PathBuf,
+    state: std::sync::RwLock<ShamirState>,
+}
+
+impl std::fmt::Debug for ShamirRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShamirRoot").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+impl ShamirRoot {
+    /// Loads the provider from `path` (the data directory's `shamir.conf`); uninitialised if the
+    /// file does not exist. Always starts sealed.
+    pub fn load(path: &Path) -> Result<Self, CryptoError> {
+        let io_err = |source| CryptoError::KeyFile { path: path.display().to_string(), source };
+        let config = match std::fs::read_to_string(path) {
+            Ok(text) => Some(Self::parse(&text).ok_or(CryptoError::Malformed("shamir.conf is not a Clavis Shamir configuration"))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(e)),
+        };
+        Ok(ShamirRoot { path: path.to_owned(), state: std::sync::RwLock::new(ShamirState { config, key: None, pending: Vec::new() }) })
+    }
+
+    fn parse(text: &str) -> Option<ShamirConfig> {
+        let mut lines = text.lines();
+        if lines.next()? != "clavis-shamir-v1" {
+            return None;
         }
-        let (header, body) = sealed.split_at(SEAL_HEADER_LEN);
-        self.key.open(&seal_aad(header, context), body)
+        let (mut shares, mut threshold, mut check) = (None, None, None);
+        for line in lines {
+            match line.split_once('=')? {
+                ("shares", v) => shares = v.parse().ok(),
+                ("threshold", v) => threshold = v.parse().ok(),
+                ("check", v) => check = hex_decode(v),
+                _ => return None,
+            }
+        }
+        Some(ShamirConfig { shares: shares?, threshold: threshold?, check: check? })
+    }
+
+    fn write_config(&self, c: &ShamirConfig) -> Result<(), CryptoError> {
+        let io_err = |source| CryptoError::KeyFile { path: self.path.display().to_string(), source };
+        let text = format!("clavis-shamir-v1\nshares={}\nthreshold={}\ncheck={}\n", c.shares, c.threshold, hex_encode(&c.check));
+        let tmp = self.path.with_extension("conf.tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(io_err)?;
+        f.write_all(text.as_bytes()).map_err(io_err)?;
+        f.sync_all().map_err(io_err)?;
+        std::fs::rename(&tmp, &self.path).map_err(io_err)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)?;
+        }
+        Ok(())
+    }
+
+    fn poisoned() -> CryptoError {
+        CryptoError::Unseal("internal lock poisoned".into())
+    }
+}
+
+impl RootOfTrust for ShamirRoot {
+    fn kind(&self) -> &'static str {
+        "shamir"
+    }
+
+    fn seal(&self, context: &[u8], plaintext: &SecretBytes) -> Result<Vec<u8>, CryptoError> {
+        let state = self.state.read().map_err(|_| Self::poisoned())?;
+        let key = state.key.as_ref().ok_or(CryptoError::Sealed)?;
+        seal_with(key, SHAMIR_KEY_VERSION, context, plaintext)
+    }
+
+    fn unseal(&self, context: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+        let state = self.state.read().map_err(|_| Self::poisoned())?;
+        let key = state.key.as_ref().ok_or(CryptoError::Sealed)?;
+        unseal_with(key, context, sealed)
+    }
+
+    fn status(&self) -> RootStatus {
+        let state = self.state.read();
+        let (config, sealed, progress) = match &state {
+            Ok(s) => (s.config.as_ref().map(|c| (c.shares, c.threshold)), s.key.is_none(), s.pending.len()),
+            Err(_) => (None, true, 0),
+        };
+        RootStatus {
+            kind: "shamir",
+            initialized: config.is_some(),
+            sealed,
+            master_key_version: SHAMIR_KEY_VERSION,
+            shares: config.map(|c| c.0),
+            threshold: config.map(|c| c.1),
+            progress,
+        }
+    }
+
+    fn is_sealed(&self) -> bool {
+        self.state.read().map(|s| s.key.is_none()).unwrap_or(true)
+    }
+
+    fn init_shares(&self, shares: u8, threshold: u8) -> Result<Vec<String>, CryptoError> {
+        let mut state = self.state.write().map_err(|_| Self::poisoned())?;
+        if state.config.is_some() {
+            return Err(CryptoError::Unseal("already initialised".into()));
+        }
+        let master = random::secret(KEY_LEN)?;
+        let parts = crate::shamir::split(&master, shares, threshold)?;
+        let key = AeadKey::new(&master)?;
+        let check = seal_with(&key, SHAMIR_KEY_VERSION, SHAMIR_CHECK_CONTEXT, &SecretBytes::from_slice(SHAMIR_CHECK_TEXT))?;
+        let config = ShamirConfig { shares, threshold, check };
+        self.write_config(&config)?;
+        state.config = Some(config);
+        state.key = Some(key);
+        state.pending.clear();
+        Ok(parts.iter().map(crate::shamir::Share::to_text).collect())
+    }
+
+    fn submit_share(&self, share: &str) -> Result<RootStatus, CryptoError> {
+        let share = crate::shamir::Share::from_text(share).map_err(|_| CryptoError::Unseal("that is not an unseal share".into()))?;
+        {
+            let mut state = self.state.write().map_err(|_| Self::poisoned())?;
+            let Some((threshold, check)) = state.config.as_ref().map(|c| (usize::from(c.threshold), c.check.clone())) else {
+                return Err(CryptoError::Unseal("not initialised: run `clavis operator init` first".into()));
+            };
+            if state.key.is_some() {
+                return Err(CryptoError::Unseal("already unsealed".into()));
+            }
+            if share.y.len() != KEY_LEN {
+                return Err(CryptoError::Unseal("that is not an unseal share of this server".into()));
+            }
+            if state.pending.iter().any(|s| s.x == share.x) {
+                return Err(CryptoError::Unseal("this share was already submitted".into()));
+            }
+            state.pending.push(share);
+            if state.pending.len() >= threshold {
+                let pending = std::mem::take(&mut state.pending);
+                let master = crate::shamir::combine(&pending)?;
+                let key = AeadKey::new(&master)?;
+                // A wrong or corrupted share reconstructs another key, which cannot open the
+                // canary. Which share was wrong is not knowable, and not said.
+                if unseal_with(&key, SHAMIR_CHECK_CONTEXT, &check).is_err() {
+                    return Err(CryptoError::Unseal(
+                        "the submitted shares do not reconstruct the master key; the unseal was reset, submit shares again".into(),
+                    ));
+                }
+                state.key = Some(key);
+            }
+        }
+        Ok(self.status())
+    }
+
+    fn seal_now(&self) -> Result<(), CryptoError> {
+        let mut state = self.state.write().map_err(|_| Self::poisoned())?;
+        // Dropping the key wipes it (the AEAD key zeroizes its schedule on drop).
+        state.key = None;
+        state.pending.clear();
+        Ok(())
     }
 }
 
@@ -154,6 +407,50 @@ mod tests {
         let mut t = sealed.clone();
         t[2] ^= 1;
         assert!(b.unseal(b"ctx", &t).is_err(), "header is bound");
+        std::fs::remove_file(&p).expect("cleanup");
+    }
+
+    #[test]
+    fn shamir_root_init_unseal_seal() {
+        let p = temp_path("shamir.conf");
+        let root = ShamirRoot::load(&p).expect("load");
+        assert!(!root.status().initialized && root.is_sealed());
+        assert!(matches!(root.seal(b"c", &SecretBytes::from_slice(b"x")), Err(CryptoError::Sealed)));
+        let shares = root.init_shares(5, 3).expect("init");
+        assert_eq!(shares.len(), 5);
+        assert!(root.init_shares(5, 3).is_err(), "initialised once");
+        let sealed = root.seal(b"ctx", &SecretBytes::from_slice(b"material")).expect("seal");
+        let conf = std::fs::read_to_string(&p).expect("conf");
+        for s in &shares {
+            assert!(!conf.contains(&s[3..]), "no share in the configuration");
+        }
+        // A fresh process: sealed until three shares arrive.
+        let restarted = ShamirRoot::load(&p).expect("load");
+        assert!(restarted.is_sealed() && restarted.status().initialized);
+        assert_eq!(restarted.submit_share(&shares[4]).expect("1").progress, 1);
+        assert!(restarted.submit_share(&shares[4]).is_err(), "duplicate share");
+        assert!(restarted.submit_share("nonsense").is_err());
+        assert!(restarted.submit_share(&shares[1]).expect("2").sealed);
+        let st = restarted.submit_share(&shares[2]).expect("3");
+        assert!(!st.sealed && st.progress == 0);
+        assert_eq!(restarted.unseal(b"ctx", &sealed).expect("unseal").expose_secret(), b"material");
+        // Sealing forgets the key.
+        restarted.seal_now().expect("seal");
+        assert!(matches!(restarted.unseal(b"ctx", &sealed), Err(CryptoError::Sealed)));
+        // A corrupted share: the unseal fails without naming it, and resets.
+        let mut bad = shares[0].clone().into_bytes();
+        let last = bad.len() - 1;
+        bad[last] = if bad[last] == b'0' { b'1' } else { b'0' };
+        let bad = String::from_utf8(bad).expect("utf8");
+        restarted.submit_share(&bad).expect("accepted for now");
+        restarted.submit_share(&shares[1]).expect("accepted for now");
+        let e = restarted.submit_share(&shares[2]).expect_err("wrong reconstruction");
+        assert!(e.to_string().contains("do not reconstruct"), "{e}");
+        assert_eq!(restarted.status().progress, 0);
+        for s in [&shares[3], &shares[0], &shares[2]] {
+            restarted.submit_share(s).expect("good shares");
+        }
+        assert!(!restarted.is_sealed());
         std::fs::remove_file(&p).expect("cleanup");
     }
 
