@@ -278,9 +278,51 @@ pub struct TagEntry {
     pub tag_value: Option<String>,
 }
 
-/// An empty response (`{}`).
-#[derive(Debug, Default, Serialize)]
+/// An empty request or response (`{}`).
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Empty {}
+
+/// `GET /operator/status` and the unseal response: the root of trust's state.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct OperatorStatus {
+    pub provider: String,
+    pub initialized: bool,
+    pub sealed: bool,
+    pub master_key_version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u8>,
+    pub progress: usize,
+}
+
+/// `POST /operator/init` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct OperatorInitRequest {
+    pub shares: Option<u8>,
+    pub threshold: Option<u8>,
+}
+
+/// `POST /operator/init` response: the shares, shown once.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct OperatorInitResponse {
+    pub shares: Vec<String>,
+    pub threshold: u8,
+}
+
+/// `POST /operator/unseal` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct OperatorUnsealRequest {
+    pub share: Option<String>,
+}
 
 /// Key metadata as DescribeKey and CreateKey return it.
 #[derive(Debug, Serialize)]

@@ -104,6 +104,10 @@ pub enum KmsError {
     /// durable, so its outcome is withheld (fail closed).
     #[error("The request was not completed because its audit record could not be written; retry when the audit log is writable.")]
     AuditUnavailable(String),
+    /// `ServiceUnavailableException` (HTTP 503): the root of trust is sealed; an operator must
+    /// unseal it (`clavis operator unseal`). Retryable.
+    #[error("Clavis is sealed: no key can be used until an operator unseals it (clavis operator unseal).")]
+    Sealed,
     /// `KMSInternalException` (HTTP 500): a bug or corrupt state. The detail is logged, not
     /// sent.
     #[error("An internal error occurred.")]
@@ -145,6 +149,7 @@ impl KmsError {
             UnrecognizedClient => "UnrecognizedClientException",
             AccessDenied(_) => "AccessDeniedException",
             Unavailable(_) | AuditUnavailable(_) => "DependencyTimeoutException",
+            Sealed => "ServiceUnavailableException",
             Internal(_) => "KMSInternalException",
         }
     }
@@ -153,7 +158,7 @@ impl KmsError {
     pub fn http_status(&self) -> u16 {
         match self {
             KmsError::Internal(_) => 500,
-            KmsError::Unavailable(_) | KmsError::AuditUnavailable(_) => 503,
+            KmsError::Unavailable(_) | KmsError::AuditUnavailable(_) | KmsError::Sealed => 503,
             KmsError::RequestEntityTooLarge(_) => 413,
             // AWS's common errors: an unsigned request is 403; bad signatures are 400.
             KmsError::MissingAuthenticationToken => 403,
@@ -180,6 +185,10 @@ impl From<StoreError> for KmsError {
 
 impl From<clavis_crypto::CryptoError> for KmsError {
     fn from(e: clavis_crypto::CryptoError) -> Self {
-        KmsError::Internal(format!("crypto: {e}"))
+        match e {
+            clavis_crypto::CryptoError::Sealed => KmsError::Sealed,
+            clavis_crypto::CryptoError::Hsm(m) => KmsError::Unavailable(format!("HSM: {m}")),
+            other => KmsError::Internal(format!("crypto: {other}")),
+        }
     }
 }

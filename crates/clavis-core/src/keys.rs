@@ -98,6 +98,13 @@ impl MaterialCache {
     }
 
     /// Drops every version of a destroyed key.
+    /// Drops every entry (sealing: the unsealed material is wiped as its last `Arc` drops).
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.map.write() {
+            m.clear();
+        }
+    }
+
     pub fn remove_key(&self, id: KeyId) {
         if let Ok(mut m) = self.map.write() {
             m.retain(|(k, _), _| *k != id);
@@ -136,6 +143,12 @@ impl KeyCache {
     pub fn remove(&self, id: &KeyId) {
         if let Ok(mut m) = self.map.write() {
             m.remove(id);
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.map.write() {
+            m.clear();
         }
     }
 

@@ -166,6 +166,12 @@ impl Kms {
     /// means the request's outcome must not be released (invariant 5).
     pub async fn audit(&self, input: &AuditInput<'_>) -> Result<(), KmsError> {
         let Some(sink) = &self.audit else { return Ok(()) };
+        // While sealed the audit key is sealed too, so the log cannot be written; nothing can
+        // succeed while sealed (every request fails authenticating), and a refusal for being
+        // sealed has no effect to record.
+        if matches!(input.error, Some(KmsError::Sealed)) && self.root.is_sealed() {
+            return Ok(());
+        }
         let record = audit::record(input).map_err(|e| KmsError::Internal(format!("audit record encoding: {e}")))?;
         sink.append(record).await.map_err(|e| KmsError::AuditUnavailable(e.to_string()))
     }
@@ -226,6 +232,9 @@ impl Kms {
     /// ([`Kms::forget_credential`]) takes effect at once, one made on another node within that
     /// second.
     pub async fn credential(&self, access_key_id: &str) -> Result<Option<Arc<Credential>>, KmsError> {
+        if self.root.is_sealed() {
+            return Err(KmsError::Sealed);
+        }
         if let Some((c, at)) = self.credentials.read().ok().and_then(|m| m.get(access_key_id).cloned())
             && at.elapsed() < CREDENTIAL_CACHE_TTL
         {
@@ -310,6 +319,68 @@ impl Kms {
                     Err(refusal(&format!("because no resource-based policy allows the {action} action")))
                 }
             }
+        }
+    }
+
+    // ----- root of trust (operator) -----
+
+    /// The root of trust's state (provider, sealed or not, master-key version, unseal progress).
+    pub fn operator_status(&self) -> OperatorStatus {
+        let s = self.root.status();
+        OperatorStatus {
+            provider: s.kind.to_owned(),
+            initialized: s.initialized,
+            sealed: s.sealed,
+            master_key_version: s.master_key_version,
+            shares: s.shares,
+            threshold: s.threshold,
+            progress: s.progress,
+        }
+    }
+
+    /// Whether the root of trust is sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.root.is_sealed()
+    }
+
+    /// Initialises a Shamir root of trust: returns the shares (shown once). Unauthenticated,
+    /// like Vault's: only an uninitialised server accepts it.
+    pub fn operator_init(&self, req: OperatorInitRequest) -> Result<OperatorInitResponse, KmsError> {
+        let shares = validate::required(req.shares, "shares")?;
+        let threshold = validate::required(req.threshold, "threshold")?;
+        if threshold < 2 || shares < threshold {
+            return Err(KmsError::Validation("Need 2 <= Threshold <= Shares <= 255.".into()));
+        }
+        let shares = self.root.init_shares(shares, threshold).map_err(Self::operator_error)?;
+        Ok(OperatorInitResponse { shares, threshold })
+    }
+
+    /// Submits one unseal share. Unauthenticated (the share is the credential).
+    pub fn operator_unseal(&self, req: OperatorUnsealRequest) -> Result<OperatorStatus, KmsError> {
+        let share = validate::required(req.share, "share")?;
+        self.root.submit_share(&share).map_err(Self::operator_error)?;
+        Ok(self.operator_status())
+    }
+
+    /// ClavisAdmin.Seal: forgets the master key and wipes every unsealed key and credential from
+    /// memory; every request is then refused until an operator unseals again.
+    pub async fn seal(&self, caller: &Caller, _req: Empty) -> Result<Empty, KmsError> {
+        self.authorize(caller, "Seal")?;
+        self.root.seal_now().map_err(Self::operator_error)?;
+        self.materials.clear();
+        self.keys.clear();
+        if let Ok(mut m) = self.credentials.write() {
+            m.clear();
+        }
+        Ok(Empty {})
+    }
+
+    fn operator_error(e: clavis_crypto::CryptoError) -> KmsError {
+        match e {
+            clavis_crypto::CryptoError::Unseal(m) => KmsError::Validation(m),
+            clavis_crypto::CryptoError::Unsupported(m) => KmsError::UnsupportedOperation(m.to_owned()),
+            clavis_crypto::CryptoError::Malformed(m) => KmsError::Validation(m.to_owned()),
+            other => other.into(),
         }
     }
 

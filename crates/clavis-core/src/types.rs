@@ -330,6 +330,7 @@ pub fn is_admin_operation(operation: &str) -> bool {
         operation,
         "CreateAccount"
             | "ListAccounts"
+            | "Seal"
             | "CreateUser"
             | "ListUsers"
             | "CreateAccessKey"

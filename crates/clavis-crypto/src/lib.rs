@@ -14,8 +14,8 @@ mod error;
 pub mod import;
 pub mod random;
 pub mod seal;
-pub mod shamir;
 mod secret;
+pub mod shamir;
 
 pub use error::CryptoError;
 pub use secret::SecretBytes;

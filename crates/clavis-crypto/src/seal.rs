@@ -53,7 +53,15 @@ pub trait RootOfTrust: Send + Sync {
     fn unseal(&self, context: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError>;
     /// The provider's state. Providers that cannot be sealed are always unsealed.
     fn status(&self) -> RootStatus {
-        RootStatus { kind: self.kind(), initialized: true, sealed: false, master_key_version: 1, shares: None, threshold: None, progress: 0 }
+        RootStatus {
+            kind: self.kind(),
+            initialized: true,
+            sealed: false,
+            master_key_version: 1,
+            shares: None,
+            threshold: None,
+            progress: 0,
+        }
     }
     /// Whether seal/unseal would fail with [`CryptoError::Sealed`].
     fn is_sealed(&self) -> bool {

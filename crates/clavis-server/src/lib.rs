@@ -57,12 +57,18 @@ pub fn app(state: AppState) -> Router {
         .route("/", post(protocol::handle))
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))
+        .route("/operator/status", get(protocol::operator_status))
+        .route("/operator/init", post(protocol::operator_init))
+        .route("/operator/unseal", post(protocol::operator_unseal))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
+    if state.kms.is_sealed() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "sealed\n").into_response();
+    }
     // Ready when the store answers: a read that touches the database.
     match state.kms.account_id().await {
         Ok(Some(_)) => (StatusCode::OK, "ok\n").into_response(),

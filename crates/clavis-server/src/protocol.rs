@@ -121,6 +121,7 @@ async fn dispatch_admin(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]
         "UpdateAccessKey" => call(body, |req| kms.update_access_key(caller, req)).await,
         "DeleteAccessKey" => call(body, |req| kms.delete_access_key(caller, req)).await,
         "EnableKeyDualAuthorization" => call(body, |req| kms.enable_key_dual_authorization(caller, req)).await,
+        "Seal" => call(body, |req| kms.seal(caller, req)).await,
         other => Err(KmsError::UnknownOperation(format!("Administration operation {other} does not exist."))),
     }
 }
@@ -197,6 +198,42 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
                 }
                 _ => tracing::info!(request_id, operation, code = e.code(), duration_us, "request refused"),
             }
+            error_response(&e)
+        }
+    }
+}
+
+/// `GET /operator/status`: the root of trust's provider, sealed state, master-key version and
+/// unseal progress. Unauthenticated, like Vault's seal status: it reveals no secret.
+pub async fn operator_status(State(state): State<AppState>) -> Response {
+    match serde_json::to_vec(&state.kms.operator_status()) {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => error_response(&KmsError::Internal(e.to_string())),
+    }
+}
+
+/// `POST /operator/init` (`{"Shares": N, "Threshold": K}`): initialises a Shamir root of trust
+/// and returns the shares once. Unauthenticated: only an uninitialised server accepts it.
+pub async fn operator_init(State(state): State<AppState>, body: Bytes) -> Response {
+    let result = call(&body, |req| async { state.kms.operator_init(req) }).await;
+    operator_reply("init", result)
+}
+
+/// `POST /operator/unseal` (`{"Share": "..."}`): one unseal share. Unauthenticated: the share
+/// is the credential; a wrong one resets the unseal without saying which was wrong.
+pub async fn operator_unseal(State(state): State<AppState>, body: Bytes) -> Response {
+    let result = call(&body, |req| async { state.kms.operator_unseal(req) }).await;
+    operator_reply("unseal", result)
+}
+
+fn operator_reply(what: &str, result: Result<Vec<u8>, KmsError>) -> Response {
+    match result {
+        Ok(body) => {
+            tracing::warn!(operation = what, "operator {what} accepted");
+            json_response(StatusCode::OK, body)
+        }
+        Err(e) => {
+            tracing::warn!(operation = what, code = e.code(), "operator {what} refused");
             error_response(&e)
         }
     }

@@ -4,7 +4,7 @@
 use crate::serve::{AUDIT_DIR, MASTER_KEY_FILE};
 use anyhow::Context;
 use clavis_audit::verify::{Filter, export, verify};
-use clavis_crypto::seal::LocalKeyFile;
+use clavis_crypto::seal::{LocalKeyFile, RootOfTrust, SHAMIR_CONFIG_FILE, ShamirRoot};
 use std::path::{Path, PathBuf};
 
 /// `clavis audit ...`
@@ -15,6 +15,9 @@ pub enum AuditCommand {
         /// The data directory.
         #[arg(long, env = "CLAVIS_DATA_DIR", default_value = "./clavis-data")]
         data_dir: PathBuf,
+        /// For a Shamir-sealed data directory: files holding enough unseal shares (repeat).
+        #[arg(long)]
+        share_file: Vec<PathBuf>,
     },
     /// Print events as JSON lines (verifying the chain as it reads).
     Export {
@@ -33,6 +36,9 @@ pub enum AuditCommand {
         /// Only events of this principal ARN.
         #[arg(long)]
         principal: Option<String>,
+        /// For a Shamir-sealed data directory: files holding enough unseal shares (repeat).
+        #[arg(long)]
+        share_file: Vec<PathBuf>,
     },
     /// Look events up on a running server (ClavisAdmin.LookupEvents), newest first, as JSON
     /// lines. Endpoint and credentials are read as AWS tools read them.
@@ -64,16 +70,29 @@ pub enum AuditCommand {
     },
 }
 
-fn audit_key(data_dir: &Path) -> anyhow::Result<clavis_crypto::SecretBytes> {
-    let root = LocalKeyFile::open(&data_dir.join(MASTER_KEY_FILE)).context("opening the master key file")?;
-    Ok(clavis_audit::load_key(&data_dir.join(AUDIT_DIR), &root, false)?)
+/// The audit MAC key, unsealed with the data directory's root of trust: its master key file, or
+/// for a Shamir data directory the unseal shares in `share_files`.
+fn audit_key(data_dir: &Path, share_files: &[PathBuf]) -> anyhow::Result<clavis_crypto::SecretBytes> {
+    let shamir = data_dir.join(SHAMIR_CONFIG_FILE);
+    let root: Box<dyn RootOfTrust> = if shamir.exists() {
+        let root = ShamirRoot::load(&shamir).context("loading shamir.conf")?;
+        for f in share_files {
+            let share = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            root.submit_share(share.trim()).with_context(|| format!("unseal share {}", f.display()))?;
+        }
+        anyhow::ensure!(!root.is_sealed(), "this data directory is Shamir-sealed: give enough --share-file to unseal its audit key");
+        Box::new(root)
+    } else {
+        Box::new(LocalKeyFile::open(&data_dir.join(MASTER_KEY_FILE)).context("opening the master key file")?)
+    };
+    Ok(clavis_audit::load_key(&data_dir.join(AUDIT_DIR), root.as_ref(), false)?)
 }
 
 /// Runs an audit subcommand.
 pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
-        AuditCommand::Verify { data_dir } => {
-            let key = audit_key(&data_dir)?;
+        AuditCommand::Verify { data_dir, share_file } => {
+            let key = audit_key(&data_dir, &share_file)?;
             match verify(&data_dir.join(AUDIT_DIR), &key) {
                 Ok(r) => {
                     println!("audit log OK: {} records in {} segments; last record MAC {}", r.records, r.segments, r.last_hash);
@@ -121,8 +140,8 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 }
             })
         }
-        AuditCommand::Export { data_dir, since, until, key, principal } => {
-            let audit_key = audit_key(&data_dir)?;
+        AuditCommand::Export { data_dir, since, until, key, principal, share_file } => {
+            let audit_key = audit_key(&data_dir, &share_file)?;
             let filter = Filter { since, until, key, principal };
             let mut out = std::io::stdout().lock();
             match export(&data_dir.join(AUDIT_DIR), &audit_key, &filter, &mut out) {

@@ -144,3 +144,33 @@ impl Client {
         Ok(value)
     }
 }
+
+/// An unsigned request to one of the operator paths (`/operator/...`), which a sealed server
+/// answers without credentials. Returns the status and the parsed JSON body.
+pub async fn plain_request(
+    endpoint_url: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let authority = endpoint_url.strip_prefix("http://").context("only http:// endpoints are supported")?.trim_end_matches('/').to_owned();
+    let stream = tokio::net::TcpStream::connect(&authority).await.with_context(|| format!("connecting to {authority}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let bytes = match &body {
+        Some(b) => serde_json::to_vec(b)?,
+        None => Vec::new(),
+    };
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", &authority)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(bytes)))?;
+    let resp = sender.send_request(request).await?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)))
+}

@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod client;
 mod key;
+mod operator;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,9 @@ enum Command {
     /// Key commands beyond the AWS API (re-wrap on unwrap).
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// The root of trust: initialise and unseal a Shamir-sealed server, seal it, status.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
     /// Load-test an AWS-KMS-compatible endpoint.
     Bench(bench::BenchArgs),
 }
@@ -49,5 +53,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Key(cmd) => key::run(cmd),
         Command::Admin(cmd) => admin::run(cmd),
+        Command::Operator(cmd) => operator::run(cmd),
     }
 }

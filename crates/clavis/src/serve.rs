@@ -6,7 +6,7 @@ use clavis_core::audit::AuditSink;
 use clavis_core::types::AccountId;
 use clavis_core::{Clock, Kms, KmsConfig, SystemClock, TestClock};
 use clavis_crypto::SecretBytes;
-use clavis_crypto::seal::LocalKeyFile;
+use clavis_crypto::seal::{LocalKeyFile, RootOfTrust, SHAMIR_CONFIG_FILE, ShamirRoot};
 use clavis_server::{AppState, ServerConfig};
 use clavis_store::Store;
 use clavis_store_postgres::PostgresStore;
@@ -15,9 +15,21 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Where the master key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RootKind {
+    /// `DATA_DIR/master.key` (the development default).
+    File,
+    /// Split into unseal shares (`clavis operator init`); the server starts sealed.
+    Shamir,
+}
+
 /// Arguments of `clavis serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// The root of trust: `file` (DATA_DIR/master.key) or `shamir` (unseal shares).
+    #[arg(long, env = "CLAVIS_ROOT_OF_TRUST", value_enum, default_value = "file")]
+    root_of_trust: RootKind,
     /// Data directory: database, master key file, generated credentials.
     #[arg(long, env = "CLAVIS_DATA_DIR", default_value = "./clavis-data")]
     data_dir: PathBuf,
@@ -53,11 +65,35 @@ pub struct ServeArgs {
 /// The audit directory inside a data directory.
 pub const AUDIT_DIR: &str = "audit";
 
-fn open_audit(args: &ServeArgs, root: &LocalKeyFile) -> anyhow::Result<Option<Arc<dyn AuditSink>>> {
-    if args.dangerous_no_audit {
-        tracing::warn!("AUDIT IS DISABLED (--dangerous-no-audit): requests are not recorded");
-        return Ok(None);
+/// The audit log once it can be opened: it needs the root of trust to unseal its MAC key, so a
+/// sealed server opens it at unseal. Until then every append fails (fail closed), except that
+/// the core does not record refusals for being sealed (nothing can succeed while sealed).
+#[derive(Default)]
+struct DeferredAudit {
+    log: std::sync::OnceLock<Arc<dyn AuditSink>>,
+}
+
+#[async_trait::async_trait]
+impl AuditSink for DeferredAudit {
+    async fn append(&self, record: Vec<u8>) -> Result<(), clavis_core::audit::AuditFailure> {
+        match self.log.get() {
+            Some(log) => log.append(record).await,
+            None => Err(clavis_core::audit::AuditFailure("the audit log opens when the server is unsealed".into())),
+        }
     }
+
+    async fn lookup(
+        &self,
+        query: clavis_core::audit::LookupQuery,
+    ) -> Result<(Vec<serde_json::Value>, Option<u64>), clavis_core::audit::AuditFailure> {
+        match self.log.get() {
+            Some(log) => log.lookup(query).await,
+            None => Err(clavis_core::audit::AuditFailure("the audit log opens when the server is unsealed".into())),
+        }
+    }
+}
+
+fn open_audit(args: &ServeArgs, root: &dyn RootOfTrust) -> anyhow::Result<Arc<dyn AuditSink>> {
     let stream = match args.audit_stream.as_deref() {
         None => None,
         Some("stdout") => Some(StreamSink::Stdout),
@@ -70,7 +106,20 @@ fn open_audit(args: &ServeArgs, root: &LocalKeyFile) -> anyhow::Result<Option<Ar
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let key = clavis_audit::load_key(&dir, root, true)?;
     let log = AuditLog::open(AuditConfig { dir, segment_bytes: args.audit_segment_bytes, stream }, key).context("opening the audit log")?;
-    Ok(Some(Arc::new(log)))
+    Ok(Arc::new(log))
+}
+
+/// What needs the master key: the audit log, the check against the database's canary, and the
+/// first-start initialisation. Runs at start, or at unseal for a server that starts sealed.
+async fn open_unsealed(args: &ServeArgs, root: &dyn RootOfTrust, kms: &Kms, audit: Option<&DeferredAudit>) -> anyhow::Result<AccountId> {
+    if let Some(deferred) = audit {
+        let log = open_audit(args, root)?;
+        let _ = deferred.log.set(log);
+    }
+    kms.check_root_of_trust().await.context(
+        "the master key does not match the database: every node sharing a database needs the same master key (copy master.key from the first node)",
+    )?;
+    initialise(kms, &args.data_dir).await
 }
 
 const DB_FILE: &str = "clavis.db";
@@ -251,12 +300,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         create_data_dir(&args.data_dir)?;
-        let root = open_root(&args.data_dir, args.database_url.is_some())?;
+        let root: Arc<dyn RootOfTrust> = match args.root_of_trust {
+            RootKind::File => Arc::new(open_root(&args.data_dir, args.database_url.is_some())?),
+            RootKind::Shamir => Arc::new(ShamirRoot::load(&args.data_dir.join(SHAMIR_CONFIG_FILE)).context("loading shamir.conf")?),
+        };
         let store: Arc<dyn Store> = match &args.database_url {
             Some(url) => Arc::new(PostgresStore::connect(url).await.context("connecting to the PostgreSQL database")?),
             None => Arc::new(SqliteStore::open(&args.data_dir.join(DB_FILE)).context("opening the database")?),
         };
-        let audit = open_audit(&args, &root)?;
+        let deferred = if args.dangerous_no_audit {
+            tracing::warn!("AUDIT IS DISABLED (--dangerous-no-audit): requests are not recorded");
+            None
+        } else {
+            Some(Arc::new(DeferredAudit::default()))
+        };
+        let audit = deferred.clone().map(|d| d as Arc<dyn AuditSink>);
         let (clock, test_clock): (Arc<dyn Clock>, Option<Arc<TestClock>>) = if args.dangerous_test_clock {
             tracing::warn!("TEST CLOCK ENABLED (--dangerous-test-clock): key rotation and deletion dates can be forced early");
             let c = Arc::new(TestClock::default());
@@ -264,16 +322,39 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             (Arc::new(SystemClock), None)
         };
-        let kms = Arc::new(Kms::new(store, Arc::new(root), clock, KmsConfig { audit, test_clock }));
-        kms.check_root_of_trust().await.context(
-            "the master key does not match the database: every node sharing a database needs the same master key (copy master.key from the first node)",
-        )?;
-        let account = initialise(&kms, &args.data_dir).await?;
-        spawn_scheduler(kms.clone(), std::time::Duration::from_millis(args.scheduler_interval_ms.max(10)));
+        let kms = Arc::new(Kms::new(store, root.clone(), clock, KmsConfig { audit, test_clock }));
+        let scheduler_interval = std::time::Duration::from_millis(args.scheduler_interval_ms.max(10));
+        let args = Arc::new(args);
+        if root.is_sealed() {
+            tracing::warn!(
+                initialized = root.status().initialized,
+                "SEALED: every request is refused until operators unseal (clavis operator init / clavis operator unseal)"
+            );
+            let (args, root, kms) = (args.clone(), root.clone(), kms.clone());
+            tokio::spawn(async move {
+                while root.is_sealed() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                match open_unsealed(&args, root.as_ref(), &kms, deferred.as_deref()).await {
+                    Ok(account) => {
+                        tracing::info!(account = account.as_str(), "unsealed");
+                        spawn_scheduler(kms, scheduler_interval);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "cannot serve after unseal; exiting");
+                        std::process::exit(1);
+                    }
+                }
+            });
+        } else {
+            let account = open_unsealed(&args, root.as_ref(), &kms, deferred.as_deref()).await?;
+            tracing::info!(account = account.as_str(), "initialised");
+            spawn_scheduler(kms.clone(), scheduler_interval);
+        }
         let config = ServerConfig { allowed_regions: args.allowed_regions.clone(), ..ServerConfig::default() };
         let app = clavis_server::app(AppState { kms, config: Arc::new(config) });
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-        tracing::info!(listen = %listener.local_addr()?, data_dir = %args.data_dir.display(), account = account.as_str(), "clavis serving");
+        tracing::info!(listen = %listener.local_addr()?, data_dir = %args.data_dir.display(), "clavis serving");
         axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
             .await?;
