@@ -92,6 +92,18 @@ def test_policy_conditions_explicit_deny_and_put_key_policy(fresh_server):
     manager.tag_resource(KeyId=other, Tags=[{"TagKey": "still", "TagValue": "allowed"}])
     root.disable_key(KeyId=other)
 
+    # An alias cannot be moved off (or deleted from) a key whose policy denies the caller: the
+    # key's policy would otherwise be escaped by pointing its alias at the caller's own key.
+    root.create_alias(AliasName="alias/guarded", TargetKeyId=other)
+    own = manager.create_key()["KeyMetadata"]["KeyId"]
+    root.put_key_policy(KeyId=other, PolicyName="default", Policy=policy(
+        {"Sid": "account", "Effect": "Allow", "Principal": {"AWS": ROOT_ARN}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "no-alias-moves", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": ["kms:UpdateAlias", "kms:DeleteAlias"],
+         "Resource": "*", "Condition": {"StringNotEquals": {"aws:PrincipalArn": ROOT_ARN}}}))
+    denied(lambda: manager.update_alias(AliasName="alias/guarded", TargetKeyId=own), "kms:UpdateAlias")
+    denied(lambda: manager.delete_alias(AliasName="alias/guarded"), "kms:DeleteAlias")
+    assert [a["TargetKeyId"] for a in root.list_aliases(KeyId=other)["Aliases"]] == [other]
+
     # Malformed and lock-out policies are refused; the lock-out check can be bypassed.
     for bad in ["not json", "{}", json.dumps({"Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}),
                 policy({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::12:root"}, "Action": "kms:*", "Resource": "*"}),

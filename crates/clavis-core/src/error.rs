@@ -176,6 +176,7 @@ impl From<StoreError> for KmsError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => KmsError::Unavailable(m),
+            StoreError::InvalidInput(m) => KmsError::Validation(format!("1 validation error detected: {m}")),
             // Not-found, conflicts and the rest are resolved by the operation that knows what
             // they mean; reaching here is a bug.
             other => KmsError::Internal(format!("storage: {other}")),

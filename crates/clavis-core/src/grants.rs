@@ -112,11 +112,12 @@ fn parse_constraints(json: Option<&str>) -> Option<GrantConstraints> {
     json.and_then(|j| serde_json::from_str(j).ok())
 }
 
-/// Whether a request's encryption context meets a grant's constraints.
+/// Whether a request's encryption context meets a grant's constraints. Operations that take no
+/// encryption context (DescribeKey, CreateGrant, RetireGrant) are not constrained, as in AWS;
+/// a grant made through a constrained grant must carry the same constraint instead.
 fn constraints_met(constraints: Option<&GrantConstraints>, context: Option<&BTreeMap<String, String>>) -> bool {
     let Some(c) = constraints else { return true };
-    let empty = BTreeMap::new();
-    let ctx = context.unwrap_or(&empty);
+    let Some(ctx) = context else { return true };
     if let Some(eq) = &c.encryption_context_equals
         && eq != ctx
     {
@@ -236,6 +237,7 @@ impl Kms {
         if req.name.is_some()
             && let Some(g) = existing.iter().find(|g| {
                 g.name == req.name
+                    && g.issuing_principal == caller.principal_arn
                     && g.grantee_principal == grantee
                     && g.retiring_principal == retiring
                     && g.operations == ops_text

@@ -20,8 +20,7 @@ pub(crate) struct Key {
     pub id: KeyId,
     pub state: KeyState,
     pub arn: String,
-    /// The parsed key policy. A stored document that no longer parses (possible only for keys
-    /// created before policies were validated) becomes a policy that allows nothing.
+    /// The parsed key policy ([`Policy::for_stored`]).
     pub policy: Arc<Policy>,
 }
 
@@ -31,7 +30,7 @@ impl Key {
         let state = KeyState::parse(&rec.key_state)
             .ok_or_else(|| KmsError::Internal(format!("stored key {} has unknown state {:?}", rec.key_id, rec.key_state)))?;
         let arn = key_arn(&rec.region, &rec.account_id, &rec.key_id);
-        let policy = Arc::new(Policy::parse(&rec.policy).unwrap_or_else(|_| Policy::empty()));
+        let policy = Arc::new(Policy::for_stored(&rec.policy, &rec.account_id));
         Ok(Key { rec: Arc::new(rec), id, state, arn, policy })
     }
 

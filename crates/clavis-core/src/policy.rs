@@ -356,9 +356,29 @@ impl Policy {
         Ok(Policy { statements })
     }
 
-    /// A policy that matches nothing (for a stored document that no longer parses).
-    pub fn empty() -> Policy {
-        Policy { statements: Vec::new() }
+    /// AWS's default key policy for a key of `account`: the account root (every identity of
+    /// the account, through its role) gets `kms:*`.
+    pub fn default_document(account: &str) -> String {
+        serde_json::json!({
+            "Version": "2012-10-17",
+            "Id": "key-default-1",
+            "Statement": [{
+                "Sid": "Enable IAM User Permissions",
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+                "Action": "kms:*",
+                "Resource": "*"
+            }]
+        })
+        .to_string()
+    }
+
+    /// The policy in force for a stored document. A document that does not parse can only come
+    /// from a key created before policies were validated (when only roles decided); it is
+    /// treated as the default policy, which is exactly how that key behaved then, and can be
+    /// replaced with PutKeyPolicy.
+    pub fn for_stored(doc: &str, account: &str) -> Policy {
+        Policy::parse(doc).or_else(|_| Policy::parse(&Policy::default_document(account))).unwrap_or(Policy { statements: Vec::new() })
     }
 
     /// Evaluates a request: an explicit deny wins, then an allow, else not applicable.
@@ -402,13 +422,24 @@ impl Condition {
             return present.is_none() == want_absent;
         }
         let Some(request_values) = present else {
-            // Absent key: IfExists and the negated operators hold; ForAllValues holds vacuously.
-            return self.if_exists || self.negated() || self.qualifier == SetQualifier::ForAllValues;
+            // Absent key: IfExists holds; ForAllValues holds vacuously; ForAnyValue has no value
+            // to match and fails; otherwise the negated operators hold (AWS's rules).
+            return match self.qualifier {
+                _ if self.if_exists => true,
+                SetQualifier::ForAllValues => true,
+                SetQualifier::ForAnyValue => false,
+                SetQualifier::None => self.negated(),
+            };
         };
         match self.qualifier {
+            // Every request value must satisfy the operator.
             SetQualifier::ForAllValues => request_values.iter().all(|v| self.value_holds(v)),
-            SetQualifier::ForAnyValue | SetQualifier::None if self.negated() => request_values.iter().all(|v| self.value_holds(v)),
-            SetQualifier::ForAnyValue | SetQualifier::None => request_values.iter().any(|v| self.value_holds(v)),
+            // At least one request value must satisfy it (for a negated operator too: one value
+            // that matches none of the policy's values).
+            SetQualifier::ForAnyValue => request_values.iter().any(|v| self.value_holds(v)),
+            // No qualifier (single-valued keys): a negated operator needs no value to match.
+            SetQualifier::None if self.negated() => request_values.iter().all(|v| self.value_holds(v)),
+            SetQualifier::None => request_values.iter().any(|v| self.value_holds(v)),
         }
     }
 
@@ -439,27 +470,64 @@ impl Condition {
     }
 }
 
-/// `*` matches any run of characters, `?` any one character.
+/// `*` matches any run of characters, `?` any one character. The pattern is cut at its `*`s:
+/// the first piece must match at the start, the last at the end, and each piece between is taken
+/// at its leftmost place (greedy leftmost is correct for `*`-separated pieces). Pieces without
+/// `?` are found with the standard library's linear-time substring search, so a long pattern
+/// against a long value costs time linear in their lengths, not their product.
 fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut backtrack: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            backtrack = Some((pi, ti));
-            pi += 1;
-        } else if let Some((bp, bt)) = backtrack {
-            pi = bp + 1;
-            ti = bt + 1;
-            backtrack = Some((bp, bt + 1));
-        } else {
-            return false;
+    if pattern.contains('?') {
+        let t: Vec<char> = text.chars().collect();
+        let pieces: Vec<Vec<char>> = pattern.split('*').map(|p| p.chars().collect()).collect();
+        return match_pieces(
+            &pieces,
+            &t,
+            |p, t| p.len() == t.len() && p.iter().zip(t).all(|(a, b)| *a == '?' || a == b),
+            |p, t| {
+                let last = t.len().checked_sub(p.len())?;
+                (0..=last).find(|&i| p.iter().zip(&t[i..]).all(|(a, b)| *a == '?' || a == b)).map(|i| i + p.len())
+            },
+        );
+    }
+    let pieces: Vec<&str> = pattern.split('*').collect();
+    let bytes: Vec<&[u8]> = pieces.iter().map(|p| p.as_bytes()).collect();
+    match_pieces(
+        &bytes,
+        text.as_bytes(),
+        |p, t| p == t,
+        |p, t| {
+            // Both are valid UTF-8 and `p` is a whole string, so a byte match is a character match.
+            let hay = std::str::from_utf8(t).ok()?;
+            let needle = std::str::from_utf8(p).ok()?;
+            hay.find(needle).map(|i| i + p.len())
+        },
+    )
+}
+
+fn match_pieces<P: AsRef<[T]>, T>(
+    pieces: &[P],
+    text: &[T],
+    equal: impl Fn(&[T], &[T]) -> bool,
+    find: impl Fn(&[T], &[T]) -> Option<usize>,
+) -> bool {
+    let Some((first, rest_pieces)) = pieces.split_first() else { return text.is_empty() };
+    let first = first.as_ref();
+    let Some((last, middle)) = rest_pieces.split_last() else { return equal(first, text) };
+    let last = last.as_ref();
+    if text.len() < first.len() + last.len() {
+        return false;
+    }
+    if !equal(first, &text[..first.len()]) || !equal(last, &text[text.len() - last.len()..]) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for piece in middle {
+        match find(piece.as_ref(), rest) {
+            Some(end) => rest = &rest[end..],
+            None => return false,
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    true
 }
 
 fn parse_cidr(s: &str) -> Option<(IpAddr, u32)> {
@@ -702,6 +770,37 @@ mod tests {
                 Allow,
                 "ForAnyValue",
             ),
+            // ForAnyValue with a negated operator: one value outside the list is enough.
+            (
+                allow(
+                    serde_json::json!({"AWS": "*"}),
+                    serde_json::json!("kms:Encrypt"),
+                    Some(serde_json::json!({"ForAnyValue:StringNotEquals": {"kms:EncryptionContextKeys": ["Department"]}})),
+                ),
+                ctx(alice, ACCT, "kms:Encrypt", Some(&two)),
+                Allow,
+                "ForAnyValue negated, one other key",
+            ),
+            (
+                allow(
+                    serde_json::json!({"AWS": "*"}),
+                    serde_json::json!("kms:Encrypt"),
+                    Some(serde_json::json!({"ForAnyValue:StringNotEquals": {"kms:EncryptionContextKeys": ["Department"]}})),
+                ),
+                ctx(alice, ACCT, "kms:Encrypt", Some(&finance)),
+                NotApplicable,
+                "ForAnyValue negated, only listed keys",
+            ),
+            (
+                allow(
+                    serde_json::json!({"AWS": "*"}),
+                    serde_json::json!("kms:Encrypt"),
+                    Some(serde_json::json!({"ForAnyValue:StringNotEquals": {"kms:EncryptionContextKeys": ["Department"]}})),
+                ),
+                ctx(alice, ACCT, "kms:Encrypt", None),
+                NotApplicable,
+                "ForAnyValue on an absent key",
+            ),
             // AWS example: require an encryption context with Null.
             (
                 allow(
@@ -883,6 +982,12 @@ mod tests {
         assert!(wildcard_match("a*c", "abbbc") && wildcard_match("*", "") && wildcard_match("a?c", "abc"));
         assert!(!wildcard_match("a*c", "abd") && !wildcard_match("a?c", "ac"));
         assert!(wildcard_match("*a*b*", "xxaxxbxx") && !wildcard_match("*a*b", "ba"));
+        assert!(wildcard_match("a*a", "aa") && !wildcard_match("a*a", "a") && wildcard_match("**", "") && wildcard_match("a**b", "ab"));
+        assert!(wildcard_match("é?*", "éxyz") && wildcard_match("?", "é") && !wildcard_match("??", "é"));
+        assert!(wildcard_match("*b?d*", "abcbxd") && !wildcard_match("*b?d", "abcbxde"));
+        // A long pattern against a long value: linear, not quadratic (this would take minutes).
+        let long_pattern = format!("*{}b*", "a".repeat(16_000));
+        assert!(!wildcard_match(&long_pattern, &"a".repeat(200_000)));
         let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
         assert!(cidr_contains("10.0.0.0/8", ip("10.255.0.1")) && !cidr_contains("10.0.0.0/8", ip("11.0.0.1")));
         assert!(cidr_contains("0.0.0.0/0", ip("8.8.8.8")) && cidr_contains("127.0.0.1", ip("127.0.0.1")));

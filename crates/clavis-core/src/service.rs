@@ -125,6 +125,9 @@ pub struct Kms {
     credentials: RwLock<HashMap<String, (Arc<Credential>, std::time::Instant)>>,
     audit: Option<Arc<dyn AuditSink>>,
     test_clock: Option<Arc<TestClock>>,
+    /// Set once what needs the master key at start (audit log, initialisation) is done; until
+    /// then requests are refused as sealed.
+    ready: std::sync::atomic::AtomicBool,
 }
 
 /// `Recipient` (Nitro Enclaves attestation) is an AWS feature Clavis does not offer.
@@ -159,6 +162,7 @@ impl Kms {
             credentials: RwLock::new(HashMap::new()),
             audit: config.audit,
             test_clock: config.test_clock,
+            ready: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -169,7 +173,7 @@ impl Kms {
         // While sealed the audit key is sealed too, so the log cannot be written; nothing can
         // succeed while sealed (every request fails authenticating), and a refusal for being
         // sealed has no effect to record.
-        if matches!(input.error, Some(KmsError::Sealed)) && self.root.is_sealed() {
+        if matches!(input.error, Some(KmsError::Sealed)) && self.is_sealed() {
             return Ok(());
         }
         let record = audit::record(input).map_err(|e| KmsError::Internal(format!("audit record encoding: {e}")))?;
@@ -338,9 +342,16 @@ impl Kms {
         }
     }
 
-    /// Whether the root of trust is sealed.
+    /// Whether requests are refused as sealed: the root of trust is sealed, or what needs it at
+    /// start has not finished yet ([`Kms::set_ready`]).
     pub fn is_sealed(&self) -> bool {
-        self.root.is_sealed()
+        self.root.is_sealed() || !self.ready.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks the start-up work that needs the master key as done (the audit log is open, the
+    /// deployment initialised): requests may be served.
+    pub fn set_ready(&self) {
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Initialises a Shamir root of trust: returns the shares (shown once). Unauthenticated,
@@ -578,18 +589,7 @@ impl Kms {
     }
 
     fn default_policy(account: &AccountId) -> String {
-        serde_json::json!({
-            "Version": "2012-10-17",
-            "Id": "key-default-1",
-            "Statement": [{
-                "Sid": "Enable IAM User Permissions",
-                "Effect": "Allow",
-                "Principal": {"AWS": account.root_arn()},
-                "Action": "kms:*",
-                "Resource": "*"
-            }]
-        })
-        .to_string()
+        Policy::default_document(account.as_str())
     }
 
     // ----- key management -----
@@ -982,6 +982,13 @@ impl Kms {
         Ok(key)
     }
 
+    /// Authorizes `action` on the key an existing alias of the caller's account points to
+    /// (`NotFoundException` if there is no such alias).
+    async fn authorize_alias_target(&self, caller: &Caller, action: &'static str, alias_name: &str) -> Result<(), KmsError> {
+        let key = self.resolve_alias(caller.account.as_str(), caller.region.as_str(), alias_name).await?;
+        self.authorize_key(caller, Access::to(action), &key).await
+    }
+
     /// CreateAlias.
     pub async fn create_alias(&self, caller: &Caller, req: AliasTargetRequest) -> Result<Empty, KmsError> {
         self.authorize(caller, "CreateAlias")?;
@@ -1012,6 +1019,9 @@ impl Kms {
         let name = AliasName::parse(validate::required(req.alias_name.as_deref(), "aliasName")?, "aliasName")?;
         let key = self.alias_target(caller, "UpdateAlias", req.target_key_id.as_deref()).await?;
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
+        // AWS needs kms:UpdateAlias on the key the alias leaves too: otherwise a key's policy could
+        // be escaped by pointing its alias at a key the caller controls.
+        self.authorize_alias_target(caller, "UpdateAlias", name.as_str()).await?;
         match self.store.update_alias(account, region, name.as_str(), &key.rec.key_id, self.clock.now_ms()).await {
             Ok(()) => Ok(Empty {}),
             Err(StoreError::NotFound) => Err(alias_not_found(region, account, name.as_str())),
@@ -1024,6 +1034,7 @@ impl Kms {
         self.authorize(caller, "DeleteAlias")?;
         let name = AliasName::parse(validate::required(req.alias_name.as_deref(), "aliasName")?, "aliasName")?;
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
+        self.authorize_alias_target(caller, "DeleteAlias", name.as_str()).await?;
         match self.store.delete_alias(account, region, name.as_str()).await {
             Ok(()) => Ok(Empty {}),
             Err(StoreError::NotFound) => Err(alias_not_found(region, account, name.as_str())),
@@ -1179,14 +1190,19 @@ impl Kms {
         let start = req.start_time.map(|t| audit::event_time((t * 1000.0) as i64));
         let end = req.end_time.map(|t| audit::event_time((t * 1000.0) as i64));
         let account = caller.account.as_str().to_owned();
+        // Unauthenticated requests belong to no account: only the operator's administrators
+        // see them (they name claimed access keys and source addresses).
+        let operator = self.account_id().await?.is_some_and(|a| a == caller.account);
         let keep = move |e: &serde_json::Value| -> bool {
             let time = e["eventTime"].as_str().unwrap_or_default();
             if start.as_deref().is_some_and(|s| time < s) || end.as_deref().is_some_and(|s| time > s) {
                 return false;
             }
-            // An account sees its own events (and unauthenticated ones are the operator's).
-            if e["recipientAccountId"].as_str().is_some_and(|a| a != account) {
-                return false;
+            // An account sees its own events; unauthenticated ones are the operator's.
+            match e["recipientAccountId"].as_str() {
+                Some(a) if a != account => return false,
+                None if !operator => return false,
+                _ => {}
             }
             match &filter {
                 None => true,
@@ -1242,6 +1258,13 @@ impl Kms {
         let Some(clock) = &self.test_clock else {
             return Err(KmsError::UnsupportedOperation("The test clock is not enabled on this server.".into()));
         };
+        // The clock is the whole deployment's: only the operator's administrators move it.
+        if self.account_id().await?.as_ref() != Some(&caller.account) {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: clavis:AdvanceTestClock because only the operator's account can move the clock",
+                caller.principal_arn
+            )));
+        }
         let seconds = validate::required(req.seconds, "seconds")?;
         validate::int_range(seconds, "seconds", 0, 100 * 365 * 86_400)?;
         clock.advance(seconds * 1000);

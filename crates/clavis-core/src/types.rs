@@ -187,6 +187,9 @@ impl KeyRef {
     }
 }
 
+/// The most bytes an encryption context's keys and values may total (AWS documents 8 KB).
+pub const MAX_ENCRYPTION_CONTEXT_BYTES: usize = 8192;
+
 /// The encryption context: string pairs bound to a ciphertext as additional authenticated data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EncryptionContext(BTreeMap<String, String>);
@@ -195,6 +198,12 @@ impl EncryptionContext {
     /// Parses the request member. Keys must be non-empty.
     pub fn parse(map: Option<BTreeMap<String, String>>, field: &str) -> Result<EncryptionContext, KmsError> {
         let map = map.unwrap_or_default();
+        let size: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_ENCRYPTION_CONTEXT_BYTES {
+            return Err(KmsError::validation(format!(
+                "Value at '{field}' failed to satisfy constraint: the encryption context's keys and values must total at most {MAX_ENCRYPTION_CONTEXT_BYTES} bytes"
+            )));
+        }
         if map.keys().any(String::is_empty) {
             return Err(KmsError::validation(format!(
                 "Value at '{field}' failed to satisfy constraint: Map keys must have length greater than or equal to 1"

@@ -72,7 +72,7 @@ impl Share {
         if x == 0 {
             return Err(bad());
         }
-        if y.is_empty() || y.len() % 2 != 0 || !y.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if y.is_empty() || !y.len().is_multiple_of(2) || !y.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
         let mut bytes = SecretBytes::new(Vec::with_capacity(y.len() / 2));

@@ -26,6 +26,10 @@ fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
 
 /// Authenticates `parts` + `body`, signed at most `config.max_clock_skew_secs` from `now_secs`.
 pub async fn authenticate(kms: &Kms, config: &ServerConfig, parts: &Parts, body: &[u8], now_secs: i64) -> Result<Caller, KmsError> {
+    // A sealed server (or one finishing its unseal) serves nothing.
+    if kms.is_sealed() {
+        return Err(KmsError::Sealed);
+    }
     let Some(authz) = parts.headers.get("authorization") else {
         return Err(KmsError::MissingAuthenticationToken);
     };

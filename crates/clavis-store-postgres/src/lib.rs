@@ -40,7 +40,14 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 /// A database error: a uniqueness violation is [`StoreError::AlreadyExists`]; anything else
 /// means the database could not do the work.
 fn pg(e: tokio_postgres::Error) -> StoreError {
-    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) { StoreError::AlreadyExists } else { unavailable(e) }
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::AlreadyExists,
+        // A NUL character (or bytes that are not UTF-8) in a text value: the client's input.
+        Some(c) if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *c == SqlState::UNTRANSLATABLE_CHARACTER => {
+            StoreError::InvalidInput("a string member contains a character that cannot be stored (NUL)".into())
+        }
+        _ => unavailable(e),
+    }
 }
 
 fn corrupt(what: &str) -> StoreError {

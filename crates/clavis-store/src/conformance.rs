@@ -60,6 +60,23 @@ pub async fn run(store: &dyn Store) {
     imports(store).await;
     grants(store).await;
     accounts(store).await;
+    nul_in_text(store).await;
+}
+
+/// A NUL character in client text is refused as the client's error (or stored), never reported
+/// as an outage.
+async fn nul_in_text(s: &dyn Store) {
+    match s.get_alias("111111111111", "us-east-1", "alias/\0x").await {
+        Ok(None) | Err(StoreError::InvalidInput(_)) => {}
+        other => panic!("a NUL in a looked-up name must be absent or invalid input, got {other:?}"),
+    }
+    let mut k = key("55555555-5555-5555-5555-555555555555", "111111111111", "us-east-1");
+    k.description = "nul \0 inside".into();
+    match s.create_key(&k, None, &[]).await {
+        Ok(()) => assert_eq!(s.get_key(&k.key_id).await.unwrap().unwrap().description, k.description),
+        Err(StoreError::InvalidInput(_)) => assert!(s.get_key(&k.key_id).await.unwrap().is_none()),
+        Err(e) => panic!("a NUL in a description must be stored or invalid input, got {e:?}"),
+    }
 }
 
 async fn grants(s: &dyn Store) {

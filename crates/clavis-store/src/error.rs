@@ -20,6 +20,10 @@ pub enum StoreError {
     /// request with a service-unavailable error, never treat it as absence.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The database cannot store a value the client sent (PostgreSQL refuses NUL characters in
+    /// text): a client error.
+    #[error("value not storable: {0}")]
+    InvalidInput(String),
     /// Stored data does not parse: a bug or tampering, never a client error.
     #[error("corrupt record: {0}")]
     Corrupt(String),

@@ -119,7 +119,9 @@ async fn open_unsealed(args: &ServeArgs, root: &dyn RootOfTrust, kms: &Kms, audi
     kms.check_root_of_trust().await.context(
         "the master key does not match the database: every node sharing a database needs the same master key (copy master.key from the first node)",
     )?;
-    initialise(kms, &args.data_dir).await
+    let account = initialise(kms, &args.data_dir).await?;
+    kms.set_ready();
+    Ok(account)
 }
 
 const DB_FILE: &str = "clavis.db";
