@@ -13,6 +13,7 @@ pub mod digest;
 mod error;
 pub mod import;
 pub mod random;
+pub mod pkcs11;
 pub mod seal;
 mod secret;
 pub mod shamir;

@@ -1,7 +1,9 @@
 //! `clavis audit verify` and `clavis audit export`: offline checks of a data directory's audit
 //! log (they need the data directory's root of trust to unseal the audit key).
 
-use crate::serve::{AUDIT_DIR, MASTER_KEY_FILE};
+use crate::root::RootArgs;
+use crate::serve::AUDIT_DIR;
+use std::sync::Arc;
 use anyhow::Context;
 use clavis_audit::verify::{Filter, export, verify};
 use clavis_crypto::seal::{LocalKeyFile, RootOfTrust, SHAMIR_CONFIG_FILE, ShamirRoot};
@@ -18,6 +20,8 @@ pub enum AuditCommand {
         /// For a Shamir-sealed data directory: files holding enough unseal shares (repeat).
         #[arg(long)]
         share_file: Vec<PathBuf>,
+        #[command(flatten)]
+        root: RootArgs,
     },
     /// Print events as JSON lines (verifying the chain as it reads).
     Export {
@@ -39,6 +43,8 @@ pub enum AuditCommand {
         /// For a Shamir-sealed data directory: files holding enough unseal shares (repeat).
         #[arg(long)]
         share_file: Vec<PathBuf>,
+        #[command(flatten)]
+        root: RootArgs,
     },
     /// Look events up on a running server (ClavisAdmin.LookupEvents), newest first, as JSON
     /// lines. Endpoint and credentials are read as AWS tools read them.
@@ -70,20 +76,21 @@ pub enum AuditCommand {
     },
 }
 
-/// The audit MAC key, unsealed with the data directory's root of trust: its master key file, or
-/// for a Shamir data directory the unseal shares in `share_files`.
-fn audit_key(data_dir: &Path, share_files: &[PathBuf]) -> anyhow::Result<clavis_crypto::SecretBytes> {
+/// The audit MAC key, unsealed with the data directory's root of trust: its master key file, an
+/// HSM (the same `--root-of-trust pkcs11` options as `clavis serve`), or for a Shamir data
+/// directory the unseal shares in `share_files`.
+fn audit_key(data_dir: &Path, share_files: &[PathBuf], root_args: &RootArgs) -> anyhow::Result<clavis_crypto::SecretBytes> {
     let shamir = data_dir.join(SHAMIR_CONFIG_FILE);
-    let root: Box<dyn RootOfTrust> = if shamir.exists() {
+    let root: Arc<dyn RootOfTrust> = if shamir.exists() {
         let root = ShamirRoot::load(&shamir).context("loading shamir.conf")?;
         for f in share_files {
             let share = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
             root.submit_share(share.trim()).with_context(|| format!("unseal share {}", f.display()))?;
         }
         anyhow::ensure!(!root.is_sealed(), "this data directory is Shamir-sealed: give enough --share-file to unseal its audit key");
-        Box::new(root)
+        Arc::new(root)
     } else {
-        Box::new(LocalKeyFile::open(&data_dir.join(MASTER_KEY_FILE)).context("opening the master key file")?)
+        root_args.open(data_dir, |path| LocalKeyFile::open(path).context("opening the master key file"))?
     };
     Ok(clavis_audit::load_key(&data_dir.join(AUDIT_DIR), root.as_ref(), false)?)
 }
@@ -91,8 +98,8 @@ fn audit_key(data_dir: &Path, share_files: &[PathBuf]) -> anyhow::Result<clavis_
 /// Runs an audit subcommand.
 pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
-        AuditCommand::Verify { data_dir, share_file } => {
-            let key = audit_key(&data_dir, &share_file)?;
+        AuditCommand::Verify { data_dir, share_file, root } => {
+            let key = audit_key(&data_dir, &share_file, &root)?;
             match verify(&data_dir.join(AUDIT_DIR), &key) {
                 Ok(r) => {
                     println!("audit log OK: {} records in {} segments; last record MAC {}", r.records, r.segments, r.last_hash);
@@ -140,8 +147,8 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 }
             })
         }
-        AuditCommand::Export { data_dir, since, until, key, principal, share_file } => {
-            let audit_key = audit_key(&data_dir, &share_file)?;
+        AuditCommand::Export { data_dir, since, until, key, principal, share_file, root } => {
+            let audit_key = audit_key(&data_dir, &share_file, &root)?;
             let filter = Filter { since, until, key, principal };
             let mut out = std::io::stdout().lock();
             match export(&data_dir.join(AUDIT_DIR), &audit_key, &filter, &mut out) {

@@ -7,6 +7,7 @@ mod bench;
 mod client;
 mod key;
 mod operator;
+mod root;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -6,7 +6,8 @@ use clavis_core::audit::AuditSink;
 use clavis_core::types::AccountId;
 use clavis_core::{Clock, Kms, KmsConfig, SystemClock, TestClock};
 use clavis_crypto::SecretBytes;
-use clavis_crypto::seal::{LocalKeyFile, RootOfTrust, SHAMIR_CONFIG_FILE, ShamirRoot};
+use crate::root::RootArgs;
+use clavis_crypto::seal::{LocalKeyFile, RootOfTrust};
 use clavis_server::{AppState, ServerConfig};
 use clavis_store::Store;
 use clavis_store_postgres::PostgresStore;
@@ -15,21 +16,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Where the master key comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RootKind {
-    /// `DATA_DIR/master.key` (the development default).
-    File,
-    /// Split into unseal shares (`clavis operator init`); the server starts sealed.
-    Shamir,
-}
-
 /// Arguments of `clavis serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// The root of trust: `file` (DATA_DIR/master.key) or `shamir` (unseal shares).
-    #[arg(long, env = "CLAVIS_ROOT_OF_TRUST", value_enum, default_value = "file")]
-    root_of_trust: RootKind,
+    #[command(flatten)]
+    root: RootArgs,
     /// Data directory: database, master key file, generated credentials.
     #[arg(long, env = "CLAVIS_DATA_DIR", default_value = "./clavis-data")]
     data_dir: PathBuf,
@@ -125,7 +116,7 @@ async fn open_unsealed(args: &ServeArgs, root: &dyn RootOfTrust, kms: &Kms, audi
 }
 
 const DB_FILE: &str = "clavis.db";
-pub const MASTER_KEY_FILE: &str = "master.key";
+pub use crate::root::MASTER_KEY_FILE;
 const CREDENTIALS_FILE: &str = "admin-credentials";
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -302,10 +293,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         create_data_dir(&args.data_dir)?;
-        let root: Arc<dyn RootOfTrust> = match args.root_of_trust {
-            RootKind::File => Arc::new(open_root(&args.data_dir, args.database_url.is_some())?),
-            RootKind::Shamir => Arc::new(ShamirRoot::load(&args.data_dir.join(SHAMIR_CONFIG_FILE)).context("loading shamir.conf")?),
-        };
+        let shared_database = args.database_url.is_some();
+        let root = args.root.open(&args.data_dir, |_| open_root(&args.data_dir, shared_database))?;
         let store: Arc<dyn Store> = match &args.database_url {
             Some(url) => Arc::new(PostgresStore::connect(url).await.context("connecting to the PostgreSQL database")?),
             None => Arc::new(SqliteStore::open(&args.data_dir.join(DB_FILE)).context("opening the database")?),

@@ -1,0 +1,84 @@
+//! Choosing and opening the root of trust from the command line (shared by `clavis serve` and
+//! the offline `clavis audit` commands).
+
+use anyhow::{Context, bail};
+use clavis_crypto::SecretBytes;
+use clavis_crypto::pkcs11::{Pkcs11Config, Pkcs11Root};
+use clavis_crypto::seal::{LocalKeyFile, RootOfTrust, SHAMIR_CONFIG_FILE, ShamirRoot};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The master key file inside a data directory (the `file` root of trust).
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// Where the master key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RootKind {
+    /// `DATA_DIR/master.key` (the development default).
+    File,
+    /// Split into unseal shares (`clavis operator init`); the server starts sealed.
+    Shamir,
+    /// A non-extractable AES key in a PKCS#11 HSM.
+    Pkcs11,
+}
+
+/// The root-of-trust options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RootArgs {
+    /// The root of trust: `file` (DATA_DIR/master.key), `shamir` (unseal shares) or `pkcs11`
+    /// (an HSM key).
+    #[arg(long, env = "CLAVIS_ROOT_OF_TRUST", value_enum, default_value = "file")]
+    pub root_of_trust: RootKind,
+    /// PKCS#11: the module (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so).
+    #[arg(long, env = "CLAVIS_PKCS11_MODULE")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// PKCS#11: the token's label.
+    #[arg(long, env = "CLAVIS_PKCS11_TOKEN_LABEL")]
+    pub pkcs11_token_label: Option<String>,
+    /// PKCS#11: the token's slot id (instead of the label).
+    #[arg(long, env = "CLAVIS_PKCS11_SLOT")]
+    pub pkcs11_slot: Option<u64>,
+    /// PKCS#11: the master key's label (created, non-extractable, if the token has none).
+    #[arg(long, env = "CLAVIS_PKCS11_KEY_LABEL", default_value = "clavis-master-key")]
+    pub pkcs11_key_label: String,
+    /// PKCS#11: a file holding the user PIN. Otherwise the PIN is read from the environment
+    /// variable CLAVIS_PKCS11_PIN; never from the command line.
+    #[arg(long, env = "CLAVIS_PKCS11_PIN_FILE")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+}
+
+impl RootArgs {
+    fn pin(&self) -> anyhow::Result<SecretBytes> {
+        if let Some(path) = &self.pkcs11_pin_file {
+            let bytes = std::fs::read(path).with_context(|| format!("reading the PIN file {}", path.display()))?;
+            return Ok(SecretBytes::new(bytes));
+        }
+        match std::env::var("CLAVIS_PKCS11_PIN") {
+            Ok(pin) if !pin.is_empty() => Ok(SecretBytes::new(pin.into_bytes())),
+            _ => bail!("the PKCS#11 PIN is needed: set CLAVIS_PKCS11_PIN or --pkcs11-pin-file"),
+        }
+    }
+
+    /// Opens the root of trust for `data_dir`. `create_key_file`: a `file` root may create its
+    /// key (first start of a data directory).
+    pub fn open(&self, data_dir: &Path, create_key_file: impl FnOnce(&Path) -> anyhow::Result<LocalKeyFile>) -> anyhow::Result<Arc<dyn RootOfTrust>> {
+        Ok(match self.root_of_trust {
+            RootKind::File => Arc::new(create_key_file(&data_dir.join(MASTER_KEY_FILE))?),
+            RootKind::Shamir => Arc::new(ShamirRoot::load(&data_dir.join(SHAMIR_CONFIG_FILE)).context("loading shamir.conf")?),
+            RootKind::Pkcs11 => {
+                let module = self.pkcs11_module.clone().context("--pkcs11-module (or CLAVIS_PKCS11_MODULE) is needed")?;
+                if self.pkcs11_token_label.is_none() && self.pkcs11_slot.is_none() {
+                    bail!("name the token: --pkcs11-token-label or --pkcs11-slot");
+                }
+                let config = Pkcs11Config {
+                    module,
+                    token_label: self.pkcs11_token_label.clone(),
+                    slot: self.pkcs11_slot,
+                    pin: self.pin()?,
+                    key_label: self.pkcs11_key_label.clone(),
+                };
+                Arc::new(Pkcs11Root::open(&config).context("opening the PKCS#11 root of trust")?)
+            }
+        })
+    }
+}
