@@ -11,11 +11,12 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 echo "==> cargo build --release"
 cargo build --release --locked
 
-echo "==> Python venv with boto3 and the AWS CLI; openssl for the BYOK tests"
+echo "==> Python venv with boto3 and the AWS CLI; openssl for the BYOK tests; SoftHSM2 for the HSM tests"
 missing=()
 command -v python3 >/dev/null || missing+=(python3)
 command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v openssl >/dev/null || missing+=(openssl)
+[ -f /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root apt-get install -y -qq "${missing[@]}"

@@ -156,3 +156,62 @@ def test_file_root_reports_status(server):
     assert st["Provider"] == "file" and st["Sealed"] is False and st["Initialized"] and st["MasterKeyVersion"] == 1
     p = operator(server, "init", "--shares", "3", "--threshold", "2", check=False)
     assert p.returncode != 0 and "UnsupportedOperationException" in p.stderr
+
+
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+def softhsm_token(tmp_path, label="clavis-e2e", pin="1234"):
+    """A SoftHSM2 token of the test's own: a config file and token directory under tmp_path."""
+    tokens = tmp_path / "softhsm-tokens"
+    tokens.mkdir()
+    conf = tmp_path / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    env = dict(os.environ, SOFTHSM2_CONF=str(conf))
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "5678"],
+                   env=env, check=True, capture_output=True)
+    return conf
+
+
+def hsm_args(label="clavis-e2e"):
+    return ["--root-of-trust", "pkcs11", "--pkcs11-module", SOFTHSM_MODULE, "--pkcs11-token-label", label]
+
+
+def test_pkcs11_softhsm_end_to_end(tmp_path):
+    conf = softhsm_token(tmp_path)
+    env = {"SOFTHSM2_CONF": str(conf), "CLAVIS_PKCS11_PIN": "1234"}
+    s = Server(tmp_path / "hsm", env=env, args=hsm_args())
+    try:
+        s.start()
+        assert operator(s, "status") == {"Provider": "pkcs11", "Initialized": True, "Sealed": False, "MasterKeyVersion": 1, "Progress": 0}
+        kms = s.client()
+        keys = [kms.create_key()["KeyMetadata"]["KeyId"] for _ in range(3)]
+        blobs = [kms.encrypt(KeyId=k, Plaintext=k.encode())["CiphertextBlob"] for k in keys]
+        s.stop()
+        # Restart: the same HSM key is adopted by its label; everything decrypts.
+        s.start()
+        kms = s.client()
+        for k, b in zip(keys, blobs):
+            assert kms.decrypt(CiphertextBlob=b)["Plaintext"] == k.encode()
+        s.stop()
+        # No master key in the data directory: no key file, and a file root cannot read it.
+        assert not (s.data_dir / "master.key").exists() and not (s.data_dir / "shamir.conf").exists()
+        p = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir)], capture_output=True, text=True,
+                           env=dict(os.environ, **env))
+        assert p.returncode != 0, "the audit key is sealed by the HSM, not by a key file"
+        p = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir), *hsm_args()], capture_output=True, text=True,
+                           env=dict(os.environ, **env))
+        assert p.returncode == 0, p.stderr
+
+        # A wrong PIN or a missing token stops the start with a clear message.
+        for bad_env, args, message in [
+            ({"CLAVIS_PKCS11_PIN": "9999"}, hsm_args(), "PIN is incorrect"),
+            ({}, hsm_args("no-such-token"), "no token labelled"),
+        ]:
+            bad = Server(tmp_path / "hsm", env={**env, **bad_env}, args=args)
+            bad.port = s.port
+            bad.start(wait=False)
+            assert bad.proc.wait(timeout=30) != 0
+            assert message in bad.log_path.read_text()
+    finally:
+        s.stop()
