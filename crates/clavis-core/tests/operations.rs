@@ -311,6 +311,18 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.list_accounts().await
     }
+    async fn set_setting(&self, n: &str, v: &str) -> StoreResult<()> {
+        self.check()?;
+        self.inner.set_setting(n, v).await
+    }
+    async fn list_sealed(&self, t: SealedTable, after: Option<(&str, u32)>, l: usize) -> StoreResult<Vec<SealedRecord>> {
+        self.check()?;
+        self.inner.list_sealed(t, after, l).await
+    }
+    async fn replace_sealed(&self, r: &SealedRecord, new: &[u8]) -> StoreResult<()> {
+        self.check()?;
+        self.inner.replace_sealed(r, new).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

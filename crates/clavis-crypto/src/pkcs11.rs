@@ -13,18 +13,16 @@
 use crate::seal::{RootOfTrust, RootStatus};
 use crate::{CryptoError, SecretBytes, random};
 use cryptoki::context::{CInitializeArgs, Pkcs11};
-use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const SEAL_FORMAT_V1: u8 = 1;
 const SEAL_DOMAIN: &[u8] = b"clavis-seal-v1\0";
-/// The HSM key's version: the number in every blob it seals.
-const HSM_KEY_VERSION: u32 = 1;
 const IV_LEN: usize = 12;
 
 /// Where the HSM key is.
@@ -42,13 +40,19 @@ pub struct Pkcs11Config {
     pub key_label: String,
 }
 
-/// The master key in an HSM.
-pub struct Pkcs11Root {
+/// A logged-in session to the token, shared by every master-key version it holds.
+struct Token {
     // Dropped in order: the session before the context that owns the module.
     session: Mutex<Session>,
-    key: ObjectHandle,
     _context: Pkcs11,
+}
+
+/// A master key in an HSM.
+pub struct Pkcs11Root {
+    token: Arc<Token>,
+    key: ObjectHandle,
     label: String,
+    version: u32,
 }
 
 impl std::fmt::Debug for Pkcs11Root {
@@ -74,21 +78,36 @@ impl Pkcs11Root {
                 .into_iter()
                 .find(|s| context.get_token_info(*s).is_ok_and(|t| t.label().trim_end() == label))
                 .ok_or_else(|| CryptoError::Hsm(format!("no token labelled {label:?} (is it initialised? softhsm2-util --show-slots)")))?,
-            (None, Some(id)) => slots
-                .into_iter()
-                .find(|s| s.id() == id)
-                .ok_or_else(|| CryptoError::Hsm(format!("no token in slot {id}")))?,
+            (None, Some(id)) => {
+                slots.into_iter().find(|s| s.id() == id).ok_or_else(|| CryptoError::Hsm(format!("no token in slot {id}")))?
+            }
             (None, None) => return Err(CryptoError::Hsm("name the token: a token label or a slot".into())),
         };
         let session = context.open_rw_session(slot).map_err(hsm("opening a session"))?;
         let pin = AuthPin::new(String::from_utf8_lossy(config.pin.expose_secret()).trim_end_matches(['\n', '\r']).to_owned());
         session.login(UserType::User, Some(&pin)).map_err(|e| match e {
-            cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::PinIncorrect, _) => {
-                CryptoError::Hsm("the PIN is incorrect".into())
-            }
+            cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::PinIncorrect, _) => CryptoError::Hsm("the PIN is incorrect".into()),
             other => CryptoError::Hsm(format!("logging in to the token: {other}")),
         })?;
-        let label = config.key_label.as_bytes().to_vec();
+        let token = Arc::new(Token { session: Mutex::new(session), _context: context });
+        Self::with_key(token, &config.key_label, 1)
+    }
+
+    /// Another master-key version in the same token: the key labelled `label` (created if the
+    /// token has none), sealing as version `version`.
+    pub fn sibling(&self, label: &str, version: u32) -> Result<Self, CryptoError> {
+        Self::with_key(self.token.clone(), label, version)
+    }
+
+    /// The version this key seals as.
+    pub fn with_version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    fn with_key(token: Arc<Token>, key_label: &str, version: u32) -> Result<Self, CryptoError> {
+        let label = key_label.as_bytes().to_vec();
+        let session = token.session.lock().map_err(|_| CryptoError::Hsm("session lock poisoned".into()))?;
         let found = session
             .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY), Attribute::Label(label.clone())])
             .map_err(hsm("looking for the master key"))?;
@@ -110,14 +129,15 @@ impl Pkcs11Root {
                     ],
                 )
                 .map_err(hsm("creating the master key in the token"))?,
-            _ => return Err(CryptoError::Hsm(format!("several keys are labelled {:?}; Clavis needs exactly one", config.key_label))),
+            _ => return Err(CryptoError::Hsm(format!("several keys are labelled {key_label:?}; Clavis needs exactly one"))),
         };
-        let root = Pkcs11Root { session: Mutex::new(session), key, _context: context, label: config.key_label.clone() };
+        drop(session);
+        let root = Pkcs11Root { token, key, label: key_label.to_owned(), version };
         // A self-test: the token must seal and unseal with CKM_AES_GCM under this key.
         let probe = SecretBytes::from_slice(b"clavis pkcs11 self-test");
-        let sealed = root.seal(b"clavis/pkcs11-self-test\0", &probe).map_err(|e| {
-            CryptoError::Hsm(format!("the token cannot seal with CKM_AES_GCM under {:?}: {e}", config.key_label))
-        })?;
+        let sealed = root
+            .seal(b"clavis/pkcs11-self-test\0", &probe)
+            .map_err(|e| CryptoError::Hsm(format!("the token cannot seal with CKM_AES_GCM under {key_label:?}: {e}")))?;
         match root.unseal(b"clavis/pkcs11-self-test\0", &sealed) {
             Ok(back) if back == probe => Ok(root),
             _ => Err(CryptoError::Hsm("the token's CKM_AES_GCM did not round-trip".into())),
@@ -140,12 +160,12 @@ impl RootOfTrust for Pkcs11Root {
 
     fn seal(&self, context: &[u8], plaintext: &SecretBytes) -> Result<Vec<u8>, CryptoError> {
         let mut header = vec![SEAL_FORMAT_V1];
-        header.extend_from_slice(&HSM_KEY_VERSION.to_be_bytes());
+        header.extend_from_slice(&self.version.to_be_bytes());
         let mut iv = random::bytes(IV_LEN)?;
         let aad = Self::aad(&header, context);
         let ciphertext = {
             let params = GcmParams::new(&mut iv, &aad, 128.into()).map_err(hsm("GCM parameters"))?;
-            let session = self.session.lock().map_err(|_| CryptoError::Hsm("session lock poisoned".into()))?;
+            let session = self.token.session.lock().map_err(|_| CryptoError::Hsm("session lock poisoned".into()))?;
             session.encrypt(&Mechanism::AesGcm(params), self.key, plaintext.expose_secret()).map_err(hsm("sealing"))?
         };
         let mut out = header;
@@ -163,7 +183,7 @@ impl RootOfTrust for Pkcs11Root {
         let mut iv = iv.to_vec();
         let aad = Self::aad(header, context);
         let params = GcmParams::new(&mut iv, &aad, 128.into()).map_err(hsm("GCM parameters"))?;
-        let session = self.session.lock().map_err(|_| CryptoError::Hsm("session lock poisoned".into()))?;
+        let session = self.token.session.lock().map_err(|_| CryptoError::Hsm("session lock poisoned".into()))?;
         match session.decrypt(&Mechanism::AesGcm(params), self.key, body) {
             Ok(plain) => Ok(SecretBytes::new(plain)),
             // A tag that does not verify is an authentication failure, not an HSM fault.
@@ -180,7 +200,7 @@ impl RootOfTrust for Pkcs11Root {
             kind: "pkcs11",
             initialized: true,
             sealed: false,
-            master_key_version: HSM_KEY_VERSION,
+            master_key_version: self.version,
             shares: None,
             threshold: None,
             progress: 0,

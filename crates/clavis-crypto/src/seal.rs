@@ -75,6 +75,16 @@ pub trait RootOfTrust: Send + Sync {
     fn submit_share(&self, _share: &str) -> Result<RootStatus, CryptoError> {
         Err(CryptoError::Unsupported("only the shamir root of trust is unsealed with shares"))
     }
+    /// Makes master-key version `version` (creating the key in the provider new keys go to) and
+    /// seals with it from now on; older versions keep unsealing. Returns the new key's provider
+    /// kind. Only a [`Keyring`] rotates.
+    fn rotate(&self, _version: u32) -> Result<&'static str, CryptoError> {
+        Err(CryptoError::Unsupported("this root of trust holds one master key"))
+    }
+    /// The master-key versions this root of trust can unseal, oldest first.
+    fn versions(&self) -> Vec<u32> {
+        vec![self.status().master_key_version]
+    }
     /// Shamir: forgets the master key (the provider is sealed until unsealed again).
     fn seal_now(&self) -> Result<(), CryptoError> {
         Err(CryptoError::Unsupported("only the shamir root of trust can be sealed"))
@@ -122,6 +132,7 @@ fn seal_aad(header: &[u8], context: &[u8]) -> Vec<u8> {
 pub struct LocalKeyFile {
     key: AeadKey,
     path: PathBuf,
+    version: u32,
 }
 
 impl std::fmt::Debug for LocalKeyFile {
@@ -149,7 +160,7 @@ impl LocalKeyFile {
         let mut f = opts.open(path).map_err(io_err)?;
         f.write_all(key.expose_secret()).map_err(io_err)?;
         f.sync_all().map_err(io_err)?;
-        Ok(LocalKeyFile { key: AeadKey::new(&key)?, path: path.to_owned() })
+        Ok(LocalKeyFile { key: AeadKey::new(&key)?, path: path.to_owned(), version: LOCAL_KEY_VERSION })
     }
 
     /// Opens an existing master key file. Refuses a file that group or others can read.
@@ -172,7 +183,14 @@ impl LocalKeyFile {
         if buf.len() != KEY_LEN {
             return Err(CryptoError::InvalidKeyLength { expected: KEY_LEN, actual: buf.len() });
         }
-        Ok(LocalKeyFile { key: AeadKey::new(&buf)?, path: path.to_owned() })
+        Ok(LocalKeyFile { key: AeadKey::new(&buf)?, path: path.to_owned(), version: LOCAL_KEY_VERSION })
+    }
+
+    /// The same key file, as master-key version `version` (the number written into every blob
+    /// it seals). Version 1 is the key made at initialisation; rotation makes the others.
+    pub fn with_version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
     }
 }
 
@@ -182,7 +200,19 @@ impl RootOfTrust for LocalKeyFile {
     }
 
     fn seal(&self, context: &[u8], plaintext: &SecretBytes) -> Result<Vec<u8>, CryptoError> {
-        seal_with(&self.key, LOCAL_KEY_VERSION, context, plaintext)
+        seal_with(&self.key, self.version, context, plaintext)
+    }
+
+    fn status(&self) -> RootStatus {
+        RootStatus {
+            kind: "file",
+            initialized: true,
+            sealed: false,
+            master_key_version: self.version,
+            shares: None,
+            threshold: None,
+            progress: 0,
+        }
     }
 
     fn unseal(&self, context: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
@@ -462,6 +492,31 @@ mod tests {
         std::fs::remove_file(&p).expect("cleanup");
     }
 
+    #[test]
+    fn keyring_rotates_and_unseals_every_version() {
+        let p1 = temp_path("ring-v1");
+        let p2 = temp_path("ring-v2");
+        let v1: std::sync::Arc<dyn RootOfTrust> = std::sync::Arc::new(LocalKeyFile::create(&p1).expect("v1"));
+        let p2c = p2.clone();
+        let maker: KeyMaker =
+            Box::new(move |v| Ok(std::sync::Arc::new(LocalKeyFile::create(&p2c)?.with_version(v)) as std::sync::Arc<dyn RootOfTrust>));
+        let ring = Keyring::new(vec![(1, v1)], 1, Some(maker)).expect("ring");
+        let secret = SecretBytes::from_slice(b"material");
+        let old = ring.seal(b"c", &secret).expect("seal v1");
+        assert_eq!(sealed_version(&old).expect("v"), 1);
+        assert!(ring.rotate(1).is_err(), "versions only grow");
+        assert_eq!(ring.rotate(2).expect("rotate"), "file");
+        let new = ring.seal(b"c", &secret).expect("seal v2");
+        assert_eq!((sealed_version(&new).expect("v"), ring.status().master_key_version, ring.versions()), (2, 2, vec![1, 2]));
+        assert_eq!(ring.unseal(b"c", &old).expect("old"), secret);
+        assert_eq!(ring.unseal(b"c", &new).expect("new"), secret);
+        let mut unknown = new.clone();
+        unknown[4] = 9;
+        assert!(ring.unseal(b"c", &unknown).is_err());
+        std::fs::remove_file(&p1).expect("cleanup");
+        std::fs::remove_file(&p2).expect("cleanup");
+    }
+
     #[cfg(unix)]
     #[test]
     fn refuses_world_readable_key_file() {
@@ -471,5 +526,119 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         assert!(LocalKeyFile::open(&p).is_err());
         std::fs::remove_file(&p).expect("cleanup");
+    }
+}
+
+/// Makes a new master key of one provider as a given version (the provider new master keys go
+/// to: a key file, an HSM key).
+pub type KeyMaker = Box<dyn Fn(u32) -> Result<std::sync::Arc<dyn RootOfTrust>, CryptoError> + Send + Sync>;
+
+/// Several master keys by version: seals with the current one, unseals each blob with the
+/// version its header names. This is what makes master-key rotation and migration between
+/// providers possible without downtime: during a rotation both versions unseal, and once every
+/// stored blob is resealed the old one is no longer needed.
+pub struct Keyring {
+    members: std::sync::RwLock<Vec<(u32, std::sync::Arc<dyn RootOfTrust>)>>,
+    current: std::sync::atomic::AtomicU32,
+    maker: Option<KeyMaker>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring").field("versions", &self.versions()).field("current", &self.current_version()).finish_non_exhaustive()
+    }
+}
+
+impl Keyring {
+    /// A keyring of `members` (version, root) sealing with `current`; `maker` makes the next
+    /// version on rotation (`None`: this keyring cannot rotate).
+    pub fn new(members: Vec<(u32, std::sync::Arc<dyn RootOfTrust>)>, current: u32, maker: Option<KeyMaker>) -> Result<Self, CryptoError> {
+        if !members.iter().any(|(v, _)| *v == current) {
+            return Err(CryptoError::Unsupported("the current master-key version is not in the keyring"));
+        }
+        Ok(Keyring { members: std::sync::RwLock::new(members), current: std::sync::atomic::AtomicU32::new(current), maker })
+    }
+
+    /// The version new seals use.
+    pub fn current_version(&self) -> u32 {
+        self.current.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn member(&self, version: u32) -> Result<std::sync::Arc<dyn RootOfTrust>, CryptoError> {
+        let members = self.members.read().map_err(|_| CryptoError::Unseal("keyring lock poisoned".into()))?;
+        members.iter().find(|(v, _)| *v == version).map(|(_, r)| r.clone()).ok_or(CryptoError::Malformed(
+            "sealed under a master-key version this node does not have (start it with every provider the database's keys use)",
+        ))
+    }
+
+    fn current_member(&self) -> Result<std::sync::Arc<dyn RootOfTrust>, CryptoError> {
+        self.member(self.current_version())
+    }
+}
+
+impl RootOfTrust for Keyring {
+    fn kind(&self) -> &'static str {
+        self.current_member().map(|m| m.kind()).unwrap_or("keyring")
+    }
+
+    fn seal(&self, context: &[u8], plaintext: &SecretBytes) -> Result<Vec<u8>, CryptoError> {
+        self.current_member()?.seal(context, plaintext)
+    }
+
+    fn unseal(&self, context: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+        self.member(sealed_version(sealed)?)?.unseal(context, sealed)
+    }
+
+    fn status(&self) -> RootStatus {
+        match self.current_member() {
+            Ok(m) => RootStatus { master_key_version: self.current_version(), ..m.status() },
+            Err(_) => RootStatus {
+                kind: "keyring",
+                initialized: false,
+                sealed: true,
+                master_key_version: 0,
+                shares: None,
+                threshold: None,
+                progress: 0,
+            },
+        }
+    }
+
+    fn is_sealed(&self) -> bool {
+        self.current_member().map(|m| m.is_sealed()).unwrap_or(true)
+    }
+
+    fn init_shares(&self, shares: u8, threshold: u8) -> Result<Vec<String>, CryptoError> {
+        self.current_member()?.init_shares(shares, threshold)
+    }
+
+    fn submit_share(&self, share: &str) -> Result<RootStatus, CryptoError> {
+        self.current_member()?.submit_share(share)?;
+        Ok(self.status())
+    }
+
+    fn seal_now(&self) -> Result<(), CryptoError> {
+        self.current_member()?.seal_now()
+    }
+
+    fn rotate(&self, version: u32) -> Result<&'static str, CryptoError> {
+        let maker = self.maker.as_ref().ok_or(CryptoError::Unsupported("this root of trust cannot make new master keys"))?;
+        if version <= self.versions().into_iter().max().unwrap_or(0) {
+            return Err(CryptoError::Unsupported("a new master-key version must be newer than every existing one"));
+        }
+        let root = maker(version)?;
+        let kind = root.kind();
+        {
+            let mut members = self.members.write().map_err(|_| CryptoError::Unseal("keyring lock poisoned".into()))?;
+            members.push((version, root));
+        }
+        self.current.store(version, std::sync::atomic::Ordering::Release);
+        Ok(kind)
+    }
+
+    fn versions(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.members.read().map(|m| m.iter().map(|(v, _)| *v).collect()).unwrap_or_default();
+        v.sort_unstable();
+        v
     }
 }

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Assertions are the point of a test suite.
 
 use crate::{
-    AccessKeyRecord, AccountRecord, AliasRecord, DeletionRequest, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Store,
-    StoreError, Tag, UserRecord,
+    AccessKeyRecord, AccountRecord, AliasRecord, DeletionRequest, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord,
+    SealedTable, Store, StoreError, Tag, UserRecord,
 };
 
 fn key(id: &str, account: &str, region: &str) -> KeyRecord {
@@ -61,6 +61,48 @@ pub async fn run(store: &dyn Store) {
     grants(store).await;
     accounts(store).await;
     nul_in_text(store).await;
+    sealed_values(store).await;
+}
+
+async fn sealed_values(s: &dyn Store) {
+    s.set_setting("root_check", "aa").await.unwrap();
+    s.set_setting("root_check", "bb").await.unwrap();
+    assert_eq!(s.get_setting("root_check").await.unwrap().as_deref(), Some("bb"));
+    let k = key("66666666-6666-6666-6666-666666666666", "111111111111", "us-east-1");
+    s.create_key(&k, Some(&material(&k.key_id, 1)), &[]).await.unwrap();
+    let mut k2 = k.clone();
+    k2.revision = 2;
+    k2.current_version = 2;
+    s.add_material(&k2, 1, &material(&k.key_id, 2)).await.unwrap();
+    // Every material row, paged by (id, version).
+    let mut all = Vec::new();
+    let mut after: Option<(String, u32)> = None;
+    loop {
+        let page = s.list_sealed(SealedTable::Material, after.as_ref().map(|(i, v)| (i.as_str(), *v)), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|r| (r.id.clone(), r.version));
+        all.extend(page);
+    }
+    let ours: Vec<_> = all.iter().filter(|r| r.id == k.key_id).collect();
+    assert_eq!(ours.iter().map(|r| r.version).collect::<Vec<_>>(), [1, 2]);
+    assert!(all.windows(2).all(|w| (w[0].id.as_str(), w[0].version) < (w[1].id.as_str(), w[1].version)), "ordered");
+    // Compare-and-swap on the bytes.
+    let r = ours[1].clone();
+    s.replace_sealed(&r, b"resealed").await.unwrap();
+    assert!(matches!(s.replace_sealed(&r, b"again").await, Err(StoreError::Conflict)), "old bytes no longer there");
+    assert_eq!(s.get_material(&k.key_id, 2).await.unwrap().unwrap().sealed, b"resealed");
+    // Access keys and import parameters too.
+    let access = s.list_sealed(SealedTable::AccessKey, None, 1000).await.unwrap();
+    assert!(!access.is_empty() && access.iter().all(|r| r.version == 0));
+    let a = access[0].clone();
+    s.replace_sealed(&a, b"new secret").await.unwrap();
+    assert_eq!(s.get_access_key(&a.id).await.unwrap().unwrap().sealed_secret, b"new secret");
+    let imports = s.list_sealed(SealedTable::ImportParams, None, 1000).await.unwrap();
+    assert!(!imports.is_empty() && imports.iter().all(|r| !r.owner.is_empty()));
+    s.destroy_key(&k.key_id, 2).await.unwrap();
+    assert!(matches!(s.replace_sealed(&ours[0].clone(), b"x").await, Err(StoreError::NotFound)));
 }
 
 /// A NUL character in client text is refused as the client's error (or stored), never reported

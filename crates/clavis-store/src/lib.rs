@@ -12,8 +12,8 @@ mod records;
 
 pub use error::StoreError;
 pub use records::{
-    AccessKeyRecord, AccountRecord, AliasRecord, DeletionRequest, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Tag,
-    UserRecord,
+    AccessKeyRecord, AccountRecord, AliasRecord, DeletionRequest, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord,
+    SealedRecord, SealedTable, Tag, UserRecord,
 };
 
 /// Result alias for storage operations.
@@ -187,4 +187,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The accounts created by operators, ordered by id.
     async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>>;
+
+    /// Sets a deployment-wide setting, replacing any value.
+    async fn set_setting(&self, name: &str, value: &str) -> StoreResult<()>;
+
+    /// Sealed values of one table ordered by (id, version), starting after `after`.
+    async fn list_sealed(&self, table: SealedTable, after: Option<(&str, u32)>, limit: usize) -> StoreResult<Vec<SealedRecord>>;
+
+    /// Replaces a sealed value if it still holds `record.sealed` (compare-and-swap):
+    /// [`StoreError::Conflict`] if it changed, [`StoreError::NotFound`] if its row is gone.
+    async fn replace_sealed(&self, record: &SealedRecord, new_sealed: &[u8]) -> StoreResult<()>;
 }

@@ -215,3 +215,39 @@ pub struct AccountRecord {
     /// Creation time.
     pub created_ms: i64,
 }
+
+/// The tables that hold sealed values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedTable {
+    /// `key_material.sealed` (id: key id, version: material version).
+    Material,
+    /// `access_keys.sealed_secret` (id: access key id).
+    AccessKey,
+    /// `import_params.sealed_private_key` (id: token id, owner: key id).
+    ImportParams,
+}
+
+/// One sealed value in storage, for master-key rotation (which reseals every one).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedRecord {
+    /// Its table.
+    pub table: SealedTable,
+    /// Its row's id.
+    pub id: String,
+    /// The material version (0 outside `key_material`).
+    pub version: u32,
+    /// The key it belongs to, where that is not `id` (import parameters); else empty.
+    pub owner: String,
+    /// The sealed bytes.
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedRecord")
+            .field("table", &self.table)
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}

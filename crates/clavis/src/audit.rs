@@ -3,11 +3,11 @@
 
 use crate::root::RootArgs;
 use crate::serve::AUDIT_DIR;
-use std::sync::Arc;
 use anyhow::Context;
 use clavis_audit::verify::{Filter, export, verify};
 use clavis_crypto::seal::{LocalKeyFile, RootOfTrust, SHAMIR_CONFIG_FILE, ShamirRoot};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// `clavis audit ...`
 #[derive(Debug, clap::Subcommand)]

@@ -61,7 +61,11 @@ impl RootArgs {
 
     /// Opens the root of trust for `data_dir`. `create_key_file`: a `file` root may create its
     /// key (first start of a data directory).
-    pub fn open(&self, data_dir: &Path, create_key_file: impl FnOnce(&Path) -> anyhow::Result<LocalKeyFile>) -> anyhow::Result<Arc<dyn RootOfTrust>> {
+    pub fn open(
+        &self,
+        data_dir: &Path,
+        create_key_file: impl FnOnce(&Path) -> anyhow::Result<LocalKeyFile>,
+    ) -> anyhow::Result<Arc<dyn RootOfTrust>> {
         Ok(match self.root_of_trust {
             RootKind::File => Arc::new(create_key_file(&data_dir.join(MASTER_KEY_FILE))?),
             RootKind::Shamir => Arc::new(ShamirRoot::load(&data_dir.join(SHAMIR_CONFIG_FILE)).context("loading shamir.conf")?),

@@ -1,12 +1,12 @@
 //! `clavis serve`: open (or initialise) the data directory and serve the KMS API.
 
+use crate::root::RootArgs;
 use anyhow::{Context, bail};
 use clavis_audit::{AuditConfig, AuditLog, StreamSink};
 use clavis_core::audit::AuditSink;
 use clavis_core::types::AccountId;
 use clavis_core::{Clock, Kms, KmsConfig, SystemClock, TestClock};
 use clavis_crypto::SecretBytes;
-use crate::root::RootArgs;
 use clavis_crypto::seal::{LocalKeyFile, RootOfTrust};
 use clavis_server::{AppState, ServerConfig};
 use clavis_store::Store;
