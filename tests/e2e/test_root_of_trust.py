@@ -69,7 +69,7 @@ def test_shamir_init_unseal_seal(tmp_path):
     try:
         start_sealed(s)
         status = operator(s, "status")
-        assert status == {"Provider": "shamir", "Initialized": False, "Sealed": True, "MasterKeyVersion": 1, "Progress": 0}
+        assert status == {"Provider": "shamir", "Initialized": False, "Sealed": True, "MasterKeyVersion": 1, "MasterKeyVersions": [1], "Progress": 0}
         assert http_status(s, "/readyz") == 503
         sealed_refusal(s.client())
 
@@ -183,7 +183,8 @@ def test_pkcs11_softhsm_end_to_end(tmp_path):
     s = Server(tmp_path / "hsm", env=env, args=hsm_args())
     try:
         s.start()
-        assert operator(s, "status") == {"Provider": "pkcs11", "Initialized": True, "Sealed": False, "MasterKeyVersion": 1, "Progress": 0}
+        st = operator(s, "status")
+        assert (st["Provider"], st["Initialized"], st["Sealed"], st["MasterKeyVersion"], st["MasterKeyVersions"]) == ("pkcs11", True, False, 1, [1])
         kms = s.client()
         keys = [kms.create_key()["KeyMetadata"]["KeyId"] for _ in range(3)]
         blobs = [kms.encrypt(KeyId=k, Plaintext=k.encode())["CiphertextBlob"] for k in keys]
@@ -213,5 +214,97 @@ def test_pkcs11_softhsm_end_to_end(tmp_path):
             bad.start(wait=False)
             assert bad.proc.wait(timeout=30) != 0
             assert message in bad.log_path.read_text()
+    finally:
+        s.stop()
+
+
+def sealed_versions(data_dir):
+    """The master-key version in the header of every sealed value in the database."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{data_dir / 'clavis.db'}?mode=ro", uri=True)
+    try:
+        return {table: {int.from_bytes(row[0][1:5], "big") for row in db.execute(f"SELECT {col} FROM {table}")}
+                for table, col in [("key_material", "sealed"), ("access_keys", "sealed_secret"), ("import_params", "sealed_private_key")]}
+    finally:
+        db.close()
+
+
+def test_master_key_rotation_survives_a_crash_in_the_middle(tmp_path):
+    # A test-only hook aborts the process after 7 values are resealed.
+    s = Server(tmp_path / "rotation", args=["--dangerous-test-crash-after-reseals", "7"])
+    try:
+        s.start()
+        kms = s.client()
+        keys = [kms.create_key()["KeyMetadata"]["KeyId"] for _ in range(12)]
+        kms.rotate_key_on_demand(KeyId=keys[0])
+        blobs = [(k, kms.encrypt(KeyId=k, Plaintext=k.encode())["CiphertextBlob"]) for k in keys]
+        ext = kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+        kms.get_parameters_for_import(KeyId=ext, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+        status, user, _ = s.raw("ClavisAdmin.CreateUser", json.dumps({"UserName": "app", "Role": "reader"}))
+        assert status == 200
+        assert sealed_versions(s.data_dir) == {"key_material": {1}, "access_keys": {1}, "import_params": {1}}
+
+        assert operator(s, "rotate-master-key", check=False).returncode != 0
+        assert s.proc.wait(timeout=30) != 0, "the hook aborted the server mid-rotation"
+        mixed = sealed_versions(s.data_dir)["key_material"]
+        assert mixed == {1, 2}, mixed
+
+        # Restarted (without the hook): every value is readable, and the rotation completes.
+        s.args = []
+        s.start()
+        wait_until(lambda: operator(s, "status").get("Rotation") == "done")
+        st = operator(s, "status")
+        assert (st["MasterKeyVersion"], st["MasterKeyVersions"]) == (2, [1, 2])
+        assert sealed_versions(s.data_dir) == {"key_material": {2}, "access_keys": {2}, "import_params": {2}}
+        kms = s.client()
+        for k, blob in blobs:
+            assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == k.encode()
+        app = s.client(akid=user["AccessKey"]["AccessKeyId"], secret=user["AccessKey"]["SecretAccessKey"])
+        assert app.decrypt(CiphertextBlob=blobs[1][1])["Plaintext"] == keys[1].encode()
+        # Online: another rotation while the server serves.
+        out = operator(s, "rotate-master-key")
+        assert out["MasterKeyVersion"] == 3 and out["Resealed"] >= 15
+        assert sealed_versions(s.data_dir)["key_material"] == {3}
+        assert kms.decrypt(CiphertextBlob=blobs[0][1])["Plaintext"] == keys[0].encode()
+        status, body, _ = s.raw("ClavisAdmin.RotateMasterKey", "{}", akid=user["AccessKey"]["AccessKeyId"], secret=user["AccessKey"]["SecretAccessKey"])
+        assert (status, body["__type"]) == (400, "AccessDeniedException")
+        s.stop()
+        p = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir)], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    finally:
+        s.stop()
+
+
+def test_migration_from_key_file_to_hsm(tmp_path):
+    conf = softhsm_token(tmp_path)
+    env = {"SOFTHSM2_CONF": str(conf), "CLAVIS_PKCS11_PIN": "1234"}
+    s = Server(tmp_path / "migrate", env=env)
+    try:
+        s.start()
+        kms = s.client()
+        keys = [kms.create_key()["KeyMetadata"]["KeyId"] for _ in range(5)]
+        blobs = [(k, kms.encrypt(KeyId=k, Plaintext=k.encode())["CiphertextBlob"]) for k in keys]
+        s.stop()
+        # Restarted with the HSM configured; a rotation puts the new master key in the HSM.
+        s.args = hsm_args()
+        s.start()
+        assert operator(s, "status")["Provider"] == "file"
+        out = operator(s, "rotate-master-key")
+        assert out["MasterKeyVersion"] == 2
+        st = operator(s, "status")
+        assert (st["Provider"], st["Rotation"]) == ("pkcs11", "done")
+        assert sealed_versions(s.data_dir)["key_material"] == {2}
+        s.stop()
+        # The key file is no longer needed: retire it; everything still decrypts.
+        (s.data_dir / "master.key").unlink()
+        s.start()
+        kms = s.client()
+        for k, blob in blobs:
+            assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == k.encode()
+        assert kms.create_key()["KeyMetadata"]["Enabled"]
+        s.stop()
+        p = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir), *hsm_args()], capture_output=True, text=True,
+                           env=dict(os.environ, **env))
+        assert p.returncode == 0, p.stderr
     finally:
         s.stop()

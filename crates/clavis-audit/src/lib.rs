@@ -54,6 +54,19 @@ const AUDIT_KEY_CONTEXT: &[u8] = b"clavis/audit-key/v1\0";
 /// File holding the sealed audit key.
 pub const AUDIT_KEY_FILE: &str = "audit.key.sealed";
 
+/// Reseals the audit MAC key in `dir` under `root`'s current master key (master-key rotation):
+/// the new sealed file replaces the old one atomically.
+pub fn reseal_key(dir: &Path, root: &dyn RootOfTrust, key: &SecretBytes) -> Result<(), AuditError> {
+    let sealed = root.seal(AUDIT_KEY_CONTEXT, key).map_err(|e| AuditError::Key(e.to_string()))?;
+    let path = dir.join(AUDIT_KEY_FILE);
+    let tmp = dir.join(format!("{AUDIT_KEY_FILE}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    writer::write_durably(&tmp, &sealed)?;
+    // The rename replaces the old file atomically; syncing the directory makes it durable.
+    std::fs::rename(&tmp, &path).map_err(io(format!("replacing {}", path.display())))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(format!("syncing {}", dir.display())))
+}
+
 /// Loads the audit MAC key from `dir`, creating (and sealing) a new one if `create` and none
 /// exists.
 pub fn load_key(dir: &Path, root: &dyn RootOfTrust, create: bool) -> Result<SecretBytes, AuditError> {

@@ -372,6 +372,10 @@ impl AuditLog {
 
 #[async_trait::async_trait]
 impl AuditSink for AuditLog {
+    fn reseal_key(&self, root: &dyn clavis_crypto::seal::RootOfTrust) -> Result<(), AuditFailure> {
+        crate::reseal_key(&self.dir, root, &self.key).map_err(|e| AuditFailure(e.to_string()))
+    }
+
     async fn append(&self, record: Vec<u8>) -> Result<(), AuditFailure> {
         let slot = Arc::new(Slot::default());
         let leader = {

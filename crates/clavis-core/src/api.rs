@@ -291,11 +291,23 @@ pub struct OperatorStatus {
     pub initialized: bool,
     pub sealed: bool,
     pub master_key_version: u32,
+    pub master_key_versions: Vec<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shares: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold: Option<u8>,
     pub progress: usize,
+}
+
+/// ClavisAdmin.RotateMasterKey response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct RotateMasterKeyResponse {
+    pub master_key_version: u32,
+    pub resealed: u64,
 }
 
 /// `POST /operator/init` request.

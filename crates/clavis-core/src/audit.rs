@@ -21,6 +21,12 @@ pub trait AuditSink: Send + Sync {
     /// Up to `max` records (parsed), newest first, with sequence numbers below `before`, that
     /// pass `keep`; and where to continue. Sinks that cannot be read back return an error.
     async fn lookup(&self, query: LookupQuery) -> Result<(Vec<Value>, Option<u64>), AuditFailure>;
+
+    /// Reseals the sink's MAC key under `root`'s current master key (master-key rotation).
+    /// Sinks without a sealed key have nothing to do.
+    fn reseal_key(&self, _root: &dyn clavis_crypto::seal::RootOfTrust) -> Result<(), AuditFailure> {
+        Ok(())
+    }
 }
 
 /// A search of the audit log (the LookupEvents operation).

@@ -25,8 +25,13 @@ pub(crate) const PENDING_ROTATION: &str = "PENDING_ROTATION";
 const MAX_VALID_TO_MS: i64 = 365 * 86_400_000;
 
 fn import_key_context(key: &Key, token_id: &str) -> Vec<u8> {
+    import_params_seal_context(&key.id, token_id)
+}
+
+/// The seal context of an import token's wrapping private key.
+pub(crate) fn import_params_seal_context(key_id: &crate::types::KeyId, token_id: &str) -> Vec<u8> {
     let mut c = b"clavis/import-wrapping-key/v1\0".to_vec();
-    c.extend_from_slice(key.id.as_bytes());
+    c.extend_from_slice(key_id.as_bytes());
     c.extend_from_slice(token_id.as_bytes());
     c
 }

@@ -18,6 +18,7 @@ pub mod identity;
 mod keys;
 mod lifecycle;
 pub mod policy;
+pub mod rotation;
 mod service;
 pub mod types;
 mod validate;

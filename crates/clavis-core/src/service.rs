@@ -17,6 +17,9 @@ use clavis_store::{AccessKeyRecord, AliasRecord, KeyMaterialRecord, KeyRecord, S
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+const ROOT_CHECK_CONTEXT: &[u8] = b"clavis/root-check/v1\0";
+const ROOT_CHECK_TEXT: &[u8] = b"clavis root of trust";
+
 /// The most plaintext Encrypt accepts (AWS limit).
 pub const MAX_PLAINTEXT: usize = 4096;
 /// The most ciphertext Decrypt accepts (AWS limit).
@@ -113,6 +116,9 @@ pub struct KmsConfig {
     /// The movable clock, when the operator started the server with the test-only clock (the
     /// same object must also be the service's clock). `None` in every normal configuration.
     pub test_clock: Option<Arc<TestClock>>,
+    /// Test-only: abort the process after resealing this many values during a master-key
+    /// rotation (`clavis serve --dangerous-test-crash-after-reseals`), to test crash recovery.
+    pub crash_after_reseals: Option<u64>,
 }
 
 /// The KMS service: operations over a store, a root of trust and a clock.
@@ -123,11 +129,13 @@ pub struct Kms {
     pub(crate) materials: MaterialCache,
     pub(crate) keys: KeyCache,
     credentials: RwLock<HashMap<String, (Arc<Credential>, std::time::Instant)>>,
-    audit: Option<Arc<dyn AuditSink>>,
+    pub(crate) audit: Option<Arc<dyn AuditSink>>,
     test_clock: Option<Arc<TestClock>>,
     /// Set once what needs the master key at start (audit log, initialisation) is done; until
     /// then requests are refused as sealed.
     ready: std::sync::atomic::AtomicBool,
+    pub(crate) rotating: std::sync::atomic::AtomicBool,
+    pub(crate) crash_after_reseals: Option<u64>,
 }
 
 /// `Recipient` (Nitro Enclaves attestation) is an AWS feature Clavis does not offer.
@@ -163,6 +171,8 @@ impl Kms {
             audit: config.audit,
             test_clock: config.test_clock,
             ready: std::sync::atomic::AtomicBool::new(false),
+            rotating: std::sync::atomic::AtomicBool::new(false),
+            crash_after_reseals: config.crash_after_reseals,
         }
     }
 
@@ -216,14 +226,20 @@ impl Kms {
     /// database the canary is written. Several nodes sharing a database with different master
     /// keys would each write material the others cannot read.
     pub async fn check_root_of_trust(&self) -> Result<(), KmsError> {
-        const CONTEXT: &[u8] = b"clavis/root-check/v1\0";
-        let canary = self.root.seal(CONTEXT, &SecretBytes::new(b"clavis root of trust".to_vec()))?;
+        let canary = self.root.seal(ROOT_CHECK_CONTEXT, &SecretBytes::new(ROOT_CHECK_TEXT.to_vec()))?;
         let stored = self.store.init_setting("root_check", &hex::encode(&canary)).await?;
         let sealed = hex::decode(&stored).map_err(|_| KmsError::Internal("stored root check is not hex".into()))?;
-        match self.root.unseal(CONTEXT, &sealed) {
+        match self.root.unseal(ROOT_CHECK_CONTEXT, &sealed) {
             Ok(_) => Ok(()),
             Err(_) => Err(KmsError::Internal("this root of trust cannot unseal the database's canary".into())),
         }
+    }
+
+    /// Reseals the root-of-trust canary under the current master key (rotation).
+    pub(crate) async fn reseal_canary(&self) -> Result<(), KmsError> {
+        let canary = self.root.seal(ROOT_CHECK_CONTEXT, &SecretBytes::new(ROOT_CHECK_TEXT.to_vec()))?;
+        self.store.set_setting("root_check", &hex::encode(&canary)).await?;
+        Ok(())
     }
 
     /// The account id recorded at initialisation, if any.
@@ -329,13 +345,18 @@ impl Kms {
     // ----- root of trust (operator) -----
 
     /// The root of trust's state (provider, sealed or not, master-key version, unseal progress).
-    pub fn operator_status(&self) -> OperatorStatus {
+    pub async fn operator_status(&self) -> OperatorStatus {
         let s = self.root.status();
+        // Best effort: the rotation state needs the database, which may be down.
+        let rotation =
+            if self.root.is_sealed() { None } else { self.store.get_setting(crate::rotation::ROTATION_SETTING).await.ok().flatten() };
         OperatorStatus {
             provider: s.kind.to_owned(),
             initialized: s.initialized,
             sealed: s.sealed,
             master_key_version: s.master_key_version,
+            master_key_versions: self.root.versions(),
+            rotation,
             shares: s.shares,
             threshold: s.threshold,
             progress: s.progress,
@@ -367,10 +388,10 @@ impl Kms {
     }
 
     /// Submits one unseal share. Unauthenticated (the share is the credential).
-    pub fn operator_unseal(&self, req: OperatorUnsealRequest) -> Result<OperatorStatus, KmsError> {
+    pub async fn operator_unseal(&self, req: OperatorUnsealRequest) -> Result<OperatorStatus, KmsError> {
         let share = validate::required(req.share, "share")?;
         self.root.submit_share(&share).map_err(Self::operator_error)?;
-        Ok(self.operator_status())
+        Ok(self.operator_status().await)
     }
 
     /// ClavisAdmin.Seal: forgets the master key and wipes every unsealed key and credential from
@@ -386,7 +407,7 @@ impl Kms {
         Ok(Empty {})
     }
 
-    fn operator_error(e: clavis_crypto::CryptoError) -> KmsError {
+    pub(crate) fn operator_error(e: clavis_crypto::CryptoError) -> KmsError {
         match e {
             clavis_crypto::CryptoError::Unseal(m) => KmsError::Validation(m),
             clavis_crypto::CryptoError::Unsupported(m) => KmsError::UnsupportedOperation(m.to_owned()),

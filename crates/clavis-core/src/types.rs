@@ -340,6 +340,7 @@ pub fn is_admin_operation(operation: &str) -> bool {
         "CreateAccount"
             | "ListAccounts"
             | "Seal"
+            | "RotateMasterKey"
             | "CreateUser"
             | "ListUsers"
             | "CreateAccessKey"

@@ -122,6 +122,7 @@ async fn dispatch_admin(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]
         "DeleteAccessKey" => call(body, |req| kms.delete_access_key(caller, req)).await,
         "EnableKeyDualAuthorization" => call(body, |req| kms.enable_key_dual_authorization(caller, req)).await,
         "Seal" => call(body, |req| kms.seal(caller, req)).await,
+        "RotateMasterKey" => call(body, |req| kms.rotate_master_key(caller, req)).await,
         other => Err(KmsError::UnknownOperation(format!("Administration operation {other} does not exist."))),
     }
 }
@@ -206,7 +207,7 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
 /// `GET /operator/status`: the root of trust's provider, sealed state, master-key version and
 /// unseal progress. Unauthenticated, like Vault's seal status: it reveals no secret.
 pub async fn operator_status(State(state): State<AppState>) -> Response {
-    match serde_json::to_vec(&state.kms.operator_status()) {
+    match serde_json::to_vec(&state.kms.operator_status().await) {
         Ok(body) => json_response(StatusCode::OK, body),
         Err(e) => error_response(&KmsError::Internal(e.to_string())),
     }
@@ -222,7 +223,7 @@ pub async fn operator_init(State(state): State<AppState>, body: Bytes) -> Respon
 /// `POST /operator/unseal` (`{"Share": "..."}`): one unseal share. Unauthenticated: the share
 /// is the credential; a wrong one resets the unseal without saying which was wrong.
 pub async fn operator_unseal(State(state): State<AppState>, body: Bytes) -> Response {
-    let result = call(&body, |req| async { state.kms.operator_unseal(req) }).await;
+    let result = call(&body, |req| state.kms.operator_unseal(req)).await;
     operator_reply("unseal", result)
 }
 

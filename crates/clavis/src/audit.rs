@@ -5,7 +5,7 @@ use crate::root::RootArgs;
 use crate::serve::AUDIT_DIR;
 use anyhow::Context;
 use clavis_audit::verify::{Filter, export, verify};
-use clavis_crypto::seal::{LocalKeyFile, RootOfTrust, SHAMIR_CONFIG_FILE, ShamirRoot};
+use clavis_crypto::seal::{RootOfTrust, SHAMIR_CONFIG_FILE, ShamirRoot};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -90,7 +90,9 @@ fn audit_key(data_dir: &Path, share_files: &[PathBuf], root_args: &RootArgs) -> 
         anyhow::ensure!(!root.is_sealed(), "this data directory is Shamir-sealed: give enough --share-file to unseal its audit key");
         Arc::new(root)
     } else {
-        root_args.open(data_dir, |path| LocalKeyFile::open(path).context("opening the master key file"))?
+        let sealed_key = data_dir.join(AUDIT_DIR).join(clavis_audit::AUDIT_KEY_FILE);
+        let sealed = std::fs::read(&sealed_key).with_context(|| format!("reading {}", sealed_key.display()))?;
+        root_args.open_for_blob(data_dir, &sealed)?
     };
     Ok(clavis_audit::load_key(&data_dir.join(AUDIT_DIR), root.as_ref(), false)?)
 }

@@ -45,6 +45,15 @@ pub enum OperatorCommand {
         #[command(flatten)]
         server: Server,
     },
+    /// Make a new master-key version and reseal every stored value under it, online
+    /// (administrators of the operator's account; signed with AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY). The new key goes to the provider the server was started with, so
+    /// restarting a file-keyed server with `--root-of-trust pkcs11` and rotating migrates it into
+    /// the HSM.
+    RotateMasterKey {
+        #[command(flatten)]
+        server: Server,
+    },
     /// The root of trust's provider, sealed state, master-key version and unseal progress.
     Status {
         #[command(flatten)]
@@ -98,6 +107,10 @@ pub fn run(cmd: OperatorCommand) -> anyhow::Result<()> {
             rt.block_on(async { Client::connect(&endpoint).await?.call_json("ClavisAdmin.Seal", json!({})).await })?;
             let (status, body) = rt.block_on(plain_request(&server.endpoint_url, "GET", "/operator/status", None))?;
             checked(status, body)?
+        }
+        OperatorCommand::RotateMasterKey { server } => {
+            let endpoint = Endpoint::from_env(&server.endpoint_url, None)?;
+            rt.block_on(async { Client::connect(&endpoint).await?.call_json("ClavisAdmin.RotateMasterKey", json!({})).await })?
         }
         OperatorCommand::Status { server } => {
             let (status, body) = rt.block_on(plain_request(&server.endpoint_url, "GET", "/operator/status", None))?;

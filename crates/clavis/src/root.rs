@@ -11,6 +11,11 @@ use std::sync::Arc;
 /// The master key file inside a data directory (the `file` root of trust).
 pub const MASTER_KEY_FILE: &str = "master.key";
 
+/// The key file of master-key version `version`: `master.key` for 1, `master-vN.key` after.
+pub fn key_file_path(data_dir: &Path, version: u32) -> PathBuf {
+    if version == 1 { data_dir.join(MASTER_KEY_FILE) } else { data_dir.join(format!("master-v{version}.key")) }
+}
+
 /// Where the master key comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RootKind {
@@ -56,6 +61,57 @@ impl RootArgs {
         match std::env::var("CLAVIS_PKCS11_PIN") {
             Ok(pin) if !pin.is_empty() => Ok(SecretBytes::new(pin.into_bytes())),
             _ => bail!("the PKCS#11 PIN is needed: set CLAVIS_PKCS11_PIN or --pkcs11-pin-file"),
+        }
+    }
+
+    /// Opens the PKCS#11 token with the base key (master-key version 1's label).
+    pub fn open_pkcs11(&self) -> anyhow::Result<Arc<Pkcs11Root>> {
+        let module = self.pkcs11_module.clone().context("--pkcs11-module (or CLAVIS_PKCS11_MODULE) is needed")?;
+        if self.pkcs11_token_label.is_none() && self.pkcs11_slot.is_none() {
+            bail!("name the token: --pkcs11-token-label or --pkcs11-slot");
+        }
+        let config = Pkcs11Config {
+            module,
+            token_label: self.pkcs11_token_label.clone(),
+            slot: self.pkcs11_slot,
+            pin: self.pin()?,
+            key_label: self.pkcs11_key_label.clone(),
+        };
+        Ok(Arc::new(Pkcs11Root::open(&config).context("opening the PKCS#11 root of trust")?))
+    }
+
+    /// The HSM key label of master-key version `version`.
+    pub fn hsm_label(&self, version: u32) -> String {
+        if version == 1 { self.pkcs11_key_label.clone() } else { format!("{}-v{version}", self.pkcs11_key_label) }
+    }
+
+    /// The provider name new master keys go to.
+    pub fn kind_name(&self) -> &'static str {
+        match self.root_of_trust {
+            RootKind::File => "file",
+            RootKind::Shamir => "shamir",
+            RootKind::Pkcs11 => "pkcs11",
+        }
+    }
+
+    /// Offline (the audit commands): the root that unseals `sealed`, by the master-key version
+    /// in its header: that version's key file if the data directory has it, else that version's
+    /// HSM key when PKCS#11 options are given.
+    pub fn open_for_blob(&self, data_dir: &Path, sealed: &[u8]) -> anyhow::Result<Arc<dyn RootOfTrust>> {
+        let version = clavis_crypto::seal::sealed_version(sealed)?;
+        let file = key_file_path(data_dir, version);
+        if file.exists() && self.root_of_trust != RootKind::Pkcs11 {
+            return Ok(Arc::new(LocalKeyFile::open(&file).context("opening the master key file")?.with_version(version)));
+        }
+        match self.root_of_trust {
+            RootKind::Pkcs11 => {
+                let base = self.open_pkcs11()?;
+                Ok(Arc::new(base.sibling(&self.hsm_label(version), version)?))
+            }
+            _ => bail!(
+                "master-key version {version} is neither in {} nor reachable (for an HSM, give the --root-of-trust pkcs11 options)",
+                file.display()
+            ),
         }
     }
 

@@ -1,13 +1,14 @@
 //! `clavis serve`: open (or initialise) the data directory and serve the KMS API.
 
-use crate::root::RootArgs;
+use crate::root::{RootArgs, key_file_path};
 use anyhow::{Context, bail};
 use clavis_audit::{AuditConfig, AuditLog, StreamSink};
 use clavis_core::audit::AuditSink;
+use clavis_core::rotation::{CURRENT_SETTING, MASTER_KEYS_SETTING, ROTATION_SETTING, parse_registry};
 use clavis_core::types::AccountId;
 use clavis_core::{Clock, Kms, KmsConfig, SystemClock, TestClock};
 use clavis_crypto::SecretBytes;
-use clavis_crypto::seal::{LocalKeyFile, RootOfTrust};
+use clavis_crypto::seal::{KeyMaker, Keyring, LocalKeyFile, RootOfTrust};
 use clavis_server::{AppState, ServerConfig};
 use clavis_store::Store;
 use clavis_store_postgres::PostgresStore;
@@ -47,6 +48,10 @@ pub struct ServeArgs {
     /// How often the background scheduler looks for keys whose rotation or deletion is due.
     #[arg(long, env = "CLAVIS_SCHEDULER_INTERVAL_MS", default_value_t = 10_000)]
     scheduler_interval_ms: u64,
+    /// DANGEROUS, for tests only: abort the process after resealing this many values during a
+    /// master-key rotation (to test that a restart completes it).
+    #[arg(long, hide = true)]
+    dangerous_test_crash_after_reseals: Option<u64>,
     /// DANGEROUS, for tests only: a clock that `ClavisAdmin.AdvanceTestClock` can move forward
     /// (rotation and deletion dates then come early). Never use it with real keys.
     #[arg(long, hide = true)]
@@ -70,6 +75,13 @@ impl AuditSink for DeferredAudit {
         match self.log.get() {
             Some(log) => log.append(record).await,
             None => Err(clavis_core::audit::AuditFailure("the audit log opens when the server is unsealed".into())),
+        }
+    }
+
+    fn reseal_key(&self, root: &dyn RootOfTrust) -> Result<(), clavis_core::audit::AuditFailure> {
+        match self.log.get() {
+            Some(log) => log.reseal_key(root),
+            None => Err(clavis_core::audit::AuditFailure("the audit log is not open".into())),
         }
     }
 
@@ -100,9 +112,78 @@ fn open_audit(args: &ServeArgs, root: &dyn RootOfTrust) -> anyhow::Result<Arc<dy
     Ok(Arc::new(log))
 }
 
+/// The root of trust from the database's master-key registry (`master_keys`): every version it
+/// names, each opened from its provider (key files in the data directory; HSM keys in the
+/// configured token), sealing with `master_key_current`; rotation makes the next version in the
+/// provider this node was started with. A fresh deployment starts with version 1 of that
+/// provider. Shamir holds one version.
+async fn open_keyring(args: &ServeArgs, store: &dyn Store, may_create_key_file: bool) -> anyhow::Result<Arc<dyn RootOfTrust>> {
+    let configured = args.root.kind_name();
+    let registry = match store.get_setting(MASTER_KEYS_SETTING).await? {
+        Some(text) => parse_registry(&text).context("the database's master_keys setting is malformed")?,
+        None => vec![(1, configured.to_owned())],
+    };
+    let current: u32 = store.get_setting(CURRENT_SETTING).await?.and_then(|v| v.parse().ok()).unwrap_or(1);
+    if configured == "shamir" || registry.iter().any(|(_, k)| k == "shamir") {
+        if configured != "shamir" || registry.len() != 1 {
+            bail!(
+                "a Shamir root of trust holds one master key: it cannot be combined with others (registry {registry:?}, started with {configured})"
+            );
+        }
+        return args.root.open(&args.data_dir, |_| bail!("not a key file root"));
+    }
+    let hsm = if configured == "pkcs11" || registry.iter().any(|(_, k)| k == "pkcs11") { Some(args.root.open_pkcs11()?) } else { None };
+    let rotation_done = store.get_setting(ROTATION_SETTING).await?.is_none_or(|s| s == "done");
+    let mut members: Vec<(u32, Arc<dyn RootOfTrust>)> = Vec::new();
+    for (version, kind) in &registry {
+        let opened = (|| -> anyhow::Result<Arc<dyn RootOfTrust>> {
+            Ok(match (kind.as_str(), &hsm) {
+                ("file", _) if *version == 1 => Arc::new(open_root(&args.data_dir, may_create_key_file)?) as Arc<dyn RootOfTrust>,
+                ("file", _) => Arc::new(
+                    LocalKeyFile::open(&key_file_path(&args.data_dir, *version))
+                        .with_context(|| format!("opening master-key version {version}'s key file"))?
+                        .with_version(*version),
+                ),
+                ("pkcs11", Some(token)) => Arc::new(token.sibling(&args.root.hsm_label(*version), *version)?),
+                ("pkcs11", None) => bail!("master-key version {version} is in an HSM: start with --root-of-trust pkcs11 and its options"),
+                (other, _) => bail!("master-key version {version} has an unknown provider {other:?}"),
+            })
+        })();
+        match opened {
+            Ok(root) => members.push((*version, root)),
+            // After a completed rotation nothing is sealed under an older version: its key may
+            // have been retired (a deleted key file after migrating into an HSM).
+            Err(e) if *version != current && rotation_done => {
+                tracing::warn!(version, error = %format!("{e:#}"), "an older master-key version is unavailable; nothing should be sealed under it since the last rotation completed");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let data_dir = args.data_dir.clone();
+    let base_label = args.root.clone();
+    let maker: KeyMaker = match configured {
+        "pkcs11" => {
+            let token = hsm.clone().context("the HSM")?;
+            Box::new(move |v| Ok(Arc::new(token.sibling(&base_label.hsm_label(v), v)?) as Arc<dyn RootOfTrust>))
+        }
+        _ => Box::new(move |v| {
+            // A key file left by a rotation that crashed before recording it is adopted.
+            let path = key_file_path(&data_dir, v);
+            let file = if path.exists() { LocalKeyFile::open(&path)? } else { LocalKeyFile::create(&path)? };
+            Ok(Arc::new(file.with_version(v)) as Arc<dyn RootOfTrust>)
+        }),
+    };
+    Ok(Arc::new(Keyring::new(members, current, Some(maker)).context("building the keyring")?))
+}
+
 /// What needs the master key: the audit log, the check against the database's canary, and the
 /// first-start initialisation. Runs at start, or at unseal for a server that starts sealed.
-async fn open_unsealed(args: &ServeArgs, root: &dyn RootOfTrust, kms: &Kms, audit: Option<&DeferredAudit>) -> anyhow::Result<AccountId> {
+async fn open_unsealed(
+    args: &ServeArgs,
+    root: &dyn RootOfTrust,
+    kms: &Arc<Kms>,
+    audit: Option<&DeferredAudit>,
+) -> anyhow::Result<AccountId> {
     if let Some(deferred) = audit {
         let log = open_audit(args, root)?;
         let _ = deferred.log.set(log);
@@ -111,7 +192,17 @@ async fn open_unsealed(args: &ServeArgs, root: &dyn RootOfTrust, kms: &Kms, audi
         "the master key does not match the database: every node sharing a database needs the same master key (copy master.key from the first node)",
     )?;
     let account = initialise(kms, &args.data_dir).await?;
+    kms.record_master_key(args.root.kind_name()).await?;
     kms.set_ready();
+    // A rotation interrupted by a crash completes now, in the background.
+    let resume = kms.clone();
+    tokio::spawn(async move {
+        match resume.resume_master_key_rotation().await {
+            Ok(Some(n)) => tracing::warn!(resealed = n, "resumed and completed an interrupted master-key rotation"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "resuming the master-key rotation failed; run clavis operator rotate-master-key again"),
+        }
+    });
     Ok(account)
 }
 
@@ -294,11 +385,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         create_data_dir(&args.data_dir)?;
         let shared_database = args.database_url.is_some();
-        let root = args.root.open(&args.data_dir, |_| open_root(&args.data_dir, shared_database))?;
+        let fresh_sqlite = !shared_database && !args.data_dir.join(DB_FILE).exists();
         let store: Arc<dyn Store> = match &args.database_url {
             Some(url) => Arc::new(PostgresStore::connect(url).await.context("connecting to the PostgreSQL database")?),
             None => Arc::new(SqliteStore::open(&args.data_dir.join(DB_FILE)).context("opening the database")?),
         };
+        let root = open_keyring(&args, store.as_ref(), fresh_sqlite || shared_database).await?;
         let deferred = if args.dangerous_no_audit {
             tracing::warn!("AUDIT IS DISABLED (--dangerous-no-audit): requests are not recorded");
             None
@@ -313,7 +405,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             (Arc::new(SystemClock), None)
         };
-        let kms = Arc::new(Kms::new(store, root.clone(), clock, KmsConfig { audit, test_clock }));
+        let kms = Arc::new(Kms::new(
+            store,
+            root.clone(),
+            clock,
+            KmsConfig { audit, test_clock, crash_after_reseals: args.dangerous_test_crash_after_reseals },
+        ));
         let scheduler_interval = std::time::Duration::from_millis(args.scheduler_interval_ms.max(10));
         let args = Arc::new(args);
         if root.is_sealed() {

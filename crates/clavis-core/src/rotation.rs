@@ -1,0 +1,159 @@
+//! Master-key rotation and migration between root-of-trust providers: a new master-key version
+//! is made (in the provider new keys go to: a key file, an HSM key) and becomes the one every
+//! seal uses; then every sealed value in storage (key material, access-key secrets, import
+//! wrapping keys, the root-of-trust canary, the audit MAC key) is unsealed with the version its
+//! header names and sealed again under the new one, each row by compare-and-swap.
+//!
+//! Crash safety: the registry of versions (`master_keys`, `master_key_current`) is written
+//! before any value is resealed, and older versions stay in the keyring, so at every moment each
+//! stored value is sealed under a version some node can open. A crash in the middle leaves
+//! `master_key_rotation = resealing`; the next start (or the next rotate command) resumes and
+//! completes the reseal. Nothing is ever unreadable, and no value is lost: a row changed
+//! concurrently is left to its new writer (who sealed it under the current version).
+
+use crate::api::{Empty, RotateMasterKeyResponse};
+use crate::keys::{access_key_seal_context, material_seal_context};
+use crate::types::KeyId;
+use crate::{Caller, Kms, KmsError};
+use clavis_store::{SealedRecord, SealedTable, StoreError};
+
+/// `"1:file,2:pkcs11"`: every master-key version and its provider.
+pub const MASTER_KEYS_SETTING: &str = "master_keys";
+/// The version new seals use.
+pub const CURRENT_SETTING: &str = "master_key_current";
+/// `resealing` while a rotation's reseal is unfinished, `done` after.
+pub const ROTATION_SETTING: &str = "master_key_rotation";
+
+/// Parses the `master_keys` setting into (version, provider) pairs.
+pub fn parse_registry(value: &str) -> Option<Vec<(u32, String)>> {
+    value
+        .split(',')
+        .map(|entry| {
+            let (v, kind) = entry.split_once(':')?;
+            Some((v.parse().ok()?, kind.to_owned()))
+        })
+        .collect()
+}
+
+fn registry_text(entries: &[(u32, String)]) -> String {
+    entries.iter().map(|(v, k)| format!("{v}:{k}")).collect::<Vec<_>>().join(",")
+}
+
+impl Kms {
+    /// ClavisAdmin.RotateMasterKey: makes a new master-key version (in the provider the server
+    /// was started with, so a file-keyed deployment restarted with `--root-of-trust pkcs11`
+    /// migrates into the HSM) and reseals everything under it. Resumes an unfinished rotation
+    /// instead of starting another. Operator administrators only.
+    pub async fn rotate_master_key(&self, caller: &Caller, _req: Empty) -> Result<RotateMasterKeyResponse, KmsError> {
+        self.authorize(caller, "RotateMasterKey")?;
+        if self.account_id().await?.as_ref() != Some(&caller.account) {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: clavis:RotateMasterKey because only the operator's account can rotate the master key",
+                caller.principal_arn
+            )));
+        }
+        let _one_at_a_time = self.rotation_guard()?;
+        if self.store.get_setting(ROTATION_SETTING).await?.as_deref() != Some("resealing") {
+            let new_version = self.root.versions().into_iter().max().unwrap_or(0) + 1;
+            let kind = self.root.rotate(new_version).map_err(Self::operator_error)?;
+            let mut registry = match self.store.get_setting(MASTER_KEYS_SETTING).await? {
+                Some(text) => parse_registry(&text).ok_or_else(|| KmsError::Internal("the master_keys setting is malformed".into()))?,
+                None => Vec::new(),
+            };
+            registry.retain(|(v, _)| *v != new_version);
+            registry.push((new_version, kind.to_owned()));
+            // The registry first: from here on a crash resumes this rotation.
+            self.store.set_setting(MASTER_KEYS_SETTING, &registry_text(&registry)).await?;
+            self.store.set_setting(CURRENT_SETTING, &new_version.to_string()).await?;
+            self.store.set_setting(ROTATION_SETTING, "resealing").await?;
+            tracing::warn!(version = new_version, provider = kind, "master key rotated; resealing every stored value");
+        }
+        let resealed = self.reseal_all().await?;
+        Ok(RotateMasterKeyResponse { master_key_version: self.root.status().master_key_version, resealed })
+    }
+
+    /// Records the first master-key version (`1:<provider>`) of a deployment that has no
+    /// registry yet; an existing registry is left alone.
+    pub async fn record_master_key(&self, provider: &str) -> Result<(), KmsError> {
+        self.store.init_setting(MASTER_KEYS_SETTING, &format!("1:{provider}")).await?;
+        self.store.init_setting(CURRENT_SETTING, "1").await?;
+        Ok(())
+    }
+
+    /// Completes an unfinished rotation (called at start). Returns how many values it resealed,
+    /// or `None` if there was nothing to resume.
+    pub async fn resume_master_key_rotation(&self) -> Result<Option<u64>, KmsError> {
+        let _one_at_a_time = self.rotation_guard()?;
+        if self.store.get_setting(ROTATION_SETTING).await?.as_deref() != Some("resealing") {
+            return Ok(None);
+        }
+        self.reseal_all().await.map(Some)
+    }
+
+    /// One rotation at a time on this node (across nodes, each reseal is a compare-and-swap, so
+    /// two nodes resealing at once only repeat work).
+    fn rotation_guard(&self) -> Result<RotationGuard<'_>, KmsError> {
+        if self.rotating.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Err(KmsError::Unavailable("a master-key rotation is already running on this node; retry when it completes".into()));
+        }
+        Ok(RotationGuard(&self.rotating))
+    }
+
+    /// The seal context of a stored sealed value (the same contexts the operations seal with).
+    fn sealed_context(r: &SealedRecord) -> Result<Vec<u8>, KmsError> {
+        let key_id = |s: &str| KeyId::parse(s).ok_or_else(|| KmsError::Internal(format!("stored key id {s:?} is not a UUID")));
+        Ok(match r.table {
+            SealedTable::Material => material_seal_context(&key_id(&r.id)?, r.version),
+            SealedTable::AccessKey => access_key_seal_context(&r.id),
+            SealedTable::ImportParams => crate::byok::import_params_seal_context(&key_id(&r.owner)?, &r.id),
+        })
+    }
+
+    async fn reseal_all(&self) -> Result<u64, KmsError> {
+        let current = self.root.status().master_key_version;
+        let mut resealed = 0u64;
+        for table in [SealedTable::Material, SealedTable::AccessKey, SealedTable::ImportParams] {
+            let mut after: Option<(String, u32)> = None;
+            loop {
+                let page = self.store.list_sealed(table, after.as_ref().map(|(i, v)| (i.as_str(), *v)), 500).await?;
+                let Some(last) = page.last() else { break };
+                after = Some((last.id.clone(), last.version));
+                for r in &page {
+                    if clavis_crypto::seal::sealed_version(&r.sealed)? == current {
+                        continue;
+                    }
+                    let context = Self::sealed_context(r)?;
+                    let plain = self.root.unseal(&context, &r.sealed)?;
+                    let new = self.root.seal(&context, &plain)?;
+                    match self.store.replace_sealed(r, &new).await {
+                        // Changed or deleted meanwhile: its new writer sealed it under the
+                        // current version, or it is gone.
+                        Ok(()) | Err(StoreError::Conflict) | Err(StoreError::NotFound) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    resealed += 1;
+                    if self.crash_after_reseals.is_some_and(|n| resealed >= n) {
+                        tracing::error!(resealed, "--dangerous-test-crash-after-reseals reached: aborting");
+                        std::process::abort();
+                    }
+                }
+            }
+        }
+        self.reseal_canary().await?;
+        if let Some(audit) = &self.audit {
+            audit.reseal_key(self.root.as_ref()).map_err(|e| KmsError::AuditUnavailable(e.to_string()))?;
+        }
+        // Caches hold unsealed values, which do not change; nothing to drop.
+        self.store.set_setting(ROTATION_SETTING, "done").await?;
+        tracing::warn!(resealed, version = current, "master-key rotation complete");
+        Ok(resealed)
+    }
+}
+
+struct RotationGuard<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for RotationGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
