@@ -8,8 +8,8 @@ use clavis_core::{Caller, Kms, KmsConfig, KmsError, SystemClock};
 use clavis_crypto::SecretBytes;
 use clavis_crypto::seal::LocalKeyFile;
 use clavis_store::{
-    AccessKeyRecord, AccountRecord, AliasRecord, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord, Store, StoreError,
-    StoreResult, Tag, UserRecord,
+    AccessKeyRecord, AccountRecord, AliasRecord, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord, SealedRecord, SealedTable,
+    Store, StoreError, StoreResult, Tag, UserRecord,
 };
 use clavis_store_sqlite::SqliteStore;
 use std::sync::Arc;
