@@ -414,6 +414,120 @@ impl RootOfTrust for ShamirRoot {
     }
 }
 
+/// Makes a new master key of one provider as a given version (the provider new master keys go
+/// to: a key file, an HSM key).
+pub type KeyMaker = Box<dyn Fn(u32) -> Result<std::sync::Arc<dyn RootOfTrust>, CryptoError> + Send + Sync>;
+
+/// Several master keys by version: seals with the current one, unseals each blob with the
+/// version its header names. This is what makes master-key rotation and migration between
+/// providers possible without downtime: during a rotation both versions unseal, and once every
+/// stored blob is resealed the old one is no longer needed.
+pub struct Keyring {
+    members: std::sync::RwLock<Vec<(u32, std::sync::Arc<dyn RootOfTrust>)>>,
+    current: std::sync::atomic::AtomicU32,
+    maker: Option<KeyMaker>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring").field("versions", &self.versions()).field("current", &self.current_version()).finish_non_exhaustive()
+    }
+}
+
+impl Keyring {
+    /// A keyring of `members` (version, root) sealing with `current`; `maker` makes the next
+    /// version on rotation (`None`: this keyring cannot rotate).
+    pub fn new(members: Vec<(u32, std::sync::Arc<dyn RootOfTrust>)>, current: u32, maker: Option<KeyMaker>) -> Result<Self, CryptoError> {
+        if !members.iter().any(|(v, _)| *v == current) {
+            return Err(CryptoError::Unsupported("the current master-key version is not in the keyring"));
+        }
+        Ok(Keyring { members: std::sync::RwLock::new(members), current: std::sync::atomic::AtomicU32::new(current), maker })
+    }
+
+    /// The version new seals use.
+    pub fn current_version(&self) -> u32 {
+        self.current.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn member(&self, version: u32) -> Result<std::sync::Arc<dyn RootOfTrust>, CryptoError> {
+        let members = self.members.read().map_err(|_| CryptoError::Unseal("keyring lock poisoned".into()))?;
+        members.iter().find(|(v, _)| *v == version).map(|(_, r)| r.clone()).ok_or(CryptoError::Malformed(
+            "sealed under a master-key version this node does not have (start it with every provider the database's keys use)",
+        ))
+    }
+
+    fn current_member(&self) -> Result<std::sync::Arc<dyn RootOfTrust>, CryptoError> {
+        self.member(self.current_version())
+    }
+}
+
+impl RootOfTrust for Keyring {
+    fn kind(&self) -> &'static str {
+        self.current_member().map(|m| m.kind()).unwrap_or("keyring")
+    }
+
+    fn seal(&self, context: &[u8], plaintext: &SecretBytes) -> Result<Vec<u8>, CryptoError> {
+        self.current_member()?.seal(context, plaintext)
+    }
+
+    fn unseal(&self, context: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+        self.member(sealed_version(sealed)?)?.unseal(context, sealed)
+    }
+
+    fn status(&self) -> RootStatus {
+        match self.current_member() {
+            Ok(m) => RootStatus { master_key_version: self.current_version(), ..m.status() },
+            Err(_) => RootStatus {
+                kind: "keyring",
+                initialized: false,
+                sealed: true,
+                master_key_version: 0,
+                shares: None,
+                threshold: None,
+                progress: 0,
+            },
+        }
+    }
+
+    fn is_sealed(&self) -> bool {
+        self.current_member().map(|m| m.is_sealed()).unwrap_or(true)
+    }
+
+    fn init_shares(&self, shares: u8, threshold: u8) -> Result<Vec<String>, CryptoError> {
+        self.current_member()?.init_shares(shares, threshold)
+    }
+
+    fn submit_share(&self, share: &str) -> Result<RootStatus, CryptoError> {
+        self.current_member()?.submit_share(share)?;
+        Ok(self.status())
+    }
+
+    fn seal_now(&self) -> Result<(), CryptoError> {
+        self.current_member()?.seal_now()
+    }
+
+    fn rotate(&self, version: u32) -> Result<&'static str, CryptoError> {
+        let maker = self.maker.as_ref().ok_or(CryptoError::Unsupported("this root of trust cannot make new master keys"))?;
+        if version <= self.versions().into_iter().max().unwrap_or(0) {
+            return Err(CryptoError::Unsupported("a new master-key version must be newer than every existing one"));
+        }
+        let root = maker(version)?;
+        let kind = root.kind();
+        {
+            let mut members = self.members.write().map_err(|_| CryptoError::Unseal("keyring lock poisoned".into()))?;
+            members.push((version, root));
+        }
+        self.current.store(version, std::sync::atomic::Ordering::Release);
+        Ok(kind)
+    }
+
+    fn versions(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.members.read().map(|m| m.iter().map(|(v, _)| *v).collect()).unwrap_or_default();
+        v.sort_unstable();
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,119 +640,5 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         assert!(LocalKeyFile::open(&p).is_err());
         std::fs::remove_file(&p).expect("cleanup");
-    }
-}
-
-/// Makes a new master key of one provider as a given version (the provider new master keys go
-/// to: a key file, an HSM key).
-pub type KeyMaker = Box<dyn Fn(u32) -> Result<std::sync::Arc<dyn RootOfTrust>, CryptoError> + Send + Sync>;
-
-/// Several master keys by version: seals with the current one, unseals each blob with the
-/// version its header names. This is what makes master-key rotation and migration between
-/// providers possible without downtime: during a rotation both versions unseal, and once every
-/// stored blob is resealed the old one is no longer needed.
-pub struct Keyring {
-    members: std::sync::RwLock<Vec<(u32, std::sync::Arc<dyn RootOfTrust>)>>,
-    current: std::sync::atomic::AtomicU32,
-    maker: Option<KeyMaker>,
-}
-
-impl std::fmt::Debug for Keyring {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring").field("versions", &self.versions()).field("current", &self.current_version()).finish_non_exhaustive()
-    }
-}
-
-impl Keyring {
-    /// A keyring of `members` (version, root) sealing with `current`; `maker` makes the next
-    /// version on rotation (`None`: this keyring cannot rotate).
-    pub fn new(members: Vec<(u32, std::sync::Arc<dyn RootOfTrust>)>, current: u32, maker: Option<KeyMaker>) -> Result<Self, CryptoError> {
-        if !members.iter().any(|(v, _)| *v == current) {
-            return Err(CryptoError::Unsupported("the current master-key version is not in the keyring"));
-        }
-        Ok(Keyring { members: std::sync::RwLock::new(members), current: std::sync::atomic::AtomicU32::new(current), maker })
-    }
-
-    /// The version new seals use.
-    pub fn current_version(&self) -> u32 {
-        self.current.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    fn member(&self, version: u32) -> Result<std::sync::Arc<dyn RootOfTrust>, CryptoError> {
-        let members = self.members.read().map_err(|_| CryptoError::Unseal("keyring lock poisoned".into()))?;
-        members.iter().find(|(v, _)| *v == version).map(|(_, r)| r.clone()).ok_or(CryptoError::Malformed(
-            "sealed under a master-key version this node does not have (start it with every provider the database's keys use)",
-        ))
-    }
-
-    fn current_member(&self) -> Result<std::sync::Arc<dyn RootOfTrust>, CryptoError> {
-        self.member(self.current_version())
-    }
-}
-
-impl RootOfTrust for Keyring {
-    fn kind(&self) -> &'static str {
-        self.current_member().map(|m| m.kind()).unwrap_or("keyring")
-    }
-
-    fn seal(&self, context: &[u8], plaintext: &SecretBytes) -> Result<Vec<u8>, CryptoError> {
-        self.current_member()?.seal(context, plaintext)
-    }
-
-    fn unseal(&self, context: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
-        self.member(sealed_version(sealed)?)?.unseal(context, sealed)
-    }
-
-    fn status(&self) -> RootStatus {
-        match self.current_member() {
-            Ok(m) => RootStatus { master_key_version: self.current_version(), ..m.status() },
-            Err(_) => RootStatus {
-                kind: "keyring",
-                initialized: false,
-                sealed: true,
-                master_key_version: 0,
-                shares: None,
-                threshold: None,
-                progress: 0,
-            },
-        }
-    }
-
-    fn is_sealed(&self) -> bool {
-        self.current_member().map(|m| m.is_sealed()).unwrap_or(true)
-    }
-
-    fn init_shares(&self, shares: u8, threshold: u8) -> Result<Vec<String>, CryptoError> {
-        self.current_member()?.init_shares(shares, threshold)
-    }
-
-    fn submit_share(&self, share: &str) -> Result<RootStatus, CryptoError> {
-        self.current_member()?.submit_share(share)?;
-        Ok(self.status())
-    }
-
-    fn seal_now(&self) -> Result<(), CryptoError> {
-        self.current_member()?.seal_now()
-    }
-
-    fn rotate(&self, version: u32) -> Result<&'static str, CryptoError> {
-        let maker = self.maker.as_ref().ok_or(CryptoError::Unsupported("this root of trust cannot make new master keys"))?;
-        if version <= self.versions().into_iter().max().unwrap_or(0) {
-            return Err(CryptoError::Unsupported("a new master-key version must be newer than every existing one"));
-        }
-        let root = maker(version)?;
-        let kind = root.kind();
-        {
-            let mut members = self.members.write().map_err(|_| CryptoError::Unseal("keyring lock poisoned".into()))?;
-            members.push((version, root));
-        }
-        self.current.store(version, std::sync::atomic::Ordering::Release);
-        Ok(kind)
-    }
-
-    fn versions(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self.members.read().map(|m| m.iter().map(|(v, _)| *v).collect()).unwrap_or_default();
-        v.sort_unstable();
-        v
     }
 }
