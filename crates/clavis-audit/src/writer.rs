@@ -1,7 +1,12 @@
-//! The writer: one thread owns the live segment; requests hand it records through a channel and
-//! wait for durability. Each wake-up takes every record already queued, writes them with one
-//! `write`, makes them durable with one `fdatasync` (group commit), rewrites `HEAD`, and only
-//! then answers every waiter. On any failure nothing in the batch is acknowledged, the
+//! The writer: the live segment and the chain. A leader takes every record already queued,
+//! writes them with one `pwrite`, makes them durable with one `fdatasync` (group commit),
+//! rewrites `HEAD`, and only then answers every waiter.
+//!
+//! The live segment is preallocated: zero bytes are written (and synced) ahead of the last
+//! record in chunks, so a commit overwrites bytes that already exist and its `fdatasync` has no
+//! file size or block allocation to persist, only data (on this project's test machine about a
+//! quarter of an appending `fdatasync`'s latency). Readers stop at the zeros of the live
+//! segment; a closed segment is cut to its exact length after its checkpoint. On any failure nothing in the batch is acknowledged, the
 //! segment is cut back to its last durable length, and the next batch starts afresh, so the
 //! service recovers by itself once the disk is writable again.
 
@@ -69,8 +74,10 @@ struct Writer {
     segment: u64,
     /// The open live segment, if any (reopened after a failure).
     file: Option<File>,
-    /// Durable length of the live segment.
+    /// Durable length of the live segment (its records; preallocated zeros follow).
     segment_len: u64,
+    /// Bytes of the live segment file that exist on disk (records and preallocated zeros).
+    allocated: u64,
     /// Records in the live segment.
     segment_records: u64,
     /// Last committed sequence number and MAC.
@@ -92,19 +99,48 @@ fn last_line(path: &Path) -> Result<Option<String>, AuditError> {
         return Err(AuditError::Inconsistent(format!("{} is not a regular file", path.display())));
     }
     let len = meta.len();
-    let start = len.saturating_sub(1 << 20);
+    // Skip the preallocated zeros at the end of a live segment.
+    let data_end = last_nonzero_end(&mut f, len).map_err(io(ctx.clone()))?;
+    let start = data_end.saturating_sub(1 << 20);
     f.seek(SeekFrom::Start(start)).map_err(io(ctx.clone()))?;
-    let mut tail = Vec::new();
-    f.read_to_end(&mut tail).map_err(io(ctx.clone()))?;
+    let mut tail = vec![0u8; usize::try_from(data_end - start).unwrap_or(0)];
+    f.read_exact(&mut tail).map_err(io(ctx.clone()))?;
     let complete = tail.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
+    let keep = start + complete as u64;
     if complete < tail.len() {
-        let keep = start + complete as u64;
-        tracing::warn!(file = %path.display(), dropped = len - keep, "removing a torn, unacknowledged audit record at the end of the segment");
+        tracing::warn!(file = %path.display(), dropped = data_end - keep, "removing a torn, unacknowledged audit record at the end of the segment");
+    }
+    if keep < len {
+        // The torn record and the preallocated zeros go; the writer preallocates again.
         f.set_len(keep).and_then(|_| f.sync_all()).map_err(io(ctx))?;
     }
     let text = String::from_utf8_lossy(&tail[..complete]);
     Ok(text.lines().last().map(str::to_owned))
 }
+
+/// The offset just past the last non-zero byte of the file's first `len` bytes (reading back
+/// from the end in blocks).
+fn last_nonzero_end(f: &mut File, len: u64) -> std::io::Result<u64> {
+    const BLOCK: u64 = 64 * 1024;
+    let mut end = len;
+    let mut buf = vec![0u8; BLOCK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let n = usize::try_from(end - start).unwrap_or(0);
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(p) = buf[..n].iter().rposition(|b| *b != 0) {
+            return Ok(start + p as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// The most zero bytes preallocated at a time (bounded by the segment size, so tiny test
+/// segments do not write megabytes).
+const PREALLOCATE_MAX: u64 = 1 << 20;
+const PREALLOCATE_MIN: u64 = 64 * 1024;
 
 fn segments(dir: &Path) -> Result<Vec<u64>, AuditError> {
     let mut out = Vec::new();
@@ -129,6 +165,7 @@ impl Writer {
             segment: 1,
             file: None,
             segment_len: 0,
+            allocated: 0,
             segment_records: 0,
             seq: 0,
             prev: [0u8; 32],
@@ -183,17 +220,40 @@ impl Writer {
     fn open_segment(&mut self) -> Result<&mut File, AuditError> {
         if self.file.is_none() {
             let path = self.dir.join(format::segment_name(self.segment));
-            let f = private_options().append(true).create(true).open(&path).map_err(io(format!("opening {}", path.display())))?;
+            let f = private_options()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(io(format!("opening {}", path.display())))?;
             let len = f.metadata().map_err(io("stat segment"))?.len();
-            if len > self.segment_len {
-                // Bytes of a failed, unacknowledged batch: cut them off before appending.
-                f.set_len(self.segment_len).map_err(io(format!("truncating {}", path.display())))?;
-            } else if len < self.segment_len {
+            if len < self.segment_len {
                 return Err(AuditError::Inconsistent(format!("{} is shorter than its committed length", path.display())));
             }
+            if len > self.segment_len && f.metadata().is_ok_and(|m| m.is_file()) {
+                // Bytes of a failed, unacknowledged batch (or old preallocation): cut them off.
+                f.set_len(self.segment_len).map_err(io(format!("truncating {}", path.display())))?;
+            }
+            self.allocated = self.segment_len;
             self.file = Some(f);
         }
         self.file.as_mut().ok_or_else(|| AuditError::Inconsistent("segment not open".into()))
+    }
+
+    /// Makes sure the live segment file has bytes up to `end`: writes zeros ahead in chunks and
+    /// syncs them (file size and blocks included), so that commits up to there only overwrite.
+    fn preallocate(&mut self, end: u64) -> Result<(), AuditError> {
+        if end <= self.allocated {
+            return Ok(());
+        }
+        let chunk = self.segment_bytes.clamp(PREALLOCATE_MIN, PREALLOCATE_MAX);
+        let new_end = end.max(self.allocated + chunk);
+        let from = self.allocated;
+        let f = self.open_segment()?;
+        let zeros = vec![0u8; usize::try_from(new_end - from).unwrap_or(0)];
+        write_at(f, &zeros, from).and_then(|_| f.sync_all()).map_err(io("preallocating the audit segment"))?;
+        self.allocated = new_end;
+        Ok(())
     }
 
     /// Closes the live segment with a checkpoint once it is full.
@@ -202,8 +262,13 @@ impl Writer {
             return Ok(());
         }
         let line = format::checkpoint_line(&self.key, self.segment, self.seq, &self.prev);
+        let end = self.segment_len + line.len() as u64;
+        let at = self.segment_len;
+        self.open_segment()?;
+        self.preallocate(end)?;
         let f = self.open_segment()?;
-        f.write_all(line.as_bytes()).and_then(|_| f.sync_data()).map_err(io("writing checkpoint"))?;
+        // The closed segment ends exactly at its checkpoint: no preallocated zeros remain.
+        write_at(f, line.as_bytes(), at).and_then(|_| f.set_len(end)).and_then(|_| f.sync_all()).map_err(io("writing checkpoint"))?;
         self.file = None;
         self.segment += 1;
         self.segment_len = 0;
@@ -220,8 +285,13 @@ impl Writer {
             prev = format::write_record(&mut buf, &self.key, seq, &prev, event);
         }
         let durable_len = self.segment_len;
+        self.open_segment()?;
+        if let Err(e) = self.preallocate(durable_len + buf.len() as u64) {
+            self.file = None;
+            return Err(e);
+        }
         let f = self.open_segment()?;
-        if let Err(e) = f.write_all(&buf).and_then(|_| f.sync_data()) {
+        if let Err(e) = write_at(f, &buf, durable_len).and_then(|_| f.sync_data()) {
             // Cut back to the last durable record and reopen next time: nothing of this batch
             // is acknowledged, and the chain continues from the last durable record.
             let _ = f.set_len(durable_len);
@@ -287,6 +357,20 @@ impl Writer {
             tracing::warn!(error = %e, "audit stream write failed (the local audit log is unaffected)");
             *file = None;
         }
+    }
+}
+
+/// `pwrite`: writes all of `buf` at `offset`.
+fn write_at(f: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        let mut f = f;
+        f.seek(SeekFrom::Start(offset)).and_then(|_| f.write_all(buf))
     }
 }
 

@@ -31,8 +31,9 @@ fn segment(d: &Path, i: u64) -> PathBuf {
     d.join(format!("segment-{i:08}.jsonl"))
 }
 
+/// The segment's lines (without the zero bytes preallocated after a live segment's records).
 fn lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p).unwrap().lines().map(str::to_owned).collect()
+    std::fs::read_to_string(p).unwrap().trim_end_matches('\0').lines().map(str::to_owned).collect()
 }
 
 fn write_lines(p: &Path, lines: &[String]) {
@@ -125,6 +126,7 @@ async fn truncated_last_record_is_detected() {
     let e = tampered("torn", 1 << 20, |d| {
         let p = segment(d, 1);
         let text = std::fs::read_to_string(&p).unwrap();
+        let text = text.trim_end_matches('\0');
         std::fs::write(&p, &text[..text.len() - 20]).unwrap();
     })
     .await;
