@@ -1,4 +1,4 @@
-//! The writer: the live segment and the chain. A leader takes every record already queued,
+//! The writer: the live segment and the chain. A committer task takes every record already queued,
 //! writes them with one `pwrite`, makes them durable with one `fdatasync` (group commit),
 //! rewrites `HEAD`, and only then answers every waiter.
 //!
@@ -379,12 +379,10 @@ fn write_at(f: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
 struct Slot {
     /// The commit's outcome, once known.
     result: Mutex<Option<Result<(), String>>>,
-    /// Set when this waiter is to lead the next commit.
-    lead: std::sync::atomic::AtomicBool,
     notify: tokio::sync::Notify,
 }
 
-/// Records waiting to be committed, and whether a leader is committing.
+/// Records waiting to be committed, and whether a committer task is running.
 #[derive(Default)]
 struct Queue {
     waiting: Vec<(Vec<u8>, Arc<Slot>)>,
@@ -393,11 +391,10 @@ struct Queue {
 
 /// The audit log: cheap to clone, safe to share.
 ///
-/// Group commit without a writer thread: the first request to find no commit in progress
-/// becomes the leader, takes every queued record, writes and `fdatasync`s them on its own
-/// worker thread (a bounded, sub-millisecond block), wakes the followers it committed, and
-/// hands leadership to the first record that queued meanwhile. A handoff to a dedicated
-/// thread cost a third of the throughput on two cores; this costs one wake per follower.
+/// Group commit: the first record to find no committer running starts one (a task of its own,
+/// so a cancelled request cannot strand the queue); it commits every queued record as one
+/// batch with one `fdatasync` on the blocking pool, wakes that batch, and repeats while records
+/// keep arriving.
 #[derive(Clone)]
 pub struct AuditLog {
     queue: Arc<Mutex<Queue>>,
@@ -422,33 +419,34 @@ impl AuditLog {
         Ok(AuditLog { queue: Arc::default(), writer: Arc::new(Mutex::new(writer)), dir: config.dir, key: reader_key })
     }
 
-    /// Commits everything queued (as the leader), then passes leadership on.
-    fn lead(&self) {
-        let batch = match self.queue.lock() {
-            Ok(mut q) => std::mem::take(&mut q.waiting),
-            Err(_) => return,
-        };
-        let events: Vec<Vec<u8>> = batch.iter().map(|(e, _)| e.clone()).collect();
-        let result = match self.writer.lock() {
-            Ok(mut w) => w.commit(&events).map_err(|e| {
-                tracing::error!(error = %e, records = events.len(), "audit commit failed; failing the requests");
-                e.to_string()
-            }),
-            Err(_) => Err("the audit writer is poisoned".to_owned()),
-        };
-        for (_, slot) in &batch {
-            if let Ok(mut r) = slot.result.lock() {
-                *r = Some(result.clone());
-            }
-            slot.notify.notify_one();
-        }
-        if let Ok(mut q) = self.queue.lock() {
-            match q.waiting.first() {
-                Some((_, next)) => {
-                    next.lead.store(true, std::sync::atomic::Ordering::Release);
-                    next.notify.notify_one();
+    /// The committer: a task of its own (not a request's, which the client could cancel by
+    /// disconnecting) that commits every queued record as one batch, wakes that batch's
+    /// waiters, and repeats until the queue is empty. The write and `fdatasync` run on tokio's
+    /// blocking pool, so no worker thread sleeps in the kernel: requests keep being served
+    /// and their records queue up for the next batch.
+    async fn commit_until_empty(self) {
+        loop {
+            let mut batch = match self.queue.lock() {
+                Ok(mut q) if q.waiting.is_empty() => {
+                    q.committing = false;
+                    return;
                 }
-                None => q.committing = false,
+                Ok(mut q) => std::mem::take(&mut q.waiting),
+                Err(_) => return,
+            };
+            let events: Vec<Vec<u8>> = batch.iter_mut().map(|(e, _)| std::mem::take(e)).collect();
+            let result = match self.writer.lock() {
+                Ok(mut w) => w.commit(&events).map_err(|e| {
+                    tracing::error!(error = %e, records = events.len(), "audit commit failed; failing the requests");
+                    e.to_string()
+                }),
+                Err(_) => Err("the audit writer is poisoned".to_owned()),
+            };
+            for (_, slot) in &batch {
+                if let Ok(mut r) = slot.result.lock() {
+                    *r = Some(result.clone());
+                }
+                slot.notify.notify_one();
             }
         }
     }
@@ -462,21 +460,17 @@ impl AuditSink for AuditLog {
 
     async fn append(&self, record: Vec<u8>) -> Result<(), AuditFailure> {
         let slot = Arc::new(Slot::default());
-        let leader = {
+        let start_committer = {
             let mut q = self.queue.lock().map_err(|_| AuditFailure("the audit queue is poisoned".into()))?;
             q.waiting.push((record, slot.clone()));
             !std::mem::replace(&mut q.committing, true)
         };
-        if leader {
-            self.lead();
+        if start_committer {
+            tokio::spawn(self.clone().commit_until_empty());
         }
         loop {
             if let Some(r) = slot.result.lock().ok().and_then(|mut r| r.take()) {
                 return r.map_err(AuditFailure);
-            }
-            if slot.lead.swap(false, std::sync::atomic::Ordering::AcqRel) {
-                self.lead();
-                continue;
             }
             slot.notify.notified().await;
         }
