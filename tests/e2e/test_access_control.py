@@ -219,6 +219,15 @@ def test_accounts_and_cross_account_use(fresh_server):
     denied(lambda: b_root.disable_key(KeyId=arn), "", "NotFoundException")
     denied(lambda: b_root.generate_data_key(KeyId=arn, KeySpec="AES_256"), "kms:GenerateDataKey")
 
+    # The key owner's audit lookup shows the other account's use of its key (as CloudTrail
+    # delivers cross-account events to both accounts); the other account sees its own.
+    status, body, _ = s.raw("ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Decrypt"}]}))
+    assert status == 200
+    assert any(json.loads(ev["CloudTrailEvent"])["recipientAccountId"] == b_account for ev in body["Events"])
+    status, body, _ = s.raw("ClavisAdmin.LookupEvents", "{}", akid=tenant["AccessKeyId"], secret=tenant["SecretAccessKey"])
+    assert status == 200 and body["Events"]
+    assert all(json.loads(ev["CloudTrailEvent"]).get("recipientAccountId") == b_account for ev in body["Events"])
+
     # A grant to another account's principal works the same way.
     k2 = root.create_key()["KeyMetadata"]
     denied(lambda: b_app.generate_data_key(KeyId=k2["Arn"], KeySpec="AES_256"), "kms:GenerateDataKey")
