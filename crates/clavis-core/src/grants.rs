@@ -318,7 +318,7 @@ impl Kms {
 
     /// RetireGrant, by grant token or by key and grant id. Allowed to the grant's retiring
     /// principal, to its grantee when RetireGrant is one of its operations, and to an
-    /// administrator of the key's account.
+    /// administrator of the account that issued it or of the key's account.
     pub async fn retire_grant(&self, caller: &Caller, req: RetireGrantRequest) -> Result<Empty, KmsError> {
         self.authorize(caller, "RetireGrant")?;
         let grant = match (&req.grant_token, &req.key_id, &req.grant_id) {
@@ -339,9 +339,12 @@ impl Kms {
             Some(k) => k.account_id,
             None => return Err(KmsError::NotFound(format!("Grant {} does not exist.", grant.grant_id))),
         };
+        // AWS: the retiring principal, the grantee when RetireGrant is a grant operation, or the
+        // account that created the grant (here: its administrators; the key owner's too).
+        let issuing_account = grant.issuing_principal.split(':').nth(4).unwrap_or_default();
         let allowed = grant.retiring_principal.as_deref().is_some_and(|r| names_caller(r, caller))
             || (names_caller(&grant.grantee_principal, caller) && grant.operations.split(',').any(|o| o == "RetireGrant"))
-            || (caller.account.as_str() == key_account && caller.role.is_admin());
+            || (caller.role.is_admin() && (caller.account.as_str() == key_account || caller.account.as_str() == issuing_account));
         if !allowed {
             return Err(KmsError::AccessDenied(format!(
                 "User: {} is not authorized to perform: kms:RetireGrant on grant {}: it is neither the retiring principal nor a grantee allowed to retire it",

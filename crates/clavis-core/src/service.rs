@@ -833,10 +833,16 @@ impl Kms {
     ) -> Result<(Key, SecretBytes), KmsError> {
         validate::blob_len(blob.len(), "ciphertextBlob", 1, MAX_CIPHERTEXT)?;
         let requested = match key_id {
-            Some(raw) => Some(self.resolve(caller, action, &KeyRef::parse(raw, key_field)?).await?),
+            Some(raw) => {
+                let k = self.resolve(caller, action, &KeyRef::parse(raw, key_field)?).await?;
+                // Authorized before anything is said about the ciphertext's key.
+                self.authorize_key(caller, Access { action, context: Some(context), new_grant: None }, &k).await?;
+                Some(k)
+            }
             None => None,
         };
         let header = ciphertext::parse_header(blob)?;
+        let authorized = requested.is_some();
         let key = match requested {
             Some(k) if k.id != header.key_id => return Err(KmsError::IncorrectKey),
             Some(k) => k,
@@ -852,7 +858,9 @@ impl Kms {
                 }
             },
         };
-        self.authorize_key(caller, Access { action, context: Some(context), new_grant: None }, &key).await?;
+        if !authorized {
+            self.authorize_key(caller, Access { action, context: Some(context), new_grant: None }, &key).await?;
+        }
         // A version newer than the cached record knows may have been made by another node.
         let key = if header.version > key.rec.current_version { self.load_key_fresh(&key).await? } else { key };
         key.check_usable()?;
