@@ -308,3 +308,44 @@ def test_migration_from_key_file_to_hsm(tmp_path):
         assert p.returncode == 0, p.stderr
     finally:
         s.stop()
+
+
+def test_migration_from_key_file_to_shamir(tmp_path):
+    s = Server(tmp_path / "to-shamir")
+    try:
+        s.start()
+        kms = s.client()
+        keys = [kms.create_key()["KeyMetadata"]["KeyId"] for _ in range(4)]
+        blobs = [(k, kms.encrypt(KeyId=k, Plaintext=k.encode())["CiphertextBlob"]) for k in keys]
+        s.stop()
+        # Restarted with Shamir configured: still serving under the key file until the rotation.
+        s.args = ["--root-of-trust", "shamir"]
+        s.start()
+        assert operator(s, "status")["Provider"] == "file"
+        assert operator(s, "rotate-master-key", check=False).returncode != 0, "a Shamir key needs --shares and --threshold"
+        out = operator(s, "rotate-master-key", "--shares", "3", "--threshold", "2")
+        assert out["MasterKeyVersion"] == 2 and len(out["Shares"]) == 3
+        st = operator(s, "status")
+        assert (st["Provider"], st["Sealed"], st["Rotation"], st["Threshold"]) == ("shamir", False, "done", 2)
+        assert sealed_versions(s.data_dir)["key_material"] == {2}
+        s.stop()
+        # The key file is retired; the server now starts sealed and two shares unseal it.
+        (s.data_dir / "master.key").unlink()
+        start_sealed(s)
+        sealed_refusal(s.client())
+        operator(s, "unseal", stdin=out["Shares"][2], creds=False)
+        assert not operator(s, "unseal", stdin=out["Shares"][0], creds=False)["Sealed"]
+        wait_until(lambda: http_status(s, "/readyz") == 200)
+        kms = s.client()
+        for k, blob in blobs:
+            assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == k.encode()
+        s.stop()
+        files = []
+        for i in (0, 1):
+            f = tmp_path / f"share-{i}"
+            f.write_text(out["Shares"][i])
+            files += ["--share-file", str(f)]
+        p = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir), *files], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    finally:
+        s.stop()

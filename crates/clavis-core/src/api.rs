@@ -308,6 +308,18 @@ pub struct OperatorStatus {
 pub struct RotateMasterKeyResponse {
     pub master_key_version: u32,
     pub resealed: u64,
+    /// A rotation into Shamir: the new master key's shares, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares: Option<Vec<String>>,
+}
+
+/// ClavisAdmin.RotateMasterKey request: for a new Shamir master key, its shares and threshold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct RotateMasterKeyRequest {
+    pub shares: Option<u8>,
+    pub threshold: Option<u8>,
 }
 
 /// `POST /operator/init` request.

@@ -11,7 +11,7 @@
 //! completes the reseal. Nothing is ever unreadable, and no value is lost: a row changed
 //! concurrently is left to its new writer (who sealed it under the current version).
 
-use crate::api::{Empty, RotateMasterKeyResponse};
+use crate::api::{RotateMasterKeyRequest, RotateMasterKeyResponse};
 use crate::keys::{access_key_seal_context, material_seal_context};
 use crate::types::KeyId;
 use crate::{Caller, Kms, KmsError};
@@ -44,7 +44,7 @@ impl Kms {
     /// was started with, so a file-keyed deployment restarted with `--root-of-trust pkcs11`
     /// migrates into the HSM) and reseals everything under it. Resumes an unfinished rotation
     /// instead of starting another. Operator administrators only.
-    pub async fn rotate_master_key(&self, caller: &Caller, _req: Empty) -> Result<RotateMasterKeyResponse, KmsError> {
+    pub async fn rotate_master_key(&self, caller: &Caller, req: RotateMasterKeyRequest) -> Result<RotateMasterKeyResponse, KmsError> {
         self.authorize(caller, "RotateMasterKey")?;
         if self.account_id().await?.as_ref() != Some(&caller.account) {
             return Err(KmsError::AccessDenied(format!(
@@ -53,9 +53,13 @@ impl Kms {
             )));
         }
         let _one_at_a_time = self.rotation_guard()?;
+        let mut shares = None;
         if self.store.get_setting(ROTATION_SETTING).await?.as_deref() != Some("resealing") {
             let new_version = self.root.versions().into_iter().max().unwrap_or(0) + 1;
-            let kind = self.root.rotate(new_version).map_err(Self::operator_error)?;
+            let params = clavis_crypto::seal::NewKeyParams { shares: req.shares, threshold: req.threshold };
+            let rotated = self.root.rotate(new_version, &params).map_err(Self::operator_error)?;
+            let kind = rotated.kind;
+            shares = rotated.shares;
             let mut registry = match self.store.get_setting(MASTER_KEYS_SETTING).await? {
                 Some(text) => parse_registry(&text).ok_or_else(|| KmsError::Internal("the master_keys setting is malformed".into()))?,
                 None => Vec::new(),
@@ -69,7 +73,7 @@ impl Kms {
             tracing::warn!(version = new_version, provider = kind, "master key rotated; resealing every stored value");
         }
         let resealed = self.reseal_all().await?;
-        Ok(RotateMasterKeyResponse { master_key_version: self.root.status().master_key_version, resealed })
+        Ok(RotateMasterKeyResponse { master_key_version: self.root.status().master_key_version, resealed, shares })
     }
 
     /// Records the first master-key version (`1:<provider>`) of a deployment that has no

@@ -1230,9 +1230,8 @@ impl Kms {
             // An account sees its own events, and (as CloudTrail delivers them to the key owner
             // too) other accounts' requests that used one of its keys; unauthenticated ones are
             // the operator's.
-            let uses_our_key = || {
-                e["resources"].as_array().is_some_and(|rs| rs.iter().any(|r| r["accountId"].as_str() == Some(account.as_str())))
-            };
+            let uses_our_key =
+                || e["resources"].as_array().is_some_and(|rs| rs.iter().any(|r| r["accountId"].as_str() == Some(account.as_str())));
             match e["recipientAccountId"].as_str() {
                 Some(a) if a != account && !uses_our_key() => return false,
                 None if !operator => return false,

@@ -23,6 +23,24 @@ const SEAL_FORMAT_V1: u8 = 1;
 const SEAL_HEADER_LEN: usize = 5;
 const SEAL_DOMAIN: &[u8] = b"clavis-seal-v1\0";
 
+/// How to make a new master key: for a Shamir key, how many shares and how many to unseal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewKeyParams {
+    /// Shamir: shares to make.
+    pub shares: Option<u8>,
+    /// Shamir: shares needed to unseal.
+    pub threshold: Option<u8>,
+}
+
+/// A new master-key version: its provider, and for a Shamir key the shares to hand out (once).
+#[derive(Debug)]
+pub struct Rotated {
+    /// `"file"`, `"pkcs11"` or `"shamir"`.
+    pub kind: &'static str,
+    /// Shamir: the new key's unseal shares.
+    pub shares: Option<Vec<String>>,
+}
+
 /// What a provider reports about itself (`clavis operator status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootStatus {
@@ -78,7 +96,7 @@ pub trait RootOfTrust: Send + Sync {
     /// Makes master-key version `version` (creating the key in the provider new keys go to) and
     /// seals with it from now on; older versions keep unsealing. Returns the new key's provider
     /// kind. Only a [`Keyring`] rotates.
-    fn rotate(&self, _version: u32) -> Result<&'static str, CryptoError> {
+    fn rotate(&self, _version: u32, _params: &NewKeyParams) -> Result<Rotated, CryptoError> {
         Err(CryptoError::Unsupported("this root of trust holds one master key"))
     }
     /// The master-key versions this root of trust can unseal, oldest first.
@@ -225,13 +243,13 @@ impl RootOfTrust for LocalKeyFile {
 pub const SHAMIR_CONFIG_FILE: &str = "shamir.conf";
 const SHAMIR_CHECK_CONTEXT: &[u8] = b"clavis/shamir-check/v1\0";
 const SHAMIR_CHECK_TEXT: &[u8] = b"clavis shamir master key";
-/// The master key version of a Shamir root of trust.
-const SHAMIR_KEY_VERSION: u32 = 1;
-
 struct ShamirConfig {
     shares: u8,
     threshold: u8,
     check: Vec<u8>,
+    /// The master-key version (1 when initialised on a fresh deployment; N when a rotation
+    /// migrated into Shamir).
+    version: u32,
 }
 
 #[derive(Default)]
@@ -248,6 +266,8 @@ struct ShamirState {
 pub struct ShamirRoot {
     path: PathBuf,
     state: std::sync::RwLock<ShamirState>,
+    /// The version an uninitialised root will take at `init_shares`.
+    init_version: u32,
 }
 
 impl std::fmt::Debug for ShamirRoot {
@@ -277,7 +297,26 @@ impl ShamirRoot {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(e)),
         };
-        Ok(ShamirRoot { path: path.to_owned(), state: std::sync::RwLock::new(ShamirState { config, key: None, pending: Vec::new() }) })
+        Ok(ShamirRoot {
+            path: path.to_owned(),
+            state: std::sync::RwLock::new(ShamirState { config, key: None, pending: Vec::new() }),
+            init_version: 1,
+        })
+    }
+
+    /// A new Shamir master key as version `version` (a rotation into Shamir): writes
+    /// `shamir.conf` and returns the root, unsealed, with the shares to hand out once.
+    pub fn create(path: &Path, version: u32, shares: u8, threshold: u8) -> Result<(Self, Vec<String>), CryptoError> {
+        if path.exists() {
+            return Err(CryptoError::Unseal(format!("{} exists: this data directory already has a Shamir master key", path.display())));
+        }
+        let root = ShamirRoot { path: path.to_owned(), state: std::sync::RwLock::new(ShamirState::default()), init_version: version };
+        let parts = root.init_shares(shares, threshold)?;
+        Ok((root, parts))
+    }
+
+    fn version(&self) -> u32 {
+        self.state.read().ok().and_then(|s| s.config.as_ref().map(|c| c.version)).unwrap_or(self.init_version)
     }
 
     fn parse(text: &str) -> Option<ShamirConfig> {
@@ -285,21 +324,28 @@ impl ShamirRoot {
         if lines.next()? != "clavis-shamir-v1" {
             return None;
         }
-        let (mut shares, mut threshold, mut check) = (None, None, None);
+        let (mut shares, mut threshold, mut check, mut version) = (None, None, None, 1);
         for line in lines {
             match line.split_once('=')? {
                 ("shares", v) => shares = v.parse().ok(),
                 ("threshold", v) => threshold = v.parse().ok(),
                 ("check", v) => check = hex_decode(v),
+                ("version", v) => version = v.parse().ok()?,
                 _ => return None,
             }
         }
-        Some(ShamirConfig { shares: shares?, threshold: threshold?, check: check? })
+        Some(ShamirConfig { shares: shares?, threshold: threshold?, check: check?, version })
     }
 
     fn write_config(&self, c: &ShamirConfig) -> Result<(), CryptoError> {
         let io_err = |source| CryptoError::KeyFile { path: self.path.display().to_string(), source };
-        let text = format!("clavis-shamir-v1\nshares={}\nthreshold={}\ncheck={}\n", c.shares, c.threshold, hex_encode(&c.check));
+        let text = format!(
+            "clavis-shamir-v1\nshares={}\nthreshold={}\ncheck={}\nversion={}\n",
+            c.shares,
+            c.threshold,
+            hex_encode(&c.check),
+            c.version
+        );
         let tmp = self.path.with_extension("conf.tmp");
         let mut f = std::fs::File::create(&tmp).map_err(io_err)?;
         f.write_all(text.as_bytes()).map_err(io_err)?;
@@ -324,7 +370,8 @@ impl RootOfTrust for ShamirRoot {
     fn seal(&self, context: &[u8], plaintext: &SecretBytes) -> Result<Vec<u8>, CryptoError> {
         let state = self.state.read().map_err(|_| Self::poisoned())?;
         let key = state.key.as_ref().ok_or(CryptoError::Sealed)?;
-        seal_with(key, SHAMIR_KEY_VERSION, context, plaintext)
+        let version = state.config.as_ref().map_or(self.init_version, |c| c.version);
+        seal_with(key, version, context, plaintext)
     }
 
     fn unseal(&self, context: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
@@ -339,11 +386,12 @@ impl RootOfTrust for ShamirRoot {
             Ok(s) => (s.config.as_ref().map(|c| (c.shares, c.threshold)), s.key.is_none(), s.pending.len()),
             Err(_) => (None, true, 0),
         };
+        drop(state);
         RootStatus {
             kind: "shamir",
             initialized: config.is_some(),
             sealed,
-            master_key_version: SHAMIR_KEY_VERSION,
+            master_key_version: self.version(),
             shares: config.map(|c| c.0),
             threshold: config.map(|c| c.1),
             progress,
@@ -362,8 +410,9 @@ impl RootOfTrust for ShamirRoot {
         let master = random::secret(KEY_LEN)?;
         let parts = crate::shamir::split(&master, shares, threshold)?;
         let key = AeadKey::new(&master)?;
-        let check = seal_with(&key, SHAMIR_KEY_VERSION, SHAMIR_CHECK_CONTEXT, &SecretBytes::from_slice(SHAMIR_CHECK_TEXT))?;
-        let config = ShamirConfig { shares, threshold, check };
+        let version = self.init_version;
+        let check = seal_with(&key, version, SHAMIR_CHECK_CONTEXT, &SecretBytes::from_slice(SHAMIR_CHECK_TEXT))?;
+        let config = ShamirConfig { shares, threshold, check, version };
         self.write_config(&config)?;
         state.config = Some(config);
         state.key = Some(key);
@@ -416,7 +465,8 @@ impl RootOfTrust for ShamirRoot {
 
 /// Makes a new master key of one provider as a given version (the provider new master keys go
 /// to: a key file, an HSM key).
-pub type KeyMaker = Box<dyn Fn(u32) -> Result<std::sync::Arc<dyn RootOfTrust>, CryptoError> + Send + Sync>;
+pub type KeyMaker =
+    Box<dyn Fn(u32, &NewKeyParams) -> Result<(std::sync::Arc<dyn RootOfTrust>, Option<Vec<String>>), CryptoError> + Send + Sync>;
 
 /// Several master keys by version: seals with the current one, unseals each blob with the
 /// version its header names. This is what makes master-key rotation and migration between
@@ -506,19 +556,22 @@ impl RootOfTrust for Keyring {
         self.current_member()?.seal_now()
     }
 
-    fn rotate(&self, version: u32) -> Result<&'static str, CryptoError> {
+    fn rotate(&self, version: u32, params: &NewKeyParams) -> Result<Rotated, CryptoError> {
         let maker = self.maker.as_ref().ok_or(CryptoError::Unsupported("this root of trust cannot make new master keys"))?;
         if version <= self.versions().into_iter().max().unwrap_or(0) {
             return Err(CryptoError::Unsupported("a new master-key version must be newer than every existing one"));
         }
-        let root = maker(version)?;
+        if self.is_sealed() {
+            return Err(CryptoError::Sealed);
+        }
+        let (root, shares) = maker(version, params)?;
         let kind = root.kind();
         {
             let mut members = self.members.write().map_err(|_| CryptoError::Unseal("keyring lock poisoned".into()))?;
             members.push((version, root));
         }
         self.current.store(version, std::sync::atomic::Ordering::Release);
-        Ok(kind)
+        Ok(Rotated { kind, shares })
     }
 
     fn versions(&self) -> Vec<u32> {
@@ -612,14 +665,15 @@ mod tests {
         let p2 = temp_path("ring-v2");
         let v1: std::sync::Arc<dyn RootOfTrust> = std::sync::Arc::new(LocalKeyFile::create(&p1).expect("v1"));
         let p2c = p2.clone();
-        let maker: KeyMaker =
-            Box::new(move |v| Ok(std::sync::Arc::new(LocalKeyFile::create(&p2c)?.with_version(v)) as std::sync::Arc<dyn RootOfTrust>));
+        let maker: KeyMaker = Box::new(move |v, _| {
+            Ok((std::sync::Arc::new(LocalKeyFile::create(&p2c)?.with_version(v)) as std::sync::Arc<dyn RootOfTrust>, None))
+        });
         let ring = Keyring::new(vec![(1, v1)], 1, Some(maker)).expect("ring");
         let secret = SecretBytes::from_slice(b"material");
         let old = ring.seal(b"c", &secret).expect("seal v1");
         assert_eq!(sealed_version(&old).expect("v"), 1);
-        assert!(ring.rotate(1).is_err(), "versions only grow");
-        assert_eq!(ring.rotate(2).expect("rotate"), "file");
+        assert!(ring.rotate(1, &NewKeyParams::default()).is_err(), "versions only grow");
+        assert_eq!(ring.rotate(2, &NewKeyParams::default()).expect("rotate").kind, "file");
         let new = ring.seal(b"c", &secret).expect("seal v2");
         assert_eq!((sealed_version(&new).expect("v"), ring.status().master_key_version, ring.versions()), (2, 2, vec![1, 2]));
         assert_eq!(ring.unseal(b"c", &old).expect("old"), secret);

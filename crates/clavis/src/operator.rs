@@ -51,6 +51,12 @@ pub enum OperatorCommand {
     /// restarting a file-keyed server with `--root-of-trust pkcs11` and rotating migrates it into
     /// the HSM.
     RotateMasterKey {
+        /// Into Shamir (a server started with `--root-of-trust shamir`): how many shares to make.
+        #[arg(long)]
+        shares: Option<u8>,
+        /// Into Shamir: how many shares unseal.
+        #[arg(long)]
+        threshold: Option<u8>,
         #[command(flatten)]
         server: Server,
     },
@@ -108,9 +114,13 @@ pub fn run(cmd: OperatorCommand) -> anyhow::Result<()> {
             let (status, body) = rt.block_on(plain_request(&server.endpoint_url, "GET", "/operator/status", None))?;
             checked(status, body)?
         }
-        OperatorCommand::RotateMasterKey { server } => {
+        OperatorCommand::RotateMasterKey { shares, threshold, server } => {
             let endpoint = Endpoint::from_env(&server.endpoint_url, None)?;
-            rt.block_on(async { Client::connect(&endpoint).await?.call_json("ClavisAdmin.RotateMasterKey", json!({})).await })?
+            let mut body = json!({});
+            if let (Some(n), Some(k)) = (shares, threshold) {
+                body = json!({"Shares": n, "Threshold": k});
+            }
+            rt.block_on(async { Client::connect(&endpoint).await?.call_json("ClavisAdmin.RotateMasterKey", body).await })?
         }
         OperatorCommand::Status { server } => {
             let (status, body) = rt.block_on(plain_request(&server.endpoint_url, "GET", "/operator/status", None))?;

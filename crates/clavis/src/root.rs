@@ -4,7 +4,7 @@
 use anyhow::{Context, bail};
 use clavis_crypto::SecretBytes;
 use clavis_crypto::pkcs11::{Pkcs11Config, Pkcs11Root};
-use clavis_crypto::seal::{LocalKeyFile, RootOfTrust, SHAMIR_CONFIG_FILE, ShamirRoot};
+use clavis_crypto::seal::{LocalKeyFile, RootOfTrust};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -113,32 +113,5 @@ impl RootArgs {
                 file.display()
             ),
         }
-    }
-
-    /// Opens the root of trust for `data_dir`. `create_key_file`: a `file` root may create its
-    /// key (first start of a data directory).
-    pub fn open(
-        &self,
-        data_dir: &Path,
-        create_key_file: impl FnOnce(&Path) -> anyhow::Result<LocalKeyFile>,
-    ) -> anyhow::Result<Arc<dyn RootOfTrust>> {
-        Ok(match self.root_of_trust {
-            RootKind::File => Arc::new(create_key_file(&data_dir.join(MASTER_KEY_FILE))?),
-            RootKind::Shamir => Arc::new(ShamirRoot::load(&data_dir.join(SHAMIR_CONFIG_FILE)).context("loading shamir.conf")?),
-            RootKind::Pkcs11 => {
-                let module = self.pkcs11_module.clone().context("--pkcs11-module (or CLAVIS_PKCS11_MODULE) is needed")?;
-                if self.pkcs11_token_label.is_none() && self.pkcs11_slot.is_none() {
-                    bail!("name the token: --pkcs11-token-label or --pkcs11-slot");
-                }
-                let config = Pkcs11Config {
-                    module,
-                    token_label: self.pkcs11_token_label.clone(),
-                    slot: self.pkcs11_slot,
-                    pin: self.pin()?,
-                    key_label: self.pkcs11_key_label.clone(),
-                };
-                Arc::new(Pkcs11Root::open(&config).context("opening the PKCS#11 root of trust")?)
-            }
-        })
     }
 }

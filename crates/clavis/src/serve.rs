@@ -8,7 +8,7 @@ use clavis_core::rotation::{CURRENT_SETTING, MASTER_KEYS_SETTING, ROTATION_SETTI
 use clavis_core::types::AccountId;
 use clavis_core::{Clock, Kms, KmsConfig, SystemClock, TestClock};
 use clavis_crypto::SecretBytes;
-use clavis_crypto::seal::{KeyMaker, Keyring, LocalKeyFile, RootOfTrust};
+use clavis_crypto::seal::{KeyMaker, Keyring, LocalKeyFile, RootOfTrust, SHAMIR_CONFIG_FILE, ShamirRoot};
 use clavis_server::{AppState, ServerConfig};
 use clavis_store::Store;
 use clavis_store_postgres::PostgresStore;
@@ -116,7 +116,8 @@ fn open_audit(args: &ServeArgs, root: &dyn RootOfTrust) -> anyhow::Result<Arc<dy
 /// names, each opened from its provider (key files in the data directory; HSM keys in the
 /// configured token), sealing with `master_key_current`; rotation makes the next version in the
 /// provider this node was started with. A fresh deployment starts with version 1 of that
-/// provider. Shamir holds one version.
+/// provider. A deployment has at most one Shamir master key (`shamir.conf`); while it is the
+/// current version the server starts sealed.
 async fn open_keyring(args: &ServeArgs, store: &dyn Store, may_create_key_file: bool) -> anyhow::Result<Arc<dyn RootOfTrust>> {
     let configured = args.root.kind_name();
     let registry = match store.get_setting(MASTER_KEYS_SETTING).await? {
@@ -124,14 +125,13 @@ async fn open_keyring(args: &ServeArgs, store: &dyn Store, may_create_key_file: 
         None => vec![(1, configured.to_owned())],
     };
     let current: u32 = store.get_setting(CURRENT_SETTING).await?.and_then(|v| v.parse().ok()).unwrap_or(1);
-    if configured == "shamir" || registry.iter().any(|(_, k)| k == "shamir") {
-        if configured != "shamir" || registry.len() != 1 {
-            bail!(
-                "a Shamir root of trust holds one master key: it cannot be combined with others (registry {registry:?}, started with {configured})"
-            );
-        }
-        return args.root.open(&args.data_dir, |_| bail!("not a key file root"));
-    }
+    // A Shamir master key (there is at most one: `shamir.conf`) starts sealed.
+    let shamir_path = args.data_dir.join(SHAMIR_CONFIG_FILE);
+    let shamir = if configured == "shamir" || registry.iter().any(|(_, k)| k == "shamir") {
+        Some(Arc::new(ShamirRoot::load(&shamir_path).context("loading shamir.conf")?))
+    } else {
+        None
+    };
     let hsm = if configured == "pkcs11" || registry.iter().any(|(_, k)| k == "pkcs11") { Some(args.root.open_pkcs11()?) } else { None };
     let rotation_done = store.get_setting(ROTATION_SETTING).await?.is_none_or(|s| s == "done");
     let mut members: Vec<(u32, Arc<dyn RootOfTrust>)> = Vec::new();
@@ -146,6 +146,10 @@ async fn open_keyring(args: &ServeArgs, store: &dyn Store, may_create_key_file: 
                 ),
                 ("pkcs11", Some(token)) => Arc::new(token.sibling(&args.root.hsm_label(*version), *version)?),
                 ("pkcs11", None) => bail!("master-key version {version} is in an HSM: start with --root-of-trust pkcs11 and its options"),
+                ("shamir", _) => match &shamir {
+                    Some(root) if root.status().master_key_version == *version => root.clone() as Arc<dyn RootOfTrust>,
+                    _ => bail!("master-key version {version} is a Shamir key, but {} holds another", shamir_path.display()),
+                },
                 (other, _) => bail!("master-key version {version} has an unknown provider {other:?}"),
             })
         })();
@@ -164,13 +168,20 @@ async fn open_keyring(args: &ServeArgs, store: &dyn Store, may_create_key_file: 
     let maker: KeyMaker = match configured {
         "pkcs11" => {
             let token = hsm.clone().context("the HSM")?;
-            Box::new(move |v| Ok(Arc::new(token.sibling(&base_label.hsm_label(v), v)?) as Arc<dyn RootOfTrust>))
+            Box::new(move |v, _| Ok((Arc::new(token.sibling(&base_label.hsm_label(v), v)?) as Arc<dyn RootOfTrust>, None)))
         }
-        _ => Box::new(move |v| {
+        "shamir" => Box::new(move |v, params| {
+            let (Some(shares), Some(threshold)) = (params.shares, params.threshold) else {
+                return Err(clavis_crypto::CryptoError::Unseal("a new Shamir master key needs Shares and Threshold".into()));
+            };
+            let (root, parts) = ShamirRoot::create(&shamir_path, v, shares, threshold)?;
+            Ok((Arc::new(root) as Arc<dyn RootOfTrust>, Some(parts)))
+        }),
+        _ => Box::new(move |v, _| {
             // A key file left by a rotation that crashed before recording it is adopted.
             let path = key_file_path(&data_dir, v);
             let file = if path.exists() { LocalKeyFile::open(&path)? } else { LocalKeyFile::create(&path)? };
-            Ok(Arc::new(file.with_version(v)) as Arc<dyn RootOfTrust>)
+            Ok((Arc::new(file.with_version(v)) as Arc<dyn RootOfTrust>, None))
         }),
     };
     Ok(Arc::new(Keyring::new(members, current, Some(maker)).context("building the keyring")?))
