@@ -323,8 +323,13 @@ def test_migration_from_key_file_to_shamir(tmp_path):
         s.start()
         assert operator(s, "status")["Provider"] == "file"
         assert operator(s, "rotate-master-key", check=False).returncode != 0, "a Shamir key needs --shares and --threshold"
+        # Phase one makes the Shamir key and hands out its shares; nothing is sealed under it yet.
         out = operator(s, "rotate-master-key", "--shares", "3", "--threshold", "2")
-        assert out["MasterKeyVersion"] == 2 and len(out["Shares"]) == 3
+        assert (out["MasterKeyVersion"], out["PendingVersion"], len(out["Shares"])) == (1, 2, 3)
+        assert sealed_versions(s.data_dir)["key_material"] == {1}
+        # Phase two switches to it and reseals everything.
+        done = operator(s, "rotate-master-key")
+        assert done["MasterKeyVersion"] == 2 and "Shares" not in done
         st = operator(s, "status")
         assert (st["Provider"], st["Sealed"], st["Rotation"], st["Threshold"]) == ("shamir", False, "done", 2)
         assert sealed_versions(s.data_dir)["key_material"] == {2}
@@ -347,5 +352,13 @@ def test_migration_from_key_file_to_shamir(tmp_path):
             files += ["--share-file", str(f)]
         p = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir), *files], capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
+        # The shares never reach the audit log (the RotateMasterKey response is redacted).
+        p = subprocess.run([str(CLAVIS), "audit", "export", "--data-dir", str(s.data_dir), *files], capture_output=True, text=True)
+        assert p.returncode == 0 and "RotateMasterKey" in p.stdout, p.stderr
+        for share in out["Shares"]:
+            assert share.split("-", 1)[1] not in p.stdout
+        for path in (s.data_dir / "audit").iterdir():
+            for share in out["Shares"]:
+                assert share.split("-", 1)[1].encode() not in path.read_bytes(), path
     finally:
         s.stop()

@@ -311,6 +311,10 @@ pub struct RotateMasterKeyResponse {
     /// A rotation into Shamir: the new master key's shares, shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shares: Option<Vec<String>>,
+    /// A rotation into Shamir: the version made but not yet in use (the next
+    /// RotateMasterKey switches to it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_version: Option<u32>,
 }
 
 /// ClavisAdmin.RotateMasterKey request: for a new Shamir master key, its shares and threshold.

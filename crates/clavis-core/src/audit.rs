@@ -58,6 +58,8 @@ pub const REDACTED_MEMBERS: &[&str] = &[
     "ClavisEncryptedNonce",
     "ClavisNonceIv",
     "SecretAccessKey",
+    "Shares",
+    "Share",
     "SecretString",
     "SecretBinary",
     "Signature",

@@ -23,6 +23,11 @@ pub const MASTER_KEYS_SETTING: &str = "master_keys";
 pub const CURRENT_SETTING: &str = "master_key_current";
 /// `resealing` while a rotation's reseal is unfinished, `done` after.
 pub const ROTATION_SETTING: &str = "master_key_rotation";
+/// A Shamir master key made but not yet in use (its shares were handed out).
+pub const PENDING_SETTING: &str = "master_key_pending";
+const ROTATION_LEASE: &str = "master-key-rotation";
+/// Renewed on every page of the reseal, so a node that dies frees it within a minute.
+const ROTATION_LEASE_MS: i64 = 60 * 1000;
 
 /// Parses the `master_keys` setting into (version, provider) pairs.
 pub fn parse_registry(value: &str) -> Option<Vec<(u32, String)>> {
@@ -53,27 +58,70 @@ impl Kms {
             )));
         }
         let _one_at_a_time = self.rotation_guard()?;
-        let mut shares = None;
-        if self.store.get_setting(ROTATION_SETTING).await?.as_deref() != Some("resealing") {
-            let new_version = self.root.versions().into_iter().max().unwrap_or(0) + 1;
-            let params = clavis_crypto::seal::NewKeyParams { shares: req.shares, threshold: req.threshold };
-            let rotated = self.root.rotate(new_version, &params).map_err(Self::operator_error)?;
-            let kind = rotated.kind;
-            shares = rotated.shares;
-            let mut registry = match self.store.get_setting(MASTER_KEYS_SETTING).await? {
-                Some(text) => parse_registry(&text).ok_or_else(|| KmsError::Internal("the master_keys setting is malformed".into()))?,
-                None => Vec::new(),
-            };
-            registry.retain(|(v, _)| *v != new_version);
-            registry.push((new_version, kind.to_owned()));
-            // The registry first: from here on a crash resumes this rotation.
-            self.store.set_setting(MASTER_KEYS_SETTING, &registry_text(&registry)).await?;
-            self.store.set_setting(CURRENT_SETTING, &new_version.to_string()).await?;
-            self.store.set_setting(ROTATION_SETTING, "resealing").await?;
-            tracing::warn!(version = new_version, provider = kind, "master key rotated; resealing every stored value");
+        // One node at a time across a shared database.
+        let now = self.clock.now_ms();
+        if !self.store.try_lease(ROTATION_LEASE, &self.node_id, now, now + ROTATION_LEASE_MS).await? {
+            return Err(KmsError::Unavailable("another node is rotating the master key; retry when it completes".into()));
         }
+        if self.store.get_setting(ROTATION_SETTING).await?.as_deref() == Some("resealing") {
+            let resealed = self.reseal_all().await?;
+            return Ok(RotateMasterKeyResponse {
+                master_key_version: self.root.status().master_key_version,
+                resealed,
+                shares: None,
+                pending_version: None,
+            });
+        }
+        let pending = self.store.get_setting(PENDING_SETTING).await?.and_then(|v| v.parse::<u32>().ok());
+        let version = match pending {
+            Some(v) => v,
+            None => {
+                let new_version = self.root.versions().into_iter().max().unwrap_or(0) + 1;
+                let params = clavis_crypto::seal::NewKeyParams { shares: req.shares, threshold: req.threshold };
+                let prepared = self.root.prepare_version(new_version, &params).map_err(Self::operator_error)?;
+                let mut registry = self.registry().await?;
+                registry.retain(|(v, _)| *v != new_version);
+                registry.push((new_version, prepared.kind.to_owned()));
+                self.store.set_setting(MASTER_KEYS_SETTING, &registry_text(&registry)).await?;
+                if prepared.shares.is_some() {
+                    // A Shamir key: nothing is sealed under it until its shares are in the
+                    // operators' hands. The next rotate-master-key switches to it.
+                    self.store.set_setting(PENDING_SETTING, &new_version.to_string()).await?;
+                    tracing::warn!(version = new_version, "Shamir master key made; run rotate-master-key again to switch to it");
+                    return Ok(RotateMasterKeyResponse {
+                        master_key_version: self.root.status().master_key_version,
+                        resealed: 0,
+                        shares: prepared.shares,
+                        pending_version: Some(new_version),
+                    });
+                }
+                new_version
+            }
+        };
+        // From here a crash resumes: "resealing" is durable before the switch.
+        self.store.set_setting(ROTATION_SETTING, "resealing").await?;
+        self.root.set_rotation_unfinished(true);
+        self.store.set_setting(CURRENT_SETTING, &version.to_string()).await?;
+        self.store.set_setting(PENDING_SETTING, "").await?;
+        self.root.use_version(version).map_err(|e| match e {
+            clavis_crypto::CryptoError::Sealed => KmsError::Sealed,
+            other => Self::operator_error(other),
+        })?;
+        tracing::warn!(version, "master key rotated; resealing every stored value");
         let resealed = self.reseal_all().await?;
-        Ok(RotateMasterKeyResponse { master_key_version: self.root.status().master_key_version, resealed, shares })
+        Ok(RotateMasterKeyResponse {
+            master_key_version: self.root.status().master_key_version,
+            resealed,
+            shares: None,
+            pending_version: None,
+        })
+    }
+
+    async fn registry(&self) -> Result<Vec<(u32, String)>, KmsError> {
+        match self.store.get_setting(MASTER_KEYS_SETTING).await? {
+            Some(text) => parse_registry(&text).ok_or_else(|| KmsError::Internal("the master_keys setting is malformed".into())),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Records the first master-key version (`1:<provider>`) of a deployment that has no
@@ -116,9 +164,39 @@ impl Kms {
     async fn reseal_all(&self) -> Result<u64, KmsError> {
         let current = self.root.status().master_key_version;
         let mut resealed = 0u64;
+        // A write that sealed under the old version just before the switch may commit after a
+        // pass went by its row: passes repeat until one finds nothing left to reseal.
+        for _pass in 0..10 {
+            let n = self.reseal_pass(current, resealed).await?;
+            resealed += n;
+            if n == 0 {
+                break;
+            }
+        }
+        self.reseal_canary().await?;
+        if let Some(audit) = &self.audit {
+            audit.reseal_key(self.root.as_ref()).map_err(|e| KmsError::AuditUnavailable(e.to_string()))?;
+        }
+        self.store.set_setting(ROTATION_SETTING, "done").await?;
+        self.root.set_rotation_unfinished(false);
+        // Release the lease (it ends now).
+        let now = self.clock.now_ms();
+        self.store.try_lease(ROTATION_LEASE, &self.node_id, now, now - 1).await?;
+        tracing::warn!(resealed, version = current, "master-key rotation complete");
+        Ok(resealed)
+    }
+
+    /// One pass over every sealed value; returns how many it resealed.
+    async fn reseal_pass(&self, current: u32, already: u64) -> Result<u64, KmsError> {
+        let mut resealed = 0u64;
         for table in [SealedTable::Material, SealedTable::AccessKey, SealedTable::ImportParams] {
             let mut after: Option<(String, u32)> = None;
             loop {
+                let now = self.clock.now_ms();
+                // Keep the rotation lease while working (the resume at start takes it too).
+                if !self.store.try_lease(ROTATION_LEASE, &self.node_id, now, now + ROTATION_LEASE_MS).await? {
+                    return Err(KmsError::Unavailable("another node took over the master-key rotation".into()));
+                }
                 let page = self.store.list_sealed(table, after.as_ref().map(|(i, v)| (i.as_str(), *v)), 500).await?;
                 let Some(last) = page.last() else { break };
                 after = Some((last.id.clone(), last.version));
@@ -136,20 +214,13 @@ impl Kms {
                         Err(e) => return Err(e.into()),
                     }
                     resealed += 1;
-                    if self.crash_after_reseals.is_some_and(|n| resealed >= n) {
+                    if self.crash_after_reseals.is_some_and(|n| already + resealed >= n) {
                         tracing::error!(resealed, "--dangerous-test-crash-after-reseals reached: aborting");
                         std::process::abort();
                     }
                 }
             }
         }
-        self.reseal_canary().await?;
-        if let Some(audit) = &self.audit {
-            audit.reseal_key(self.root.as_ref()).map_err(|e| KmsError::AuditUnavailable(e.to_string()))?;
-        }
-        // Caches hold unsealed values, which do not change; nothing to drop.
-        self.store.set_setting(ROTATION_SETTING, "done").await?;
-        tracing::warn!(resealed, version = current, "master-key rotation complete");
         Ok(resealed)
     }
 }

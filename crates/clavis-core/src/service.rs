@@ -119,6 +119,9 @@ pub struct KmsConfig {
     /// Test-only: abort the process after resealing this many values during a master-key
     /// rotation (`clavis serve --dangerous-test-crash-after-reseals`), to test crash recovery.
     pub crash_after_reseals: Option<u64>,
+    /// A name for this node that survives restarts (leases it held before a crash are its own
+    /// again); a random one per process if `None`.
+    pub node_id: Option<String>,
 }
 
 /// The KMS service: operations over a store, a root of trust and a clock.
@@ -135,6 +138,8 @@ pub struct Kms {
     /// then requests are refused as sealed.
     ready: std::sync::atomic::AtomicBool,
     pub(crate) rotating: std::sync::atomic::AtomicBool,
+    /// This process's name for leases.
+    pub(crate) node_id: String,
     pub(crate) crash_after_reseals: Option<u64>,
 }
 
@@ -172,6 +177,10 @@ impl Kms {
             test_clock: config.test_clock,
             ready: std::sync::atomic::AtomicBool::new(false),
             rotating: std::sync::atomic::AtomicBool::new(false),
+            node_id: config
+                .node_id
+                .clone()
+                .unwrap_or_else(|| format!("node-{}-{}", std::process::id(), hex::encode(random::bytes(6).unwrap_or_default()))),
             crash_after_reseals: config.crash_after_reseals,
         }
     }
@@ -398,6 +407,13 @@ impl Kms {
     /// memory; every request is then refused until an operator unseals again.
     pub async fn seal(&self, caller: &Caller, _req: Empty) -> Result<Empty, KmsError> {
         self.authorize(caller, "Seal")?;
+        // Sealing stops every tenant: only the operator's administrators may.
+        if self.account_id().await?.as_ref() != Some(&caller.account) {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: clavis:Seal because only the operator's account can seal the server",
+                caller.principal_arn
+            )));
+        }
         self.root.seal_now().map_err(Self::operator_error)?;
         self.materials.clear();
         self.keys.clear();

@@ -93,12 +93,19 @@ pub trait RootOfTrust: Send + Sync {
     fn submit_share(&self, _share: &str) -> Result<RootStatus, CryptoError> {
         Err(CryptoError::Unsupported("only the shamir root of trust is unsealed with shares"))
     }
-    /// Makes master-key version `version` (creating the key in the provider new keys go to) and
-    /// seals with it from now on; older versions keep unsealing. Returns the new key's provider
-    /// kind. Only a [`Keyring`] rotates.
-    fn rotate(&self, _version: u32, _params: &NewKeyParams) -> Result<Rotated, CryptoError> {
+    /// Makes master-key version `version` in the provider new keys go to, without sealing with
+    /// it yet ([`RootOfTrust::use_version`] switches). Only a [`Keyring`] rotates.
+    fn prepare_version(&self, _version: u32, _params: &NewKeyParams) -> Result<Rotated, CryptoError> {
         Err(CryptoError::Unsupported("this root of trust holds one master key"))
     }
+    /// Seals with `version` from now on (it must be present and unsealed); older versions keep
+    /// unsealing.
+    fn use_version(&self, _version: u32) -> Result<(), CryptoError> {
+        Err(CryptoError::Unsupported("this root of trust holds one master key"))
+    }
+    /// While a rotation is unfinished every version may still be needed: a keyring then counts
+    /// as sealed while any of its versions is sealed.
+    fn set_rotation_unfinished(&self, _unfinished: bool) {}
     /// The master-key versions this root of trust can unseal, oldest first.
     fn versions(&self) -> Vec<u32> {
         vec![self.status().master_key_version]
@@ -178,6 +185,10 @@ impl LocalKeyFile {
         let mut f = opts.open(path).map_err(io_err)?;
         f.write_all(key.expose_secret()).map_err(io_err)?;
         f.sync_all().map_err(io_err)?;
+        // The directory entry too: a key the database depends on must survive a power loss.
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)?;
+        }
         Ok(LocalKeyFile { key: AeadKey::new(&key)?, path: path.to_owned(), version: LOCAL_KEY_VERSION })
     }
 
@@ -476,6 +487,7 @@ pub struct Keyring {
     members: std::sync::RwLock<Vec<(u32, std::sync::Arc<dyn RootOfTrust>)>>,
     current: std::sync::atomic::AtomicU32,
     maker: Option<KeyMaker>,
+    rotation_unfinished: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -491,7 +503,12 @@ impl Keyring {
         if !members.iter().any(|(v, _)| *v == current) {
             return Err(CryptoError::Unsupported("the current master-key version is not in the keyring"));
         }
-        Ok(Keyring { members: std::sync::RwLock::new(members), current: std::sync::atomic::AtomicU32::new(current), maker })
+        Ok(Keyring {
+            members: std::sync::RwLock::new(members),
+            current: std::sync::atomic::AtomicU32::new(current),
+            maker,
+            rotation_unfinished: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// The version new seals use.
@@ -508,6 +525,20 @@ impl Keyring {
 
     fn current_member(&self) -> Result<std::sync::Arc<dyn RootOfTrust>, CryptoError> {
         self.member(self.current_version())
+    }
+
+    fn all_members(&self) -> Vec<std::sync::Arc<dyn RootOfTrust>> {
+        self.members.read().map(|m| m.iter().map(|(_, r)| r.clone()).collect()).unwrap_or_default()
+    }
+
+    /// The member unseal shares go to: a sealed Shamir member (the current one, or one a
+    /// rotation still needs or is about to switch to), else the current member.
+    fn share_member(&self) -> Result<std::sync::Arc<dyn RootOfTrust>, CryptoError> {
+        let current = self.current_member()?;
+        if current.kind() == "shamir" && current.is_sealed() {
+            return Ok(current);
+        }
+        Ok(self.all_members().into_iter().find(|m| m.kind() == "shamir" && m.status().initialized && m.is_sealed()).unwrap_or(current))
     }
 }
 
@@ -526,7 +557,10 @@ impl RootOfTrust for Keyring {
 
     fn status(&self) -> RootStatus {
         match self.current_member() {
-            Ok(m) => RootStatus { master_key_version: self.current_version(), ..m.status() },
+            Ok(m) => {
+                let progress = self.share_member().map(|s| s.status().progress).unwrap_or(0);
+                RootStatus { master_key_version: self.current_version(), sealed: self.is_sealed(), progress, ..m.status() }
+            }
             Err(_) => RootStatus {
                 kind: "keyring",
                 initialized: false,
@@ -540,7 +574,10 @@ impl RootOfTrust for Keyring {
     }
 
     fn is_sealed(&self) -> bool {
-        self.current_member().map(|m| m.is_sealed()).unwrap_or(true)
+        if self.current_member().map(|m| m.is_sealed()).unwrap_or(true) {
+            return true;
+        }
+        self.rotation_unfinished.load(std::sync::atomic::Ordering::Acquire) && self.all_members().iter().any(|m| m.is_sealed())
     }
 
     fn init_shares(&self, shares: u8, threshold: u8) -> Result<Vec<String>, CryptoError> {
@@ -548,15 +585,19 @@ impl RootOfTrust for Keyring {
     }
 
     fn submit_share(&self, share: &str) -> Result<RootStatus, CryptoError> {
-        self.current_member()?.submit_share(share)?;
+        self.share_member()?.submit_share(share)?;
         Ok(self.status())
+    }
+
+    fn set_rotation_unfinished(&self, unfinished: bool) {
+        self.rotation_unfinished.store(unfinished, std::sync::atomic::Ordering::Release);
     }
 
     fn seal_now(&self) -> Result<(), CryptoError> {
         self.current_member()?.seal_now()
     }
 
-    fn rotate(&self, version: u32, params: &NewKeyParams) -> Result<Rotated, CryptoError> {
+    fn prepare_version(&self, version: u32, params: &NewKeyParams) -> Result<Rotated, CryptoError> {
         let maker = self.maker.as_ref().ok_or(CryptoError::Unsupported("this root of trust cannot make new master keys"))?;
         if version <= self.versions().into_iter().max().unwrap_or(0) {
             return Err(CryptoError::Unsupported("a new master-key version must be newer than every existing one"));
@@ -566,12 +607,17 @@ impl RootOfTrust for Keyring {
         }
         let (root, shares) = maker(version, params)?;
         let kind = root.kind();
-        {
-            let mut members = self.members.write().map_err(|_| CryptoError::Unseal("keyring lock poisoned".into()))?;
-            members.push((version, root));
+        let mut members = self.members.write().map_err(|_| CryptoError::Unseal("keyring lock poisoned".into()))?;
+        members.push((version, root));
+        Ok(Rotated { kind, shares })
+    }
+
+    fn use_version(&self, version: u32) -> Result<(), CryptoError> {
+        if self.member(version)?.is_sealed() {
+            return Err(CryptoError::Sealed);
         }
         self.current.store(version, std::sync::atomic::Ordering::Release);
-        Ok(Rotated { kind, shares })
+        Ok(())
     }
 
     fn versions(&self) -> Vec<u32> {
@@ -672,8 +718,10 @@ mod tests {
         let secret = SecretBytes::from_slice(b"material");
         let old = ring.seal(b"c", &secret).expect("seal v1");
         assert_eq!(sealed_version(&old).expect("v"), 1);
-        assert!(ring.rotate(1, &NewKeyParams::default()).is_err(), "versions only grow");
-        assert_eq!(ring.rotate(2, &NewKeyParams::default()).expect("rotate").kind, "file");
+        assert!(ring.prepare_version(1, &NewKeyParams::default()).is_err(), "versions only grow");
+        assert_eq!(ring.prepare_version(2, &NewKeyParams::default()).expect("prepare").kind, "file");
+        assert_eq!(sealed_version(&ring.seal(b"c", &secret).expect("seal")).expect("v"), 1, "prepared, not yet in use");
+        ring.use_version(2).expect("switch");
         let new = ring.seal(b"c", &secret).expect("seal v2");
         assert_eq!((sealed_version(&new).expect("v"), ring.status().master_key_version, ring.versions()), (2, 2, vec![1, 2]));
         assert_eq!(ring.unseal(b"c", &old).expect("old"), secret);

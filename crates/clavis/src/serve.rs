@@ -122,6 +122,9 @@ async fn open_keyring(args: &ServeArgs, store: &dyn Store, may_create_key_file: 
     let configured = args.root.kind_name();
     let registry = match store.get_setting(MASTER_KEYS_SETTING).await? {
         Some(text) => parse_registry(&text).context("the database's master_keys setting is malformed")?,
+        // No registry: a fresh deployment (version 1 of the configured provider), or one from
+        // before the registry existed, whose version 1 is its key file if it has one.
+        None if args.data_dir.join(crate::root::MASTER_KEY_FILE).exists() => vec![(1, "file".to_owned())],
         None => vec![(1, configured.to_owned())],
     };
     let current: u32 = store.get_setting(CURRENT_SETTING).await?.and_then(|v| v.parse().ok()).unwrap_or(1);
@@ -184,7 +187,35 @@ async fn open_keyring(args: &ServeArgs, store: &dyn Store, may_create_key_file: 
             Ok((Arc::new(file.with_version(v)) as Arc<dyn RootOfTrust>, None))
         }),
     };
-    Ok(Arc::new(Keyring::new(members, current, Some(maker)).context("building the keyring")?))
+    // The database says a Shamir key is in use, but its shamir.conf is gone.
+    if let Some(root) = &shamir
+        && !root.status().initialized
+        && registry.iter().any(|(_, k)| k == "shamir")
+        && store.get_setting("root_check").await?.is_some()
+    {
+        bail!(
+            "this deployment is initialised but {} is missing: restore it (a new Shamir key cannot read existing data)",
+            args.data_dir.join(SHAMIR_CONFIG_FILE).display()
+        );
+    }
+    let ring = Keyring::new(members, current, Some(maker)).context("building the keyring")?;
+    // An unfinished rotation may still need every version: start sealed if one is.
+    ring.set_rotation_unfinished(!rotation_done);
+    Ok(Arc::new(ring))
+}
+
+/// This node's lasting name (`DATA_DIR/node-id`, random, made on first start): leases taken
+/// before a crash are recognised as its own after the restart.
+fn node_id(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        _ => {
+            let id = format!("node-{}", hex_string(clavis_crypto::random::bytes(8)?));
+            std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+            Ok(id)
+        }
+    }
 }
 
 /// What needs the master key: the audit log, the check against the database's canary, and the
@@ -197,6 +228,11 @@ async fn open_unsealed(
 ) -> anyhow::Result<AccountId> {
     if let Some(deferred) = audit {
         let log = open_audit(args, root)?;
+        // A node that missed a rotation (another node ran it) reseals its own audit key.
+        let sealed_key = std::fs::read(args.data_dir.join(AUDIT_DIR).join(clavis_audit::AUDIT_KEY_FILE)).unwrap_or_default();
+        if clavis_crypto::seal::sealed_version(&sealed_key).is_ok_and(|v| v != root.status().master_key_version) {
+            log.reseal_key(root).map_err(|e| anyhow::anyhow!("resealing the audit key under the current master key: {e}"))?;
+        }
         let _ = deferred.log.set(log);
     }
     kms.check_root_of_trust().await.context(
@@ -420,7 +456,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             store,
             root.clone(),
             clock,
-            KmsConfig { audit, test_clock, crash_after_reseals: args.dangerous_test_crash_after_reseals },
+            KmsConfig {
+                audit,
+                test_clock,
+                crash_after_reseals: args.dangerous_test_crash_after_reseals,
+                node_id: Some(node_id(&args.data_dir)?),
+            },
         ));
         let scheduler_interval = std::time::Duration::from_millis(args.scheduler_interval_ms.max(10));
         let args = Arc::new(args);
