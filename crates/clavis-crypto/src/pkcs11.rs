@@ -10,7 +10,7 @@
 //! tag (16)`, AAD `"clavis-seal-v1" 0x00 || header || context`), so tools that read sealed data
 //! need no second format.
 
-use crate::seal::{RootOfTrust, RootStatus};
+use crate::seal::{RootOfTrust, RootStatus, SEAL_FORMAT_V1, SEAL_HEADER_LEN, seal_aad};
 use crate::{CryptoError, SecretBytes, random};
 use cryptoki::context::{CInitializeArgs, Pkcs11};
 use cryptoki::mechanism::Mechanism;
@@ -21,8 +21,6 @@ use cryptoki::types::AuthPin;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-const SEAL_FORMAT_V1: u8 = 1;
-const SEAL_DOMAIN: &[u8] = b"clavis-seal-v1\0";
 const IV_LEN: usize = 12;
 
 /// Where the HSM key is.
@@ -143,14 +141,6 @@ impl Pkcs11Root {
             _ => Err(CryptoError::Hsm("the token's CKM_AES_GCM did not round-trip".into())),
         }
     }
-
-    fn aad(header: &[u8], context: &[u8]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(SEAL_DOMAIN.len() + header.len() + context.len());
-        aad.extend_from_slice(SEAL_DOMAIN);
-        aad.extend_from_slice(header);
-        aad.extend_from_slice(context);
-        aad
-    }
 }
 
 impl RootOfTrust for Pkcs11Root {
@@ -162,7 +152,7 @@ impl RootOfTrust for Pkcs11Root {
         let mut header = vec![SEAL_FORMAT_V1];
         header.extend_from_slice(&self.version.to_be_bytes());
         let mut iv = random::bytes(IV_LEN)?;
-        let aad = Self::aad(&header, context);
+        let aad = seal_aad(&header, context);
         let ciphertext = {
             let params = GcmParams::new(&mut iv, &aad, 128.into()).map_err(hsm("GCM parameters"))?;
             let session = self.token.session.lock().map_err(|_| CryptoError::Hsm("session lock poisoned".into()))?;
@@ -175,13 +165,13 @@ impl RootOfTrust for Pkcs11Root {
     }
 
     fn unseal(&self, context: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
-        if sealed.len() < 5 + IV_LEN + 16 || sealed[0] != SEAL_FORMAT_V1 {
+        if sealed.len() < SEAL_HEADER_LEN + IV_LEN + 16 || sealed[0] != SEAL_FORMAT_V1 {
             return Err(CryptoError::Malformed("unknown sealed-data format"));
         }
-        let (header, rest) = sealed.split_at(5);
+        let (header, rest) = sealed.split_at(SEAL_HEADER_LEN);
         let (iv, body) = rest.split_at(IV_LEN);
         let mut iv = iv.to_vec();
-        let aad = Self::aad(header, context);
+        let aad = seal_aad(header, context);
         let params = GcmParams::new(&mut iv, &aad, 128.into()).map_err(hsm("GCM parameters"))?;
         let session = self.token.session.lock().map_err(|_| CryptoError::Hsm("session lock poisoned".into()))?;
         match session.decrypt(&Mechanism::AesGcm(params), self.key, body) {

@@ -19,8 +19,8 @@ use crate::{CryptoError, SecretBytes, random};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-const SEAL_FORMAT_V1: u8 = 1;
-const SEAL_HEADER_LEN: usize = 5;
+pub(crate) const SEAL_FORMAT_V1: u8 = 1;
+pub(crate) const SEAL_HEADER_LEN: usize = 5;
 const SEAL_DOMAIN: &[u8] = b"clavis-seal-v1\0";
 
 /// How to make a new master key: for a Shamir key, how many shares and how many to unseal.
@@ -145,7 +145,8 @@ fn unseal_with(key: &AeadKey, context: &[u8], sealed: &[u8]) -> Result<SecretByt
     key.open(&seal_aad(header, context), body)
 }
 
-fn seal_aad(header: &[u8], context: &[u8]) -> Vec<u8> {
+/// The additional authenticated data of a sealed blob (every provider uses the same).
+pub(crate) fn seal_aad(header: &[u8], context: &[u8]) -> Vec<u8> {
     let mut aad = Vec::with_capacity(SEAL_DOMAIN.len() + header.len() + context.len());
     aad.extend_from_slice(SEAL_DOMAIN);
     aad.extend_from_slice(header);
