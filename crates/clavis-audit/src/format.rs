@@ -10,7 +10,7 @@
 //! first record). The checkpoint's and HEAD's MACs cover their fields the same way.
 
 use clavis_crypto::SecretBytes;
-use clavis_crypto::digest::hmac_sha256;
+use clavis_crypto::digest::{HmacSha256Key, hmac_sha256};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -20,13 +20,18 @@ pub type Hash = [u8; 32];
 /// Lower-case hex of a hash, without per-character iterator overhead (this runs for every
 /// record on the writer thread).
 pub fn hex32(h: &Hash) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = Vec::with_capacity(64);
+    push_hex32(&mut out, h);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends the lower-case hex of a hash to `out`.
+fn push_hex32(out: &mut Vec<u8>, h: &Hash) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for b in h {
         out.push(DIGITS[usize::from(b >> 4)]);
         out.push(DIGITS[usize::from(b & 15)]);
     }
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Segment file name for index `i` (1-based).
@@ -39,14 +44,14 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     name.strip_prefix("segment-")?.strip_suffix(".jsonl")?.parse().ok()
 }
 
+/// The audit key prepared for record MACs (computed once per log, not once per record).
+pub fn record_key(key: &SecretBytes) -> HmacSha256Key {
+    HmacSha256Key::new(key.expose_secret())
+}
+
 /// The MAC of a record.
-pub fn record_mac(key: &SecretBytes, seq: u64, prev: &Hash, event: &[u8]) -> Hash {
-    let mut msg = Vec::with_capacity(32 + 8 + 32 + event.len());
-    msg.extend_from_slice(b"clavis-audit-record-v1\0");
-    msg.extend_from_slice(&seq.to_be_bytes());
-    msg.extend_from_slice(prev);
-    msg.extend_from_slice(event);
-    hmac_sha256(key.expose_secret(), &msg)
+pub fn record_mac(key: &HmacSha256Key, seq: u64, prev: &Hash, event: &[u8]) -> Hash {
+    key.sign(&[b"clavis-audit-record-v1\0", &seq.to_be_bytes(), prev, event])
 }
 
 /// The MAC of a checkpoint or HEAD (`kind` distinguishes them).
@@ -62,11 +67,17 @@ pub fn position_mac(key: &SecretBytes, kind: &str, segment: u64, seq: u64, hash:
 }
 
 /// Writes one record line (with its trailing newline) into `out`.
-pub fn write_record(out: &mut Vec<u8>, key: &SecretBytes, seq: u64, prev: &Hash, event: &[u8]) -> Hash {
+pub fn write_record(out: &mut Vec<u8>, key: &HmacSha256Key, seq: u64, prev: &Hash, event: &[u8]) -> Hash {
     let mac = record_mac(key, seq, prev, event);
-    out.extend_from_slice(format!("{{\"seq\":{seq},\"prev\":\"{}\",\"event\":", hex32(prev)).as_bytes());
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"prev\":\"");
+    push_hex32(out, prev);
+    out.extend_from_slice(b"\",\"event\":");
     out.extend_from_slice(event);
-    out.extend_from_slice(format!(",\"mac\":\"{}\"}}\n", hex32(&mac)).as_bytes());
+    out.extend_from_slice(b",\"mac\":\"");
+    push_hex32(out, &mac);
+    out.extend_from_slice(b"\"}\n");
     mac
 }
 

@@ -43,6 +43,7 @@ fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str)) -> Result<R
         }
     }
     indices.sort_unstable();
+    let record_key = format::record_key(key);
     let (mut seq, mut prev): (u64, Hash) = (0, [0u8; 32]);
     let mut hash_at_seq = std::collections::HashMap::new();
     for (n, &index) in indices.iter().enumerate() {
@@ -89,7 +90,7 @@ fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str)) -> Result<R
             }
             let rec: format::RecordLine<'_> = serde_json::from_str(text).map_err(|e| fail(&at, format!("not a record: {e}")))?;
             let rec_prev = format::parse_hash(&rec.prev).ok_or_else(|| fail(&at, "malformed prev"))?;
-            let mac = format::record_mac(key, rec.seq, &rec_prev, rec.event.get().as_bytes());
+            let mac = format::record_mac(&record_key, rec.seq, &rec_prev, rec.event.get().as_bytes());
             if format::parse_hash(&rec.mac) != Some(mac) {
                 return Err(fail(at, "record modified (MAC does not verify)"));
             }
