@@ -89,6 +89,10 @@ def test_audit_never_holds_plaintext(fresh_server):
                base64.b64encode(blob), base64.b64encode(dk["CiphertextBlob"])]
     files = list((s.data_dir / "audit").iterdir())
     assert any(f.name.startswith("segment-") for f in files)
+    # The log is private to the server's user (docs/formats.md): the directory and every file.
+    assert (s.data_dir / "audit").stat().st_mode & 0o777 == 0o700
+    for f in files:
+        assert f.stat().st_mode & 0o077 == 0, f
     total = b"".join(f.read_bytes() for f in files if f.is_file())
     assert b"Decrypt" in total and b"GenerateDataKey" in total, "the scan must see the records"
     for n in needles:

@@ -106,7 +106,8 @@ fn open_audit(args: &ServeArgs, root: &dyn RootOfTrust) -> anyhow::Result<Arc<dy
         },
     };
     let dir = args.data_dir.join(AUDIT_DIR);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Mode 0700 like the data directory (docs/formats.md), before the key is written into it.
+    create_data_dir(&dir)?;
     let key = clavis_audit::load_key(&dir, root, true)?;
     let log = AuditLog::open(AuditConfig { dir, segment_bytes: args.audit_segment_bytes, stream }, key).context("opening the audit log")?;
     Ok(Arc::new(log))
