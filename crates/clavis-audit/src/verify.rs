@@ -26,6 +26,9 @@ pub struct Report {
     pub records: u64,
     /// The last record's MAC (hex), the value to compare with a copy kept elsewhere.
     pub last_hash: String,
+    /// Non-zero bytes after the end of the log in the live segment: a batch an unclean stop
+    /// left half-written, never acknowledged (the server removes it when it starts).
+    pub unacknowledged_tail_bytes: u64,
 }
 
 fn fail(location: impl Into<String>, reason: impl Into<String>) -> VerifyError {
@@ -46,6 +49,7 @@ fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str)) -> Result<R
     let record_key = format::record_key(key);
     let (mut seq, mut prev): (u64, Hash) = (0, [0u8; 32]);
     let mut hash_at_seq = std::collections::HashMap::new();
+    let mut tail_bytes = 0u64;
     for (n, &index) in indices.iter().enumerate() {
         let name = format::segment_name(index);
         if index != n as u64 + 1 {
@@ -54,22 +58,29 @@ fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str)) -> Result<R
         let is_last = n + 1 == indices.len();
         let file = std::fs::File::open(dir.join(&name)).map_err(|e| fail(&name, e.to_string()))?;
         let mut reader = BufReader::new(file);
-        let mut line = String::new();
+        let mut raw = Vec::new();
         let mut line_no = 0u64;
         let mut closed = false;
         loop {
-            line.clear();
-            let read = reader.read_line(&mut line).map_err(|e| fail(&name, e.to_string()))?;
+            raw.clear();
+            let read = reader.read_until(b'\n', &mut raw).map_err(|e| fail(&name, e.to_string()))?;
             if read == 0 {
                 break;
             }
             // The live segment is preallocated with zero bytes beyond its last record (so a
-            // commit's fdatasync never has to persist a new file size); they are not data.
-            if is_last && !line.ends_with('\n') && line.bytes().all(|b| b == 0) {
+            // commit's fdatasync never has to persist a new file size); they are not data. Its
+            // records end at the first zero byte: what follows can only be a batch an unclean
+            // stop left half-written, which was never acknowledged (as truncation is, its
+            // removal is caught by HEAD below).
+            if is_last && raw.contains(&0) {
+                let mut rest = Vec::new();
+                std::io::Read::read_to_end(&mut reader, &mut rest).map_err(|e| fail(&name, e.to_string()))?;
+                tail_bytes = raw.iter().chain(&rest).filter(|b| **b != 0).count() as u64;
                 break;
             }
             line_no += 1;
             let at = format!("{name}:{line_no}");
+            let line = std::str::from_utf8(&raw).map_err(|_| fail(&at, "not UTF-8 text"))?;
             if closed {
                 return Err(fail(at, "data after the segment's checkpoint"));
             }
@@ -132,7 +143,7 @@ fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str)) -> Result<R
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && seq == 0 => {}
         Err(e) => return Err(fail("HEAD", e.to_string())),
     }
-    Ok(Report { segments: indices.len() as u64, records: seq, last_hash: hex::encode(prev) })
+    Ok(Report { segments: indices.len() as u64, records: seq, last_hash: hex::encode(prev), unacknowledged_tail_bytes: tail_bytes })
 }
 
 /// Verifies the whole log.

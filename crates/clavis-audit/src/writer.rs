@@ -92,7 +92,13 @@ struct Writer {
 /// HEAD is always exactly this many bytes (JSON padded with spaces).
 const HEAD_BLOCK: usize = 256;
 
-/// The last complete line of a file (truncating a torn, never-acknowledged tail).
+/// The last complete line of a file, after cutting off its never-acknowledged tail.
+///
+/// The durable records of a live segment end at its first zero byte (records never contain
+/// one): a batch is written only after every earlier batch is durable, so zeros followed by
+/// more data (a "hole") can only be a batch that an unclean stop left half-written, and it was
+/// never acknowledged. The torn line before the first zero, any bytes after it and the
+/// preallocated zeros are cut off.
 fn last_line(path: &Path) -> Result<Option<String>, AuditError> {
     let ctx = format!("reading {}", path.display());
     let mut f = OpenOptions::new().read(true).write(true).open(path).map_err(io(ctx.clone()))?;
@@ -101,23 +107,45 @@ fn last_line(path: &Path) -> Result<Option<String>, AuditError> {
         return Err(AuditError::Inconsistent(format!("{} is not a regular file", path.display())));
     }
     let len = meta.len();
-    // Skip the preallocated zeros at the end of a live segment.
-    let data_end = last_nonzero_end(&mut f, len).map_err(io(ctx.clone()))?;
+    let data_end = first_zero(&mut f, len).map_err(io(ctx.clone()))?;
     let start = data_end.saturating_sub(1 << 20);
     f.seek(SeekFrom::Start(start)).map_err(io(ctx.clone()))?;
     let mut tail = vec![0u8; usize::try_from(data_end - start).unwrap_or(0)];
     f.read_exact(&mut tail).map_err(io(ctx.clone()))?;
     let complete = tail.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
     let keep = start + complete as u64;
-    if complete < tail.len() {
-        tracing::warn!(file = %path.display(), dropped = data_end - keep, "removing a torn, unacknowledged audit record at the end of the segment");
+    let written_end = last_nonzero_end(&mut f, len).map_err(io(ctx.clone()))?;
+    if written_end > keep {
+        tracing::warn!(
+            file = %path.display(),
+            dropped = written_end - keep,
+            "removing the unacknowledged, partly written tail of the audit segment (an unclean stop)"
+        );
     }
     if keep < len {
-        // The torn record and the preallocated zeros go; the writer preallocates again.
+        // The torn tail and the preallocated zeros go; the writer preallocates again.
         f.set_len(keep).and_then(|_| f.sync_all()).map_err(io(ctx))?;
     }
     let text = String::from_utf8_lossy(&tail[..complete]);
     Ok(text.lines().last().map(str::to_owned))
+}
+
+/// The offset of the first zero byte among the file's first `len` bytes (`len` if none),
+/// reading from the start in blocks.
+fn first_zero(f: &mut File, len: u64) -> std::io::Result<u64> {
+    const BLOCK: usize = 1 << 20;
+    let mut buf = vec![0u8; BLOCK];
+    f.seek(SeekFrom::Start(0))?;
+    let mut at = 0u64;
+    while at < len {
+        let n = usize::try_from(len - at).unwrap_or(BLOCK).min(BLOCK);
+        f.read_exact(&mut buf[..n])?;
+        if let Some(p) = buf[..n].iter().position(|b| *b == 0) {
+            return Ok(at + p as u64);
+        }
+        at += n as u64;
+    }
+    Ok(len)
 }
 
 /// The offset just past the last non-zero byte of the file's first `len` bytes (reading back

@@ -211,3 +211,53 @@ async fn cancelled_appends_never_stall_the_log() {
         .unwrap();
     verify(&d, &key()).unwrap();
 }
+
+/// Power lost during a commit: the batch's later page reached the disk, its earlier one did
+/// not (zeros, a "hole"), and HEAD, which is written after each commit, still names the last
+/// acknowledged record. The log is intact up to the hole; the restart removes the half-written
+/// batch and continues the chain from the last acknowledged record.
+#[tokio::test]
+async fn a_half_written_batch_after_power_loss_is_removed_not_chained() {
+    let d = dir("hole");
+    write_records(&d, 8, 1 << 20).await;
+    let head_after_8 = std::fs::read(d.join("HEAD")).unwrap();
+    write_records(&d, 2, 1 << 20).await;
+    // Records 9 and 10 become the batch that was never acknowledged: record 9 is lost (zeros),
+    // record 10 is on disk, HEAD is the one written after record 8.
+    let p = segment(&d, 1);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let starts: Vec<usize> = std::iter::once(0).chain(bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)).collect();
+    let (nine, ten) = (starts[8], starts[9]);
+    assert!(bytes[ten..].starts_with(b"{\"seq\":10,"), "test setup: line 10 is record 10");
+    bytes[nine..ten].fill(0);
+    std::fs::write(&p, &bytes).unwrap();
+    std::fs::write(d.join("HEAD"), &head_after_8).unwrap();
+
+    let report = verify(&d, &key()).unwrap();
+    assert_eq!(report.records, 8, "the log ends at the hole");
+    assert!(report.unacknowledged_tail_bytes > 0, "{report:?}");
+
+    // Restart: the half-written batch goes, and new records follow record 8.
+    write_records(&d, 2, 1 << 20).await;
+    let report = verify(&d, &key()).unwrap();
+    assert_eq!(report.records, 10);
+    assert_eq!(report.unacknowledged_tail_bytes, 0);
+    let l = lines(&p);
+    assert_eq!(l.len(), 10);
+    assert!(l[8].starts_with("{\"seq\":9,") && l[9].starts_with("{\"seq\":10,"));
+    assert!(l[9].contains("\"n\":1"), "record 10 is the new one, not the half-written batch's: {}", l[9]);
+}
+
+/// The same hole without a stale HEAD is records removed from the end: still detected.
+#[tokio::test]
+async fn zeroed_last_records_with_a_current_head_are_detected() {
+    let e = tampered("zeroed-tail", 1 << 20, |d| {
+        let p = segment(d, 1);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let nl: Vec<usize> = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
+        bytes[nl[7]..nl[8]].fill(0);
+        std::fs::write(&p, &bytes).unwrap();
+    })
+    .await;
+    assert!(e.contains("truncated") && e.contains("record 10"), "{e}");
+}

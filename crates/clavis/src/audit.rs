@@ -105,6 +105,13 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             match verify(&data_dir.join(AUDIT_DIR), &key) {
                 Ok(r) => {
                     println!("audit log OK: {} records in {} segments; last record MAC {}", r.records, r.segments, r.last_hash);
+                    if r.unacknowledged_tail_bytes > 0 {
+                        println!(
+                            "note: {} bytes after the last record belong to a batch an unclean stop left half-written; \
+                             it was never acknowledged, and the server removes it when it starts",
+                            r.unacknowledged_tail_bytes
+                        );
+                    }
                     Ok(())
                 }
                 Err(e) => {
