@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Audit on against audit off, servers alternated round by round on this machine: Encrypt
+requests per second (`clavis bench`) and the server's CPU time per request (user + system
+from /proc/PID/stat, over the whole bench run including its warm-up, so comparable between
+servers rather than exact). Linux only; standard library only.
+
+    python3 scripts/bench_audit.py [--connections 32] [--duration 4] [--rounds 3]
+        [--binary target/release/clavis] [--also NAME=PATH ...]
+
+`--also` adds another build of clavis (audit on), e.g. an older commit's binary, to compare.
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY_ID, SECRET = "AKIAEXAMPLEBENCH0000", "example-secret-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def run_one(binary: str, audit: bool, connections: int, duration: float) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as data:
+        port = free_port()
+        env = dict(os.environ, CLAVIS_ROOT_ACCESS_KEY_ID=KEY_ID, CLAVIS_ROOT_SECRET_ACCESS_KEY=SECRET, RUST_BACKTRACE="0")
+        cmd = [binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"] + ([] if audit else ["--dangerous-no-audit"])
+        server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            t0 = cpu_ticks(server.pid)
+            env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET)
+            out = subprocess.run(
+                [binary, "bench", "--endpoint-url", f"http://127.0.0.1:{port}", "--op", "encrypt",
+                 "--connections", str(connections), "--duration", str(duration), "--json"],
+                env=env, capture_output=True, text=True, check=True,
+            ).stdout
+            ticks = cpu_ticks(server.pid) - t0
+            r = json.loads(out)["results"][0]
+            if r.get("errors"):
+                sys.exit(f"errors during the bench: {r['errors']}")
+            rate = r["requests_per_second"]
+            cpu_us = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / r["requests"]
+            return rate, cpu_us
+        finally:
+            server.terminate()
+            server.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--duration", type=float, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "clavis"))
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH", help="another clavis binary, audit on")
+    args = ap.parse_args()
+    servers = [("audit on", args.binary, True)]
+    servers += [(name, path, True) for name, path in (a.split("=", 1) for a in args.also)]
+    servers += [("audit off", args.binary, False)]
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in servers}
+    for _ in range(args.rounds):
+        for name, binary, audit in servers:
+            results[name].append(run_one(binary, audit, args.connections, args.duration))
+    off = statistics.median(r for r, _ in results["audit off"])
+    print(f"Encrypt, {args.connections} connections, {args.duration:g} s, {args.rounds} rounds alternated")
+    print(f"{'server':<18} {'req/s per round':<34} {'median':>8} {'/ off':>6} {'server CPU us/req':>18}")
+    for name, _, _ in servers:
+        rates = [r for r, _ in results[name]]
+        med = statistics.median(rates)
+        cpu = statistics.median(c for _, c in results[name])
+        print(f"{name:<18} {' / '.join(f'{r:,.0f}' for r in rates):<34} {med:>8,.0f} {med / off:>6.2f} {cpu:>18.1f}")
+
+
+if __name__ == "__main__":
+    main()
