@@ -110,8 +110,14 @@ impl MaterialCache {
         }
     }
 
-    pub fn insert(&self, id: KeyId, version: u32, key: Arc<AeadKey>) {
+    /// Caches material unsealed a moment ago, unless the server was sealed since: `unsealed` is
+    /// checked under the cache's lock, and sealing seals the root before it clears the cache,
+    /// so material unsealed before a seal can never be put back after the clear.
+    pub fn insert(&self, id: KeyId, version: u32, key: Arc<AeadKey>, unsealed: impl Fn() -> bool) {
         if let Ok(mut m) = self.map.write() {
+            if !unsealed() {
+                return;
+            }
             if m.len() >= MATERIAL_CACHE_MAX {
                 m.clear();
             }
@@ -158,5 +164,27 @@ impl KeyCache {
             }
             m.insert(key.id, (key.clone(), std::time::Instant::now()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Test code.
+    use super::*;
+    use clavis_crypto::SecretBytes;
+
+    #[test]
+    fn material_unsealed_before_a_seal_is_not_cached_after_it() {
+        let cache = MaterialCache::default();
+        let id = KeyId::parse("1234abcd-12ab-34cd-56ef-1234567890ab").unwrap();
+        let aead = Arc::new(AeadKey::new(&SecretBytes::new(vec![1u8; 32])).unwrap());
+        cache.insert(id, 1, aead.clone(), || true);
+        assert!(cache.get(id, 1).is_some());
+        // Sealing: the root is sealed, then the cache cleared; a request that unsealed the
+        // material before the seal inserts it afterwards.
+        let sealed = std::sync::atomic::AtomicBool::new(true);
+        cache.clear();
+        cache.insert(id, 1, aead, || !sealed.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(cache.get(id, 1).is_none(), "material cached after the seal");
     }
 }

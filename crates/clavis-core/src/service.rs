@@ -284,7 +284,11 @@ impl Kms {
             active: rec.status == "Active",
             role,
         });
-        if let Ok(mut m) = self.credentials.write() {
+        // Checked under the lock, as for key material: a credential unsealed just before a
+        // seal is not cached after the seal cleared the cache.
+        if let Ok(mut m) = self.credentials.write()
+            && !self.root.is_sealed()
+        {
             m.insert(access_key_id.to_owned(), (cred.clone(), std::time::Instant::now()));
         }
         Ok(Some(cred))
@@ -550,7 +554,7 @@ impl Kms {
             .ok_or_else(|| KmsError::Internal(format!("material version {version} of {} is missing", key.arn)))?;
         let material = self.root.unseal(&material_seal_context(&key.id, version), &rec.sealed)?;
         let aead = Arc::new(AeadKey::new(&material)?);
-        self.materials.insert(key.id, version, aead.clone());
+        self.materials.insert(key.id, version, aead.clone(), || !self.root.is_sealed());
         Ok(aead)
     }
 
@@ -741,7 +745,7 @@ impl Kms {
         let key = Key::from_record(rec)?;
         self.keys.put(&key);
         // Warm the cache: the first Encrypt need not unseal.
-        self.materials.insert(id, 1, Arc::new(AeadKey::new(&material)?));
+        self.materials.insert(id, 1, Arc::new(AeadKey::new(&material)?), || !self.root.is_sealed());
         Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) })
     }
 
