@@ -208,6 +208,9 @@ def test_pkcs11_softhsm_end_to_end(tmp_path):
         for bad_env, args, message in [
             ({"CLAVIS_PKCS11_PIN": "9999"}, hsm_args(), "PIN is incorrect"),
             ({}, hsm_args("no-such-token"), "no token labelled"),
+            # An initialised deployment never creates a master key in the token: a key that is
+            # not there (deleted, or another label) is reported, not silently replaced.
+            ({}, hsm_args() + ["--pkcs11-key-label", "not-this-deployments-key"], 'no key labelled "not-this-deployments-key"'),
         ]:
             bad = Server(tmp_path / "hsm", env={**env, **bad_env}, args=args)
             bad.port = s.port

@@ -63,10 +63,19 @@ fn hsm(what: &str) -> impl Fn(cryptoki::error::Error) -> CryptoError + '_ {
     move |e| CryptoError::Hsm(format!("{what}: {e}"))
 }
 
-impl Pkcs11Root {
-    /// Loads the module, finds the token, logs in with the PIN, and finds the key by label or
-    /// creates it (AES-256, `CKA_SENSITIVE`, not `CKA_EXTRACTABLE`, a token object). Every
-    /// failure says what was wrong: a missing module, no such token, a wrong PIN, no AES-GCM.
+/// A logged-in token: the master-key versions it holds are found in it by label.
+#[derive(Clone)]
+pub struct Pkcs11Token(Arc<Token>);
+
+impl std::fmt::Debug for Pkcs11Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkcs11Token").finish_non_exhaustive()
+    }
+}
+
+impl Pkcs11Token {
+    /// Loads the module, finds the token and logs in with the PIN. Every failure says what was
+    /// wrong: a missing module, no such token, a wrong PIN.
     pub fn open(config: &Pkcs11Config) -> Result<Self, CryptoError> {
         let context = Pkcs11::new(&config.module).map_err(hsm(&format!("loading the PKCS#11 module {}", config.module.display())))?;
         context.initialize(CInitializeArgs::OsThreads).map_err(hsm("initialising the PKCS#11 module"))?;
@@ -87,23 +96,26 @@ impl Pkcs11Root {
             cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::PinIncorrect, _) => CryptoError::Hsm("the PIN is incorrect".into()),
             other => CryptoError::Hsm(format!("logging in to the token: {other}")),
         })?;
-        let token = Arc::new(Token { session: Mutex::new(session), _context: context });
-        Self::with_key(token, &config.key_label, 1)
+        Ok(Pkcs11Token(Arc::new(Token { session: Mutex::new(session), _context: context })))
     }
 
-    /// Another master-key version in the same token: the key labelled `label` (created if the
-    /// token has none), sealing as version `version`.
-    pub fn sibling(&self, label: &str, version: u32) -> Result<Self, CryptoError> {
-        Self::with_key(self.token.clone(), label, version)
+    /// The master key labelled `label`, sealing as master-key version `version`. A token
+    /// without that key is an error naming it, unless `create` (a new deployment's first key,
+    /// or a rotation's new version): then it is created (AES-256, `CKA_SENSITIVE`, not
+    /// `CKA_EXTRACTABLE`, a token object). A self-test checks the token's `CKM_AES_GCM`.
+    pub fn key(&self, label: &str, version: u32, create: bool) -> Result<Pkcs11Root, CryptoError> {
+        Pkcs11Root::with_key(self.0.clone(), label, version, create)
+    }
+}
+
+impl Pkcs11Root {
+    /// Opens the token and finds the key labelled `config.key_label` (master-key version 1),
+    /// creating it if the token has none.
+    pub fn open(config: &Pkcs11Config) -> Result<Self, CryptoError> {
+        Pkcs11Token::open(config)?.key(&config.key_label, 1, true)
     }
 
-    /// The version this key seals as.
-    pub fn with_version(mut self, version: u32) -> Self {
-        self.version = version;
-        self
-    }
-
-    fn with_key(token: Arc<Token>, key_label: &str, version: u32) -> Result<Self, CryptoError> {
+    fn with_key(token: Arc<Token>, key_label: &str, version: u32, create: bool) -> Result<Self, CryptoError> {
         let label = key_label.as_bytes().to_vec();
         let session = token.session.lock().map_err(|_| CryptoError::Hsm("session lock poisoned".into()))?;
         let found = session
@@ -111,6 +123,11 @@ impl Pkcs11Root {
             .map_err(hsm("looking for the master key"))?;
         let key = match found.as_slice() {
             [key] => *key,
+            [] if !create => {
+                return Err(CryptoError::Hsm(format!(
+                    "the token has no key labelled {key_label:?} (master-key version {version}); it was created there, so it was deleted or this is another token"
+                )));
+            }
             [] => session
                 .generate_key(
                     &Mechanism::AesKeyGen,

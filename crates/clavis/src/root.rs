@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 use clavis_crypto::SecretBytes;
-use clavis_crypto::pkcs11::{Pkcs11Config, Pkcs11Root};
+use clavis_crypto::pkcs11::{Pkcs11Config, Pkcs11Token};
 use clavis_crypto::seal::{LocalKeyFile, RootOfTrust};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,8 +64,9 @@ impl RootArgs {
         }
     }
 
-    /// Opens the PKCS#11 token with the base key (master-key version 1's label).
-    pub fn open_pkcs11(&self) -> anyhow::Result<Arc<Pkcs11Root>> {
+    /// Opens (and logs in to) the PKCS#11 token; its keys are found by label
+    /// ([`RootArgs::hsm_label`]).
+    pub fn open_pkcs11(&self) -> anyhow::Result<Pkcs11Token> {
         let module = self.pkcs11_module.clone().context("--pkcs11-module (or CLAVIS_PKCS11_MODULE) is needed")?;
         if self.pkcs11_token_label.is_none() && self.pkcs11_slot.is_none() {
             bail!("name the token: --pkcs11-token-label or --pkcs11-slot");
@@ -77,7 +78,7 @@ impl RootArgs {
             pin: self.pin()?,
             key_label: self.pkcs11_key_label.clone(),
         };
-        Ok(Arc::new(Pkcs11Root::open(&config).context("opening the PKCS#11 root of trust")?))
+        Pkcs11Token::open(&config).context("opening the PKCS#11 root of trust")
     }
 
     /// The HSM key label of master-key version `version`.
@@ -105,8 +106,8 @@ impl RootArgs {
         }
         match self.root_of_trust {
             RootKind::Pkcs11 => {
-                let base = self.open_pkcs11()?;
-                Ok(Arc::new(base.sibling(&self.hsm_label(version), version)?))
+                let token = self.open_pkcs11()?;
+                Ok(Arc::new(token.key(&self.hsm_label(version), version, false)?))
             }
             _ => bail!(
                 "master-key version {version} is neither in {} nor reachable (for an HSM, give the --root-of-trust pkcs11 options)",

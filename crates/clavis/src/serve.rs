@@ -121,7 +121,11 @@ fn open_audit(args: &ServeArgs, root: &dyn RootOfTrust) -> anyhow::Result<Arc<dy
 /// current version the server starts sealed.
 async fn open_keyring(args: &ServeArgs, store: &dyn Store, may_create_key_file: bool) -> anyhow::Result<Arc<dyn RootOfTrust>> {
     let configured = args.root.kind_name();
-    let registry = match store.get_setting(MASTER_KEYS_SETTING).await? {
+    let stored_registry = store.get_setting(MASTER_KEYS_SETTING).await?;
+    // Only a deployment that has never started may create its first HSM key; any other finds
+    // its keys in the token or refuses to start (a created key could read nothing).
+    let fresh = stored_registry.is_none() && store.get_setting("root_check").await?.is_none();
+    let registry = match stored_registry {
         Some(text) => parse_registry(&text).context("the database's master_keys setting is malformed")?,
         // No registry: a fresh deployment (version 1 of the configured provider), or one from
         // before the registry existed, whose version 1 is its key file if it has one.
@@ -148,7 +152,7 @@ async fn open_keyring(args: &ServeArgs, store: &dyn Store, may_create_key_file: 
                         .with_context(|| format!("opening master-key version {version}'s key file"))?
                         .with_version(*version),
                 ),
-                ("pkcs11", Some(token)) => Arc::new(token.sibling(&args.root.hsm_label(*version), *version)?),
+                ("pkcs11", Some(token)) => Arc::new(token.key(&args.root.hsm_label(*version), *version, fresh)?),
                 ("pkcs11", None) => bail!("master-key version {version} is in an HSM: start with --root-of-trust pkcs11 and its options"),
                 ("shamir", _) => match &shamir {
                     Some(root) if root.status().master_key_version == *version => root.clone() as Arc<dyn RootOfTrust>,
@@ -172,7 +176,7 @@ async fn open_keyring(args: &ServeArgs, store: &dyn Store, may_create_key_file: 
     let maker: KeyMaker = match configured {
         "pkcs11" => {
             let token = hsm.clone().context("the HSM")?;
-            Box::new(move |v, _| Ok((Arc::new(token.sibling(&base_label.hsm_label(v), v)?) as Arc<dyn RootOfTrust>, None)))
+            Box::new(move |v, _| Ok((Arc::new(token.key(&base_label.hsm_label(v), v, true)?) as Arc<dyn RootOfTrust>, None)))
         }
         "shamir" => Box::new(move |v, params| {
             let (Some(shares), Some(threshold)) = (params.shares, params.threshold) else {
