@@ -107,6 +107,30 @@ fn lower_first(s: &str) -> String {
     }
 }
 
+/// A member name in CloudTrail's lowerCamelCase, written without an intermediate string.
+struct LowerFirst<'a>(&'a str);
+
+impl Serialize for LowerFirst<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl std::fmt::Display for LowerFirst<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut chars = self.0.chars();
+        match chars.next() {
+            Some(first) => {
+                for c in first.to_lowercase() {
+                    std::fmt::Write::write_char(f, c)?;
+                }
+                f.write_str(chars.as_str())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// Copies a JSON value without redacted members, renaming keys to CloudTrail's lowerCamelCase
 /// (map keys of an encryption context are data, not members, and keep their case).
 fn sanitize(v: &Value, rename: bool) -> Value {
@@ -150,7 +174,7 @@ impl Serialize for Sanitized<'_> {
                 continue;
             }
             let text = raw.get();
-            let key = lower_first(k);
+            let key = LowerFirst(k);
             if text.starts_with('{') || text.starts_with('[') {
                 let v: Value = serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
                 map.serialize_entry(&key, &sanitize(&v, !k.ends_with("EncryptionContext")))?;
@@ -210,7 +234,24 @@ pub fn event_time(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    if !(0..=9999).contains(&y) {
+        return format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60);
+    }
+    // Digits written directly (this runs for every request; `format!` was a tenth of a record).
+    let mut out = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, rem / 3600);
+    put(14, 2, rem % 3600 / 60);
+    put(17, 2, rem % 60);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Parses an `eventTime` back to Unix seconds.
@@ -276,7 +317,7 @@ struct Record<'a> {
     #[serde(rename = "requestID")]
     request_id: &'a str,
     #[serde(rename = "eventID")]
-    event_id: String,
+    event_id: &'a str,
     read_only: bool,
     resources: Vec<Resource<'a>>,
     event_type: &'static str,
@@ -314,6 +355,8 @@ pub fn record(input: &AuditInput<'_>) -> Result<Vec<u8>, serde_json::Error> {
     }
     let resources =
         arns.iter().map(|arn| Resource { arn, account_id: arn.split(':').nth(4).unwrap_or_default(), kind: "AWS::KMS::Key" }).collect();
+    let mut event_id = uuid::Uuid::encode_buffer();
+    let event_id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut event_id);
     let record = Record {
         event_version: "1.08",
         user_identity,
@@ -326,7 +369,7 @@ pub fn record(input: &AuditInput<'_>) -> Result<Vec<u8>, serde_json::Error> {
         request_parameters: request.as_ref().map(Sanitized),
         response_elements: if is_crypto(input.operation) { None } else { response.as_ref().map(Sanitized) },
         request_id: input.request_id,
-        event_id: uuid::Uuid::new_v4().to_string(),
+        event_id,
         read_only: is_read_only(input.operation),
         resources,
         event_type: "AwsApiCall",
@@ -336,7 +379,10 @@ pub fn record(input: &AuditInput<'_>) -> Result<Vec<u8>, serde_json::Error> {
         error_code: input.error.map(KmsError::code),
         error_message: input.error.map(ToString::to_string),
     };
-    serde_json::to_vec(&record)
+    // Sized for a typical record (about 900 bytes), so the buffer rarely grows.
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut out, &record)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -359,6 +405,15 @@ mod tests {
         assert_eq!(parse_event_time(&event_time(1_790_000_000_000)), Some(1_790_000_000));
         assert_eq!(event_time(0), "1970-01-01T00:00:00Z");
         assert_eq!(event_time(1_440_938_160_999), "2015-08-30T12:36:00Z");
+        assert_eq!(event_time(253_402_300_799_000), "9999-12-31T23:59:59Z");
+        assert_eq!(event_time(-1_000), "1969-12-31T23:59:59Z");
+        // Every day of a leap year and its neighbours round-trips.
+        for day in 0..3 * 366 {
+            let ms = 1_704_067_200_000 + day * 86_400_000 + 45_296_000; // from 2024-01-01, 12:34:56
+            let text = event_time(ms);
+            assert_eq!(parse_event_time(&text), Some(ms / 1000), "{text}");
+            assert!(text.ends_with("T12:34:56Z"), "{text}");
+        }
     }
 
     #[test]
