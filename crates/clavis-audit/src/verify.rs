@@ -50,6 +50,8 @@ fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str)) -> Result<R
     let (mut seq, mut prev): (u64, Hash) = (0, [0u8; 32]);
     let mut hash_at_seq = std::collections::HashMap::new();
     let mut tail_bytes = 0u64;
+    // The bytes after the end of the log in the live segment, checked once HEAD is read.
+    let mut tail: Option<(String, u64, Vec<u8>)> = None;
     for (n, &index) in indices.iter().enumerate() {
         let name = format::segment_name(index);
         if index != n as u64 + 1 {
@@ -75,7 +77,11 @@ fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str)) -> Result<R
             if is_last && raw.contains(&0) {
                 let mut rest = Vec::new();
                 std::io::Read::read_to_end(&mut reader, &mut rest).map_err(|e| fail(&name, e.to_string()))?;
-                tail_bytes = raw.iter().chain(&rest).filter(|b| **b != 0).count() as u64;
+                let torn: Vec<u8> = raw.iter().chain(&rest).copied().collect();
+                tail_bytes = torn.iter().filter(|b| **b != 0).count() as u64;
+                if tail_bytes > 0 {
+                    tail = Some((format!("{name}:{}", line_no + 1), index, torn));
+                }
                 break;
             }
             line_no += 1;
@@ -125,6 +131,13 @@ fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str)) -> Result<R
     }
     // HEAD pins the end of the live segment.
     let head_path = dir.join("HEAD");
+    let head_seq =
+        std::fs::read_to_string(&head_path).ok().and_then(|t| serde_json::from_str::<format::Head>(t.trim()).ok()).map(|h| h.seq);
+    if let Some((at, index, torn)) = &tail
+        && let Some(problem) = format::unacknowledged_tail_problem(torn, key, *index, head_seq)
+    {
+        return Err(fail(at, problem));
+    }
     match std::fs::read_to_string(&head_path) {
         Ok(text) => {
             let head: format::Head = serde_json::from_str(text.trim()).map_err(|e| fail("HEAD", format!("malformed: {e}")))?;

@@ -92,16 +92,26 @@ struct Writer {
 /// HEAD is always exactly this many bytes (JSON padded with spaces).
 const HEAD_BLOCK: usize = 256;
 
-/// The last complete line of a file, after cutting off its never-acknowledged tail.
+/// Where a segment's durable records end, found without changing the file.
 ///
 /// The durable records of a live segment end at its first zero byte (records never contain
 /// one): a batch is written only after every earlier batch is durable, so zeros followed by
-/// more data (a "hole") can only be a batch that an unclean stop left half-written, and it was
-/// never acknowledged. The torn line before the first zero, any bytes after it and the
-/// preallocated zeros are cut off.
-fn last_line(path: &Path) -> Result<Option<String>, AuditError> {
+/// more data (a "hole") can only be a batch that an unclean stop left half-written, which was
+/// never acknowledged. [`Writer::recover`] checks those bytes before it sets them aside.
+struct Tail {
+    /// The last complete line before the first zero byte.
+    line: Option<String>,
+    /// Just past that line: where the segment is cut.
+    keep: u64,
+    /// The bytes from `keep` to the last non-zero byte: a half-written batch, if any.
+    torn: Vec<u8>,
+    /// The file's length.
+    len: u64,
+}
+
+fn scan_tail(path: &Path) -> Result<Tail, AuditError> {
     let ctx = format!("reading {}", path.display());
-    let mut f = OpenOptions::new().read(true).write(true).open(path).map_err(io(ctx.clone()))?;
+    let mut f = File::open(path).map_err(io(ctx.clone()))?;
     let meta = f.metadata().map_err(io(ctx.clone()))?;
     if !meta.is_file() {
         return Err(AuditError::Inconsistent(format!("{} is not a regular file", path.display())));
@@ -112,22 +122,44 @@ fn last_line(path: &Path) -> Result<Option<String>, AuditError> {
     f.seek(SeekFrom::Start(start)).map_err(io(ctx.clone()))?;
     let mut tail = vec![0u8; usize::try_from(data_end - start).unwrap_or(0)];
     f.read_exact(&mut tail).map_err(io(ctx.clone()))?;
-    let complete = tail.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
+    let complete = match tail.iter().rposition(|b| *b == b'\n') {
+        Some(p) => p + 1,
+        None if start > 0 => {
+            return Err(AuditError::Inconsistent(format!("{}: no end of line in the last MiB before its end", path.display())));
+        }
+        None => 0,
+    };
     let keep = start + complete as u64;
     let written_end = last_nonzero_end(&mut f, len).map_err(io(ctx.clone()))?;
-    if written_end > keep {
+    let mut torn = vec![0u8; usize::try_from(written_end.saturating_sub(keep)).unwrap_or(0)];
+    f.seek(SeekFrom::Start(keep)).and_then(|_| f.read_exact(&mut torn)).map_err(io(ctx))?;
+    let text = String::from_utf8_lossy(&tail[..complete]);
+    Ok(Tail { line: text.lines().last().map(str::to_owned), keep, torn, len })
+}
+
+/// Cuts a segment back to `tail.keep`, first copying a half-written batch (already checked) to
+/// `torn-<segment>-<offset>.bin` beside it, so nothing is destroyed.
+fn cut_tail(path: &Path, tail: &Tail, index: u64) -> Result<(), AuditError> {
+    let ctx = format!("cutting {}", path.display());
+    let f = OpenOptions::new().write(true).open(path).map_err(io(ctx.clone()))?;
+    if !tail.torn.is_empty() {
+        let torn = &tail.torn;
+        let side = path.with_file_name(format!("torn-{index:08}-{}.bin", tail.keep));
+        if !side.exists() {
+            write_durably(&side, torn)?;
+        }
         tracing::warn!(
             file = %path.display(),
-            dropped = written_end - keep,
-            "removing the unacknowledged, partly written tail of the audit segment (an unclean stop)"
+            bytes = torn.len(),
+            kept_in = %side.display(),
+            "set aside the unacknowledged, half-written last batch of the audit segment (an unclean stop)"
         );
     }
-    if keep < len {
+    if tail.keep < tail.len {
         // The torn tail and the preallocated zeros go; the writer preallocates again.
-        f.set_len(keep).and_then(|_| f.sync_all()).map_err(io(ctx))?;
+        f.set_len(tail.keep).and_then(|_| f.sync_all()).map_err(io(ctx))?;
     }
-    let text = String::from_utf8_lossy(&tail[..complete]);
-    Ok(text.lines().last().map(str::to_owned))
+    Ok(())
 }
 
 /// The offset of the first zero byte among the file's first `len` bytes (`len` if none),
@@ -202,10 +234,24 @@ impl Writer {
             prev: [0u8; 32],
             head: None,
         };
+        // HEAD is read first: it tells a half-written last batch (records after HEAD's) from
+        // damage inside acknowledged records, before anything is cut.
+        let head = std::fs::read_to_string(w.dir.join("HEAD")).ok().and_then(|text| serde_json::from_str::<format::Head>(&text).ok());
         let mut segs = segments(&w.dir)?;
         while let Some(&last) = segs.last() {
             let path = w.dir.join(format::segment_name(last));
-            let Some(line) = last_line(&path)? else {
+            let tail = scan_tail(&path)?;
+            if !tail.torn.is_empty()
+                && let Some(problem) = format::unacknowledged_tail_problem(&tail.torn, &w.key, last, head.as_ref().map(|h| h.seq))
+            {
+                return Err(AuditError::Inconsistent(format!(
+                    "{} at offset {}: {problem}; nothing was changed (run `clavis audit verify`)",
+                    path.display(),
+                    tail.keep
+                )));
+            }
+            cut_tail(&path, &tail, last)?;
+            let Some(line) = tail.line else {
                 // An empty segment: created, never written. Remove it and look further back.
                 std::fs::remove_file(&path).map_err(io(format!("removing empty {}", path.display())))?;
                 segs.pop();
@@ -236,8 +282,7 @@ impl Writer {
             }
             break;
         }
-        if let Ok(text) = std::fs::read_to_string(w.dir.join("HEAD"))
-            && let Ok(head) = serde_json::from_str::<format::Head>(&text)
+        if let Some(head) = head
             && head.seq > w.seq
         {
             return Err(AuditError::Inconsistent(format!(
@@ -445,9 +490,7 @@ struct Stop(Arc<Shared>);
 
 impl Drop for Stop {
     fn drop(&mut self) {
-        if let Ok(mut q) = self.0.queue.lock() {
-            q.shutdown = true;
-        }
+        self.0.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).shutdown = true;
         self.0.wake.notify_one();
     }
 }
@@ -495,7 +538,9 @@ impl AuditLog {
 fn commit_forever(shared: &Shared) {
     loop {
         let (records, batch) = {
-            let Ok(mut q) = shared.queue.lock() else { return };
+            // A poisoned queue is still consistent (nothing under its lock panics midway), and
+            // returning would leave waiters asleep: carry on with it.
+            let mut q = shared.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             loop {
                 if !q.records.is_empty() {
                     break;
@@ -504,10 +549,7 @@ fn commit_forever(shared: &Shared) {
                     return;
                 }
                 q.idle = true;
-                q = match shared.wake.wait(q) {
-                    Ok(q) => q,
-                    Err(_) => return,
-                };
+                q = shared.wake.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
             }
             (std::mem::take(&mut q.records), q.batch.take())
         };

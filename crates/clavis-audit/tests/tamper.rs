@@ -236,6 +236,7 @@ async fn a_half_written_batch_after_power_loss_is_removed_not_chained() {
     let report = verify(&d, &key()).unwrap();
     assert_eq!(report.records, 8, "the log ends at the hole");
     assert!(report.unacknowledged_tail_bytes > 0, "{report:?}");
+    let torn_record_10 = bytes[ten..].split(|b| *b == b'\n').next().unwrap().to_vec();
 
     // Restart: the half-written batch goes, and new records follow record 8.
     write_records(&d, 2, 1 << 20).await;
@@ -246,6 +247,12 @@ async fn a_half_written_batch_after_power_loss_is_removed_not_chained() {
     assert_eq!(l.len(), 10);
     assert!(l[8].starts_with("{\"seq\":9,") && l[9].starts_with("{\"seq\":10,"));
     assert!(l[9].contains("\"n\":1"), "record 10 is the new one, not the half-written batch's: {}", l[9]);
+    // The half-written batch was set aside, not destroyed.
+    let side: Vec<_> =
+        std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("torn-00000001-")).collect();
+    assert_eq!(side.len(), 1, "{side:?}");
+    let kept = std::fs::read(&side[0]).unwrap();
+    assert!(kept.windows(torn_record_10.len()).any(|w| w == torn_record_10.as_slice()));
 }
 
 /// The same hole without a stale HEAD is records removed from the end: still detected.
@@ -259,5 +266,23 @@ async fn zeroed_last_records_with_a_current_head_are_detected() {
         std::fs::write(&p, &bytes).unwrap();
     })
     .await;
-    assert!(e.contains("truncated") && e.contains("record 10"), "{e}");
+    assert!(e.contains("segment-00000001.jsonl:9") && e.contains("acknowledged record 10"), "{e}");
+}
+
+/// Zeros inside acknowledged records (a lost sector, a stray write) are not a half-written
+/// batch: the server refuses to start and changes nothing, instead of cutting the log there.
+#[tokio::test]
+async fn zeros_inside_acknowledged_records_stop_the_start_and_change_nothing() {
+    let d = dir("zeroed-middle");
+    write_records(&d, 10, 1 << 20).await;
+    let p = segment(&d, 1);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let nl: Vec<usize> = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
+    bytes[nl[3] + 10..nl[4] - 10].fill(0);
+    std::fs::write(&p, &bytes).unwrap();
+    let err = AuditLog::open(AuditConfig { dir: d.clone(), segment_bytes: 1 << 20, stream: None }, key()).err().expect("must refuse");
+    assert!(err.to_string().contains("acknowledged record 6"), "{err}");
+    assert_eq!(std::fs::read(&p).unwrap(), bytes, "the segment must be left as it was");
+    let e = verify(&d, &key()).unwrap_err().to_string();
+    assert!(e.contains("segment-00000001.jsonl:5") && e.contains("damaged"), "{e}");
 }
