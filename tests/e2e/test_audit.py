@@ -194,9 +194,15 @@ def test_stream_sink_copies_records(fresh_server, tmp_path):
     s.args = ["--audit-stream", f"file:{stream}"]
     s.start()
     rid = s.client().list_keys()["ResponseMetadata"]["RequestId"]
+    # The stream is written by a thread of its own, after the commit: wait for it.
+    def streamed():
+        text = stream.read_text() if stream.exists() else ""
+        return rid in [json.loads(l)["event"]["requestID"] for l in text.splitlines() if l.endswith("}")]
+    deadline = time.time() + 20
+    while not streamed() and time.time() < deadline:
+        time.sleep(0.05)
     s.stop()
-    lines = [json.loads(l) for l in stream.read_text().splitlines()]
-    assert rid in [l["event"]["requestID"] for l in lines]
+    assert streamed()
 
 
 def test_lookup_events_api_and_cli(fresh_server):

@@ -71,7 +71,10 @@ struct Writer {
     /// `key` prepared for record MACs.
     record_key: clavis_crypto::digest::HmacSha256Key,
     segment_bytes: u64,
-    stream: Option<(StreamSink, Option<File>)>,
+    /// The streaming thread's queue (committed batches), if streaming.
+    stream: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    /// Batches the stream queue had no room for since the last warning.
+    stream_dropped: u64,
     /// Index of the live segment.
     segment: u64,
     /// The open live segment, if any (reopened after a failure).
@@ -218,13 +221,17 @@ fn segments(dir: &Path) -> Result<Vec<u64>, AuditError> {
 
 impl Writer {
     fn recover(config: &AuditConfig, key: SecretBytes) -> Result<Writer, AuditError> {
-        let stream = config.stream.clone().map(|s| (s, None));
+        let stream = match config.stream.clone() {
+            Some(sink) => Some(start_stream(sink)?),
+            None => None,
+        };
         let mut w = Writer {
             dir: config.dir.clone(),
             record_key: format::record_key(&key),
             key,
             segment_bytes: config.segment_bytes.max(1),
             stream,
+            stream_dropped: 0,
             segment: 1,
             file: None,
             segment_len: 0,
@@ -420,28 +427,62 @@ impl Writer {
         })
     }
 
+    /// Hands a committed batch to the streaming thread without waiting: a slow or blocked
+    /// stream (a full pipe, a stalled SIEM) never holds up the log; batches it has no room for
+    /// are dropped from the stream (the local log keeps them) and counted in a warning.
     fn stream_out(&mut self, lines: &[u8]) {
-        let Some((sink, file)) = &mut self.stream else { return };
-        let result = match sink {
-            StreamSink::Stdout => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(lines).and_then(|_| out.flush())
-            }
-            StreamSink::File(path) => {
-                if file.is_none() {
-                    *file = OpenOptions::new().append(true).create(true).open(&*path).ok();
-                }
-                match file {
-                    Some(f) => f.write_all(lines),
-                    None => Err(std::io::Error::other("cannot open the audit stream file")),
+        let Some(tx) = &self.stream else { return };
+        match tx.try_send(lines.to_vec()) {
+            Ok(()) => {
+                if self.stream_dropped > 0 {
+                    tracing::warn!(
+                        batches = self.stream_dropped,
+                        "the audit stream fell behind; batches were left out of it (the local audit log has them)"
+                    );
+                    self.stream_dropped = 0;
                 }
             }
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "audit stream write failed (the local audit log is unaffected)");
-            *file = None;
+            Err(std::sync::mpsc::TrySendError::Full(_)) => self.stream_dropped += 1,
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => self.stream = None,
         }
     }
+}
+
+/// Batches waiting for the streaming thread, at most.
+const STREAM_QUEUE: usize = 4096;
+
+/// Starts the thread that copies committed batches to the stream sink. Best effort: a write
+/// failure is logged and the file reopened for the next batch.
+fn start_stream(sink: StreamSink) -> Result<std::sync::mpsc::SyncSender<Vec<u8>>, AuditError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(STREAM_QUEUE);
+    std::thread::Builder::new()
+        .name("clavis-audit-stream".into())
+        .spawn(move || {
+            let mut file: Option<File> = None;
+            for lines in rx {
+                let result = match &sink {
+                    StreamSink::Stdout => {
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(&lines).and_then(|_| out.flush())
+                    }
+                    StreamSink::File(path) => {
+                        if file.is_none() {
+                            file = OpenOptions::new().append(true).create(true).open(path).ok();
+                        }
+                        match &mut file {
+                            Some(f) => f.write_all(&lines),
+                            None => Err(std::io::Error::other("cannot open the audit stream file")),
+                        }
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "audit stream write failed (the local audit log is unaffected)");
+                    file = None;
+                }
+            }
+        })
+        .map_err(io("starting the audit stream thread"))?;
+    Ok(tx)
 }
 
 /// `pwrite`: writes all of `buf` at `offset`.

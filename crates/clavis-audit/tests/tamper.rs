@@ -286,3 +286,24 @@ async fn zeros_inside_acknowledged_records_stop_the_start_and_change_nothing() {
     let e = verify(&d, &key()).unwrap_err().to_string();
     assert!(e.contains("segment-00000001.jsonl:5") && e.contains("damaged"), "{e}");
 }
+
+/// A stream nobody reads (a FIFO without a reader: even opening it blocks) never holds up the
+/// log: appends complete and the local log has every record.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_stream_never_holds_up_the_log() {
+    let d = dir("blocked-stream");
+    std::fs::create_dir_all(&d).unwrap();
+    let fifo = d.join("siem.fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let config = AuditConfig { dir: d.join("audit"), segment_bytes: 1 << 20, stream: Some(clavis_audit::StreamSink::File(fifo)) };
+    let log = AuditLog::open(config, key()).unwrap();
+    let appends = async {
+        for i in 0..5000 {
+            log.append(format!("{{\"n\":{i}}}").into_bytes()).await.unwrap();
+        }
+    };
+    // A liveness bound, not a timing assertion: with a blocking stream this never completes.
+    tokio::time::timeout(std::time::Duration::from_secs(120), appends).await.expect("the log stalled behind its stream");
+    assert_eq!(verify(&d.join("audit"), &key()).unwrap().records, 5000);
+}
