@@ -37,6 +37,10 @@ fn fail(location: impl Into<String>, reason: impl Into<String>) -> VerifyError {
 
 /// Calls `f` with every record's event (exact bytes) in order, after checking the chain.
 fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str)) -> Result<Report, VerifyError> {
+    // HEAD first: the writer rewrites it only after the records it names are written, so read
+    // before the segments it never names a record they lack, even while the log is being
+    // written (LookupEvents reads the live log).
+    let head_text = std::fs::read_to_string(dir.join("HEAD"));
     let mut indices = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| fail(dir.display().to_string(), e.to_string()))?;
     for e in entries {
@@ -130,15 +134,13 @@ fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str)) -> Result<R
         }
     }
     // HEAD pins the end of the live segment.
-    let head_path = dir.join("HEAD");
-    let head_seq =
-        std::fs::read_to_string(&head_path).ok().and_then(|t| serde_json::from_str::<format::Head>(t.trim()).ok()).map(|h| h.seq);
+    let head_seq = head_text.as_ref().ok().and_then(|t| serde_json::from_str::<format::Head>(t.trim()).ok()).map(|h| h.seq);
     if let Some((at, index, torn)) = &tail
         && let Some(problem) = format::unacknowledged_tail_problem(torn, key, *index, head_seq)
     {
         return Err(fail(at, problem));
     }
-    match std::fs::read_to_string(&head_path) {
+    match head_text {
         Ok(text) => {
             let head: format::Head = serde_json::from_str(text.trim()).map_err(|e| fail("HEAD", format!("malformed: {e}")))?;
             let hash = format::parse_hash(&head.hash).ok_or_else(|| fail("HEAD", "malformed hash"))?;

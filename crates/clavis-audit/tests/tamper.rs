@@ -307,3 +307,39 @@ async fn a_blocked_stream_never_holds_up_the_log() {
     tokio::time::timeout(std::time::Duration::from_secs(120), appends).await.expect("the log stalled behind its stream");
     assert_eq!(verify(&d.join("audit"), &key()).unwrap().records, 5000);
 }
+
+/// LookupEvents reads the live log while it is written: a read racing commits must never
+/// report truncation or damage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifying_while_the_log_is_written_never_reports_damage() {
+    let d = dir("live-verify");
+    let log = AuditLog::open(AuditConfig { dir: d.clone(), segment_bytes: 64 * 1024, stream: None }, key()).unwrap();
+    log.append(b"{\"n\":0}".to_vec()).await.unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let l = log.clone();
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    l.append(format!("{{\"w\":{w},\"i\":{i}}}").into_bytes()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let reader = {
+        let d = d.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut checks = 0;
+            while checks < 40 {
+                if let Err(e) = verify(&d, &key()) {
+                    panic!("verify failed during writes after {checks} checks: {e}");
+                }
+                checks += 1;
+            }
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    reader.await.unwrap();
+    assert_eq!(verify(&d, &key()).unwrap().records, 4_001);
+}
