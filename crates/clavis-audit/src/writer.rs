@@ -303,12 +303,18 @@ impl Writer {
     fn open_segment(&mut self) -> Result<&mut File, AuditError> {
         if self.file.is_none() {
             let path = self.dir.join(format::segment_name(self.segment));
+            let created = !path.exists();
             let f = private_options()
                 .write(true)
                 .create(true)
                 .truncate(false)
                 .open(&path)
                 .map_err(io(format!("opening {}", path.display())))?;
+            if created {
+                // The new file's directory entry is durable before any record in it is
+                // acknowledged (an fdatasync of the file does not cover its name).
+                sync_dir(&path)?;
+            }
             let len = f.metadata().map_err(io("stat segment"))?.len();
             if len < self.segment_len {
                 return Err(AuditError::Inconsistent(format!("{} is shorter than its committed length", path.display())));
