@@ -12,6 +12,27 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+/// The keys (ARNs) the core resolved while serving one request: the record's `resources`.
+/// Shared by the clones of one request's [`Caller`]; only the core adds to it.
+#[derive(Debug, Clone, Default)]
+pub struct Resources(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Resources {
+    /// Notes a key the request resolved (once).
+    pub(crate) fn add(&self, arn: &str) {
+        if let Ok(mut v) = self.0.lock()
+            && !v.iter().any(|a| a == arn)
+        {
+            v.push(arn.to_owned());
+        }
+    }
+
+    /// The keys noted so far.
+    pub fn arns(&self) -> Vec<String> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
 /// A durable, append-only destination for audit records.
 #[async_trait::async_trait]
 pub trait AuditSink: Send + Sync {

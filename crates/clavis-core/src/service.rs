@@ -43,6 +43,11 @@ pub struct Caller {
     pub role: Role,
     /// The client's address (for `aws:SourceIp` conditions), when known.
     pub source_ip: Option<std::net::IpAddr>,
+    /// Whether the request arrived over TLS (the `aws:SecureTransport` condition key).
+    pub secure_transport: bool,
+    /// The keys the core resolved while serving this request, for the audit record's
+    /// `resources` (filled by the core, never by a front end).
+    pub resources: crate::audit::Resources,
 }
 
 /// What a request does with a key, for the key-level authorization ([`Kms::authorize_key`]).

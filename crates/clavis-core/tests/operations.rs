@@ -30,6 +30,8 @@ fn caller(region: &str) -> Caller {
         access_key_id: "AKIATEST".into(),
         role: Role::Admin,
         source_ip: None,
+        secure_transport: false,
+        resources: Default::default(),
     }
 }
 

@@ -34,6 +34,8 @@ fn caller() -> Caller {
         access_key_id: "AKIATEST".into(),
         role: Role::Admin,
         source_ip: None,
+        secure_transport: false,
+        resources: Default::default(),
     }
 }
 

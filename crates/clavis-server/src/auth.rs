@@ -95,5 +95,7 @@ pub async fn authenticate(kms: &Kms, config: &ServerConfig, parts: &Parts, body:
         access_key_id: cred.access_key_id.clone(),
         role: cred.role,
         source_ip: parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip()),
+        secure_transport: false,
+        resources: Default::default(),
     })
 }
