@@ -282,3 +282,88 @@ def test_on_demand_rotation_with_new_imported_material(kms):
     assert kms.decrypt(CiphertextBlob=blob1)["Plaintext"] == b"under m1"
     assert [r["RotationType"] for r in kms.list_key_rotations(KeyId=key)["Rotations"]] == ["ON_DEMAND"]
     assert kms.get_key_rotation_status(KeyId=key)["KeyRotationEnabled"] is False
+
+
+def import_rows(s, key):
+    """The token ids (hex) of a key's import parameters in the server's SQLite database, and the
+    master-key version in the header of each one's sealed wrapping key."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{s.data_dir / 'clavis.db'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT token_id, sealed_private_key FROM import_params WHERE key_id = ?", (key,)).fetchall()
+        return {token: int.from_bytes(sealed[1:5], "big") for token, sealed in rows}
+    finally:
+        db.close()
+
+
+def params_for(kms, key, spec="RSA_2048"):
+    return kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec=spec)
+
+
+def advance(s, seconds):
+    status, body, _ = s.raw("ClavisAdmin.AdvanceTestClock", json.dumps({"Seconds": seconds}))
+    assert status == 200, body
+    return body
+
+
+def test_issue_14_import_tokens_are_capped_per_key_and_purged(clocked_byok):
+    """Issue 14, item 8: a key has at most 10 unused, unexpired import tokens
+    (LimitExceededException beyond); a consumed token's parameters are deleted at once, and
+    expired ones a day after their expiry (until then a late import still says "expired")."""
+    s = clocked_byok
+    kms = s.client()
+    key, other = external_key(kms), external_key(kms)
+    tokens = [params_for(kms, key) for _ in range(10)]
+    with pytest.raises(ClientError) as e:
+        params_for(kms, key)
+    assert error_code(e) == "LimitExceededException"
+    assert "10 unused import tokens" in e.value.response["Error"]["Message"]
+    assert set(import_rows(s, key)) == {t["ImportToken"].hex() for t in tokens}, "a refused request stores nothing"
+    late = params_for(kms, other)  # the cap is per key
+    # A consumed token's row (its sealed wrapping key) is deleted, and its place is free again.
+    material = os.urandom(32)
+    kms.import_key_material(KeyId=key, ImportToken=tokens[0]["ImportToken"], ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+                            EncryptedKeyMaterial=wrap_with_cryptography(tokens[0]["PublicKey"], "RSAES_OAEP_SHA_256", material))
+    assert tokens[0]["ImportToken"].hex() not in import_rows(s, key)
+    assert len(import_rows(s, key)) == 9
+    params_for(kms, key)
+    with pytest.raises(ClientError) as e:
+        params_for(kms, key)
+    assert error_code(e) == "LimitExceededException"
+    # Expired tokens no longer count; for a day after expiry they still say they expired.
+    advance(s, 24 * 3600 + 60)
+    fresh = params_for(kms, key)
+    with pytest.raises(ClientError) as e:
+        kms.import_key_material(KeyId=other, ImportToken=late["ImportToken"], ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+                                EncryptedKeyMaterial=wrap_with_cryptography(late["PublicKey"], "RSAES_OAEP_SHA_256", material))
+    assert error_code(e) == "ExpiredImportTokenException"
+    assert len(import_rows(s, key)) == 11
+    # A day later the scheduler's due work has purged them, of both keys.
+    advance(s, 24 * 3600 + 60)
+    assert set(import_rows(s, key)) == {fresh["ImportToken"].hex()}
+    assert import_rows(s, other) == {}
+    with pytest.raises(ClientError) as e:
+        kms.import_key_material(KeyId=other, ImportToken=late["ImportToken"], ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+                                EncryptedKeyMaterial=wrap_with_cryptography(late["PublicKey"], "RSAES_OAEP_SHA_256", material))
+    assert error_code(e) == "InvalidImportTokenException"
+
+
+def test_issue_14_master_key_rotation_skips_expired_import_parameters(clocked_byok):
+    """Issue 14, item 8: a master-key rotation reseals live import parameters only; expired ones
+    (no request unseals them again) stay as they are until the purge deletes them."""
+    s = clocked_byok
+    kms = s.client()
+    stale, live = external_key(kms), external_key(kms)
+    params_for(kms, stale)
+    advance(s, 24 * 3600 + 60)
+    fresh = params_for(kms, live)
+    assert list(import_rows(s, stale).values()) == [1] and list(import_rows(s, live).values()) == [1]
+    status, body, _ = s.raw("ClavisAdmin.RotateMasterKey", "{}")
+    assert status == 200, body
+    assert import_rows(s, live) == {fresh["ImportToken"].hex(): body["MasterKeyVersion"]}
+    assert list(import_rows(s, stale).values()) == [1], "the expired wrapping key was not resealed"
+    # The live token still works after the rotation.
+    material = os.urandom(32)
+    kms.import_key_material(KeyId=live, ImportToken=fresh["ImportToken"], ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+                            EncryptedKeyMaterial=wrap_with_cryptography(fresh["PublicKey"], "RSAES_OAEP_SHA_256", material))
+    assert import_rows(s, live) == {}

@@ -59,6 +59,27 @@ macro_rules! request {
         #[serde(rename_all = "PascalCase")]
         #[allow(missing_docs)] // Members are documented by the AWS KMS API reference.
         pub struct $name { $(pub $field: Option<$ty>),* }
+        audit_params!($name { $($field),* });
+    };
+}
+
+/// The audit record's view of a request shape: the listed members that are present, by type
+/// ([`crate::audit::AuditValue`]: blobs and free-form JSON are never recorded). A member left
+/// off the list is never recorded (an unseal share).
+macro_rules! audit_params {
+    ($name:ident { $($field:ident),* $(,)? }) => {
+        impl crate::audit::AuditParams for $name {
+            #[allow(unused_mut)] // A shape with no recorded member.
+            fn audit_params(&self) -> serde_json::Map<String, serde_json::Value> {
+                let mut out = serde_json::Map::new();
+                $(
+                    if let Some(v) = self.$field.as_ref().and_then(crate::audit::AuditValue::audit_value) {
+                        out.insert(crate::audit::camel(stringify!($field)), v);
+                    }
+                )*
+                out
+            }
+        }
     };
 }
 
@@ -122,6 +143,7 @@ pub struct DecryptRequest {
     #[serde(skip)]
     pub rewrap: bool,
 }
+audit_params!(DecryptRequest { ciphertext_blob, encryption_context, grant_tokens, key_id, encryption_algorithm, recipient, dry_run });
 
 request!(
     /// ReEncrypt.
@@ -196,6 +218,7 @@ pub struct GrantConstraints {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_context_equals: Option<ContextMap>,
 }
+audit_params!(GrantConstraints { encryption_context_subset, encryption_context_equals });
 
 request!(
     /// CreateGrant.
@@ -277,10 +300,17 @@ pub struct TagEntry {
     #[serde(default)]
     pub tag_value: Option<String>,
 }
+audit_params!(TagEntry { tag_key, tag_value });
 
 /// An empty request or response (`{}`).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Empty {}
+
+impl crate::audit::AuditParams for Empty {
+    fn audit_params(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
+}
 
 /// `GET /operator/status` and the unseal response: the root of trust's state.
 #[derive(Debug, Serialize)]
@@ -325,6 +355,7 @@ pub struct RotateMasterKeyRequest {
     pub shares: Option<u8>,
     pub threshold: Option<u8>,
 }
+audit_params!(RotateMasterKeyRequest { shares, threshold });
 
 /// `POST /operator/init` request.
 #[derive(Debug, Default, Deserialize)]
@@ -334,6 +365,7 @@ pub struct OperatorInitRequest {
     pub shares: Option<u8>,
     pub threshold: Option<u8>,
 }
+audit_params!(OperatorInitRequest { shares, threshold });
 
 /// `POST /operator/init` response: the shares, shown once.
 #[derive(Debug, Serialize)]
@@ -351,6 +383,8 @@ pub struct OperatorInitResponse {
 pub struct OperatorUnsealRequest {
     pub share: Option<String>,
 }
+// The share is the credential: never recorded.
+audit_params!(OperatorUnsealRequest {});
 
 /// Key metadata as DescribeKey and CreateKey return it.
 #[derive(Debug, Serialize)]
@@ -529,6 +563,7 @@ pub struct LookupAttribute {
     pub attribute_key: Option<String>,
     pub attribute_value: Option<String>,
 }
+audit_params!(LookupAttribute { attribute_key, attribute_value });
 
 request!(
     /// ClavisAdmin.LookupEvents (CloudTrail's LookupEvents, over the Clavis audit log).
@@ -804,6 +839,7 @@ pub struct ImportKeyMaterialRequest {
     #[serde(rename = "ClavisNonceIv")]
     pub nonce_iv: Option<Blob>,
 }
+audit_params!(ImportKeyMaterialRequest { key_id, import_token, encrypted_key_material, valid_to, expiration_model, import_type, key_material_description, key_material_id, encrypted_nonce, nonce_iv });
 
 request!(
     /// ClavisAdmin.CreateAccessKey (IAM's shape): for `UserName`, or the caller when absent.

@@ -3,12 +3,15 @@
 //! [`AuditSink::append`] returns `Ok` (invariant 5: fail closed).
 //!
 //! What a record never contains: plaintext, key material, secrets, signatures or ciphertext
-//! blobs. Request and response members are copied with every member named in
-//! [`REDACTED_MEMBERS`] removed, recursively.
+//! blobs. Request members come from the decoded request ([`AuditParams`]), which leaves blobs
+//! out by type; response members from the typed response, with every member named in
+//! [`REDACTED_MEMBERS`] removed, recursively. Every record is bounded (docs/formats.md).
+//!
+//! The rule "no response before its durable record" is applied by [`crate::Kms::audited`],
+//! which every front end calls.
 
 use crate::{Caller, KmsError};
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -42,6 +45,13 @@ pub trait AuditSink: Send + Sync {
     /// Up to `max` records (parsed), newest first, with sequence numbers below `before`, that
     /// pass `keep`; and where to continue. Sinks that cannot be read back return an error.
     async fn lookup(&self, query: LookupQuery) -> Result<(Vec<Value>, Option<u64>), AuditFailure>;
+
+    /// Appends one record, or, when the sink cannot write yet (a sealed server's log opens at
+    /// unseal), holds it in memory to be written first when it opens. For the operator paths
+    /// only, which must work while sealed.
+    async fn append_or_hold(&self, record: Vec<u8>) -> Result<(), AuditFailure> {
+        self.append(record).await
+    }
 
     /// Reseals the sink's MAC key under `root`'s current master key (master-key rotation).
     /// Sinks without a sealed key have nothing to do.
@@ -89,35 +99,174 @@ pub const REDACTED_MEMBERS: &[&str] = &[
     "Recipient",
 ];
 
-/// Everything the record of one request is made from.
-#[derive(Debug)]
-pub struct AuditInput<'a> {
+
+/// The most bytes one string in a record's `requestParameters` / `responseElements` keeps (the
+/// largest legitimate member, a key policy, is 32 KiB).
+pub const MAX_FIELD_BYTES: usize = 32 * 1024;
+/// The most bytes a whole record of an authenticated request may have.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+/// The most bytes a whole record of an unauthenticated request may have.
+pub const MAX_UNAUTHENTICATED_RECORD_BYTES: usize = 16 * 1024;
+/// Caps of the header-borne fields and of the error message (docs/formats.md).
+const MAX_USER_AGENT: usize = 256;
+const MAX_ACCESS_KEY_ID: usize = 128;
+const MAX_OPERATION: usize = 128;
+const MAX_REGION: usize = 32;
+const MAX_ERROR_MESSAGE: usize = 1024;
+
+/// What the front end knows about a request before it runs: the parts of its record that do
+/// not depend on the outcome. Header-borne values are the client's claims, capped when the
+/// record is built.
+#[derive(Debug, Clone)]
+pub struct RequestEvent<'a> {
     /// The id returned in `x-amzn-RequestId`.
     pub request_id: &'a str,
-    /// When the request arrived (Unix milliseconds).
-    pub time_ms: i64,
     /// The client's address.
-    pub source_ip: Option<String>,
+    pub source_ip: Option<std::net::IpAddr>,
     /// The `User-Agent` header.
     pub user_agent: Option<&'a str>,
-    /// The operation named by `X-Amz-Target`.
+    /// The operation named by `X-Amz-Target` (or the operator path).
     pub operation: &'a str,
-    /// The event source (`kms.amazonaws.com`).
+    /// The event source (`kms.amazonaws.com`, `admin.clavis`, `operator.clavis`).
     pub event_source: &'a str,
-    /// The authenticated caller, if authentication succeeded.
-    pub caller: Option<&'a Caller>,
     /// The access key id the request claimed, if it could be read.
     pub claimed_access_key_id: Option<&'a str>,
     /// The region of the credential scope, if it could be read.
     pub region: Option<&'a str>,
-    /// The request body, if it was read.
-    pub request: Option<&'a [u8]>,
-    /// The response body, on success.
-    pub response: Option<&'a [u8]>,
-    /// The error, on failure.
-    pub error: Option<&'a KmsError>,
-    /// Time spent serving the request, in microseconds.
-    pub duration_us: u64,
+}
+
+/// What a front end hands back to [`crate::Kms::audited`] once a request has run.
+#[derive(Debug)]
+pub struct Outcome<T> {
+    /// The authenticated caller, if authentication succeeded. Its [`Resources`] are the keys
+    /// the core resolved.
+    pub caller: Option<Caller>,
+    /// The decoded request's members ([`AuditParams`]), once decoding succeeded.
+    pub request_parameters: Option<Map<String, Value>>,
+    /// The response's members ([`response_elements`]), for operations that change something.
+    pub response_elements: Option<Value>,
+    /// Unauthenticated failures from this source refused without a record of their own since
+    /// the last one that got one (rate limiting of floods); shown in this record.
+    pub suppressed_before: u64,
+    /// This request is an unauthenticated failure refused by rate limiting: it gets no record
+    /// of its own (a later one counts it). Honoured only for a refusal without a caller.
+    pub suppress: bool,
+    /// The result.
+    pub result: Result<T, KmsError>,
+}
+
+impl<T> Outcome<T> {
+    /// An outcome with nothing but a result and, maybe, a caller.
+    pub fn new(caller: Option<Caller>, result: Result<T, KmsError>) -> Outcome<T> {
+        Outcome { caller, request_parameters: None, response_elements: None, suppressed_before: 0, suppress: false, result }
+    }
+}
+
+/// The members of a decoded request, as they appear in a record's `requestParameters`: names
+/// in CloudTrail's lowerCamelCase, blobs and free-form JSON left out by type ([`AuditValue`]).
+/// Built from the value the operation received, never by parsing the body again, so what the
+/// record shows is what the operation used.
+pub trait AuditParams {
+    /// The members that are present.
+    fn audit_params(&self) -> Map<String, Value>;
+}
+
+/// How one member's value appears in a record; `None` leaves it out (blobs, secrets).
+pub trait AuditValue {
+    /// The value to record, if any.
+    fn audit_value(&self) -> Option<Value>;
+}
+
+impl AuditValue for String {
+    fn audit_value(&self) -> Option<Value> {
+        Some(Value::String(self.clone()))
+    }
+}
+impl AuditValue for bool {
+    fn audit_value(&self) -> Option<Value> {
+        Some(Value::Bool(*self))
+    }
+}
+impl AuditValue for i64 {
+    fn audit_value(&self) -> Option<Value> {
+        Some(Value::from(*self))
+    }
+}
+impl AuditValue for u8 {
+    fn audit_value(&self) -> Option<Value> {
+        Some(Value::from(*self))
+    }
+}
+impl AuditValue for f64 {
+    fn audit_value(&self) -> Option<Value> {
+        serde_json::Number::from_f64(*self).map(Value::Number)
+    }
+}
+impl<T: AuditValue> AuditValue for Vec<T> {
+    fn audit_value(&self) -> Option<Value> {
+        Some(Value::Array(self.iter().filter_map(AuditValue::audit_value).collect()))
+    }
+}
+/// An encryption context: its keys are data and keep their case.
+impl AuditValue for BTreeMap<String, String> {
+    fn audit_value(&self) -> Option<Value> {
+        Some(Value::Object(self.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()))
+    }
+}
+/// Ciphertexts are never recorded (CloudTrail leaves them out too).
+impl AuditValue for crate::api::Blob {
+    fn audit_value(&self) -> Option<Value> {
+        None
+    }
+}
+/// Plaintexts are never recorded.
+impl AuditValue for crate::api::SecretBlob {
+    fn audit_value(&self) -> Option<Value> {
+        None
+    }
+}
+/// Free-form JSON members (`Recipient`, an attestation document) are not recorded.
+impl AuditValue for Value {
+    fn audit_value(&self) -> Option<Value> {
+        None
+    }
+}
+/// Nested request structures are objects of their recorded members.
+impl<T: AuditParams> AuditValue for T {
+    fn audit_value(&self) -> Option<Value> {
+        Some(Value::Object(self.audit_params()))
+    }
+}
+
+/// `key_id` -> `keyId`: a request member's Rust name in CloudTrail's lowerCamelCase.
+pub fn camel(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether a record carries the operation's `responseElements`: CloudTrail records none for
+/// read operations (and LookupEvents's response holds earlier records, so each lookup of
+/// lookups would be about three times larger than the last).
+pub fn records_response(operation: &str) -> bool {
+    !is_read_only(operation)
+}
+
+/// The response's members for a record: serialised from the typed response the operation
+/// returned (never from client bytes), with every member named in [`REDACTED_MEMBERS`]
+/// removed and names in lowerCamelCase.
+pub fn response_elements<T: Serialize>(response: &T) -> Option<Value> {
+    serde_json::to_value(response).ok().map(|v| sanitize(&v, true))
 }
 
 fn lower_first(s: &str) -> String {
@@ -128,29 +277,6 @@ fn lower_first(s: &str) -> String {
     }
 }
 
-/// A member name in CloudTrail's lowerCamelCase, written without an intermediate string.
-struct LowerFirst<'a>(&'a str);
-
-impl Serialize for LowerFirst<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl std::fmt::Display for LowerFirst<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut chars = self.0.chars();
-        match chars.next() {
-            Some(first) => {
-                for c in first.to_lowercase() {
-                    std::fmt::Write::write_char(f, c)?;
-                }
-                f.write_str(chars.as_str())
-            }
-            None => Ok(()),
-        }
-    }
-}
 
 /// Copies a JSON value without redacted members, renaming keys to CloudTrail's lowerCamelCase
 /// (map keys of an encryption context are data, not members, and keep their case).
@@ -173,60 +299,6 @@ fn sanitize(v: &Value, rename: bool) -> Value {
     }
 }
 
-/// The top-level members of a JSON object body, borrowed without decoding their values (so a
-/// plaintext member is never even copied).
-type Members<'a> = BTreeMap<&'a str, &'a RawValue>;
-
-fn members(body: Option<&[u8]>) -> Option<Members<'_>> {
-    serde_json::from_slice(body?).ok()
-}
-
-/// `requestParameters` / `responseElements`: the members without redacted ones, names in
-/// lowerCamelCase. Scalar members are copied as raw JSON; structured ones are decoded and
-/// sanitised recursively.
-struct Sanitized<'a>(&'a Members<'a>);
-
-impl Serialize for Sanitized<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(None)?;
-        for (k, raw) in self.0 {
-            if REDACTED_MEMBERS.contains(k) {
-                continue;
-            }
-            let text = raw.get();
-            let key = LowerFirst(k);
-            if text.starts_with('{') || text.starts_with('[') {
-                let v: Value = serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
-                map.serialize_entry(&key, &sanitize(&v, !k.ends_with("EncryptionContext")))?;
-            } else {
-                map.serialize_entry(&key, raw)?;
-            }
-        }
-        map.end()
-    }
-}
-
-/// Key ARNs a request or response names at the top level (or in `KeyMetadata.Arn`).
-fn key_arns<'a>(m: &'a Members<'a>, out: &mut Vec<String>) {
-    for name in ["KeyId", "SourceKeyId", "DestinationKeyId", "TargetKeyId"] {
-        if let Some(raw) = m.get(name)
-            && let Ok(s) = serde_json::from_str::<&str>(raw.get())
-            && s.starts_with("arn:aws:kms:")
-            && s.contains(":key/")
-            && !out.iter().any(|a| a == s)
-        {
-            out.push(s.to_owned());
-        }
-    }
-    if let Some(raw) = m.get("KeyMetadata")
-        && let Ok(meta) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw.get())
-        && let Some(arn) = meta.get("Arn").and_then(|r| serde_json::from_str::<&str>(r.get()).ok())
-        && !out.iter().any(|a| a == arn)
-    {
-        out.push(arn.to_owned());
-    }
-}
 
 fn is_read_only(op: &str) -> bool {
     op.starts_with("Describe")
@@ -236,9 +308,6 @@ fn is_read_only(op: &str) -> bool {
         || matches!(op, "Encrypt" | "Decrypt" | "ReEncrypt" | "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" | "GenerateRandom")
 }
 
-fn is_crypto(op: &str) -> bool {
-    matches!(op, "Encrypt" | "Decrypt" | "ReEncrypt" | "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" | "GenerateRandom")
-}
 
 /// Formats Unix milliseconds as CloudTrail's `eventTime` (`2026-01-02T03:04:05Z`).
 pub fn event_time(ms: i64) -> String {
@@ -291,6 +360,7 @@ pub fn parse_event_time(s: &str) -> Option<i64> {
     Some((era * 146_097 + doe - 719_468) * 86_400 + h * 3600 + mi * 60 + se)
 }
 
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct UserIdentity<'a> {
@@ -315,10 +385,21 @@ struct Resource<'a> {
     kind: &'static str,
 }
 
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct AdditionalEventData {
     duration_micros: u64,
+    /// Fields cut to their cap, or left out to keep the record under its total cap.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    truncated: Vec<String>,
+    /// Unauthenticated failures from this source refused without a record since the last one.
+    #[serde(skip_serializing_if = "is_zero")]
+    suppressed_failures: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize)]
@@ -331,10 +412,10 @@ struct Record<'a> {
     event_name: &'a str,
     aws_region: Option<&'a str>,
     #[serde(rename = "sourceIPAddress")]
-    source_ip_address: Option<&'a str>,
+    source_ip_address: Option<String>,
     user_agent: Option<&'a str>,
-    request_parameters: Option<Sanitized<'a>>,
-    response_elements: Option<Sanitized<'a>>,
+    request_parameters: Option<&'a Map<String, Value>>,
+    response_elements: Option<&'a Value>,
     #[serde(rename = "requestID")]
     request_id: &'a str,
     #[serde(rename = "eventID")]
@@ -348,12 +429,125 @@ struct Record<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     error_code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error_message: Option<String>,
+    error_message: Option<&'a str>,
 }
 
-/// Builds the CloudTrail-shaped record as compact JSON.
-pub fn record(input: &AuditInput<'_>) -> Result<Vec<u8>, serde_json::Error> {
-    let user_identity = match input.caller {
+/// `s` cut to at most `max` bytes on a character boundary, and whether it was cut.
+fn cap(s: &str, max: usize) -> (&str, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
+}
+
+/// Cuts every string in `v` longer than [`MAX_FIELD_BYTES`], noting its path in `truncated`.
+fn cap_strings(v: &mut Value, path: &mut String, truncated: &mut Vec<String>) {
+    match v {
+        Value::String(s) if s.len() > MAX_FIELD_BYTES => {
+            let keep = cap(s, MAX_FIELD_BYTES).0.len();
+            s.truncate(keep);
+            truncated.push(path.clone());
+        }
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                let len = path.len();
+                path.push('.');
+                path.push_str(cap(k, MAX_OPERATION).0);
+                cap_strings(val, path, truncated);
+                path.truncate(len);
+            }
+        }
+        Value::Array(a) => {
+            for val in a.iter_mut() {
+                cap_strings(val, path, truncated);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Everything a record is made from, gathered by [`crate::Kms::audited`].
+pub(crate) struct RecordInput<'a> {
+    pub event: &'a RequestEvent<'a>,
+    pub time_ms: i64,
+    pub duration_us: u64,
+    pub caller: Option<&'a Caller>,
+    pub request_parameters: Option<Map<String, Value>>,
+    pub response_elements: Option<Value>,
+    pub error: Option<&'a KmsError>,
+    pub suppressed_before: u64,
+    /// An operator path (init, unseal): unauthenticated by design, its decoded members (which
+    /// never include a share) are recorded.
+    pub operator: bool,
+}
+
+/// Builds the CloudTrail-shaped record as compact JSON. Infallible and bounded: every
+/// client-controlled field has a cap and the whole record one too ([`MAX_RECORD_BYTES`], or
+/// [`MAX_UNAUTHENTICATED_RECORD_BYTES`] without a caller); what was cut is listed in
+/// `additionalEventData.truncated`. A request without an authenticated caller records no
+/// request parameters (its body was never decoded), except on the operator paths.
+pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
+    let RecordInput {
+        event,
+        time_ms,
+        duration_us,
+        caller,
+        mut request_parameters,
+        mut response_elements,
+        error,
+        suppressed_before,
+        operator,
+    } = input;
+    let mut truncated = Vec::new();
+    let (operation, cut) = cap(event.operation, MAX_OPERATION);
+    if cut {
+        truncated.push("eventName".to_owned());
+    }
+    let user_agent = event.user_agent.map(|u| {
+        let (u, cut) = cap(u, MAX_USER_AGENT);
+        if cut {
+            truncated.push("userAgent".to_owned());
+        }
+        u
+    });
+    let message = error.map(ToString::to_string);
+    let error_message = message.as_deref().map(|m| {
+        let (m, cut) = cap(m, MAX_ERROR_MESSAGE);
+        if cut {
+            truncated.push("errorMessage".to_owned());
+        }
+        m
+    });
+    let region = match caller {
+        Some(c) => Some(c.region.as_str()),
+        None => event.region.map(|r| cap(r, MAX_REGION).0),
+    };
+    if caller.is_none() && !operator {
+        request_parameters = None;
+        response_elements = None;
+    }
+    if !records_response(event.operation) {
+        response_elements = None;
+    }
+    let mut path = String::new();
+    if let Some(params) = &mut request_parameters {
+        for (k, v) in params.iter_mut() {
+            path.clear();
+            path.push_str("requestParameters.");
+            path.push_str(cap(k, MAX_OPERATION).0);
+            cap_strings(v, &mut path, &mut truncated);
+        }
+    }
+    if let Some(resp) = &mut response_elements {
+        path.clear();
+        path.push_str("responseElements");
+        cap_strings(resp, &mut path, &mut truncated);
+    }
+    let user_identity = match caller {
         Some(c) => UserIdentity {
             kind: if c.principal_arn.ends_with(":root") { "Root" } else { "IAMUser" },
             principal_id: Some(c.account.as_str()),
@@ -361,50 +555,62 @@ pub fn record(input: &AuditInput<'_>) -> Result<Vec<u8>, serde_json::Error> {
             account_id: Some(c.account.as_str()),
             access_key_id: Some(&c.access_key_id),
         },
-        None => {
-            UserIdentity { kind: "Unknown", principal_id: None, arn: None, account_id: None, access_key_id: input.claimed_access_key_id }
-        }
+        None => UserIdentity {
+            kind: "Unknown",
+            principal_id: None,
+            arn: None,
+            account_id: None,
+            access_key_id: event.claimed_access_key_id.map(|a| cap(a, MAX_ACCESS_KEY_ID).0),
+        },
     };
-    let request = members(input.request);
-    let response = members(input.response);
-    let mut arns = Vec::new();
-    if let Some(r) = &response {
-        key_arns(r, &mut arns);
-    }
-    if let Some(r) = &request {
-        key_arns(r, &mut arns);
-    }
-    let resources =
+    let arns = caller.map(|c| c.resources.arns()).unwrap_or_default();
+    let resources: Vec<Resource<'_>> =
         arns.iter().map(|arn| Resource { arn, account_id: arn.split(':').nth(4).unwrap_or_default(), kind: "AWS::KMS::Key" }).collect();
     let mut event_id = uuid::Uuid::encode_buffer();
     let event_id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut event_id);
-    let record = Record {
+    let limit = if caller.is_some() { MAX_RECORD_BYTES } else { MAX_UNAUTHENTICATED_RECORD_BYTES };
+    let mut rec = Record {
         event_version: "1.08",
         user_identity,
-        event_time: event_time(input.time_ms),
-        event_source: input.event_source,
-        event_name: input.operation,
-        aws_region: input.region.or(input.caller.map(|c| c.region.as_str())),
-        source_ip_address: input.source_ip.as_deref(),
-        user_agent: input.user_agent,
-        request_parameters: request.as_ref().map(Sanitized),
-        response_elements: if is_crypto(input.operation) { None } else { response.as_ref().map(Sanitized) },
-        request_id: input.request_id,
+        event_time: event_time(time_ms),
+        event_source: event.event_source,
+        event_name: operation,
+        aws_region: region,
+        source_ip_address: event.source_ip.map(|ip| ip.to_string()),
+        user_agent,
+        request_parameters: request_parameters.as_ref(),
+        response_elements: response_elements.as_ref(),
+        request_id: event.request_id,
         event_id,
-        read_only: is_read_only(input.operation),
+        read_only: is_read_only(event.operation),
         resources,
         event_type: "AwsApiCall",
         management_event: true,
-        recipient_account_id: input.caller.map(|c| c.account.as_str()),
-        additional_event_data: AdditionalEventData { duration_micros: input.duration_us },
-        error_code: input.error.map(KmsError::code),
-        error_message: input.error.map(ToString::to_string),
+        recipient_account_id: caller.map(|c| c.account.as_str()),
+        additional_event_data: AdditionalEventData { duration_micros: duration_us, truncated, suppressed_failures: suppressed_before },
+        error_code: error.map(KmsError::code),
+        error_message,
     };
     // Sized for a typical record (about 900 bytes), so the buffer rarely grows.
     let mut out = Vec::with_capacity(1024);
-    serde_json::to_writer(&mut out, &record)?;
-    Ok(out)
+    // Serialising these types cannot fail (string keys, written to memory); were it ever to,
+    // or were the record over its cap, it is rebuilt without the members, which always fits.
+    if serde_json::to_writer(&mut out, &rec).is_ok() && out.len() <= limit {
+        return out;
+    }
+    for (name, present) in [("requestParameters", rec.request_parameters.is_some()), ("responseElements", rec.response_elements.is_some())]
+    {
+        if present {
+            rec.additional_event_data.truncated.push(name.to_owned());
+        }
+    }
+    rec.request_parameters = None;
+    rec.response_elements = None;
+    out.clear();
+    let _ = serde_json::to_writer(&mut out, &rec);
+    out
 }
+
 
 #[cfg(test)]
 mod tests {
@@ -413,11 +619,12 @@ mod tests {
 
     #[test]
     fn redacts_secrets_and_keeps_context_keys() {
-        let req = json!({"KeyId": "alias/x", "Plaintext": "c2VjcmV0", "EncryptionContext": {"Tenant": "a"}});
-        let s = sanitize(&req, true);
-        assert_eq!(s, json!({"keyId": "alias/x", "encryptionContext": {"Tenant": "a"}}));
-        let resp = json!({"KeyMetadata": {"Arn": "arn:aws:kms:us-east-1:111122223333:key/k"}, "Plaintext": "x", "CiphertextBlob": "y"});
-        assert_eq!(sanitize(&resp, true), json!({"keyMetadata": {"arn": "arn:aws:kms:us-east-1:111122223333:key/k"}}));
+        let resp = json!({"KeyMetadata": {"Arn": "arn:aws:kms:us-east-1:111122223333:key/k"}, "Plaintext": "x", "CiphertextBlob": "y", "EncryptionContext": {"Tenant": "a"}});
+        assert_eq!(
+            sanitize(&resp, true),
+            json!({"keyMetadata": {"arn": "arn:aws:kms:us-east-1:111122223333:key/k"}, "encryptionContext": {"Tenant": "a"}})
+        );
+        assert_eq!(camel("bypass_policy_lockout_safety_check"), "bypassPolicyLockoutSafetyCheck");
     }
 
     #[test]
@@ -437,29 +644,102 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unauthenticated_record_has_error() {
-        let e = KmsError::UnrecognizedClient;
-        let r = record(&AuditInput {
+    fn event<'a>(operation: &'a str, user_agent: Option<&'a str>, claimed: Option<&'a str>) -> RequestEvent<'a> {
+        RequestEvent {
             request_id: "r",
-            time_ms: 0,
-            source_ip: Some("127.0.0.1".into()),
-            user_agent: None,
-            operation: "Encrypt",
+            source_ip: "127.0.0.1".parse().ok(),
+            user_agent,
+            operation,
             event_source: "kms.amazonaws.com",
-            caller: None,
-            claimed_access_key_id: Some("AKIA"),
+            claimed_access_key_id: claimed,
             region: Some("us-east-1"),
-            request: Some(br#"{"KeyId": "k", "Plaintext": "c2VjcmV0"}"#),
-            response: None,
-            error: Some(&e),
+        }
+    }
+
+    #[test]
+    fn unauthenticated_record_has_no_parameters_and_is_bounded() {
+        let e = KmsError::UnrecognizedClient;
+        let huge = "x".repeat(300_000);
+        let ev = event(&huge, Some(&huge), Some(&huge));
+        let mut params = Map::new();
+        params.insert("keyId".into(), json!("k"));
+        let r = record(RecordInput {
+            event: &ev,
+            time_ms: 0,
             duration_us: 5,
-        })
-        .unwrap();
-        assert!(!String::from_utf8_lossy(&r).contains("c2VjcmV0"));
+            caller: None,
+            request_parameters: Some(params),
+            response_elements: None,
+            error: Some(&e),
+            suppressed_before: 3,
+            operator: false,
+        });
+        assert!(r.len() <= MAX_UNAUTHENTICATED_RECORD_BYTES, "{}", r.len());
         let r: Value = serde_json::from_slice(&r).unwrap();
-        assert_eq!(r["requestParameters"], json!({"keyId": "k"}));
+        assert_eq!(r["requestParameters"], Value::Null);
         assert_eq!(r["errorCode"], "UnrecognizedClientException");
         assert_eq!(r["userIdentity"]["type"], "Unknown");
+        assert_eq!(r["additionalEventData"]["suppressedFailures"], 3);
+        assert_eq!(r["additionalEventData"]["truncated"], json!(["eventName", "userAgent"]));
+    }
+
+    #[test]
+    fn authenticated_record_caps_fields_and_total() {
+        let caller = Caller {
+            account: crate::types::AccountId::parse("111122223333").unwrap(),
+            region: crate::types::Region::parse("us-east-1").unwrap(),
+            principal_arn: "arn:aws:iam::111122223333:root".into(),
+            access_key_id: "AKIA".into(),
+            role: crate::types::Role::Admin,
+            source_ip: None,
+            secure_transport: false,
+            resources: Resources::default(),
+        };
+        caller.resources.add("arn:aws:kms:us-east-1:111122223333:key/k");
+        let ev = event("PutKeyPolicy", None, None);
+        let mut params = Map::new();
+        params.insert("policy".into(), json!("p".repeat(40_000)));
+        let r = record(RecordInput {
+            event: &ev,
+            time_ms: 0,
+            duration_us: 5,
+            caller: Some(&caller),
+            request_parameters: Some(params),
+            response_elements: None,
+            error: None,
+            suppressed_before: 0,
+            operator: false,
+        });
+        let r: Value = serde_json::from_slice(&r).unwrap();
+        assert_eq!(r["requestParameters"]["policy"].as_str().unwrap().len(), MAX_FIELD_BYTES);
+        assert_eq!(r["additionalEventData"]["truncated"], json!(["requestParameters.policy"]));
+        assert_eq!(r["resources"][0]["ARN"], "arn:aws:kms:us-east-1:111122223333:key/k");
+        // Many large members: the record drops them rather than exceed its cap.
+        let mut params = Map::new();
+        for i in 0..4 {
+            params.insert(format!("m{i}"), json!("q".repeat(30_000)));
+        }
+        let r = record(RecordInput {
+            event: &ev,
+            time_ms: 0,
+            duration_us: 5,
+            caller: Some(&caller),
+            request_parameters: Some(params),
+            response_elements: None,
+            error: None,
+            suppressed_before: 0,
+            operator: false,
+        });
+        assert!(r.len() <= MAX_RECORD_BYTES);
+        let r: Value = serde_json::from_slice(&r).unwrap();
+        assert_eq!(r["requestParameters"], Value::Null);
+        assert_eq!(r["additionalEventData"]["truncated"], json!(["requestParameters"]));
+    }
+
+    #[test]
+    fn read_operations_record_no_response() {
+        let ev = event("LookupEvents", None, None);
+        assert!(!records_response(ev.operation));
+        assert!(records_response("CreateKey") && !records_response("Decrypt") && !records_response("DescribeKey"));
     }
 }

@@ -6,6 +6,15 @@
 //! token, valid 24 hours, bound to the key, the wrapping algorithm and that key pair. The first
 //! material imported fixes the key: a one-way fingerprint is kept, so that after a deletion or
 //! expiry only the same material imports again, and then every old ciphertext decrypts again.
+//!
+//! Import parameters are bounded work and bounded state. RSA wrapping keys (up to 4096 bits,
+//! hundreds of milliseconds of a core each, sometimes seconds) are generated on the blocking
+//! pool, at most `generation_permits()` at a time in the process, never on the async workers
+//! that serve every other request. A key has at most [`MAX_OUTSTANDING_IMPORT_TOKENS`] unused,
+//! unexpired tokens. A token's parameters are deleted when ImportKeyMaterial consumes it, and
+//! expired ones a day after their expiry (until then ImportKeyMaterial can still say the token
+//! expired rather than that it is unknown): on GetParametersForImport for that key and in the
+//! scheduler's due work. Master-key rotation skips expired ones.
 
 use crate::api::*;
 use crate::keys::{Key, material_seal_context};
@@ -16,9 +25,19 @@ use crate::{Caller, Kms, KmsError, validate};
 use clavis_crypto::aead::AeadKey;
 use clavis_crypto::import::{ImportWrapping, generate_wrapping_key, material_fingerprint, unwrap_import, verify_nonce};
 use clavis_store::{ImportParamsRecord, KeyMaterialRecord, KeyRecord, StoreError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::Semaphore;
 
 const PARAMS_VALID_MS: i64 = 24 * 3_600_000;
+/// The most import tokens a key may have unused and unexpired at once. AWS documents no such
+/// quota; without one, every call leaves a sealed RSA private key in storage for a day (and in
+/// every master-key reseal), and a client can ask for them as fast as the CPU makes them.
+/// Ten covers retries and one token per wrapping algorithm with room to spare.
+pub(crate) const MAX_OUTSTANDING_IMPORT_TOKENS: usize = 10;
+/// How long expired import parameters are kept before they are purged, so that a late
+/// ImportKeyMaterial still gets `ExpiredImportTokenException` rather than
+/// `InvalidImportTokenException`.
+pub(crate) const EXPIRED_PARAMS_KEPT_MS: i64 = 24 * 3_600_000;
 /// Rotation type of imported material waiting for RotateKeyOnDemand.
 pub(crate) const PENDING_ROTATION: &str = "PENDING_ROTATION";
 /// The longest ValidTo AWS accepts: 365 days ahead.
@@ -34,6 +53,52 @@ pub(crate) fn import_params_seal_context(key_id: &crate::types::KeyId, token_id:
     c.extend_from_slice(key_id.as_bytes());
     c.extend_from_slice(token_id.as_bytes());
     c
+}
+
+/// Permits for wrapping-key generation, shared by the whole process (they bound CPU, which the
+/// process shares): half the cores, at least one, so that a burst of RSA-4096 requests leaves
+/// the other half to everything else.
+fn generation_permits() -> Arc<Semaphore> {
+    static PERMITS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    PERMITS
+        .get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            Arc::new(Semaphore::new((cores / 2).max(1)))
+        })
+        .clone()
+}
+
+/// Generates an RSA wrapping key pair on tokio's blocking pool under a generation permit.
+/// Requests beyond the permits wait here, as cheap suspended tasks, not on a worker thread.
+/// The permit moves into the blocking task, so a request abandoned by its client mid-generation
+/// still holds it until its generation ends: the bound is on running generations, not on
+/// waiting requests.
+async fn generate_off_runtime(bits: u32) -> Result<(clavis_crypto::SecretBytes, Vec<u8>), KmsError> {
+    let permit = generation_permits()
+        .acquire_owned()
+        .await
+        .map_err(|_| KmsError::Internal("the wrapping-key generation semaphore is closed".into()))?;
+    let generate = move || {
+        let _permit = permit;
+        generate_wrapping_key(bits)
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(generate).await.map_err(|e| KmsError::Internal(format!("wrapping-key generation failed: {e}")))?
+        }
+        // Driven by an executor other than tokio: no blocking pool to use, so generate here;
+        // the permit still bounds how many run at once.
+        Err(_) => generate(),
+    }
+    .map_err(KmsError::from)
+}
+
+fn too_many_tokens(key: &Key) -> KmsError {
+    KmsError::LimitExceeded(format!(
+        "{} already has {MAX_OUTSTANDING_IMPORT_TOKENS} unused import tokens that have not expired (the most a key may have); \
+         use one with ImportKeyMaterial or wait for one to expire.",
+        key.arn
+    ))
 }
 
 fn invalid_token() -> KmsError {
@@ -73,16 +138,24 @@ impl Kms {
                 "Wrapping algorithm {alg} is not supported; use RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256."
             )));
         }
-        let key = self.key_for_no_alias(caller, Access::to("GetParametersForImport"), req.key_id.as_deref(), "keyId").await?;
+        let conditions = [crate::service::param("kms:WrappingAlgorithm", &alg), crate::service::param("kms:WrappingKeySpec", &spec)];
+        let access = Access::to("GetParametersForImport").with_params(&conditions);
+        let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
         Self::require_external(&key)?;
         if key.state == KeyState::PendingDeletion {
             return Err(key.invalid_state(key.state));
         }
-        let (private, public) = generate_wrapping_key(bits)?;
+        let now = self.clock.now_ms();
+        // Checked before the expensive generation, so a client at the cap costs a count, not an
+        // RSA key; checked again atomically with the insert, for concurrent requests.
+        self.store.purge_import_params(Some(&key.rec.key_id), now.saturating_sub(EXPIRED_PARAMS_KEPT_MS)).await?;
+        if self.store.count_import_params(&key.rec.key_id, now).await? >= MAX_OUTSTANDING_IMPORT_TOKENS {
+            return Err(too_many_tokens(&key));
+        }
+        let (private, public) = generate_off_runtime(bits).await?;
         let token = clavis_crypto::random::bytes(32)?;
         let token_id = hex::encode(&token);
         let nonce = clavis_crypto::random::bytes(16)?;
-        let now = self.clock.now_ms();
         let params = ImportParamsRecord {
             token_id: token_id.clone(),
             key_id: key.rec.key_id.clone(),
@@ -93,7 +166,11 @@ impl Kms {
             expires_ms: now + PARAMS_VALID_MS,
             used: false,
         };
-        self.store.put_import_params(&params).await?;
+        match self.store.put_import_params(&params, now, MAX_OUTSTANDING_IMPORT_TOKENS).await {
+            Ok(()) => {}
+            Err(StoreError::LimitExceeded) => return Err(too_many_tokens(&key)),
+            Err(e) => return Err(e.into()),
+        }
         Ok(GetParametersForImportResponse {
             key_id: key.arn.clone(),
             import_token: Blob(token),
@@ -132,7 +209,11 @@ impl Kms {
         let import_type = req.import_type.as_deref().unwrap_or("EXISTING_KEY_MATERIAL");
         validate::one_of(import_type, "importType", &["EXISTING_KEY_MATERIAL", "NEW_KEY_MATERIAL"])?;
         let new_material = import_type == "NEW_KEY_MATERIAL";
-        let key = self.key_for_no_alias(caller, Access::to("ImportKeyMaterial"), req.key_id.as_deref(), "keyId").await?;
+        // kms:ValidTo is the ValidTo timestamp in seconds since 1970, present only with it.
+        let mut conditions = vec![crate::service::param("kms:ExpirationModel", &model)];
+        conditions.extend(valid_to_ms.map(|ms| crate::service::param("kms:ValidTo", ms / 1000)));
+        let access = Access::to("ImportKeyMaterial").with_params(&conditions);
+        let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
         Self::require_external(&key)?;
         if new_material {
             if !matches!(key.state, KeyState::Enabled | KeyState::Disabled) {

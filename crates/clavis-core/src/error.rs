@@ -96,6 +96,13 @@ pub enum KmsError {
     /// `AccessDeniedException`.
     #[error("{0}")]
     AccessDenied(String),
+    /// `ThrottlingException`: too many requests (failed authentications from one source
+    /// address, or unseal attempts). Retryable after a pause.
+    #[error("{0}")]
+    Throttling(String),
+    /// `RequestTimeoutException` (HTTP 408): the request body did not arrive in time.
+    #[error("The request body was not received within {0} seconds.")]
+    RequestTimeout(u64),
     /// `DependencyTimeoutException` (HTTP 503): storage or the root of trust is unavailable.
     /// Retryable; never a wrong answer.
     #[error("The service is temporarily unavailable; retry the request.")]
@@ -148,6 +155,8 @@ impl KmsError {
             InvalidSignature(_) => "InvalidSignatureException",
             UnrecognizedClient => "UnrecognizedClientException",
             AccessDenied(_) => "AccessDeniedException",
+            Throttling(_) => "ThrottlingException",
+            RequestTimeout(_) => "RequestTimeoutException",
             Unavailable(_) | AuditUnavailable(_) => "DependencyTimeoutException",
             Sealed => "ServiceUnavailableException",
             Internal(_) => "KMSInternalException",
@@ -160,6 +169,7 @@ impl KmsError {
             KmsError::Internal(_) => 500,
             KmsError::Unavailable(_) | KmsError::AuditUnavailable(_) | KmsError::Sealed => 503,
             KmsError::RequestEntityTooLarge(_) => 413,
+            KmsError::RequestTimeout(_) => 408,
             // AWS's common errors: an unsigned request is 403; bad signatures are 400.
             KmsError::MissingAuthenticationToken => 403,
             _ => 400,

@@ -35,6 +35,8 @@ pub struct DueWork {
     pub destroyed: usize,
     /// Keys whose imported material expired.
     pub expired: usize,
+    /// Import parameters deleted because they were used or long expired.
+    pub purged_import_params: u64,
 }
 
 impl Kms {
@@ -377,6 +379,9 @@ impl Kms {
                 }
             }
         }
+        // Import parameters of keys no one asks about again would otherwise stay for ever (and
+        // be resealed by every master-key rotation).
+        done.purged_import_params = self.store.purge_import_params(None, now.saturating_sub(crate::byok::EXPIRED_PARAMS_KEPT_MS)).await?;
         Ok(done)
     }
 

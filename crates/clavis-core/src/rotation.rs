@@ -2,7 +2,9 @@
 //! is made (in the provider new keys go to: a key file, an HSM key) and becomes the one every
 //! seal uses; then every sealed value in storage (key material, access-key secrets, import
 //! wrapping keys, the root-of-trust canary, the audit MAC key) is unsealed with the version its
-//! header names and sealed again under the new one, each row by compare-and-swap.
+//! header names and sealed again under the new one, each row by compare-and-swap. Import
+//! wrapping keys past their expiry are skipped (no request unseals them again; the scheduler
+//! purges them), and used or long-expired ones are purged before the first pass.
 //!
 //! Crash safety: the registry of versions (`master_keys`, `master_key_current`) is written
 //! before any value is resealed, and older versions stay in the keyring, so at every moment each
@@ -163,6 +165,8 @@ impl Kms {
 
     async fn reseal_all(&self) -> Result<u64, KmsError> {
         let current = self.root.status().master_key_version;
+        let now = self.clock.now_ms();
+        self.store.purge_import_params(None, now.saturating_sub(crate::byok::EXPIRED_PARAMS_KEPT_MS)).await?;
         let mut resealed = 0u64;
         // A write that sealed under the old version just before the switch may commit after a
         // pass went by its row: passes repeat until one finds nothing left to reseal.
@@ -201,7 +205,10 @@ impl Kms {
                 let Some(last) = page.last() else { break };
                 after = Some((last.id.clone(), last.version));
                 for r in &page {
-                    if clavis_crypto::seal::sealed_version(&r.sealed)? == current {
+                    // An expired import wrapping key is never unsealed again (ImportKeyMaterial
+                    // refuses an expired token before it unseals), so it stays as it is until
+                    // the purge deletes it.
+                    if r.expires_ms.is_some_and(|e| e <= now) || clavis_crypto::seal::sealed_version(&r.sealed)? == current {
                         continue;
                     }
                     let context = Self::sealed_context(r)?;

@@ -3,7 +3,7 @@
 //! build the response shape.
 
 use crate::api::*;
-use crate::audit::{self, AuditInput, AuditSink};
+use crate::audit::{self, AuditSink};
 use crate::ciphertext::{self, Header};
 use crate::keys::{Key, KeyCache, MaterialCache, access_key_seal_context, material_seal_context};
 use crate::policy::Policy;
@@ -59,13 +59,108 @@ pub(crate) struct Access<'a> {
     pub context: Option<&'a EncryptionContext>,
     /// For CreateGrant: the grant asked for, which policy conditions and parent grants test.
     pub new_grant: Option<&'a crate::grants::GrantSpec>,
+    /// The alias the request named the key by, as `alias/<name>` (`kms:RequestAlias`). Set by
+    /// the key resolvers, not by the operations.
+    pub request_alias: Option<&'a str>,
+    /// Condition keys that come from the operation's parameters (lower-case names), such as
+    /// `kms:rotationperiodindays`.
+    pub params: &'a [(String, Vec<String>)],
 }
 
-impl Access<'_> {
+impl<'a> Access<'a> {
     /// An action with no encryption context.
     pub fn to(action: &'static str) -> Access<'static> {
-        Access { action, context: None, new_grant: None }
+        Access { action, context: None, new_grant: None, request_alias: None, params: &[] }
     }
+
+    /// An action with the request's encryption context.
+    pub fn with_context(action: &'static str, context: &'a EncryptionContext) -> Access<'a> {
+        Access { context: Some(context), ..Access::to(action) }
+    }
+
+    /// The same access, with condition keys from the operation's parameters.
+    pub fn with_params(self, params: &'a [(String, Vec<String>)]) -> Access<'a> {
+        Access { params, ..self }
+    }
+}
+
+/// One condition key of an operation's parameters, for [`Access::with_params`].
+pub(crate) fn param(name: &str, value: impl ToString) -> (String, Vec<String>) {
+    (name.to_ascii_lowercase(), vec![value.to_string()])
+}
+
+/// The `aws:RequestTag/<key>` and `aws:TagKeys` condition keys of a request that sets tags.
+pub(crate) fn request_tag_params<'a>(tags: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, Vec<String>)> {
+    let mut keys = Vec::new();
+    let mut params = Vec::new();
+    for (k, v) in tags {
+        params.push((format!("aws:requesttag/{}", k.to_ascii_lowercase()), vec![v.to_owned()]));
+        keys.push(k.to_owned());
+    }
+    params.push(("aws:tagkeys".to_owned(), keys));
+    params
+}
+
+/// The operations whose authorization is decided per key ([`Kms::authorize_key`]), not by the
+/// caller's role up front: a key policy naming the caller, or a grant, allows them without any
+/// role, as a key policy does in AWS without an IAM policy. RetireGrant is decided by the grant
+/// itself (its retiring principal and grantee). Every other operation (CreateKey, ListKeys,
+/// GenerateRandom, the alias operations, ListAliases, ListRetirableGrants, `ClavisAdmin.*`)
+/// needs the role: in AWS these are authorized by IAM policy alone, or (aliases) by IAM policy
+/// on the alias as well as by the key's policy.
+const KEY_OPERATIONS: &[&str] = &[
+    "CancelKeyDeletion",
+    "CreateGrant",
+    "Decrypt",
+    "DeleteImportedKeyMaterial",
+    "DescribeKey",
+    "DisableKey",
+    "DisableKeyRotation",
+    "EnableKey",
+    "EnableKeyRotation",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GetKeyPolicy",
+    "GetKeyRotationStatus",
+    "GetParametersForImport",
+    "ImportKeyMaterial",
+    "ListGrants",
+    "ListKeyPolicies",
+    "ListKeyRotations",
+    "ListResourceTags",
+    "PutKeyPolicy",
+    "ReEncrypt",
+    "RetireGrant",
+    "RevokeGrant",
+    "RotateKeyOnDemand",
+    "ScheduleKeyDeletion",
+    "TagResource",
+    "UntagResource",
+    "UpdateKeyDescription",
+];
+
+/// The actions whose requests carry `kms:EncryptionAlgorithm`. Clavis refuses every algorithm
+/// but `SYMMETRIC_DEFAULT` before authorization, and AWS gives the key its default value when
+/// the request omits it, so the value is always `SYMMETRIC_DEFAULT`.
+const ENCRYPTION_ALGORITHM_ACTIONS: &[&str] =
+    &["Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext"];
+
+/// The role operation that stands for a policy action (a role allows `ReEncrypt` as a whole).
+pub(crate) fn role_operation(action: &str) -> &str {
+    match action {
+        "ReEncryptFrom" | "ReEncryptTo" => "ReEncrypt",
+        other => other,
+    }
+}
+
+/// The key a policy lockout check is about: an existing key (PutKeyPolicy) or the one being
+/// created (CreateKey), with the facts its policy may test.
+struct LockoutKey<'a> {
+    arn: &'a str,
+    facts: crate::policy::KeyFacts<'a>,
+    tags: &'a [(String, String)],
+    aliases: &'a [String],
 }
 
 /// The operations a principal of another account may perform on a key, when the key's policy
@@ -190,18 +285,59 @@ impl Kms {
         }
     }
 
-    /// Records one request in the audit log and returns once the record is durable. An `Err`
-    /// means the request's outcome must not be released (invariant 5).
-    pub async fn audit(&self, input: &AuditInput<'_>) -> Result<(), KmsError> {
-        let Some(sink) = &self.audit else { return Ok(()) };
+    /// Runs one request of any front end and releases its result only once the request's
+    /// record is durable (invariant 5). `work` authenticates, decodes, calls the operation and
+    /// reports what the record needs ([`audit::Outcome`]); the record is then built from the
+    /// decoded request, the typed response and the keys the core resolved — it cannot fail
+    /// to build — and appended. If it cannot be made durable the client gets
+    /// `DependencyTimeoutException` and nothing the operation produced.
+    pub async fn audited<T>(&self, event: &audit::RequestEvent<'_>, work: impl Future<Output = audit::Outcome<T>>) -> Result<T, KmsError> {
+        self.audited_in(event, work, false).await
+    }
+
+    /// [`Kms::audited`] for the unauthenticated operator paths (init, unseal), which must work
+    /// while the server is sealed and its audit log cannot be written yet: their records are
+    /// then held in memory and written first when the log opens ([`AuditSink::append_or_hold`]).
+    pub async fn audited_operator<T>(
+        &self,
+        event: &audit::RequestEvent<'_>,
+        work: impl Future<Output = audit::Outcome<T>>,
+    ) -> Result<T, KmsError> {
+        self.audited_in(event, work, true).await
+    }
+
+    async fn audited_in<T>(&self, event: &audit::RequestEvent<'_>, work: impl Future<Output = audit::Outcome<T>>, hold: bool) -> Result<T, KmsError> {
+        let time_ms = self.clock.now_ms();
+        let started = std::time::Instant::now();
+        let outcome = work.await;
+        let Some(sink) = &self.audit else { return outcome.result };
         // While sealed the audit key is sealed too, so the log cannot be written; nothing can
         // succeed while sealed (every request fails authenticating), and a refusal for being
         // sealed has no effect to record.
-        if matches!(input.error, Some(KmsError::Sealed)) && self.is_sealed() {
-            return Ok(());
+        if !hold && matches!(outcome.result, Err(KmsError::Sealed)) && self.is_sealed() {
+            return outcome.result;
         }
-        let record = audit::record(input).map_err(|e| KmsError::Internal(format!("audit record encoding: {e}")))?;
-        sink.append(record).await.map_err(|e| KmsError::AuditUnavailable(e.to_string()))
+        // A front end may leave out the record of an unauthenticated refusal it rate-limited
+        // (a later record counts it); never that of anything that ran.
+        if outcome.suppress && outcome.caller.is_none() && outcome.result.is_err() {
+            return outcome.result;
+        }
+        let record = audit::record(audit::RecordInput {
+            event,
+            time_ms,
+            duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            caller: outcome.caller.as_ref(),
+            request_parameters: outcome.request_parameters,
+            response_elements: outcome.response_elements,
+            error: outcome.result.as_ref().err(),
+            suppressed_before: outcome.suppressed_before,
+            operator: hold,
+        });
+        let appended = if hold { sink.append_or_hold(record).await } else { sink.append(record).await };
+        match appended {
+            Ok(()) => outcome.result,
+            Err(e) => Err(KmsError::AuditUnavailable(e.to_string())),
+        }
     }
 
     /// The current time (Unix milliseconds) by the service's clock.
@@ -300,64 +436,135 @@ impl Kms {
     }
 
     /// The role of a principal: the account root is an administrator; a user has the role it was
-    /// created with; an unknown principal (a deleted user) can do nothing.
+    /// created with. An unknown principal (a deleted user) or a stored role this version does
+    /// not know has no permissions at all: an unreadable role must not read as some default.
     async fn role_of(&self, account: &AccountId, principal_arn: &str) -> Result<Role, KmsError> {
         if principal_arn == account.root_arn() {
             return Ok(Role::Admin);
         }
         let users = self.store.list_users(account.as_str()).await?;
-        Ok(users.iter().find(|u| u.arn == principal_arn).and_then(|u| Role::parse(&u.role)).unwrap_or(Role::Reader))
+        Ok(users.iter().find(|u| u.arn == principal_arn).and_then(|u| Role::parse(&u.role)).unwrap_or(Role::None))
     }
 
-    /// The first authorization step of every operation: the caller's role must allow it. The
-    /// role is a ceiling; an operation on a key also needs the key's policy or a grant
-    /// ([`Kms::authorize_key`]).
+    /// The identity step of every operation, where the caller's role plays the part of AWS's
+    /// identity-based (IAM) policy. An operation that is not on a key (CreateKey, ListKeys,
+    /// ListAliases, GenerateRandom, the alias operations, `ClavisAdmin.*`) needs the role to
+    /// allow it. An operation on a key ([`KEY_OPERATIONS`]) is not refused here: the key's
+    /// policy may name the caller, or a grant may allow it, whatever its role, so the role is
+    /// weighed with them in [`Kms::authorize_key`].
     pub(crate) fn authorize(&self, caller: &Caller, operation: &str) -> Result<(), KmsError> {
-        if caller.role.allows(operation) {
+        if KEY_OPERATIONS.contains(&operation) || caller.role.allows(operation) {
             return Ok(());
         }
         let service =
             if operation.starts_with(char::is_uppercase) && crate::types::is_admin_operation(operation) { "clavis" } else { "kms" };
         Err(KmsError::AccessDenied(format!(
-            "User: {} is not authorized to perform: {service}:{operation} because its role ({}) does not allow it",
-            caller.principal_arn,
-            caller.role.as_str()
+            "User: {} is not authorized to perform: {service}:{operation} because no identity-based policy allows the {service}:{operation} action",
+            caller.principal_arn
         )))
     }
 
-    /// The second authorization step, for an operation on a key: no `Deny` in the key's policy
-    /// may match, and an `Allow` in it or one of the key's grants must. Runs after the key is
-    /// resolved and before its state is looked at (as AWS does).
+    /// The key step, for an operation on a key, after the key is resolved and before its state
+    /// is looked at (as AWS does). AWS's evaluation logic, with the caller's role as its
+    /// identity-based policy:
+    ///
+    /// 1. a `Deny` in the key's policy that matches refuses (so does an unreadable stored policy);
+    /// 2. an `Allow` that names the caller itself (its ARN, or `"*"`) allows;
+    /// 3. an `Allow` that names the caller's account (its root, or the bare id) allows when the
+    ///    caller's role allows the action: the account delegates to its identities;
+    /// 4. otherwise a grant to the caller (or, with its role's consent, to its account) allows;
+    /// 5. otherwise refused.
     pub(crate) async fn authorize_key(&self, caller: &Caller, access: Access<'_>, key: &Key) -> Result<(), KmsError> {
+        use crate::policy::Decision;
+        // Every key a request is authorized against is one of its record's resources, refused
+        // or not (so a key's owner sees another account's refused attempts on it).
+        caller.resources.add(&key.arn);
         let action = format!("kms:{}", access.action);
-        let extra = access.new_grant.map(crate::grants::GrantSpec::condition_keys).unwrap_or_default();
-        let extra: Vec<(&str, Vec<String>)> = extra.iter().map(|(k, v)| (*k, v.clone())).collect();
-        let ctx = crate::policy::RequestContext {
-            principal_arn: &caller.principal_arn,
-            principal_account: caller.account.as_str(),
-            action: &action,
-            resource: &key.arn,
-            encryption_context: access.context.map(EncryptionContext::as_map),
-            source_ip: caller.source_ip,
-            extra: &extra,
-        };
         let refusal = |why: &str| {
             KmsError::AccessDenied(format!(
                 "User: {} is not authorized to perform: {action} on resource: {} {why}",
                 caller.principal_arn, key.arn
             ))
         };
+        if key.policy.is_unreadable() {
+            tracing::warn!(key = %key.arn, "the key's stored policy no longer parses; every request on the key is refused");
+            return Err(refusal(
+                "with an explicit deny in a resource-based policy (the key's stored policy is not a valid policy document, and an unreadable policy denies every request)",
+            ));
+        }
+        let mut extra = access.new_grant.map(crate::grants::GrantSpec::condition_keys).unwrap_or_default();
+        extra.extend(access.params.iter().cloned());
+        if ENCRYPTION_ALGORITHM_ACTIONS.contains(&access.action) {
+            extra.push(param("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT));
+        }
+        if matches!(access.action, "CreateGrant" | "ListGrants" | "RevokeGrant") {
+            // Only an AWS service acting for a principal makes this true; Clavis has none.
+            extra.push(param("kms:GrantIsForAWSResource", false));
+        }
+        let (tags, aliases) = self.policy_facts(&key.policy, key).await?;
+        let ctx = self.request_context(caller, &action, key, &tags, &aliases, &extra, access);
         match key.policy.evaluate(&ctx) {
-            crate::policy::Decision::Allow => Ok(()),
-            crate::policy::Decision::ExplicitDeny => Err(refusal("with an explicit deny in a resource-based policy")),
-            crate::policy::Decision::NotApplicable => {
+            Decision::ExplicitDeny => Err(refusal("with an explicit deny in a resource-based policy")),
+            Decision::AllowPrincipal => Ok(()),
+            Decision::AllowAccount if caller.role.allows(role_operation(access.action)) => Ok(()),
+            decision => {
                 if self.grant_allows(caller, key, access).await? {
-                    Ok(())
-                } else {
-                    Err(refusal(&format!("because no resource-based policy allows the {action} action")))
+                    return Ok(());
                 }
+                Err(refusal(&if decision == Decision::AllowAccount {
+                    format!("because no identity-based policy allows the {action} action")
+                } else {
+                    format!("because no resource-based policy allows the {action} action")
+                }))
             }
         }
+    }
+
+    /// The facts of a request that a key policy can test.
+    #[allow(clippy::too_many_arguments)] // Each is a distinct fact; a builder would only rename them.
+    fn request_context<'a>(
+        &self,
+        caller: &'a Caller,
+        action: &'a str,
+        key: &'a Key,
+        tags: &'a [(String, String)],
+        aliases: &'a [String],
+        extra: &'a [(String, Vec<String>)],
+        access: Access<'a>,
+    ) -> crate::policy::RequestContext<'a> {
+        crate::policy::RequestContext {
+            principal_arn: &caller.principal_arn,
+            principal_account: caller.account.as_str(),
+            action,
+            resource: &key.arn,
+            encryption_context: access.context.map(EncryptionContext::as_map),
+            source_ip: caller.source_ip,
+            secure_transport: caller.secure_transport,
+            now_ms: self.clock.now_ms(),
+            key: Some(crate::policy::KeyFacts { key_spec: &key.rec.key_spec, key_usage: &key.rec.key_usage, origin: &key.rec.origin }),
+            resource_tags: tags,
+            resource_aliases: aliases,
+            request_alias: access.request_alias,
+            extra,
+        }
+    }
+
+    /// The key's tags and alias names, read from the store only when `policy` tests them
+    /// (`aws:ResourceTag/...`, `kms:ResourceAliases`), so that other requests pay nothing.
+    async fn policy_facts(&self, policy: &Policy, key: &Key) -> Result<(Vec<(String, String)>, Vec<String>), KmsError> {
+        let tags = if policy.tests_condition_key("aws:resourcetag/") {
+            let tags = self.store.list_tags(&key.rec.key_id, None, validate::MAX_TAGS_PER_KEY + 1).await?;
+            tags.into_iter().map(|t| (t.key, t.value)).collect()
+        } else {
+            Vec::new()
+        };
+        let aliases = if policy.tests_condition_key("kms:resourcealiases") {
+            let list = self.store.list_aliases(&key.rec.account_id, &key.rec.region, Some(&key.rec.key_id), None, 10_000).await?;
+            list.into_iter().map(|a| a.alias_name).collect()
+        } else {
+            Vec::new()
+        };
+        Ok((tags, aliases))
     }
 
     // ----- root of trust (operator) -----
@@ -518,14 +725,17 @@ impl Kms {
         if key_ref.is_alias() {
             return Err(KmsError::NotFound(format!("Invalid keyId '{raw}': this operation accepts a key id or key ARN, not an alias.")));
         }
-        self.resolve(caller, action, &key_ref).await
+        let key = self.resolve(caller, action, &key_ref).await?;
+        caller.resources.add(&key.arn);
+        Ok(key)
     }
 
     /// Resolves a `KeyId` member where AWS accepts aliases, and authorizes `access` on it.
     pub(crate) async fn key_for(&self, caller: &Caller, access: Access<'_>, key_id: Option<&str>, field: &str) -> Result<Key, KmsError> {
         let raw = validate::required(key_id, field)?;
-        let key = self.resolve(caller, access.action, &KeyRef::parse(raw, field)?).await?;
-        self.authorize_key(caller, access, &key).await?;
+        let key_ref = KeyRef::parse(raw, field)?;
+        let key = self.resolve(caller, access.action, &key_ref).await?;
+        self.authorize_key(caller, Access { request_alias: key_ref.alias_name(), ..access }, &key).await?;
         Ok(key)
     }
 
@@ -614,21 +824,36 @@ impl Kms {
     }
 
     /// Refuses a policy under which the caller could not change the policy again (AWS's
-    /// "policy lockout safety check"), unless the caller bypasses the check.
-    fn lockout_check(caller: &Caller, policy: &Policy, key_arn: &str, bypass: Option<bool>) -> Result<(), KmsError> {
+    /// "policy lockout safety check"), unless the caller bypasses the check. The rule is
+    /// [`Kms::authorize_key`]'s for a later PutKeyPolicy by the same caller: no `Deny`, and an
+    /// `Allow` naming the caller, or naming its account while its role allows PutKeyPolicy
+    /// (grants cannot allow PutKeyPolicy).
+    fn lockout_check(&self, caller: &Caller, policy: &Policy, key: LockoutKey<'_>, bypass: Option<bool>) -> Result<(), KmsError> {
         if bypass == Some(true) {
             return Ok(());
         }
+        let extra = [param("kms:BypassPolicyLockoutSafetyCheck", false)];
         let ctx = crate::policy::RequestContext {
             principal_arn: &caller.principal_arn,
             principal_account: caller.account.as_str(),
             action: "kms:PutKeyPolicy",
-            resource: key_arn,
+            resource: key.arn,
             encryption_context: None,
             source_ip: caller.source_ip,
-            extra: &[],
+            secure_transport: caller.secure_transport,
+            now_ms: self.clock.now_ms(),
+            key: Some(key.facts),
+            resource_tags: key.tags,
+            resource_aliases: key.aliases,
+            request_alias: None,
+            extra: &extra,
         };
-        if policy.evaluate(&ctx) == crate::policy::Decision::Allow && caller.role.allows("PutKeyPolicy") {
+        let allowed = match policy.evaluate(&ctx) {
+            crate::policy::Decision::AllowPrincipal => true,
+            crate::policy::Decision::AllowAccount => caller.role.allows("PutKeyPolicy"),
+            crate::policy::Decision::ExplicitDeny | crate::policy::Decision::NotApplicable => false,
+        };
+        if allowed {
             return Ok(());
         }
         Err(KmsError::MalformedPolicyDocument("The new key policy will not allow you to update the key policy in the future.".into()))
@@ -706,7 +931,10 @@ impl Kms {
                 validate::str_len(&p, "policy", 1, crate::policy::MAX_POLICY_BYTES)?;
                 let parsed = Policy::parse(&p)?;
                 let arn = key_arn(caller.region.as_str(), caller.account.as_str(), &id.to_string());
-                Self::lockout_check(caller, &parsed, &arn, req.bypass_policy_lockout_safety_check)?;
+                let tag_pairs: Vec<(String, String)> = tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+                let facts = crate::policy::KeyFacts { key_spec: spec, key_usage: usage, origin };
+                let key = LockoutKey { arn: &arn, facts, tags: &tag_pairs, aliases: &[] };
+                self.lockout_check(caller, &parsed, key, req.bypass_policy_lockout_safety_check)?;
                 p
             }
             None => Self::default_policy(&caller.account),
@@ -736,6 +964,7 @@ impl Kms {
             import_fingerprint: None,
             revision: 1,
         };
+        caller.resources.add(&key_arn(&rec.region, &rec.account_id, &rec.key_id));
         if external {
             // No material until ImportKeyMaterial.
             self.store.create_key(&rec, None, &tags).await?;
@@ -846,11 +1075,12 @@ impl Kms {
         ciphertext::seal(&aead, Header { key_id: key.id, version }, context, plaintext)
     }
 
-    /// Finds the key of a ciphertext, checks it against an optional KeyId, and decrypts.
+    /// Finds the key of a ciphertext, checks it against an optional KeyId, and decrypts;
+    /// `access` is what the request does with that key (Decrypt, ReEncryptFrom).
     pub(crate) async fn decrypt_blob(
         &self,
         caller: &Caller,
-        action: &'static str,
+        access: Access<'_>,
         blob: &[u8],
         key_id: Option<&str>,
         context: &EncryptionContext,
@@ -859,9 +1089,10 @@ impl Kms {
         validate::blob_len(blob.len(), "ciphertextBlob", 1, MAX_CIPHERTEXT)?;
         let requested = match key_id {
             Some(raw) => {
-                let k = self.resolve(caller, action, &KeyRef::parse(raw, key_field)?).await?;
+                let key_ref = KeyRef::parse(raw, key_field)?;
+                let k = self.resolve(caller, access.action, &key_ref).await?;
                 // Authorized before anything is said about the ciphertext's key.
-                self.authorize_key(caller, Access { action, context: Some(context), new_grant: None }, &k).await?;
+                self.authorize_key(caller, Access { request_alias: key_ref.alias_name(), ..access }, &k).await?;
                 Some(k)
             }
             None => None,
@@ -884,7 +1115,7 @@ impl Kms {
             },
         };
         if !authorized {
-            self.authorize_key(caller, Access { action, context: Some(context), new_grant: None }, &key).await?;
+            self.authorize_key(caller, access, &key).await?;
         }
         // A version newer than the cached record knows may have been made by another node.
         let key = if header.version > key.rec.current_version { self.load_key_fresh(&key).await? } else { key };
@@ -908,7 +1139,7 @@ impl Kms {
         validate::symmetric_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
-        let access = Access { action: "Encrypt", context: Some(&context), new_grant: None };
+        let access = Access::with_context("Encrypt", &context);
         let key = self.encryption_key(caller, access, req.key_id.as_deref(), req.dry_run).await?;
         let blob = self.encrypt_with(&key, &context, plaintext.0.expose_secret()).await?;
         Ok(EncryptResponse { ciphertext_blob: Blob(blob), key_id: key.arn, encryption_algorithm: SYMMETRIC_DEFAULT.into() })
@@ -924,12 +1155,16 @@ impl Kms {
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         refuse_recipient(req.recipient.as_ref())?;
         let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
-        let (key, plaintext) = self.decrypt_blob(caller, "Decrypt", &blob.0, req.key_id.as_deref(), &context, "keyId").await?;
+        let access = Access::with_context("Decrypt", &context);
+        let (key, plaintext) = self.decrypt_blob(caller, access, &blob.0, req.key_id.as_deref(), &context, "keyId").await?;
         if req.dry_run == Some(true) {
             return Err(KmsError::DryRun);
         }
         let (mut rewrapped, mut newest) = (None, None);
         if req.rewrap {
+            // Re-wrapping encrypts under the key: the caller must be allowed that too (kms:Encrypt,
+            // or both halves of kms:ReEncrypt*), whether or not this ciphertext needs it.
+            self.authorize_rewrap(caller, &key, &context).await?;
             let source_version = ciphertext::parse_header(&blob.0)?.version;
             let current = key.rec.current_version;
             newest = Some(current);
@@ -946,6 +1181,26 @@ impl Kms {
         })
     }
 
+    /// Re-wrap on unwrap produces a new ciphertext under `key`: allowed when Encrypt is, or when
+    /// both ReEncryptFrom and ReEncryptTo are (what a ReEncrypt onto the same key would need).
+    async fn authorize_rewrap(&self, caller: &Caller, key: &Key, context: &EncryptionContext) -> Result<(), KmsError> {
+        let access = |action| Access::with_context(action, context);
+        if self.authorize_key(caller, access("Encrypt"), key).await.is_ok() {
+            return Ok(());
+        }
+        match (
+            self.authorize_key(caller, access("ReEncryptFrom"), key).await,
+            self.authorize_key(caller, access("ReEncryptTo"), key).await,
+        ) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(KmsError::AccessDenied(_)), _) | (_, Err(KmsError::AccessDenied(_))) => Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to re-wrap under {}: re-wrap on unwrap needs kms:Encrypt, or kms:ReEncryptFrom and kms:ReEncryptTo, on the key",
+                caller.principal_arn, key.arn
+            ))),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    }
+
     /// ReEncrypt: decrypt under the source key and encrypt under the destination key, without
     /// the plaintext leaving the service.
     pub async fn re_encrypt(&self, caller: &Caller, req: ReEncryptRequest) -> Result<ReEncryptResponse, KmsError> {
@@ -957,9 +1212,17 @@ impl Kms {
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         let source_ctx = EncryptionContext::parse(req.source_encryption_context, "sourceEncryptionContext")?;
         let dest_ctx = EncryptionContext::parse(req.destination_encryption_context, "destinationEncryptionContext")?;
-        let (source, plaintext) =
-            self.decrypt_blob(caller, "ReEncryptFrom", &blob.0, req.source_key_id.as_deref(), &source_ctx, "sourceKeyId").await?;
-        let access = Access { action: "ReEncryptTo", context: Some(&dest_ctx), new_grant: None };
+        // kms:ReEncryptOnSameKey, worked out before either key is authorized: a reference that
+        // does not resolve is not the same key (its error comes from the step that needs it).
+        let source_id = ciphertext::parse_header(&blob.0).ok().map(|h| h.key_id);
+        let dest_id = match KeyRef::parse(dest_raw, "destinationKeyId") {
+            Ok(r) => self.resolve(caller, "ReEncryptTo", &r).await.ok().map(|k| k.id),
+            Err(_) => None,
+        };
+        let same_key = [param("kms:ReEncryptOnSameKey", source_id.is_some() && source_id == dest_id)];
+        let access = Access::with_context("ReEncryptFrom", &source_ctx).with_params(&same_key);
+        let (source, plaintext) = self.decrypt_blob(caller, access, &blob.0, req.source_key_id.as_deref(), &source_ctx, "sourceKeyId").await?;
+        let access = Access::with_context("ReEncryptTo", &dest_ctx).with_params(&same_key);
         let dest = self.key_for(caller, access, Some(dest_raw), "destinationKeyId").await?;
         dest.check_usable()?;
         dest.check_symmetric_encrypt()?;
@@ -1002,7 +1265,7 @@ impl Kms {
         let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
         let action = if with_plaintext { "GenerateDataKey" } else { "GenerateDataKeyWithoutPlaintext" };
         let key = self
-            .encryption_key(caller, Access { action, context: Some(&context), new_grant: None }, req.key_id.as_deref(), req.dry_run)
+            .encryption_key(caller, Access::with_context(action, &context), req.key_id.as_deref(), req.dry_run)
             .await?;
         let data_key = random::secret(len)?;
         let blob = self.encrypt_with(&key, &context, data_key.expose_secret()).await?;
@@ -1132,7 +1395,8 @@ impl Kms {
     pub async fn tag_resource(&self, caller: &Caller, req: TagResourceRequest) -> Result<Empty, KmsError> {
         self.authorize(caller, "TagResource")?;
         let tags = validate::tags(&validate::required(req.tags, "tags")?)?;
-        let key = self.key_for_no_alias(caller, Access::to("TagResource"), req.key_id.as_deref(), "keyId").await?;
+        let params = request_tag_params(tags.iter().map(|t| (t.key.as_str(), t.value.as_str())));
+        let key = self.key_for_no_alias(caller, Access::to("TagResource").with_params(&params), req.key_id.as_deref(), "keyId").await?;
         if key.state == KeyState::PendingDeletion {
             return Err(key.invalid_state(key.state));
         }
@@ -1152,7 +1416,8 @@ impl Kms {
         for k in &tag_keys {
             validate::str_len(k, "tagKeys.member", 1, 128)?;
         }
-        let key = self.key_for_no_alias(caller, Access::to("UntagResource"), req.key_id.as_deref(), "keyId").await?;
+        let params = [("aws:tagkeys".to_owned(), tag_keys.clone())];
+        let key = self.key_for_no_alias(caller, Access::to("UntagResource").with_params(&params), req.key_id.as_deref(), "keyId").await?;
         if key.state == KeyState::PendingDeletion {
             return Err(key.invalid_state(key.state));
         }
@@ -1185,12 +1450,17 @@ impl Kms {
         validate::str_len(&name, "policyName", 1, 128)?;
         let doc = validate::required(req.policy, "policy")?;
         validate::str_len(&doc, "policy", 1, crate::policy::MAX_POLICY_BYTES)?;
-        let key = self.key_for_no_alias(caller, Access::to("PutKeyPolicy"), req.key_id.as_deref(), "keyId").await?;
+        let params = [param("kms:BypassPolicyLockoutSafetyCheck", req.bypass_policy_lockout_safety_check.unwrap_or(false))];
+        let access = Access::to("PutKeyPolicy").with_params(&params);
+        let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
         if name != "default" {
             return Err(KmsError::NotFound(format!("Policy {name} does not exist on key {}", key.arn)));
         }
         let policy = Policy::parse(&doc)?;
-        Self::lockout_check(caller, &policy, &key.arn, req.bypass_policy_lockout_safety_check)?;
+        let (tags, aliases) = self.policy_facts(&policy, &key).await?;
+        let facts = crate::policy::KeyFacts { key_spec: &key.rec.key_spec, key_usage: &key.rec.key_usage, origin: &key.rec.origin };
+        let target = LockoutKey { arn: &key.arn, facts, tags: &tags, aliases: &aliases };
+        self.lockout_check(caller, &policy, target, req.bypass_policy_lockout_safety_check)?;
         self.update_key(key, |k| Ok(Some(KeyRecord { policy: doc.clone(), ..(*k.rec).clone() }))).await?;
         Ok(Empty {})
     }

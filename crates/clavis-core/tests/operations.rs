@@ -193,9 +193,17 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.try_lease(n, h, now, until).await
     }
-    async fn put_import_params(&self, p: &ImportParamsRecord) -> StoreResult<()> {
+    async fn put_import_params(&self, p: &ImportParamsRecord, now: i64, max: usize) -> StoreResult<()> {
         self.check()?;
-        self.inner.put_import_params(p).await
+        self.inner.put_import_params(p, now, max).await
+    }
+    async fn count_import_params(&self, k: &str, now: i64) -> StoreResult<usize> {
+        self.check()?;
+        self.inner.count_import_params(k, now).await
+    }
+    async fn purge_import_params(&self, k: Option<&str>, by: i64) -> StoreResult<u64> {
+        self.check()?;
+        self.inner.purge_import_params(k, by).await
     }
     async fn get_import_params(&self, t: &str) -> StoreResult<Option<ImportParamsRecord>> {
         self.check()?;
@@ -296,6 +304,10 @@ impl Store for FlakyStore {
     async fn list_grants(&self, k: &str) -> StoreResult<Vec<GrantRecord>> {
         self.check()?;
         self.inner.list_grants(k).await
+    }
+    async fn grants_for(&self, k: &str, grantees: &[&str], op: &str) -> StoreResult<Vec<GrantRecord>> {
+        self.check()?;
+        self.inner.grants_for(k, grantees, op).await
     }
     async fn list_retirable_grants(&self, p: &str) -> StoreResult<Vec<GrantRecord>> {
         self.check()?;

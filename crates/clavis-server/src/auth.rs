@@ -12,6 +12,9 @@ use clavis_sigv4::{Authorization, Request, SigV4Error, format_amz_date, parse_am
 /// The service name in the credential scope.
 pub const SERVICE: &str = "kms";
 
+/// Headers every signature must cover besides `host` (lower-case).
+const REQUIRED_SIGNED_HEADERS: [&str; 2] = ["x-amz-date", "x-amz-target"];
+
 fn sigv4_error(e: SigV4Error) -> KmsError {
     match e {
         SigV4Error::Incomplete(m) => KmsError::IncompleteSignature(m),
@@ -35,10 +38,19 @@ pub async fn authenticate(kms: &Kms, config: &ServerConfig, parts: &Parts, body:
     };
     let authz = authz.to_str().map_err(|_| KmsError::IncompleteSignature("Authorization header is not valid ASCII.".into()))?;
     let auth = Authorization::parse(authz).map_err(sigv4_error)?;
+    // A signature must cover what selects and dates the operation, as AWS requires: a
+    // signature over `host` alone could be replayed with another X-Amz-Target.
     if !auth.signed_headers.iter().any(|h| h == "host") {
         return Err(KmsError::IncompleteSignature(format!(
-            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization. Authorization={authz}"
+            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
         )));
+    }
+    for required in REQUIRED_SIGNED_HEADERS {
+        if !auth.signed_headers.iter().any(|h| h == required) {
+            return Err(KmsError::IncompleteSignature(format!(
+                "'{required}' must be a 'SignedHeader' in the AWS Authorization."
+            )));
+        }
     }
     let amz_date = header(parts, "x-amz-date").ok_or_else(|| {
         KmsError::IncompleteSignature("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into())

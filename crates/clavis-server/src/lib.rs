@@ -1,14 +1,19 @@
 //! The Clavis HTTP layer: the AWS JSON 1.1 transport over HTTP/1.1.
 //!
-//! It owns: routing (`POST /` with `X-Amz-Target`, `GET /healthz` and `GET /readyz`), the request id on every
-//! response, the body limit, SigV4 authentication ([`auth`]), decoding request JSON into the
-//! core's shapes and encoding responses and errors in AWS's shapes ([`protocol`]).
+//! It owns: connections and their limits ([`listener`]: timeouts, the connection cap),
+//! routing (`POST /` with `X-Amz-Target`, `GET /healthz` and `GET /readyz`, the operator
+//! paths), the request id on every response, the body limit and timeout, SigV4 authentication
+//! ([`auth`]), rate limits on failed authentication ([`limiter`]), decoding request JSON into
+//! the core's shapes and encoding responses and errors in AWS's shapes ([`protocol`]). TLS
+//! itself is the binary's (it needs the crypto provider); this layer takes a handshake.
 //!
 //! Architecture invariant: it authenticates and translates, nothing more. It makes no
 //! authorization decision and does no cryptography of its own (SigV4's HMACs are computed by
 //! `clavis-sigv4` through `clavis-crypto`); every operation is a call into `clavis_core::Kms`.
 
 pub mod auth;
+pub mod limiter;
+pub mod listener;
 mod protocol;
 
 use axum::Router;
@@ -28,13 +33,43 @@ pub struct ServerConfig {
     pub allowed_regions: Option<Vec<String>>,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long a whole request body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
     /// How far `X-Amz-Date` may be from the server's clock, in seconds (AWS: 15 minutes).
     pub max_clock_skew_secs: i64,
+    /// Host names (besides IP literals and `localhost`) under which the operator endpoints
+    /// may be reached.
+    pub public_names: Vec<String>,
+    /// A token `/operator/init` must present (`X-Clavis-Init-Token`), when set.
+    pub init_token: Option<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { allowed_regions: None, max_body_bytes: 256 * 1024, max_clock_skew_secs: 15 * 60 }
+        ServerConfig {
+            allowed_regions: None,
+            max_body_bytes: 256 * 1024,
+            body_read_timeout: std::time::Duration::from_secs(30),
+            max_clock_skew_secs: 15 * 60,
+            public_names: Vec::new(),
+            init_token: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Whether a `Host` header names this server: an IP literal, `localhost`, or one of the
+    /// configured public names (any port). A DNS-rebinding page reaches the server under a
+    /// name of the attacker's, which is none of these.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            // [v6]:port
+            Some(rest) => return rest.split(']').next().is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+            None => host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(n, _)| n),
+        };
+        name.parse::<std::net::IpAddr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || self.public_names.iter().any(|p| p.eq_ignore_ascii_case(name))
     }
 }
 
@@ -45,6 +80,28 @@ pub struct AppState {
     pub kms: Arc<Kms>,
     /// HTTP-layer settings.
     pub config: Arc<ServerConfig>,
+    /// Failed authentications per source address.
+    pub failures: Arc<limiter::FailureLimiter>,
+    /// Failed operator (init, unseal) attempts per source address.
+    pub operator_attempts: Arc<limiter::FailureLimiter>,
+}
+
+impl AppState {
+    /// State with the default limits: 10 failed authentications per second per source (bursts
+    /// of 50), and 5 failed operator attempts per minute per source (bursts of 10).
+    pub fn new(kms: Arc<Kms>, config: ServerConfig) -> AppState {
+        AppState::with_limits(kms, config, 10.0, 50.0)
+    }
+
+    /// State with a given failed-authentication rate per source (0 disables the limit).
+    pub fn with_limits(kms: Arc<Kms>, config: ServerConfig, failures_per_second: f64, failure_burst: f64) -> AppState {
+        AppState {
+            kms,
+            config: Arc::new(config),
+            failures: Arc::new(limiter::FailureLimiter::new(failures_per_second, failure_burst)),
+            operator_attempts: Arc::new(limiter::FailureLimiter::new(5.0 / 60.0, 10.0)),
+        }
+    }
 }
 
 /// The request id of the current request (`x-amzn-RequestId`), placed in request extensions.

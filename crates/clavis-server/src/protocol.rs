@@ -1,17 +1,24 @@
 //! The AWS JSON 1.1 protocol: `X-Amz-Target: TrentService.<Operation>`, JSON bodies in, JSON
-//! bodies out, errors as `{"__type": ..., "message": ...}` with the status the core assigns.
+//! bodies out, errors as `{"__type": ..., "message": ...}` with the status the core assigns;
+//! and the unauthenticated operator paths.
+//!
+//! Every request runs inside [`Kms::audited`], which releases its result only once its
+//! record is durable; this module reports what the record needs (the caller, the decoded
+//! request's members, the typed response's members) and never builds a record itself.
 
+use crate::limiter::Verdict;
 use crate::{AppState, RequestId, auth};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use clavis_core::audit::AuditInput;
+use clavis_core::audit::{self, AuditParams, Outcome, RequestEvent};
 use clavis_core::{Caller, Kms, KmsError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::net::SocketAddr;
-use std::time::Instant;
+use serde_json::{Map, Value};
+use std::net::{IpAddr, SocketAddr};
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 const TARGET_PREFIX: &str = "TrentService.";
@@ -32,18 +39,84 @@ pub fn error_response(e: &KmsError) -> Response {
     json_response(status, serde_json::to_vec(&body).unwrap_or_default())
 }
 
-/// Decodes the request shape, runs the operation, encodes the response shape.
-async fn call<Req, Resp, Fut>(body: &[u8], op: impl FnOnce(Req) -> Fut) -> Result<Vec<u8>, KmsError>
+/// What the audit record needs from one request, filled in as it runs.
+#[derive(Default)]
+struct Recorded {
+    caller: Option<Caller>,
+    request_parameters: Option<Map<String, Value>>,
+    response_elements: Option<Value>,
+    limiter: Option<Verdict>,
+}
+
+impl Recorded {
+    fn outcome(self, result: Result<Vec<u8>, KmsError>) -> Outcome<Vec<u8>> {
+        let limiter = self.limiter.unwrap_or(Verdict { throttled: false, suppressed_before: 0 });
+        Outcome {
+            caller: self.caller,
+            request_parameters: self.request_parameters,
+            response_elements: self.response_elements,
+            suppressed_before: limiter.suppressed_before,
+            suppress: limiter.throttled,
+            result,
+        }
+    }
+}
+
+/// Decodes the request shape, runs the operation, encodes the response shape; notes the
+/// decoded members and (for operations that change something) the response's for the record.
+async fn call<Req, Resp, Fut>(body: &[u8], operation: &str, rec: &mut Recorded, op: impl FnOnce(Req) -> Fut) -> Result<Vec<u8>, KmsError>
 where
-    Req: DeserializeOwned,
+    Req: DeserializeOwned + AuditParams,
     Resp: Serialize,
     Fut: Future<Output = Result<Resp, KmsError>>,
 {
     // An empty body is an empty request object, as botocore sends for operations without members.
     let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    // serde_json skips unknown members without a depth limit; no AWS KMS shape nests deeper
+    // than a few levels, so deeper input is refused before anything runs.
+    if !nesting_within(body, MAX_JSON_DEPTH) {
+        return Err(KmsError::Serialization(format!("The request body nests JSON deeper than {MAX_JSON_DEPTH} levels.")));
+    }
     let req: Req = serde_json::from_slice(body).map_err(|e| KmsError::Serialization(serialization_message(&e)))?;
+    rec.request_parameters = Some(req.audit_params());
     let resp = op(req).await?;
+    if audit::records_response(operation) {
+        rec.response_elements = audit::response_elements(&resp);
+    }
     serde_json::to_vec(&resp).map_err(|e| KmsError::Internal(format!("response encoding: {e}")))
+}
+
+/// The deepest JSON nesting a request body may have (the deepest AWS KMS shape, a grant's
+/// constraints, nests three levels).
+const MAX_JSON_DEPTH: usize = 32;
+
+/// Whether `body`'s arrays and objects nest at most `max` deep (brackets inside strings do not
+/// count). Malformed JSON passes here and fails in the parser.
+fn nesting_within(body: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
 }
 
 fn serialization_message(e: &serde_json::Error) -> String {
@@ -54,10 +127,10 @@ fn serialization_message(e: &serde_json::Error) -> String {
     }
 }
 
-async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], rewrap: bool) -> Result<Vec<u8>, KmsError> {
+async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], rewrap: bool, rec: &mut Recorded) -> Result<Vec<u8>, KmsError> {
     macro_rules! op {
         ($method:ident) => {
-            call(body, |req| kms.$method(caller, req)).await
+            call(body, operation, rec, |req| kms.$method(caller, req)).await
         };
     }
     match operation {
@@ -69,15 +142,15 @@ async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], rewr
         "DisableKey" => op!(disable_key),
         "Encrypt" => op!(encrypt),
         "Decrypt" => {
-            call(body, |mut req: clavis_core::api::DecryptRequest| {
+            call(body, operation, rec, |mut req: clavis_core::api::DecryptRequest| {
                 req.rewrap = rewrap;
                 kms.decrypt(caller, req)
             })
             .await
         }
         "ReEncrypt" => op!(re_encrypt),
-        "GenerateDataKey" => call(body, |req| kms.generate_data_key(caller, req, true)).await,
-        "GenerateDataKeyWithoutPlaintext" => call(body, |req| kms.generate_data_key(caller, req, false)).await,
+        "GenerateDataKey" => call(body, operation, rec, |req| kms.generate_data_key(caller, req, true)).await,
+        "GenerateDataKeyWithoutPlaintext" => call(body, operation, rec, |req| kms.generate_data_key(caller, req, false)).await,
         "GenerateRandom" => op!(generate_random),
         "CreateAlias" => op!(create_alias),
         "UpdateAlias" => op!(update_alias),
@@ -108,21 +181,26 @@ async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], rewr
     }
 }
 
-async fn dispatch_admin(kms: &Kms, caller: &Caller, operation: &str, body: &[u8]) -> Result<Vec<u8>, KmsError> {
+async fn dispatch_admin(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], rec: &mut Recorded) -> Result<Vec<u8>, KmsError> {
+    macro_rules! op {
+        ($method:ident) => {
+            call(body, operation, rec, |req| kms.$method(caller, req)).await
+        };
+    }
     match operation {
-        "LookupEvents" => call(body, |req| kms.lookup_events(caller, req)).await,
-        "AdvanceTestClock" => call(body, |req| kms.advance_test_clock(caller, req)).await,
-        "CreateAccount" => call(body, |req| kms.create_account(caller, req)).await,
-        "ListAccounts" => call(body, |req| kms.list_accounts(caller, req)).await,
-        "CreateUser" => call(body, |req| kms.create_user(caller, req)).await,
-        "ListUsers" => call(body, |req| kms.list_users(caller, req)).await,
-        "CreateAccessKey" => call(body, |req| kms.create_access_key(caller, req)).await,
-        "ListAccessKeys" => call(body, |req| kms.list_access_keys(caller, req)).await,
-        "UpdateAccessKey" => call(body, |req| kms.update_access_key(caller, req)).await,
-        "DeleteAccessKey" => call(body, |req| kms.delete_access_key(caller, req)).await,
-        "EnableKeyDualAuthorization" => call(body, |req| kms.enable_key_dual_authorization(caller, req)).await,
-        "Seal" => call(body, |req| kms.seal(caller, req)).await,
-        "RotateMasterKey" => call(body, |req| kms.rotate_master_key(caller, req)).await,
+        "LookupEvents" => op!(lookup_events),
+        "AdvanceTestClock" => op!(advance_test_clock),
+        "CreateAccount" => op!(create_account),
+        "ListAccounts" => op!(list_accounts),
+        "CreateUser" => op!(create_user),
+        "ListUsers" => op!(list_users),
+        "CreateAccessKey" => op!(create_access_key),
+        "ListAccessKeys" => op!(list_access_keys),
+        "UpdateAccessKey" => op!(update_access_key),
+        "DeleteAccessKey" => op!(delete_access_key),
+        "EnableKeyDualAuthorization" => op!(enable_key_dual_authorization),
+        "Seal" => op!(seal),
+        "RotateMasterKey" => op!(rotate_master_key),
         other => Err(KmsError::UnknownOperation(format!("Administration operation {other} does not exist."))),
     }
 }
@@ -131,62 +209,52 @@ fn now_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
+fn source_ip(parts: &Parts) -> Option<IpAddr> {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// Reads the whole body within the size limit and the body-read timeout. The timeout bounds
+/// the whole body, not the gap between two reads (a client trickling one byte at a time
+/// would defeat an inactivity timeout).
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, KmsError> {
+    let limit = state.config.max_body_bytes;
+    let timeout = state.config.body_read_timeout;
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        // A body that cannot be read within the limit is refused as too large.
+        Ok(Err(_)) => Err(KmsError::RequestEntityTooLarge(limit)),
+        Err(_) => Err(KmsError::RequestTimeout(timeout.as_secs())),
+    }
+}
+
 /// `POST /`: the KMS endpoint. Every request, whatever its outcome, is recorded in the audit
-/// log before its response leaves; if the record cannot be written the client gets
-/// `DependencyTimeoutException` and nothing the operation produced.
+/// log before its response leaves ([`Kms::audited`]).
 pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Response {
-    let started = Instant::now();
-    let time_ms = state.kms.now_ms();
     let (parts, body) = req.into_parts();
     let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     let is_admin = target.starts_with(ADMIN_PREFIX);
-    let operation = target.strip_prefix(TARGET_PREFIX).or_else(|| target.strip_prefix(ADMIN_PREFIX)).unwrap_or(&target).to_owned();
-
-    let limit = state.config.max_body_bytes;
-    // A body that cannot be read within the limit is refused as too large.
-    let body: Option<Bytes> = axum::body::to_bytes(body, limit).await.ok();
-    let mut caller = None;
-    let result: Result<Vec<u8>, KmsError> = async {
-        let body = body.as_ref().ok_or(KmsError::RequestEntityTooLarge(limit))?;
-        let c = auth::authenticate(&state.kms, &state.config, &parts, body, now_secs()).await?;
-        let c = caller.insert(c);
-        if is_admin {
-            return dispatch_admin(&state.kms, c, &operation, body).await;
-        }
-        if !target.starts_with(TARGET_PREFIX) {
-            return Err(KmsError::UnknownOperation(format!("The X-Amz-Target header must name a TrentService operation, not '{target}'.")));
-        }
-        // Re-wrap on unwrap is asked for with a header, so that an unmodified AWS client can
-        // opt in from an event hook without changing the request body.
-        let rewrap = parts.headers.get("x-clavis-rewrap").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-        dispatch(&state.kms, c, &operation, body, rewrap).await
-    }
-    .await;
-
-    // The audit record is built by the core from the raw bodies (it redacts secret members).
+    let operation = target.strip_prefix(TARGET_PREFIX).or_else(|| target.strip_prefix(ADMIN_PREFIX)).unwrap_or(target);
     let claimed = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|h| clavis_sigv4::Authorization::parse(h).ok());
-    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let input = AuditInput {
+    let event = RequestEvent {
         request_id: &request_id,
-        time_ms,
-        source_ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+        source_ip: source_ip(&parts),
         user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
-        operation: &operation,
+        operation,
         event_source: if is_admin { "admin.clavis" } else { "kms.amazonaws.com" },
-        caller: caller.as_ref(),
         claimed_access_key_id: claimed.as_ref().map(|a| a.access_key_id.as_str()),
         region: claimed.as_ref().map(|a| a.region.as_str()),
-        request: body.as_deref(),
-        response: result.as_ref().ok().map(Vec::as_slice),
-        error: result.as_ref().err(),
-        duration_us,
     };
-    let result = match (state.kms.audit(&input).await, result) {
-        (Ok(()), r) => r,
-        (Err(audit_err), _) => Err(audit_err),
-    };
-
+    let started = std::time::Instant::now();
+    let result = state
+        .kms
+        .audited(&event, async {
+            let mut rec = Recorded::default();
+            let result = serve_request(&state, &parts, body, target, operation, &mut rec).await;
+            rec.outcome(result)
+        })
+        .await;
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     match result {
         Ok(body) => {
             tracing::debug!(request_id, operation, status = 200, duration_us, "request");
@@ -204,6 +272,42 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
     }
 }
 
+async fn serve_request(
+    state: &AppState,
+    parts: &Parts,
+    body: Body,
+    target: &str,
+    operation: &str,
+    rec: &mut Recorded,
+) -> Result<Vec<u8>, KmsError> {
+    let body = read_body(state, body).await?;
+    let mut caller = match auth::authenticate(&state.kms, &state.config, parts, &body, now_secs()).await {
+        Ok(c) => c,
+        // Not the client's failure: nothing to rate-limit.
+        Err(e @ (KmsError::Sealed | KmsError::Unavailable(_) | KmsError::Internal(_))) => return Err(e),
+        Err(e) => {
+            let verdict = state.failures.failure(source_ip(parts));
+            rec.limiter = Some(verdict);
+            if verdict.throttled {
+                return Err(KmsError::Throttling("Rate exceeded: too many requests that failed authentication from this address.".into()));
+            }
+            return Err(e);
+        }
+    };
+    caller.secure_transport = parts.extensions.get::<crate::listener::SecureTransport>().is_some_and(|s| s.0);
+    let caller = rec.caller.insert(caller).clone();
+    if target.starts_with(ADMIN_PREFIX) {
+        return dispatch_admin(&state.kms, &caller, operation, &body, rec).await;
+    }
+    if !target.starts_with(TARGET_PREFIX) {
+        return Err(KmsError::UnknownOperation(format!("The X-Amz-Target header must name a TrentService operation, not '{target}'.")));
+    }
+    // Re-wrap on unwrap is asked for with a header, so that an unmodified AWS client can
+    // opt in from an event hook without changing the request body.
+    let rewrap = parts.headers.get("x-clavis-rewrap").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    dispatch(&state.kms, &caller, operation, &body, rewrap, rec).await
+}
+
 /// `GET /operator/status`: the root of trust's provider, sealed state, master-key version and
 /// unseal progress. Unauthenticated, like Vault's seal status: it reveals no secret.
 pub async fn operator_status(State(state): State<AppState>) -> Response {
@@ -213,29 +317,150 @@ pub async fn operator_status(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `POST /operator/init` (`{"Shares": N, "Threshold": K}`): initialises a Shamir root of trust
-/// and returns the shares once. Unauthenticated: only an uninitialised server accepts it.
-pub async fn operator_init(State(state): State<AppState>, body: Bytes) -> Response {
-    let result = call(&body, |req| async { state.kms.operator_init(req) }).await;
-    operator_reply("init", result)
+/// Constant-time comparison of two byte strings (an init token).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// `POST /operator/unseal` (`{"Share": "..."}`): one unseal share. Unauthenticated: the share
-/// is the credential; a wrong one resets the unseal without saying which was wrong.
-pub async fn operator_unseal(State(state): State<AppState>, body: Bytes) -> Response {
-    let result = call(&body, |req| state.kms.operator_unseal(req)).await;
-    operator_reply("unseal", result)
+/// Checks that apply to both operator paths before their body is looked at: a JSON content
+/// type (a web page can POST text/plain across origins without a preflight, but not JSON), a
+/// Host header that names this server (an IP literal, `localhost`, or a configured public
+/// name: a DNS-rebinding page's host is its own domain), and the per-source rate limit.
+fn operator_precheck(state: &AppState, parts: &Parts) -> Result<(), KmsError> {
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(KmsError::Validation("The operator endpoints accept only Content-Type: application/json.".into()));
+    }
+    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !state.config.host_allowed(host) {
+        return Err(KmsError::AccessDenied(format!(
+            "Host '{}' is not a name of this server; add it with --public-name to reach the operator endpoints through it.",
+            host.chars().take(128).collect::<String>()
+        )));
+    }
+    Ok(())
 }
 
-fn operator_reply(what: &str, result: Result<Vec<u8>, KmsError>) -> Response {
+/// Runs one operator request inside [`Kms::audited_operator`]: its record has the source
+/// address and the request's recorded members (never a share).
+async fn operator_request<Req, Resp, Fut>(
+    state: &AppState,
+    req: Request<Body>,
+    operation: &'static str,
+    extra_check: impl FnOnce(&Parts) -> Result<(), KmsError>,
+    op: impl FnOnce(Req) -> Fut,
+) -> Response
+where
+    Req: DeserializeOwned + AuditParams,
+    Resp: Serialize,
+    Fut: Future<Output = Result<Resp, KmsError>>,
+{
+    let (parts, body) = req.into_parts();
+    let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+    let event = RequestEvent {
+        request_id: &request_id,
+        source_ip: source_ip(&parts),
+        user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
+        operation,
+        event_source: "operator.clavis",
+        claimed_access_key_id: None,
+        region: None,
+    };
+    let result = state
+        .kms
+        .audited_operator(&event, async {
+            let mut rec = Recorded::default();
+            // A source over its budget is refused before anything else, without a record of
+            // its own (a later record from it counts the refusals).
+            if state.operator_attempts.is_throttled(source_ip(&parts)) {
+                rec.limiter = Some(Verdict { throttled: true, suppressed_before: 0 });
+                return rec.outcome(Err(KmsError::Throttling(
+                    "Rate exceeded: too many failed operator attempts from this address; wait and retry.".into(),
+                )));
+            }
+            let result = async {
+                operator_precheck(state, &parts)?;
+                extra_check(&parts)?;
+                let body = read_body(state, body).await?;
+                let result = call(&body, operation, &mut rec, op).await;
+                if result.is_err() {
+                    // Failed attempts spend the source's budget; successful ones do not.
+                    state.operator_attempts.failure(source_ip(&parts));
+                }
+                result
+            }
+            .await;
+            rec.outcome(result)
+        })
+        .await;
     match result {
         Ok(body) => {
-            tracing::warn!(operation = what, "operator {what} accepted");
+            tracing::warn!(operation, "operator request accepted");
             json_response(StatusCode::OK, body)
         }
         Err(e) => {
-            tracing::warn!(operation = what, code = e.code(), "operator {what} refused");
+            tracing::warn!(operation, code = e.code(), "operator request refused");
             error_response(&e)
         }
+    }
+}
+
+/// `POST /operator/init` (`{"Shares": N, "Threshold": K}`): initialises a Shamir root of trust
+/// and returns the shares once. Unauthenticated: only an uninitialised server accepts it, and
+/// only with the init token when one is configured (`CLAVIS_INIT_TOKEN`).
+pub async fn operator_init(State(state): State<AppState>, req: Request<Body>) -> Response {
+    let token = state.config.init_token.clone();
+    let check = move |parts: &Parts| match &token {
+        None => Ok(()),
+        Some(expected) => {
+            let given = parts.headers.get("x-clavis-init-token").map(HeaderValue::as_bytes).unwrap_or_default();
+            if same_bytes(given, expected.as_bytes()) {
+                Ok(())
+            } else {
+                Err(KmsError::AccessDenied("This server requires its init token (X-Clavis-Init-Token) to initialise.".into()))
+            }
+        }
+    };
+    let kms = state.kms.clone();
+    operator_request(&state, req, "OperatorInit", check, |r| async move { kms.operator_init(r) }).await
+}
+
+/// `POST /operator/unseal` (`{"Share": "...", "Nonce": "..."}`): one unseal share.
+/// Unauthenticated: the share is the credential; a wrong one resets the unseal without saying
+/// which was wrong. Returns once the server serves requests (or with the progress so far).
+pub async fn operator_unseal(State(state): State<AppState>, req: Request<Body>) -> Response {
+    let kms = state.kms.clone();
+    operator_request(&state, req, "OperatorUnseal", |_| Ok(()), |r| async move {
+        let status = kms.operator_unseal(r).await?;
+        if status.sealed {
+            return Ok(status);
+        }
+        // The last share unsealed the root of trust; what needs it at start (the audit log,
+        // the database check) runs next. Answer once requests are served, so that the first
+        // request after a successful unseal succeeds.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        while kms.is_sealed() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(KmsError::Unavailable("the server did not finish opening after unseal".into()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        Ok(kms.operator_status().await)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_measured_outside_strings() {
+        assert!(nesting_within(br#"{"a": [[1]], "b": "[[[[[[[[["}"#, 3));
+        assert!(!nesting_within(br#"{"a": [[[1]]]}"#, 3));
+        assert!(nesting_within(br#"{"a": "\"[[[[", "b": {}}"#, 2));
+        let deep = format!("{{\"Junk\": {}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(!nesting_within(deep.as_bytes(), MAX_JSON_DEPTH));
     }
 }

@@ -244,10 +244,21 @@ async fn lock_key(tx: &impl deadpool_postgres::GenericClient, key_id: &str) -> S
     Ok(tx.query_opt("SELECT revision FROM keys WHERE key_id = $1 FOR UPDATE", &[&key_id]).await.map_err(pg)?.map(|r| r.get(0)))
 }
 
-/// Marks an import token used; [`StoreError::Conflict`] if it was already used (or is unknown).
+/// Consumes an import token: its parameters are deleted (a used token has no further use, and
+/// its sealed wrapping key should not wait for a purge); [`StoreError::Conflict`] if it was
+/// already consumed (or is unknown).
 async fn use_token(tx: &impl deadpool_postgres::GenericClient, token_id: &str) -> StoreResult<()> {
-    let n = tx.execute("UPDATE import_params SET used = TRUE WHERE token_id = $1 AND NOT used", &[&token_id]).await.map_err(pg)?;
+    let n = tx.execute("DELETE FROM import_params WHERE token_id = $1 AND NOT used", &[&token_id]).await.map_err(pg)?;
     if n == 1 { Ok(()) } else { Err(StoreError::Conflict) }
+}
+
+/// The import parameters of a key that are unused and still valid at `now_ms`.
+async fn count_outstanding(client: &impl deadpool_postgres::GenericClient, key_id: &str, now_ms: i64) -> StoreResult<i64> {
+    let row = client
+        .query_one("SELECT COUNT(*) FROM import_params WHERE key_id = $1 AND expires_ms > $2 AND NOT used", &[&key_id, &now_ms])
+        .await
+        .map_err(pg)?;
+    row.try_get(0).map_err(unavailable)
 }
 
 #[async_trait::async_trait]
@@ -362,6 +373,7 @@ impl Store for PostgresStore {
             "DELETE FROM tags WHERE key_id = $1",
             "DELETE FROM aliases WHERE target_key_id = $1",
             "DELETE FROM grants WHERE key_id = $1",
+            "DELETE FROM import_params WHERE key_id = $1",
             "DELETE FROM keys WHERE key_id = $1",
         ] {
             tx.execute(sql, &[&key_id]).await.map_err(pg)?;
@@ -369,17 +381,38 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(pg)
     }
 
-    async fn put_import_params(&self, p: &ImportParamsRecord) -> StoreResult<()> {
+    async fn put_import_params(&self, p: &ImportParamsRecord, now_ms: i64, max_outstanding: usize) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // Serialises token issue for one key, so two nodes cannot each stay under the cap.
+        lock_key(&tx, &p.key_id).await?;
+        if count_outstanding(&tx, &p.key_id, now_ms).await? >= limit_i64(max_outstanding) {
+            return Err(StoreError::LimitExceeded);
+        }
+        tx.execute(
+            "INSERT INTO import_params (token_id, key_id, wrapping_algorithm, wrapping_key_spec, sealed_private_key, nonce, expires_ms, used) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[&p.token_id, &p.key_id, &p.wrapping_algorithm, &p.wrapping_key_spec, &p.sealed_private_key, &p.nonce, &p.expires_ms, &p.used],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn count_import_params(&self, key_id: &str, now_ms: i64) -> StoreResult<usize> {
+        let client = self.client().await?;
+        Ok(usize::try_from(count_outstanding(&client, key_id, now_ms).await?).unwrap_or(usize::MAX))
+    }
+
+    async fn purge_import_params(&self, key_id: Option<&str>, expired_by_ms: i64) -> StoreResult<u64> {
         let client = self.client().await?;
         client
             .execute(
-                "INSERT INTO import_params (token_id, key_id, wrapping_algorithm, wrapping_key_spec, sealed_private_key, nonce, expires_ms, used) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[&p.token_id, &p.key_id, &p.wrapping_algorithm, &p.wrapping_key_spec, &p.sealed_private_key, &p.nonce, &p.expires_ms, &p.used],
+                "DELETE FROM import_params WHERE ($1::TEXT IS NULL OR key_id = $1) AND (used OR expires_ms <= $2)",
+                &[&key_id, &expired_by_ms],
             )
             .await
-            .map_err(pg)?;
-        Ok(())
+            .map_err(pg)
     }
 
     async fn get_import_params(&self, token_id: &str) -> StoreResult<Option<ImportParamsRecord>> {
@@ -728,6 +761,25 @@ impl Store for PostgresStore {
         rows(client.query(&st, &[&key_id]).await.map_err(pg)?, grant_from_row)
     }
 
+    async fn grants_for(&self, key_id: &str, grantees: &[&str], operation: &str) -> StoreResult<Vec<GrantRecord>> {
+        // A name with a comma (or none) is no single member of any list.
+        if operation.is_empty() || operation.contains(',') {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        // `= ANY` is answered from the (key_id, grantee_principal) index; the operation is matched
+        // as a whole member of the comma-separated list (position, not LIKE, so no character acts
+        // as a wildcard).
+        let st = client
+            .prepare_cached(&format!(
+                "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = $1 AND grantee_principal = ANY($2) \
+                 AND position(',' || $3 || ',' in ',' || operations || ',') > 0 ORDER BY created_ms, grant_id"
+            ))
+            .await
+            .map_err(pg)?;
+        rows(client.query(&st, &[&key_id, &grantees, &operation]).await.map_err(pg)?, grant_from_row)
+    }
+
     async fn list_retirable_grants(&self, retiring_principal: &str) -> StoreResult<Vec<GrantRecord>> {
         let client = self.client().await?;
         let r = client
@@ -796,10 +848,11 @@ impl Store for PostgresStore {
                  ORDER BY access_key_id LIMIT $4"
             }
             SealedTable::ImportParams => {
-                "SELECT token_id, 0::BIGINT, key_id, sealed_private_key FROM import_params WHERE ($1 OR token_id > $2) AND $3::BIGINT >= 0 \
+                "SELECT token_id, 0::BIGINT, key_id, sealed_private_key, expires_ms FROM import_params WHERE ($1 OR token_id > $2) AND $3::BIGINT >= 0 \
                  ORDER BY token_id LIMIT $4"
             }
         };
+        let has_expiry = table == SealedTable::ImportParams;
         let r = client.query(sql, &[&first, &after_id, &after_version, &limit_i64(limit)]).await.map_err(pg)?;
         rows(r, |row| {
             Ok(SealedRecord {
@@ -807,6 +860,7 @@ impl Store for PostgresStore {
                 id: row.try_get(0).map_err(unavailable)?,
                 version: u32_of(row.try_get(1).map_err(unavailable)?, "version")?,
                 owner: row.try_get(2).map_err(unavailable)?,
+                expires_ms: if has_expiry { Some(row.try_get(4).map_err(unavailable)?) } else { None },
                 sealed: row.try_get(3).map_err(unavailable)?,
             })
         })

@@ -10,7 +10,8 @@ use tokio_postgres::Client;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Never edit a released migration;
 /// append a new one. Version 1 is the whole schema as of SQLite migration 7.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE settings (
         name   TEXT COLLATE \"C\" PRIMARY KEY,
         value  TEXT NOT NULL
@@ -118,7 +119,15 @@ const MIGRATIONS: &[&str] = &["
         name        TEXT NOT NULL,
         created_ms  BIGINT NOT NULL
     );
-"];
+",
+    // The grant check reads one grantee's grants on a key, not all of the key's grants; import
+    // parameters are counted per key (the cap on outstanding tokens) and purged by expiry.
+    "
+    CREATE INDEX grants_grantee ON grants (key_id, grantee_principal);
+    CREATE INDEX import_params_by_key ON import_params (key_id, expires_ms);
+    CREATE INDEX import_params_expiry ON import_params (expires_ms);
+",
+];
 
 /// An arbitrary constant: the advisory lock that serialises migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x636c_6176_6973; // "clavis"

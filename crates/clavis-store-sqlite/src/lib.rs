@@ -239,6 +239,21 @@ fn erase_checkpoint(conn: &Connection) -> StoreResult<()> {
     ))
 }
 
+/// Consumes an import token: its parameters are deleted (a used token has no further use, and
+/// its sealed wrapping key should not wait for a purge); [`StoreError::Conflict`] if it was
+/// already consumed (or is unknown).
+fn consume_token(conn: &Connection, token_id: &str) -> StoreResult<()> {
+    let n = conn.execute("DELETE FROM import_params WHERE token_id = ?1 AND used = 0", params![token_id]).map_err(unavailable)?;
+    if n == 1 { Ok(()) } else { Err(StoreError::Conflict) }
+}
+
+/// The import parameters of a key that are unused and still valid at `now_ms`.
+fn count_outstanding(conn: &Connection, key_id: &str, now_ms: i64) -> StoreResult<i64> {
+    conn.prepare_cached("SELECT COUNT(*) FROM import_params WHERE key_id = ?1 AND expires_ms > ?2 AND used = 0")
+        .and_then(|mut st| st.query_row(params![key_id, now_ms], |r| r.get(0)))
+        .map_err(unavailable)
+}
+
 fn limit_i64(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
@@ -361,6 +376,7 @@ impl Store for SqliteStore {
                 "DELETE FROM tags WHERE key_id = ?1",
                 "DELETE FROM aliases WHERE target_key_id = ?1",
                 "DELETE FROM grants WHERE key_id = ?1",
+                "DELETE FROM import_params WHERE key_id = ?1",
                 "DELETE FROM keys WHERE key_id = ?1",
             ] {
                 tx.execute(sql, params![key_id]).map_err(unavailable)?;
@@ -371,16 +387,40 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn put_import_params(&self, p: &ImportParamsRecord) -> StoreResult<()> {
+    async fn put_import_params(&self, p: &ImportParamsRecord, now_ms: i64, max_outstanding: usize) -> StoreResult<()> {
         let p = p.clone();
+        // The one writer connection serialises this count and insert against every other write.
         self.write(move |conn| {
-            conn.execute(
+            let tx = conn.transaction().map_err(unavailable)?;
+            let outstanding = count_outstanding(&tx, &p.key_id, now_ms)?;
+            if outstanding >= limit_i64(max_outstanding) {
+                return Err(StoreError::LimitExceeded);
+            }
+            inserted(tx.execute(
                 "INSERT INTO import_params (token_id, key_id, wrapping_algorithm, wrapping_key_spec, sealed_private_key, nonce, expires_ms, used) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![p.token_id, p.key_id, p.wrapping_algorithm, p.wrapping_key_spec, p.sealed_private_key, p.nonce, p.expires_ms, i64::from(p.used)],
-            )
-            .map(|_| ())
-            .map_err(unavailable)
+            ))?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn count_import_params(&self, key_id: &str, now_ms: i64) -> StoreResult<usize> {
+        let key_id = key_id.to_owned();
+        self.read(move |conn| count_outstanding(conn, &key_id, now_ms).map(|n| usize::try_from(n).unwrap_or(usize::MAX))).await
+    }
+
+    async fn purge_import_params(&self, key_id: Option<&str>, expired_by_ms: i64) -> StoreResult<u64> {
+        let key_id = key_id.map(str::to_owned);
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM import_params WHERE (?1 IS NULL OR key_id = ?1) AND (used <> 0 OR expires_ms <= ?2)",
+                    params![key_id, expired_by_ms],
+                )
+                .map_err(unavailable)?;
+            Ok(u64::try_from(n).unwrap_or(u64::MAX))
         })
         .await
     }
@@ -422,11 +462,7 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(unavailable)?;
             update_key_row(&tx, &key, expected_revision)?;
-            let n =
-                tx.execute("UPDATE import_params SET used = 1 WHERE token_id = ?1 AND used = 0", params![token_id]).map_err(unavailable)?;
-            if n != 1 {
-                return Err(StoreError::Conflict);
-            }
+            consume_token(&tx, &token_id)?;
             tx.execute("DELETE FROM key_material WHERE key_id = ?1", params![key.key_id]).map_err(unavailable)?;
             insert_material(&tx, &material)?;
             tx.commit().map_err(unavailable)
@@ -445,11 +481,7 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(unavailable)?;
             update_key_row(&tx, &key, expected_revision)?;
-            let n =
-                tx.execute("UPDATE import_params SET used = 1 WHERE token_id = ?1 AND used = 0", params![token_id]).map_err(unavailable)?;
-            if n != 1 {
-                return Err(StoreError::Conflict);
-            }
+            consume_token(&tx, &token_id)?;
             insert_material(&tx, &material)?;
             tx.commit().map_err(unavailable)
         })
@@ -832,6 +864,37 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn grants_for(&self, key_id: &str, grantees: &[&str], operation: &str) -> StoreResult<Vec<GrantRecord>> {
+        // A name with a comma (or none) is no single member of any list.
+        if operation.is_empty() || operation.contains(',') {
+            return Ok(Vec::new());
+        }
+        let (id, op) = (key_id.to_owned(), operation.to_owned());
+        let mut grantees: Vec<String> = grantees.iter().map(|g| (*g).to_owned()).collect();
+        grantees.sort();
+        grantees.dedup();
+        self.read(move |conn| {
+            // One grantee at a time keeps the statement cacheable and each lookup on the
+            // (key_id, grantee_principal) index; the operation is matched as a whole member of
+            // the comma-separated list (instr, not LIKE, so no character acts as a wildcard).
+            let mut st = conn
+                .prepare_cached(&format!(
+                    "SELECT {GRANT_COLUMNS} FROM grants INDEXED BY grants_grantee WHERE key_id = ?1 AND grantee_principal = ?2 \
+                     AND instr(',' || operations || ',', ',' || ?3 || ',') > 0"
+                ))
+                .map_err(unavailable)?;
+            let mut out: Vec<GrantRecord> = Vec::new();
+            for g in &grantees {
+                let rows: Vec<GrantRecord> =
+                    st.query_map(params![id, g, op], grant_from_row).and_then(Iterator::collect).map_err(unavailable)?;
+                out.extend(rows);
+            }
+            out.sort_by(|a, b| (a.created_ms, &a.grant_id).cmp(&(b.created_ms, &b.grant_id)));
+            Ok(out)
+        })
+        .await
+    }
+
     async fn list_retirable_grants(&self, retiring_principal: &str) -> StoreResult<Vec<GrantRecord>> {
         let p = retiring_principal.to_owned();
         self.read(move |conn| {
@@ -905,13 +968,21 @@ impl Store for SqliteStore {
                      ORDER BY access_key_id LIMIT ?4"
                 }
                 SealedTable::ImportParams => {
-                    "SELECT token_id, 0, key_id, sealed_private_key FROM import_params WHERE (?1 OR token_id > ?2) AND ?3 >= 0 \
+                    "SELECT token_id, 0, key_id, sealed_private_key, expires_ms FROM import_params WHERE (?1 OR token_id > ?2) AND ?3 >= 0 \
                      ORDER BY token_id LIMIT ?4"
                 }
             };
             let mut st = conn.prepare_cached(sql).map_err(unavailable)?;
+            let has_expiry = table == SealedTable::ImportParams;
             st.query_map(params![first, after_id, after_version, limit_i64(limit)], |r| {
-                Ok(SealedRecord { table, id: r.get(0)?, version: r.get(1)?, owner: r.get(2)?, sealed: r.get(3)? })
+                Ok(SealedRecord {
+                    table,
+                    id: r.get(0)?,
+                    version: r.get(1)?,
+                    owner: r.get(2)?,
+                    expires_ms: if has_expiry { r.get(4)? } else { None },
+                    sealed: r.get(3)?,
+                })
             })
             .and_then(Iterator::collect)
             .map_err(unavailable)

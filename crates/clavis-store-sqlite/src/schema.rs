@@ -123,6 +123,13 @@ const MIGRATIONS: &[&str] = &[
         created_ms  INTEGER NOT NULL
     ) STRICT;
 ",
+    // The grant check reads one grantee's grants on a key, not all of the key's grants; import
+    // parameters are counted per key (the cap on outstanding tokens) and purged by expiry.
+    "
+    CREATE INDEX grants_grantee ON grants (key_id, grantee_principal);
+    CREATE INDEX import_params_by_key ON import_params (key_id, expires_ms);
+    CREATE INDEX import_params_expiry ON import_params (expires_ms);
+",
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.

@@ -58,7 +58,9 @@ pub async fn run(store: &dyn Store) {
     lifecycle(store).await;
     users(store).await;
     imports(store).await;
+    import_params_cap_and_purge(store).await;
     grants(store).await;
+    grant_check_query(store).await;
     accounts(store).await;
     nul_in_text(store).await;
     sealed_values(store).await;
@@ -99,8 +101,26 @@ async fn sealed_values(s: &dyn Store) {
     let a = access[0].clone();
     s.replace_sealed(&a, b"new secret").await.unwrap();
     assert_eq!(s.get_access_key(&a.id).await.unwrap().unwrap().sealed_secret, b"new secret");
+    let p = ImportParamsRecord {
+        token_id: "sealed-t".into(),
+        key_id: k.key_id.clone(),
+        wrapping_algorithm: "RSAES_OAEP_SHA_256".into(),
+        wrapping_key_spec: "RSA_2048".into(),
+        sealed_private_key: vec![9; 10],
+        nonce: vec![9; 16],
+        expires_ms: 77,
+        used: false,
+    };
+    s.put_import_params(&p, 0, 10).await.unwrap();
     let imports = s.list_sealed(SealedTable::ImportParams, None, 1000).await.unwrap();
-    assert!(!imports.is_empty() && imports.iter().all(|r| !r.owner.is_empty()));
+    assert!(!imports.is_empty() && imports.iter().all(|r| !r.owner.is_empty() && r.expires_ms.is_some()));
+    let i = imports.iter().find(|r| r.id == "sealed-t").unwrap().clone();
+    s.replace_sealed(&i, b"resealed wrapping key").await.unwrap();
+    assert_eq!(s.get_import_params("sealed-t").await.unwrap().unwrap().sealed_private_key, b"resealed wrapping key");
+    assert!(
+        ours.iter().all(|r| r.expires_ms.is_none()) && access.iter().all(|r| r.expires_ms.is_none()),
+        "material and secrets do not expire"
+    );
     s.destroy_key(&k.key_id, 2).await.unwrap();
     assert!(matches!(s.replace_sealed(&ours[0].clone(), b"x").await, Err(StoreError::NotFound)));
 }
@@ -157,6 +177,56 @@ async fn grants(s: &dyn Store) {
     assert_eq!(s.get_grant("aa").await.unwrap(), None);
 }
 
+/// The grant check's query: by key, grantee and operation.
+async fn grant_check_query(s: &dyn Store) {
+    let k = key("44444444-4444-4444-4444-444444444445", "111111111111", "us-east-1");
+    let k2 = key("44444444-4444-4444-4444-444444444446", "111111111111", "us-east-1");
+    s.create_key(&k, Some(&material(&k.key_id, 1)), &[]).await.unwrap();
+    s.create_key(&k2, Some(&material(&k2.key_id, 1)), &[]).await.unwrap();
+    let (app, root, other) =
+        ("arn:aws:iam::111111111111:user/app", "arn:aws:iam::111111111111:root", "arn:aws:iam::111111111111:user/other");
+    let grant = |id: &str, key_id: &str, grantee: &str, ops: &str, created_ms: i64| GrantRecord {
+        grant_id: id.into(),
+        key_id: key_id.into(),
+        name: None,
+        grantee_principal: grantee.into(),
+        retiring_principal: None,
+        operations: ops.into(),
+        constraints: None,
+        issuing_principal: root.into(),
+        created_ms,
+        token: format!("token-{id}"),
+    };
+    for g in [
+        grant("q1", &k.key_id, app, "Decrypt,Encrypt", 30),
+        grant("q2", &k.key_id, app, "ReEncryptFrom", 10),
+        grant("q3", &k.key_id, root, "Decrypt", 20),
+        grant("q4", &k.key_id, other, "Decrypt", 5),
+        grant("q5", &k2.key_id, app, "Decrypt", 5),
+        grant("q6", &k.key_id, app, "Encrypt,GenerateDataKey", 40),
+    ] {
+        s.create_grant(&g).await.unwrap();
+    }
+    let ids = |v: Vec<GrantRecord>| v.into_iter().map(|g| g.grant_id).collect::<Vec<_>>();
+    assert_eq!(ids(s.grants_for(&k.key_id, &[app], "Decrypt").await.unwrap()), ["q1"]);
+    assert_eq!(ids(s.grants_for(&k.key_id, &[app, root], "Decrypt").await.unwrap()), ["q3", "q1"], "ordered by creation time");
+    assert_eq!(ids(s.grants_for(&k.key_id, &[app, app], "Decrypt").await.unwrap()), ["q1"], "a grantee named twice counts once");
+    assert_eq!(ids(s.grants_for(&k.key_id, &[app], "Encrypt").await.unwrap()), ["q1", "q6"]);
+    // An operation matches only as a whole member of the list.
+    assert!(s.grants_for(&k.key_id, &[app], "ReEncrypt").await.unwrap().is_empty());
+    assert!(s.grants_for(&k.key_id, &[app], "Encrypt,GenerateDataKey").await.unwrap().is_empty());
+    assert!(s.grants_for(&k.key_id, &[app], "%").await.unwrap().is_empty());
+    assert!(s.grants_for(&k.key_id, &[app], "").await.unwrap().is_empty());
+    assert_eq!(ids(s.grants_for(&k.key_id, &[app], "ReEncryptFrom").await.unwrap()), ["q2"]);
+    assert!(s.grants_for(&k.key_id, &[], "Decrypt").await.unwrap().is_empty());
+    assert!(s.grants_for(&k.key_id, &["arn:aws:iam::111111111111:user/nobody"], "Decrypt").await.unwrap().is_empty());
+    assert_eq!(s.grants_for(&k.key_id, &[app], "Decrypt").await.unwrap()[0], grant("q1", &k.key_id, app, "Decrypt,Encrypt", 30));
+    s.delete_grant("q1").await.unwrap();
+    assert!(s.grants_for(&k.key_id, &[app], "Decrypt").await.unwrap().is_empty(), "a deleted grant is gone at once");
+    s.destroy_key(&k.key_id, 1).await.unwrap();
+    s.destroy_key(&k2.key_id, 1).await.unwrap();
+}
+
 async fn accounts(s: &dyn Store) {
     let root_key = |id: &str, account: &str| AccessKeyRecord {
         access_key_id: id.into(),
@@ -199,7 +269,7 @@ async fn imports(s: &dyn Store) {
         expires_ms: 99,
         used: false,
     };
-    s.put_import_params(&params).await.unwrap();
+    s.put_import_params(&params, 0, 10).await.unwrap();
     assert_eq!(s.get_import_params("t1").await.unwrap(), Some(params.clone()));
     assert!(s.get_import_params("nope").await.unwrap().is_none());
     let mut imported = k.clone();
@@ -211,17 +281,17 @@ async fn imports(s: &dyn Store) {
     imported.revision = 2;
     s.import_material(&imported, 1, &material(&k.key_id, 1), "t1").await.unwrap();
     assert_eq!(s.get_key(&k.key_id).await.unwrap().as_ref(), Some(&imported));
-    assert!(s.get_import_params("t1").await.unwrap().unwrap().used);
+    assert_eq!(s.get_import_params("t1").await.unwrap(), None, "a consumed token's parameters are deleted");
     // Rotation of imported material: stage version 2 with another token, then promote it.
     let mut p2 = params.clone();
     p2.token_id = "t2".into();
-    s.put_import_params(&p2).await.unwrap();
+    s.put_import_params(&p2, 0, 10).await.unwrap();
     let mut staged = imported.clone();
     staged.revision = 3;
     let mut v2 = material(&k.key_id, 2);
     v2.rotation_type = Some("PENDING_ROTATION".into());
     s.stage_material(&staged, 2, &v2, "t2").await.unwrap();
-    assert!(s.get_import_params("t2").await.unwrap().unwrap().used);
+    assert_eq!(s.get_import_params("t2").await.unwrap(), None, "a consumed token's parameters are deleted");
     assert_eq!(s.get_key(&k.key_id).await.unwrap().unwrap().current_version, 1, "staging does not rotate");
     let mut promoted = staged.clone();
     promoted.current_version = 2;
@@ -244,6 +314,63 @@ async fn imports(s: &dyn Store) {
     s.delete_material(&deleted, 4).await.unwrap();
     assert!(s.list_materials(&k.key_id).await.unwrap().is_empty());
     assert_eq!(s.get_key(&k.key_id).await.unwrap().as_ref(), Some(&deleted));
+}
+
+/// The cap on outstanding import tokens per key, and the purge of used and expired ones.
+async fn import_params_cap_and_purge(s: &dyn Store) {
+    let external = |id: &str| {
+        let mut k = key(id, "111111111111", "us-east-1");
+        k.origin = "EXTERNAL".into();
+        k.key_state = "PendingImport".into();
+        k.current_version = 0;
+        k
+    };
+    let (k, other) = (external("00000000-0000-4000-8000-0000000000c2"), external("00000000-0000-4000-8000-0000000000c3"));
+    s.create_key(&k, None, &[]).await.unwrap();
+    s.create_key(&other, None, &[]).await.unwrap();
+    let params = |token: &str, key_id: &str, expires_ms: i64, used: bool| ImportParamsRecord {
+        token_id: token.into(),
+        key_id: key_id.into(),
+        wrapping_algorithm: "RSAES_OAEP_SHA_256".into(),
+        wrapping_key_spec: "RSA_2048".into(),
+        sealed_private_key: vec![7; 10],
+        nonce: vec![8; 16],
+        expires_ms,
+        used,
+    };
+    for t in ["cap-a", "cap-b", "cap-c"] {
+        s.put_import_params(&params(t, &k.key_id, 1_000, false), 0, 3).await.unwrap();
+    }
+    assert!(matches!(s.put_import_params(&params("cap-d", &k.key_id, 1_000, false), 0, 3).await, Err(StoreError::LimitExceeded)));
+    assert_eq!(s.get_import_params("cap-d").await.unwrap(), None, "a refused token is not stored");
+    // The cap is per key.
+    s.put_import_params(&params("cap-other", &other.key_id, 1_000, false), 0, 3).await.unwrap();
+    assert_eq!(s.count_import_params(&k.key_id, 0).await.unwrap(), 3);
+    assert_eq!(s.count_import_params(&k.key_id, 999).await.unwrap(), 3);
+    assert_eq!(s.count_import_params(&k.key_id, 1_000).await.unwrap(), 0, "expired parameters are not outstanding");
+    // Expired and used parameters do not count against the cap.
+    s.put_import_params(&params("cap-used", &k.key_id, 5_000, true), 1_000, 3).await.unwrap();
+    s.put_import_params(&params("cap-e", &k.key_id, 5_000, false), 1_000, 3).await.unwrap();
+    assert_eq!(s.count_import_params(&k.key_id, 1_000).await.unwrap(), 1);
+    // Sealed-value listing carries the expiry, so a rotation can skip what expired.
+    let sealed = s.list_sealed(SealedTable::ImportParams, None, 1000).await.unwrap();
+    let a = sealed.iter().find(|r| r.id == "cap-a").unwrap();
+    assert_eq!((a.owner.as_str(), a.expires_ms), (k.key_id.as_str(), Some(1_000)));
+    // Purge: nothing before the expiry; then the key's used and expired rows, and only its own.
+    assert_eq!(s.purge_import_params(Some(&k.key_id), 999).await.unwrap(), 1, "only the used one");
+    assert_eq!(s.get_import_params("cap-used").await.unwrap(), None);
+    assert_eq!(s.purge_import_params(Some(&k.key_id), 1_000).await.unwrap(), 3);
+    for t in ["cap-a", "cap-b", "cap-c"] {
+        assert_eq!(s.get_import_params(t).await.unwrap(), None);
+    }
+    assert!(s.get_import_params("cap-e").await.unwrap().is_some(), "unexpired parameters stay");
+    assert!(s.get_import_params("cap-other").await.unwrap().is_some(), "another key's parameters stay");
+    assert!(s.purge_import_params(None, 1_000).await.unwrap() >= 1);
+    assert_eq!(s.get_import_params("cap-other").await.unwrap(), None, "a purge of every key");
+    assert!(s.get_import_params("cap-e").await.unwrap().is_some());
+    // Destroying a key deletes its import parameters.
+    s.destroy_key(&k.key_id, 1).await.unwrap();
+    assert_eq!(s.get_import_params("cap-e").await.unwrap(), None);
 }
 
 async fn users(s: &dyn Store) {

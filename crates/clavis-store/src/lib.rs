@@ -52,21 +52,32 @@ pub trait Store: Send + Sync + 'static {
     /// Every material version of a key (sealed bytes included), ordered by version.
     async fn list_materials(&self, key_id: &str) -> StoreResult<Vec<KeyMaterialRecord>>;
 
-    /// Destroys a key: its record, every material version, its tags, aliases and grants, in one
-    /// transaction, and then makes sure the bytes are gone from the storage files (not only
-    /// unlinked from an index). [`StoreError::Conflict`] if the record changed since
-    /// `expected_revision`.
+    /// Destroys a key: its record, every material version, its tags, aliases, grants and import
+    /// parameters, in one transaction, and then makes sure the bytes are gone from the storage
+    /// files (not only unlinked from an index). [`StoreError::Conflict`] if the record changed
+    /// since `expected_revision`.
     async fn destroy_key(&self, key_id: &str, expected_revision: u64) -> StoreResult<()>;
 
-    /// Stores import parameters.
-    async fn put_import_params(&self, params: &ImportParamsRecord) -> StoreResult<()>;
+    /// Stores import parameters, if their key has fewer than `max_outstanding` parameters that
+    /// are unused and still valid at `now_ms` ([`StoreError::LimitExceeded`] otherwise). The
+    /// count and the insert are one atomic step, so concurrent requests, on one node or several,
+    /// cannot pass the cap together.
+    async fn put_import_params(&self, params: &ImportParamsRecord, now_ms: i64, max_outstanding: usize) -> StoreResult<()>;
+
+    /// How many import parameters of a key are unused and still valid at `now_ms`.
+    async fn count_import_params(&self, key_id: &str, now_ms: i64) -> StoreResult<usize>;
+
+    /// Deletes import parameters that are used or that expired at or before `expired_by_ms`,
+    /// those of one key or (`None`) of every key. Returns how many rows it deleted.
+    async fn purge_import_params(&self, key_id: Option<&str>, expired_by_ms: i64) -> StoreResult<u64>;
 
     /// Import parameters by token id.
     async fn get_import_params(&self, token_id: &str) -> StoreResult<Option<ImportParamsRecord>>;
 
     /// Imports material: replaces the key record (compare-and-swap on its revision), stores the
-    /// material as the only version, and marks the token used, in one transaction.
-    /// [`StoreError::Conflict`] if the key changed or the token was used meanwhile.
+    /// material as the only version, and consumes the token (deletes its parameters), in one
+    /// transaction. [`StoreError::Conflict`] if the key changed or the token was consumed
+    /// meanwhile.
     async fn import_material(
         &self,
         key: &KeyRecord,
@@ -76,8 +87,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
 
     /// Stages new imported material (rotation of an imported key): adds `material` as a
-    /// version beyond the current one, replaces the key record (compare-and-swap) and marks the
-    /// token used, in one transaction. [`StoreError::AlreadyExists`] if that version exists.
+    /// version beyond the current one, replaces the key record (compare-and-swap) and consumes
+    /// the token (deletes its parameters), in one transaction. [`StoreError::AlreadyExists`] if that version exists.
     async fn stage_material(
         &self,
         key: &KeyRecord,
@@ -173,6 +184,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The grants on a key, ordered by creation time then id.
     async fn list_grants(&self, key_id: &str) -> StoreResult<Vec<GrantRecord>>;
+
+    /// The grants on a key whose grantee is one of `grantees` and whose operations include
+    /// `operation` (an exact member of the comma-separated list), ordered by creation time then
+    /// id. This is the grant check's query: backends answer it from an index on
+    /// `(key_id, grantee_principal)`, so its cost does not grow with other principals' grants.
+    async fn grants_for(&self, key_id: &str, grantees: &[&str], operation: &str) -> StoreResult<Vec<GrantRecord>>;
 
     /// The grants a principal may retire (it is their retiring principal), ordered by creation
     /// time then id.

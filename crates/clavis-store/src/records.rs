@@ -238,6 +238,10 @@ pub struct SealedRecord {
     pub version: u32,
     /// The key it belongs to, where that is not `id` (import parameters); else empty.
     pub owner: String,
+    /// When the value stops being usable (import parameters: their expiry); `None` for values
+    /// that do not expire. Master-key rotation skips a value past this time rather than reseal
+    /// something no request can use again.
+    pub expires_ms: Option<i64>,
     /// The sealed bytes.
     pub sealed: Vec<u8>,
 }

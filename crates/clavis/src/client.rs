@@ -1,5 +1,7 @@
 //! A minimal AWS JSON 1.1 client over one keep-alive HTTP/1.1 connection, signing every request
-//! with SigV4 (via `clavis-sigv4`). Used by `clavis bench`; plain `http://` endpoints only.
+//! with SigV4 (via `clavis-sigv4`). Used by `clavis bench`, `clavis admin`, `clavis key` and
+//! `clavis operator`; `http://` and `https://` endpoints (TLS trusting `AWS_CA_BUNDLE` or the
+//! system's CA bundle, as the AWS CLI does).
 
 use anyhow::{Context, bail};
 use clavis_sigv4::{Authorization, Request, compute_signature, format_amz_date};
@@ -7,9 +9,59 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 
+/// Where a server is: `host:port`, and the TLS settings for an `https://` endpoint.
+#[derive(Clone)]
+pub struct Target {
+    /// `host:port`.
+    pub authority: String,
+    /// For `https://`: the client configuration and the name the certificate must carry.
+    tls: Option<(std::sync::Arc<rustls::ClientConfig>, rustls_pki_types::ServerName<'static>)>,
+}
+
+impl Target {
+    /// Parses `http://host:port` or `https://host[:port]`.
+    pub fn parse(endpoint_url: &str) -> anyhow::Result<Target> {
+        let (rest, https) = match (endpoint_url.strip_prefix("http://"), endpoint_url.strip_prefix("https://")) {
+            (Some(r), _) => (r, false),
+            (_, Some(r)) => (r, true),
+            _ => bail!("the endpoint URL must start with http:// or https://, not {endpoint_url:?}"),
+        };
+        let hostport = rest.trim_end_matches('/');
+        let host = match hostport.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => hostport.rsplit_once(':').map_or(hostport, |(h, _)| h),
+        };
+        let has_port = hostport.rsplit_once(':').is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty());
+        let authority = if has_port { hostport.to_owned() } else { format!("{hostport}:{}", if https { 443 } else { 80 }) };
+        let tls = if https {
+            let name = rustls_pki_types::ServerName::try_from(host.to_owned()).with_context(|| format!("{host:?} is not a valid server name"))?;
+            Some((crate::tls::client_config()?, name))
+        } else {
+            None
+        };
+        Ok(Target { authority, tls })
+    }
+
+    /// Opens a connection (and the TLS session over it for `https://`).
+    pub async fn connect(&self) -> anyhow::Result<Box<dyn clavis_server::listener::Io>> {
+        let stream = tokio::net::TcpStream::connect(&self.authority).await.with_context(|| format!("connecting to {}", self.authority))?;
+        stream.set_nodelay(true)?;
+        match &self.tls {
+            None => Ok(Box::new(stream)),
+            Some((config, name)) => {
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let tls = connector.connect(name.clone(), stream).await.with_context(|| format!("TLS with {}", self.authority))?;
+                Ok(Box::new(tls))
+            }
+        }
+    }
+}
+
 /// Where and as whom to send requests.
 #[derive(Clone)]
 pub struct Endpoint {
+    /// The server.
+    pub target: Target,
     /// `host:port`.
     pub authority: String,
     /// Signing region.
@@ -23,15 +75,14 @@ pub struct Endpoint {
 impl Endpoint {
     /// Reads the endpoint URL, region and credentials the way AWS tools do.
     pub fn from_env(endpoint_url: &str, region: Option<String>) -> anyhow::Result<Endpoint> {
-        let authority =
-            endpoint_url.strip_prefix("http://").context("only http:// endpoints are supported")?.trim_end_matches('/').to_owned();
+        let target = Target::parse(endpoint_url)?;
         let region = region
             .or_else(|| std::env::var("AWS_REGION").ok())
             .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
             .unwrap_or_else(|| "us-east-1".to_owned());
         let access_key_id = std::env::var("AWS_ACCESS_KEY_ID").context("AWS_ACCESS_KEY_ID is not set")?;
         let secret = std::env::var("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is not set")?;
-        Ok(Endpoint { authority, region, access_key_id, secret })
+        Ok(Endpoint { authority: target.authority.clone(), target, region, access_key_id, secret })
     }
 }
 
@@ -56,9 +107,7 @@ impl Client {
     }
 
     async fn open(endpoint: &Endpoint) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-        let stream =
-            tokio::net::TcpStream::connect(&endpoint.authority).await.with_context(|| format!("connecting to {}", endpoint.authority))?;
-        stream.set_nodelay(true)?;
+        let stream = endpoint.target.connect().await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
@@ -153,8 +202,9 @@ pub async fn plain_request(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
-    let authority = endpoint_url.strip_prefix("http://").context("only http:// endpoints are supported")?.trim_end_matches('/').to_owned();
-    let stream = tokio::net::TcpStream::connect(&authority).await.with_context(|| format!("connecting to {authority}"))?;
+    let target = Target::parse(endpoint_url)?;
+    let authority = target.authority.clone();
+    let stream = target.connect().await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
@@ -168,6 +218,8 @@ pub async fn plain_request(
         .uri(path)
         .header("host", &authority)
         .header("content-type", "application/json")
+        // A server started with CLAVIS_INIT_TOKEN initialises only for whoever knows it.
+        .header("x-clavis-init-token", std::env::var("CLAVIS_INIT_TOKEN").ok().filter(|_| path == "/operator/init").unwrap_or_default())
         .body(Full::new(Bytes::from(bytes)))?;
     let resp = sender.send_request(request).await?;
     let status = resp.status().as_u16();

@@ -9,6 +9,7 @@ mod key;
 mod operator;
 mod root;
 mod serve;
+mod tls;
 
 use clap::{Parser, Subcommand};
 
@@ -16,8 +17,18 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "clavis", version, about)]
 struct Cli {
+    /// Log lines as plain `text` (colours only on a terminal) or one `json` object per line
+    /// for log shippers.
+    #[arg(long, global = true, env = "CLAVIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,12 +53,15 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        // ANSI colour codes only when a person reads stderr on a terminal: in a file, a pipe
+        // or a journal they are noise that log tools cannot parse.
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => builder.json().init(),
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Audit(cmd) => audit::run(cmd),

@@ -9,6 +9,7 @@ use clavis_core::types::AccountId;
 use clavis_core::{Clock, Kms, KmsConfig, SystemClock, TestClock};
 use clavis_crypto::SecretBytes;
 use clavis_crypto::seal::{KeyMaker, Keyring, LocalKeyFile, RootOfTrust, SHAMIR_CONFIG_FILE, ShamirRoot};
+use clavis_server::listener::ListenerConfig;
 use clavis_server::{AppState, ServerConfig};
 use clavis_store::Store;
 use clavis_store_postgres::PostgresStore;
@@ -32,6 +33,37 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CLAVIS_LISTEN", default_value = "127.0.0.1:8484")]
     listen: String,
+    /// TLS certificate chain (PEM). With --tls-key, the server speaks only HTTPS; SIGHUP reloads
+    /// both files without a restart.
+    #[arg(long, env = "CLAVIS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of --tls-cert.
+    #[arg(long, env = "CLAVIS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates issued by this CA (PEM): mutual TLS.
+    #[arg(long, env = "CLAVIS_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (when a proxy in front terminates TLS).
+    #[arg(long, env = "CLAVIS_INSECURE_HTTP")]
+    insecure_http: bool,
+    /// Host names under which the operator endpoints may be reached, besides IP addresses and
+    /// localhost (comma-separated).
+    #[arg(long, env = "CLAVIS_PUBLIC_NAMES", value_delimiter = ',')]
+    public_name: Vec<String>,
+    /// The most connections open at once (default: the open-file limit less 128).
+    #[arg(long, env = "CLAVIS_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a client has for the TLS handshake and each request's header block; an idle
+    /// keep-alive connection is closed after this long too.
+    #[arg(long, env = "CLAVIS_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    header_read_timeout_secs: u64,
+    /// Seconds a client has to send a whole request body.
+    #[arg(long, env = "CLAVIS_BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
+    body_read_timeout_secs: u64,
+    /// Failed authentications allowed per second from one address (bursts of five times as
+    /// many); beyond it ThrottlingException. 0 disables the limit.
+    #[arg(long, env = "CLAVIS_AUTH_FAILURES_PER_SECOND", default_value_t = 10.0)]
+    auth_failures_per_second: f64,
     /// Comma-separated regions that requests may be scoped to (default: any).
     #[arg(long, env = "CLAVIS_ALLOWED_REGIONS", value_delimiter = ',')]
     allowed_regions: Option<Vec<String>>,
@@ -64,9 +96,33 @@ pub const AUDIT_DIR: &str = "audit";
 /// The audit log once it can be opened: it needs the root of trust to unseal its MAC key, so a
 /// sealed server opens it at unseal. Until then every append fails (fail closed), except that
 /// the core does not record refusals for being sealed (nothing can succeed while sealed).
+/// Operator attempts made while sealed are held (see [`AuditSink::append_or_hold`]) up to
+/// this many records, then refused (fail closed).
+const MAX_HELD_RECORDS: usize = 4096;
+
 #[derive(Default)]
 struct DeferredAudit {
     log: std::sync::OnceLock<Arc<dyn AuditSink>>,
+    held: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl DeferredAudit {
+    /// Opens the deferred log: the records held while sealed are written first, in order.
+    async fn open(&self, log: Arc<dyn AuditSink>) -> anyhow::Result<()> {
+        let held = self.held.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
+        for record in held {
+            log.append(record).await.map_err(|e| anyhow::anyhow!("writing the operator records held while sealed: {e}"))?;
+        }
+        let _ = self.log.set(log);
+        // Anything held between the drain and the set goes in now.
+        let late = self.held.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
+        if let Some(log) = self.log.get() {
+            for record in late {
+                log.append(record).await.map_err(|e| anyhow::anyhow!("writing held operator records: {e}"))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -76,6 +132,18 @@ impl AuditSink for DeferredAudit {
             Some(log) => log.append(record).await,
             None => Err(clavis_core::audit::AuditFailure("the audit log opens when the server is unsealed".into())),
         }
+    }
+
+    async fn append_or_hold(&self, record: Vec<u8>) -> Result<(), clavis_core::audit::AuditFailure> {
+        if let Some(log) = self.log.get() {
+            return log.append(record).await;
+        }
+        let mut held = self.held.lock().map_err(|_| clavis_core::audit::AuditFailure("held records lock poisoned".into()))?;
+        if held.len() >= MAX_HELD_RECORDS {
+            return Err(clavis_core::audit::AuditFailure("too many operator records held while sealed".into()));
+        }
+        held.push(record);
+        Ok(())
     }
 
     fn reseal_key(&self, root: &dyn RootOfTrust) -> Result<(), clavis_core::audit::AuditFailure> {
@@ -238,7 +306,7 @@ async fn open_unsealed(
         if clavis_crypto::seal::sealed_version(&sealed_key).is_ok_and(|v| v != root.status().master_key_version) {
             log.reseal_key(root).map_err(|e| anyhow::anyhow!("resealing the audit key under the current master key: {e}"))?;
         }
-        let _ = deferred.log.set(log);
+        deferred.open(log).await?;
     }
     kms.check_root_of_trust().await.context(
         "the master key does not match the database: every node sharing a database needs the same master key (copy master.key from the first node)",
@@ -288,6 +356,9 @@ fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates a data directory with mode 0700, or tightens an existing one that other users could
+/// read or enter (its database holds policies, users and grant tokens in clear). A directory
+/// this process cannot tighten (another owner) stops the start.
 fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -296,7 +367,45 @@ fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder.create(dir).with_context(|| format!("creating data directory {}", dir.display()))
+    builder.create(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(|| {
+                format!("{} has mode {mode:o}, open to other users; it must be 0700 and could not be changed", dir.display())
+            })?;
+            tracing::warn!(dir = %dir.display(), was = format!("{mode:o}"), "data directory was open to other users; its mode is now 0700");
+        }
+    }
+    Ok(())
+}
+
+/// Makes the SQLite database file exist with mode 0600 before SQLite opens it: SQLite creates
+/// its `-wal` and `-shm` files with the database file's mode, so all three stay private.
+fn private_database_file(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", path.display()));
+            if let Ok(meta) = std::fs::metadata(&p)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("making {} private (mode 0600)", p.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Opens the master key, creating it only for a brand-new data directory: a database without
@@ -427,20 +536,69 @@ fn spawn_scheduler(kms: Arc<Kms>, interval: std::time::Duration) {
     });
 }
 
+/// Whether `--listen` names only loopback addresses (`127.0.0.0/8`, `::1`, `localhost`).
+fn is_loopback(listen: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match listen.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// Reloads the TLS certificate and key from their files on SIGHUP. A pair that fails to load
+/// is reported and the current one stays in use.
+fn spawn_certificate_reload(tls: Arc<crate::tls::ServerTls>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: the TLS certificate will not be reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "TLS certificate reload failed; the previous certificate stays in use"),
+            }
+        }
+    });
+}
+
 fn hex_string(bytes: Vec<u8>) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs `clavis serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything is created: plain HTTP on a network address would carry plaintexts,
+    // data keys, new secrets and unseal shares in clear.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(crate::tls::ServerTls::new(cert, key, args.tls_client_ca.as_deref())?)),
+        _ => None,
+    };
+    if tls.is_none() && !args.insecure_http && !is_loopback(&args.listen) {
+        bail!(
+            "--listen {} is not a loopback address: give --tls-cert and --tls-key, or --insecure-http if a proxy in front terminates TLS",
+            args.listen
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        let handshake = tls.as_ref().map(|t| t.handshake());
+        if let Some(tls) = tls.clone() {
+            spawn_certificate_reload(tls);
+        }
         create_data_dir(&args.data_dir)?;
         let shared_database = args.database_url.is_some();
         let fresh_sqlite = !shared_database && !args.data_dir.join(DB_FILE).exists();
         let store: Arc<dyn Store> = match &args.database_url {
             Some(url) => Arc::new(PostgresStore::connect(url).await.context("connecting to the PostgreSQL database")?),
-            None => Arc::new(SqliteStore::open(&args.data_dir.join(DB_FILE)).context("opening the database")?),
+            None => {
+                private_database_file(&args.data_dir.join(DB_FILE))?;
+                Arc::new(SqliteStore::open(&args.data_dir.join(DB_FILE)).context("opening the database")?)
+            }
         };
         let root = open_keyring(&args, store.as_ref(), fresh_sqlite || shared_database).await?;
         let deferred = if args.dangerous_no_audit {
@@ -496,13 +654,29 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(account = account.as_str(), "initialised");
             spawn_scheduler(kms.clone(), scheduler_interval);
         }
-        let config = ServerConfig { allowed_regions: args.allowed_regions.clone(), ..ServerConfig::default() };
-        let app = clavis_server::app(AppState { kms, config: Arc::new(config) });
+        let config = ServerConfig {
+            allowed_regions: args.allowed_regions.clone(),
+            body_read_timeout: std::time::Duration::from_secs(args.body_read_timeout_secs.max(1)),
+            public_names: args.public_name.clone(),
+            init_token: env_nonempty("CLAVIS_INIT_TOKEN"),
+            ..ServerConfig::default()
+        };
+        let state = AppState::with_limits(kms, config, args.auth_failures_per_second, (args.auth_failures_per_second * 5.0).max(1.0));
+        let app = clavis_server::app(state);
+        let listener_config = ListenerConfig {
+            header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout_secs.max(1)),
+            max_connections: args.max_connections.unwrap_or_else(clavis_server::listener::default_max_connections).max(1),
+            shutdown_grace: std::time::Duration::from_secs(30),
+        };
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-        tracing::info!(listen = %listener.local_addr()?, data_dir = %args.data_dir.display(), "clavis serving");
-        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        tracing::info!(
+            listen = %listener.local_addr()?,
+            tls = handshake.is_some(),
+            max_connections = listener_config.max_connections,
+            data_dir = %args.data_dir.display(),
+            "clavis serving"
+        );
+        clavis_server::listener::serve(listener, app, listener_config, handshake, shutdown_signal()).await?;
         Ok(())
     })
 }
