@@ -109,9 +109,9 @@ def test_rotation_schedule_survives_restart(clocked):
     assert len(kms.list_key_rotations(KeyId=key)["Rotations"]) == 1
 
 
-def rewrap_client(server):
+def rewrap_client(server, **credentials):
     """An unmodified boto3 client plus two documented event hooks (README: re-wrap on unwrap)."""
-    kms = server.client()
+    kms = server.client(**credentials)
 
     def ask_for_rewrap(request, **kwargs):
         request.headers["X-Clavis-Rewrap"] = "true"
