@@ -236,3 +236,172 @@ def test_accounts_and_cross_account_use(fresh_server):
     assert b_app.decrypt(CiphertextBlob=dk["CiphertextBlob"])["Plaintext"] == dk["Plaintext"]
     root.revoke_grant(KeyId=k2["KeyId"], GrantId=g["GrantId"])
     denied(lambda: b_app.generate_data_key(KeyId=k2["Arn"], KeySpec="AES_256"), "kms:GenerateDataKey")
+
+
+def roleless_user(server, name):
+    """A user made without --role: least privilege, role `none` (issue #15)."""
+    out = admin_cli(server, "admin", "user", "create", name)
+    assert out["Role"] == "none", out
+    return out, server.client(akid=out["AccessKeyId"], secret=out["SecretAccessKey"])
+
+
+def test_issue15_least_privilege_and_aws_evaluation_logic(fresh_server):
+    """Issue #15, item 3: a user created without a role has no permissions of its own; a key
+    policy naming a principal is enough on its own, one naming the account delegates to the
+    caller's role, a grant allows, and an explicit Deny beats everything."""
+    s = fresh_server.start()
+    root = s.client()
+    nobody, nobody_kms = roleless_user(s, "nobody")
+    _, reader = user(s, "app", "reader")
+    # The administration API gives a role-less user `none` too.
+    status, body, _ = s.raw("ClavisAdmin.CreateUser", json.dumps({"UserName": "raw-nobody"}))
+    assert status == 200 and body["User"]["Role"] == "none", body
+
+    default_key = root.create_key()["KeyMetadata"]
+    kid, arn = default_key["KeyId"], default_key["Arn"]
+    blob = root.encrypt(KeyId=kid, Plaintext=b"default")["CiphertextBlob"]
+
+    # Role-less: refused everywhere by default, in AWS's words.
+    msg = denied(lambda: nobody_kms.encrypt(KeyId=kid, Plaintext=b"x"), "kms:Encrypt")
+    assert msg == (f"User: {nobody['Arn']} is not authorized to perform: kms:Encrypt on resource: {arn} "
+                   "because no identity-based policy allows the kms:Encrypt action"), msg
+    denied(lambda: nobody_kms.decrypt(CiphertextBlob=blob), "kms:Decrypt")
+    denied(lambda: nobody_kms.describe_key(KeyId=kid), "kms:DescribeKey")
+    denied(lambda: nobody_kms.generate_data_key(KeyId=kid, KeySpec="AES_256"), "kms:GenerateDataKey")
+    msg = denied(lambda: nobody_kms.create_key(), "kms:CreateKey")
+    assert "because no identity-based policy allows the kms:CreateKey action" in msg, msg
+    denied(lambda: nobody_kms.list_keys(), "kms:ListKeys")
+    denied(lambda: nobody_kms.list_aliases(), "kms:ListAliases")
+    denied(lambda: nobody_kms.generate_random(NumberOfBytes=8), "kms:GenerateRandom")
+    status, body, _ = s.raw("ClavisAdmin.ListUsers", "{}", akid=nobody["AccessKeyId"], secret=nobody["SecretAccessKey"])
+    assert (status, body["__type"]) == (400, "AccessDeniedException")
+
+    # A reader uses a key whose policy delegates to the account (the default policy)...
+    assert reader.decrypt(CiphertextBlob=blob)["Plaintext"] == b"default"
+    assert reader.decrypt(CiphertextBlob=reader.encrypt(KeyId=kid, Plaintext=b"r")["CiphertextBlob"])["Plaintext"] == b"r"
+    # ... but not beyond its role.
+    msg = denied(lambda: reader.disable_key(KeyId=kid), "kms:DisableKey")
+    assert "because no identity-based policy allows the kms:DisableKey action" in msg, msg
+
+    # A key whose policy names the role-less user's ARN: that user may use it, role or not.
+    named = root.create_key(Policy=policy(ROOT_ONLY, {
+        "Sid": "nobody-uses", "Effect": "Allow", "Principal": {"AWS": nobody["Arn"]},
+        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], "Resource": "*"}))["KeyMetadata"]
+    out = nobody_kms.encrypt(KeyId=named["KeyId"], Plaintext=b"named")
+    assert nobody_kms.decrypt(CiphertextBlob=out["CiphertextBlob"])["Plaintext"] == b"named"
+    assert nobody_kms.describe_key(KeyId=named["Arn"])["KeyMetadata"]["KeyId"] == named["KeyId"]
+    denied(lambda: nobody_kms.disable_key(KeyId=named["KeyId"]), "kms:DisableKey")
+    # The reader is refused on a key whose policy names only another user.
+    msg = denied(lambda: reader.encrypt(KeyId=named["KeyId"], Plaintext=b"x"), "kms:Encrypt")
+    assert "because no resource-based policy allows the kms:Encrypt action" in msg, msg
+    denied(lambda: reader.decrypt(CiphertextBlob=out["CiphertextBlob"]), "kms:Decrypt")
+
+    # An explicit Deny beats a policy naming the principal, a role (even the root's) and a grant.
+    denying = root.create_key(Policy=policy(
+        {"Sid": "account", "Effect": "Allow", "Principal": {"AWS": ROOT_ARN}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "nobody", "Effect": "Allow", "Principal": {"AWS": nobody["Arn"]}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "no-decrypt", "Effect": "Deny", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"}))["KeyMetadata"]["KeyId"]
+    root.create_grant(KeyId=denying, GranteePrincipal=nobody["Arn"], Operations=["Decrypt"])
+    sealed = root.encrypt(KeyId=denying, Plaintext=b"d")["CiphertextBlob"]
+    for client in [root, reader, nobody_kms]:
+        msg = denied(lambda: client.decrypt(CiphertextBlob=sealed), "kms:Decrypt")
+        assert "with an explicit deny in a resource-based policy" in msg, msg
+    assert nobody_kms.encrypt(KeyId=denying, Plaintext=b"e")["KeyId"].endswith(denying)
+
+    # A grant allows a role-less user on a key whose policy says nothing of it.
+    granted = root.create_key(Policy=policy(ROOT_ONLY))["KeyMetadata"]["KeyId"]
+    g_blob = root.encrypt(KeyId=granted, Plaintext=b"granted")["CiphertextBlob"]
+    denied(lambda: nobody_kms.decrypt(CiphertextBlob=g_blob), "kms:Decrypt")
+    root.create_grant(KeyId=granted, GranteePrincipal=nobody["Arn"], Operations=["Decrypt"])
+    assert nobody_kms.decrypt(CiphertextBlob=g_blob)["Plaintext"] == b"granted"
+    denied(lambda: nobody_kms.encrypt(KeyId=granted, Plaintext=b"x"), "kms:Encrypt")
+
+    # The lockout check follows the same rule: a policy naming a role-less user with
+    # kms:PutKeyPolicy lets it change the policy; a reader delegated through the account cannot.
+    own = root.create_key(Policy=policy(ROOT_ONLY, {
+        "Sid": "nobody-admin", "Effect": "Allow", "Principal": {"AWS": nobody["Arn"]}, "Action": "kms:*", "Resource": "*"}))["KeyMetadata"]["KeyId"]
+    nobody_kms.put_key_policy(KeyId=own, PolicyName="default", Policy=policy(
+        {"Sid": "nobody-admin", "Effect": "Allow", "Principal": {"AWS": nobody["Arn"]}, "Action": "kms:*", "Resource": "*"}))
+    msg = denied(lambda: nobody_kms.put_key_policy(KeyId=own, PolicyName="default", Policy=policy(
+        {"Sid": "account", "Effect": "Allow", "Principal": {"AWS": ROOT_ARN}, "Action": "kms:*", "Resource": "*"})),
+        "", "MalformedPolicyDocumentException")
+    assert "will not allow you to update the key policy" in msg
+
+
+def test_issue15_policies_fail_closed(fresh_server):
+    """Issue #15, item 4: a condition key Clavis does not evaluate is refused by name, and the
+    keys a Deny most often relies on are evaluated."""
+    s = fresh_server.start()
+    root = s.client()
+    kid = root.create_key()["KeyMetadata"]["KeyId"]
+    account = {"Sid": "account", "Effect": "Allow", "Principal": {"AWS": ROOT_ARN}, "Action": "kms:*", "Resource": "*"}
+
+    def deny_encrypt(condition):
+        return policy(account, {"Sid": "deny", "Effect": "Deny", "Principal": "*", "Action": ["kms:Encrypt", "kms:Decrypt"],
+                                "Resource": "*", "Condition": condition})
+
+    # A typo in a condition key: refused, naming the key, rather than a Deny that never applies.
+    for bad_key in ["kms:EncryptionContex:tenant", "aws:SourceVpc"]:
+        msg = denied(lambda: root.put_key_policy(KeyId=kid, PolicyName="default",
+                                                 Policy=deny_encrypt({"StringEquals": {bad_key: "a"}})),
+                     "", "MalformedPolicyDocumentException")
+        assert bad_key in msg, msg
+        msg = denied(lambda: root.create_key(Policy=deny_encrypt({"StringEquals": {bad_key: "a"}})), "", "MalformedPolicyDocumentException")
+        assert bad_key in msg, msg
+
+    # kms:RequestAlias: a Deny on the alias the request names.
+    root.create_alias(AliasName="alias/blocked", TargetKeyId=kid)
+    root.create_alias(AliasName="alias/open", TargetKeyId=kid)
+    root.put_key_policy(KeyId=kid, PolicyName="default", Policy=deny_encrypt({"StringEquals": {"kms:RequestAlias": "alias/blocked"}}))
+    msg = denied(lambda: root.encrypt(KeyId="alias/blocked", Plaintext=b"x"), "kms:Encrypt")
+    assert "explicit deny" in msg, msg
+    alias_arn = root.list_aliases(KeyId=kid)["Aliases"][0]["AliasArn"]
+    assert alias_arn.endswith("alias/blocked")
+    denied(lambda: root.encrypt(KeyId=alias_arn, Plaintext=b"x"), "kms:Encrypt")
+    assert root.encrypt(KeyId="alias/open", Plaintext=b"x")["KeyId"].endswith(kid)
+    blob = root.encrypt(KeyId=kid, Plaintext=b"x")["CiphertextBlob"]
+    denied(lambda: root.decrypt(CiphertextBlob=blob, KeyId="alias/blocked"), "kms:Decrypt")
+    assert root.decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
+
+    # aws:ResourceTag: a Deny on the key's own tag, applied as soon as the tag is.
+    root.put_key_policy(KeyId=kid, PolicyName="default", Policy=deny_encrypt({"StringEquals": {"aws:ResourceTag/Classification": "secret"}}))
+    assert root.encrypt(KeyId=kid, Plaintext=b"x")["KeyId"].endswith(kid)
+    root.tag_resource(KeyId=kid, Tags=[{"TagKey": "Classification", "TagValue": "secret"}])
+    denied(lambda: root.encrypt(KeyId=kid, Plaintext=b"x"), "kms:Encrypt")
+    root.untag_resource(KeyId=kid, TagKeys=["Classification"])
+    assert root.encrypt(KeyId=kid, Plaintext=b"x")["KeyId"].endswith(kid)
+
+    # aws:CurrentTime: a Deny after a date that has passed applies; one before it does not.
+    root.put_key_policy(KeyId=kid, PolicyName="default", Policy=deny_encrypt({"DateGreaterThan": {"aws:CurrentTime": "2001-01-01T00:00:00Z"}}))
+    denied(lambda: root.encrypt(KeyId=kid, Plaintext=b"x"), "kms:Encrypt")
+    root.put_key_policy(KeyId=kid, PolicyName="default", Policy=deny_encrypt({"DateLessThan": {"aws:CurrentTime": "2001-01-01T00:00:00Z"}}))
+    assert root.encrypt(KeyId=kid, Plaintext=b"x")["KeyId"].endswith(kid)
+
+    # aws:SecureTransport: plain HTTP is not secure transport, so the Deny applies.
+    root.put_key_policy(KeyId=kid, PolicyName="default", Policy=deny_encrypt({"Bool": {"aws:SecureTransport": "false"}}))
+    denied(lambda: root.encrypt(KeyId=kid, Plaintext=b"x"), "kms:Encrypt")
+    root.put_key_policy(KeyId=kid, PolicyName="default", Policy=deny_encrypt({"Bool": {"aws:SecureTransport": "true"}}))
+    assert root.encrypt(KeyId=kid, Plaintext=b"x")["KeyId"].endswith(kid)
+
+
+def test_issue15_unreadable_stored_policy_denies(fresh_server):
+    """Issue #15: a stored policy that no longer parses denies every request on its key; it is
+    not replaced by the default policy (which would give the key to the whole account)."""
+    import sqlite3
+    s = fresh_server.start()
+    root = s.client()
+    kid = root.create_key()["KeyMetadata"]["KeyId"]
+    blob = root.encrypt(KeyId=kid, Plaintext=b"x")["CiphertextBlob"]
+    s.stop()
+    db = sqlite3.connect(s.data_dir / "clavis.db")
+    with db:
+        db.execute("UPDATE keys SET policy = ? WHERE key_id = ?", ('{"Statement": "written by a future version"}', kid))
+    db.close()
+    s.start()
+    for call, action in [(lambda: root.decrypt(CiphertextBlob=blob), "kms:Decrypt"),
+                         (lambda: root.describe_key(KeyId=kid), "kms:DescribeKey"),
+                         (lambda: root.encrypt(KeyId=kid, Plaintext=b"x"), "kms:Encrypt")]:
+        msg = denied(call, action)
+        assert "not a valid policy document" in msg, msg
+    # Other keys are unaffected.
+    assert root.encrypt(KeyId=root.create_key()["KeyMetadata"]["KeyId"], Plaintext=b"y")["CiphertextBlob"]

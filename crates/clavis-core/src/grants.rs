@@ -55,14 +55,17 @@ pub(crate) struct GrantSpec {
 
 impl GrantSpec {
     /// The `kms:Grant*` condition keys of a CreateGrant request (lower-case names).
-    pub fn condition_keys(&self) -> Vec<(&'static str, Vec<String>)> {
-        let mut keys = vec![("kms:grantoperations", self.operations.clone()), ("kms:granteeprincipal", vec![self.grantee.clone()])];
+    pub fn condition_keys(&self) -> Vec<(String, Vec<String>)> {
+        let mut keys = vec![
+            ("kms:grantoperations".to_owned(), self.operations.clone()),
+            ("kms:granteeprincipal".to_owned(), vec![self.grantee.clone()]),
+        ];
         if let Some(r) = &self.retiring {
-            keys.push(("kms:retiringprincipal", vec![r.clone()]));
+            keys.push(("kms:retiringprincipal".to_owned(), vec![r.clone()]));
         }
         if let Some(c) = &self.constraints {
             let kind = if c.encryption_context_equals.is_some() { "EncryptionContextEquals" } else { "EncryptionContextSubset" };
-            keys.push(("kms:grantconstrainttype", vec![kind.to_owned()]));
+            keys.push(("kms:grantconstrainttype".to_owned(), vec![kind.to_owned()]));
         }
         keys
     }
@@ -115,6 +118,16 @@ fn names_caller(principal: &str, caller: &Caller) -> bool {
 
 fn parse_constraints(json: Option<&str>) -> Option<GrantConstraints> {
     json.and_then(|j| serde_json::from_str(j).ok())
+}
+
+/// A grant's stored constraint for the grant check: `Ok(None)` when it has none, `Err` when the
+/// text does not parse or names no constraint (CreateGrant never stores an empty one).
+fn stored_constraints(json: Option<&str>) -> Result<Option<GrantConstraints>, ()> {
+    let Some(text) = json else { return Ok(None) };
+    match serde_json::from_str::<GrantConstraints>(text) {
+        Ok(c) if c.encryption_context_equals.is_some() || c.encryption_context_subset.is_some() => Ok(Some(c)),
+        _ => Err(()),
+    }
 }
 
 /// Whether a request's encryption context meets a grant's constraints. Operations that take no
@@ -179,11 +192,21 @@ impl Kms {
         let context = access.context.map(crate::types::EncryptionContext::as_map);
         Ok(grants.iter().any(|g| {
             let ops: Vec<&str> = g.operations.split(',').collect();
-            let constraints = parse_constraints(g.constraints.as_deref());
+            let Ok(constraints) = stored_constraints(g.constraints.as_deref()) else {
+                // Read as "no constraint", an unreadable constraint would widen the grant to
+                // every encryption context: the grant matches nothing instead.
+                tracing::warn!(grant = %g.grant_id, "a stored grant constraint no longer parses; the grant allows nothing");
+                return false;
+            };
             let child_ok = access.new_grant.is_none_or(|child| {
                 child.operations.iter().all(|o| ops.contains(&o.as_str())) && (constraints.is_none() || child.constraints == constraints)
             });
-            names_caller(&g.grantee_principal, caller)
+            // A grant to the caller's account (its root) reaches the account's principals as a
+            // key policy naming the account does: as far as their roles allow the action.
+            let grantee_ok = g.grantee_principal == caller.principal_arn
+                || (g.grantee_principal == caller.account.root_arn()
+                    && caller.role.allows(crate::service::role_operation(access.action)));
+            grantee_ok
                 && ops.contains(&access.action)
                 && constraints_met(constraints.as_ref(), context)
                 && child_ok
@@ -231,7 +254,7 @@ impl Kms {
         }
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         let spec = GrantSpec { operations: operations.clone(), grantee: grantee.clone(), retiring: retiring.clone(), constraints };
-        let access = Access { action: "CreateGrant", context: None, new_grant: Some(&spec) };
+        let access = Access { new_grant: Some(&spec), ..Access::to("CreateGrant") };
         let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
         if key.state == crate::types::KeyState::PendingDeletion {
             return Err(key.invalid_state(key.state));

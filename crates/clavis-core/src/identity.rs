@@ -1,12 +1,14 @@
 //! Identities: users of an account and their access keys, managed through the administration
 //! API by administrators (the account root, or users with the `admin` role). Each user has a
-//! built-in role (`Role`): the most it may do. Operations on keys also need the key's policy or a
-//! grant (`Kms::authorize_key`). Accounts (tenants) are created by the operator's administrators.
+//! built-in role (`Role`), which plays the part of its identity-based (IAM) policy; a user
+//! created without one gets `none`, which allows nothing by itself. Operations on keys are
+//! decided with the key's policy and grants (`Kms::authorize_key`). Accounts (tenants) are
+//! created by the operator's administrators.
 
 use crate::api::*;
 use crate::keys::access_key_seal_context;
 use crate::service::secs;
-use crate::types::AccountId;
+use crate::types::{AccountId, Role};
 use crate::{Caller, Kms, KmsError, validate};
 use clavis_crypto::SecretBytes;
 use clavis_store::{AccessKeyRecord, AccountRecord, StoreError, UserRecord};
@@ -42,8 +44,10 @@ impl Kms {
                 "Value '{name}' at 'userName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+"
             )));
         }
-        let role = req.role.unwrap_or_else(|| "reader".to_owned());
-        validate::one_of(&role, "role", &["admin", "manager", "writer", "reader"])?;
+        // Least privilege: a user created without a role can do nothing until a role, a key
+        // policy naming it, or a grant says otherwise.
+        let role = req.role.unwrap_or_else(|| Role::None.as_str().to_owned());
+        validate::one_of(&role, "role", Role::NAMES)?;
         let account = match req.account_id.as_deref() {
             None => caller.account.as_str().to_owned(),
             Some(a) if a == caller.account.as_str() => a.to_owned(),

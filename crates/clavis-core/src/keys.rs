@@ -20,7 +20,8 @@ pub(crate) struct Key {
     pub id: KeyId,
     pub state: KeyState,
     pub arn: String,
-    /// The parsed key policy ([`Policy::for_stored`]).
+    /// The parsed key policy ([`Policy::for_stored`]): a stored document that no longer parses
+    /// is kept as an unreadable policy that denies every request, never replaced by another.
     pub policy: Arc<Policy>,
 }
 
@@ -30,7 +31,9 @@ impl Key {
         let state = KeyState::parse(&rec.key_state)
             .ok_or_else(|| KmsError::Internal(format!("stored key {} has unknown state {:?}", rec.key_id, rec.key_state)))?;
         let arn = key_arn(&rec.region, &rec.account_id, &rec.key_id);
-        let policy = Arc::new(Policy::for_stored(&rec.policy, &rec.account_id));
+        // The key itself stays readable (the scheduler must still be able to destroy it, an
+        // operator to see it in ListKeys); only authorization refuses.
+        let policy = Arc::new(Policy::for_stored(&rec.policy));
         Ok(Key { rec: Arc::new(rec), id, state, arn, policy })
     }
 

@@ -99,7 +99,9 @@ impl Kms {
         let days = req.rotation_period_in_days.unwrap_or(365);
         validate::int_range(days, "rotationPeriodInDays", 90, 2560)?;
         let days = u32::try_from(days).unwrap_or(365);
-        let key = self.key_for_no_alias(caller, Access::to("EnableKeyRotation"), req.key_id.as_deref(), "keyId").await?;
+        let params = [crate::service::param("kms:RotationPeriodInDays", days)];
+        let access = Access::to("EnableKeyRotation").with_params(&params);
+        let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
         Self::require_rotatable(&key)?;
         let now = self.clock.now_ms();
         self.update_key(key, |k| {
@@ -231,7 +233,9 @@ impl Kms {
         let days = req.pending_window_in_days.unwrap_or(30);
         validate::int_range(days, "pendingWindowInDays", 7, 30)?;
         let window_days = u32::try_from(days).unwrap_or(30);
-        let key = self.key_for_no_alias(caller, Access::to("ScheduleKeyDeletion"), req.key_id.as_deref(), "keyId").await?;
+        let params = [crate::service::param("kms:ScheduleKeyDeletionPendingWindowInDays", window_days)];
+        let access = Access::to("ScheduleKeyDeletion").with_params(&params);
+        let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
         let now = self.clock.now_ms();
         let me = caller.principal_arn.clone();
         // The request this call approved, if any (set inside the retried closure).

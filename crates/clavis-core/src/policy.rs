@@ -7,11 +7,18 @@
 //! `Principal` / `NotPrincipal` (`"*"`, `{"AWS": ...}` with account ids, account roots, user
 //! ARNs and `"*"`; `Service` principals are accepted and never match), `Action` / `NotAction`
 //! (with `*` and `?` wildcards, case-insensitive), `Resource` / `NotResource` (wildcards, matched
-//! against the key ARN), and `Condition` with the `String*`, `Bool`, `Null`, `IpAddress` /
-//! `NotIpAddress` operators, their `IfExists` forms and the `ForAnyValue:` / `ForAllValues:`
-//! set qualifiers.
+//! against the key ARN), and `Condition` with the `String*`, `Numeric*`, `Date*`, `Bool`,
+//! `BinaryEquals`, `Null`, `IpAddress` / `NotIpAddress` and `Arn*` operators, their `IfExists`
+//! forms and the `ForAnyValue:` / `ForAllValues:` set qualifiers.
+//!
+//! Policies fail closed. A condition key is accepted only if Clavis evaluates it
+//! ([`CONDITION_KEYS`], [`CONDITION_KEY_PREFIXES`]): a key it did not know would be absent from
+//! every request, so a `Deny` conditioned on it (or on a typo of a real key) would silently never
+//! apply. A stored document that no longer parses denies every request
+//! ([`Policy::for_stored`]); it never falls back to the default policy.
 
 use crate::KmsError;
+use base64::Engine;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -24,14 +31,32 @@ pub const MAX_POLICY_BYTES: usize = 32768;
 pub enum Decision {
     /// A matching `Deny` statement: refused whatever else allows it.
     ExplicitDeny,
-    /// A matching `Allow` statement and no matching `Deny`.
-    Allow,
+    /// A matching `Allow` statement names the caller itself (its ARN, `"*"`, or everyone but
+    /// the listed principals with `NotPrincipal`), and no `Deny` matches. As in AWS, a key
+    /// policy that names a principal is enough on its own: no identity policy (role) is needed.
+    AllowPrincipal,
+    /// The only matching `Allow` statements name the caller's account (its root ARN or bare
+    /// id), and no `Deny` matches. The account delegates to its identities' own permissions:
+    /// the caller's role must allow the action too.
+    AllowAccount,
     /// No statement matches: refused unless something else (a grant) allows it.
     NotApplicable,
 }
 
+/// Properties of the key a request uses (the `kms:KeySpec`, `kms:KeyUsage` and `kms:KeyOrigin`
+/// condition keys).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyFacts<'a> {
+    /// `SYMMETRIC_DEFAULT`, ...
+    pub key_spec: &'a str,
+    /// `ENCRYPT_DECRYPT`, ...
+    pub key_usage: &'a str,
+    /// `AWS_KMS` or `EXTERNAL`.
+    pub origin: &'a str,
+}
+
 /// The facts about a request that a policy can test.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RequestContext<'a> {
     /// The caller's principal ARN (`arn:aws:iam::<account>:user/<name>` or `...:root`).
     pub principal_arn: &'a str,
@@ -45,25 +70,100 @@ pub struct RequestContext<'a> {
     pub encryption_context: Option<&'a BTreeMap<String, String>>,
     /// The client's address.
     pub source_ip: Option<IpAddr>,
-    /// Extra condition keys of the operation (lower-case names), such as `kms:grantoperations`.
-    pub extra: &'a [(&'a str, Vec<String>)],
+    /// Whether the request arrived over TLS (`aws:SecureTransport`).
+    pub secure_transport: bool,
+    /// The time of the request, Unix milliseconds (`aws:CurrentTime`, `aws:EpochTime`).
+    pub now_ms: i64,
+    /// The key's properties, for operations on a key.
+    pub key: Option<KeyFacts<'a>>,
+    /// The key's tags (`aws:ResourceTag/<key>`). Filled only when the policy tests them.
+    pub resource_tags: &'a [(String, String)],
+    /// The key's alias names (`kms:ResourceAliases`). Filled only when the policy tests them.
+    pub resource_aliases: &'a [String],
+    /// The alias the request named the key by, as `alias/<name>` (`kms:RequestAlias`).
+    pub request_alias: Option<&'a str>,
+    /// Condition keys that come from the operation's parameters (lower-case names), such as
+    /// `kms:grantoperations` or `aws:requesttag/<key>`; a name may appear once, with its values.
+    pub extra: &'a [(String, Vec<String>)],
+}
+
+/// The condition keys Clavis evaluates (lower case; names are case-insensitive). Any other key
+/// makes a policy malformed: see the module documentation for why.
+pub const CONDITION_KEYS: &[&str] = &[
+    "aws:securetransport",
+    "aws:sourceip",
+    "aws:currenttime",
+    "aws:epochtime",
+    "aws:principalarn",
+    "aws:principalaccount",
+    "aws:principaltype",
+    "aws:username",
+    "aws:tagkeys",
+    "kms:calleraccount",
+    "kms:encryptioncontextkeys",
+    "kms:encryptionalgorithm",
+    "kms:grantoperations",
+    "kms:granteeprincipal",
+    "kms:retiringprincipal",
+    "kms:grantisforawsresource",
+    "kms:grantconstrainttype",
+    "kms:keyspec",
+    "kms:keyusage",
+    "kms:keyorigin",
+    "kms:requestalias",
+    "kms:resourcealiases",
+    "kms:viaservice",
+    "kms:bypasspolicylockoutsafetycheck",
+    "kms:rotationperiodindays",
+    "kms:schedulekeydeletionpendingwindowindays",
+    "kms:wrappingalgorithm",
+    "kms:wrappingkeyspec",
+    "kms:expirationmodel",
+    "kms:validto",
+    "kms:reencryptonsamekey",
+];
+
+/// Condition key families with a name part after the prefix (lower case), which must not be
+/// empty: `aws:ResourceTag/<tag key>`, `aws:RequestTag/<tag key>`,
+/// `kms:EncryptionContext:<context key>`.
+pub const CONDITION_KEY_PREFIXES: &[&str] = &["aws:resourcetag/", "aws:requesttag/", "kms:encryptioncontext:"];
+
+fn known_condition_key(key: &str) -> bool {
+    CONDITION_KEYS.contains(&key) || CONDITION_KEY_PREFIXES.iter().any(|p| key.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
 }
 
 impl RequestContext<'_> {
     /// The values of a condition key (lower-case), or `None` when the request has no such key.
     fn values(&self, key: &str) -> Option<Vec<String>> {
+        // Names after a prefix (context keys, tag keys) are matched without regard to case, as
+        // the whole condition key name is in AWS.
         if let Some(ctx_key) = key.strip_prefix("kms:encryptioncontext:") {
             let ctx = self.encryption_context?;
             return ctx.iter().find(|(k, _)| k.to_ascii_lowercase() == ctx_key).map(|(_, v)| vec![v.clone()]);
         }
+        if let Some(tag) = key.strip_prefix("aws:resourcetag/") {
+            return self.resource_tags.iter().find(|(k, _)| k.to_ascii_lowercase() == tag).map(|(_, v)| vec![v.clone()]);
+        }
+        let one = |v: &str| Some(vec![v.to_owned()]);
         match key {
             "kms:encryptioncontextkeys" => self.encryption_context.filter(|c| !c.is_empty()).map(|c| c.keys().cloned().collect()),
-            "kms:calleraccount" | "aws:principalaccount" => Some(vec![self.principal_account.to_owned()]),
-            "aws:principalarn" => Some(vec![self.principal_arn.to_owned()]),
+            "kms:calleraccount" | "aws:principalaccount" => one(self.principal_account),
+            "aws:principalarn" => one(self.principal_arn),
             "aws:sourceip" => self.source_ip.map(|ip| vec![ip.to_string()]),
-            "aws:principaltype" => Some(vec![if self.principal_arn.ends_with(":root") { "Account" } else { "User" }.to_owned()]),
+            "aws:principaltype" => one(if self.principal_arn.ends_with(":root") { "Account" } else { "User" }),
+            // An IAM user's friendly name; the account root has none (as in AWS).
+            "aws:username" => self.principal_arn.split_once(":user/").and_then(|(_, name)| one(name)),
+            "aws:securetransport" => one(if self.secure_transport { "true" } else { "false" }),
+            "aws:currenttime" => Some(vec![crate::audit::event_time(self.now_ms)]),
+            "aws:epochtime" => Some(vec![self.now_ms.div_euclid(1000).to_string()]),
+            "kms:keyspec" => self.key.and_then(|k| one(k.key_spec)),
+            "kms:keyusage" => self.key.and_then(|k| one(k.key_usage)),
+            "kms:keyorigin" => self.key.and_then(|k| one(k.origin)),
+            "kms:requestalias" => self.request_alias.and_then(one),
+            "kms:resourcealiases" => (!self.resource_aliases.is_empty()).then(|| self.resource_aliases.to_vec()),
             // Clavis has no integrated services: kms:ViaService is never present.
-            _ => self.extra.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()),
+            "kms:viaservice" => None,
+            _ => self.extra.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
         }
     }
 }
@@ -98,10 +198,27 @@ enum Operator {
     StringNotEqualsIgnoreCase,
     StringLike,
     StringNotLike,
+    NumericEquals,
+    NumericNotEquals,
+    NumericLessThan,
+    NumericLessThanEquals,
+    NumericGreaterThan,
+    NumericGreaterThanEquals,
+    DateEquals,
+    DateNotEquals,
+    DateLessThan,
+    DateLessThanEquals,
+    DateGreaterThan,
+    DateGreaterThanEquals,
     Bool,
+    BinaryEquals,
     Null,
     IpAddress,
     NotIpAddress,
+    ArnEquals,
+    ArnLike,
+    ArnNotEquals,
+    ArnNotLike,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +252,8 @@ struct Statement {
 #[derive(Debug, Clone)]
 pub struct Policy {
     statements: Vec<Statement>,
+    /// Set for a stored document that no longer parses: every request is refused.
+    unreadable: bool,
 }
 
 fn malformed(msg: impl Into<String>) -> KmsError {
@@ -244,10 +363,27 @@ fn parse_operator(name: &str) -> Result<(SetQualifier, Operator, bool), KmsError
         "StringNotEqualsIgnoreCase" => Operator::StringNotEqualsIgnoreCase,
         "StringLike" => Operator::StringLike,
         "StringNotLike" => Operator::StringNotLike,
+        "NumericEquals" => Operator::NumericEquals,
+        "NumericNotEquals" => Operator::NumericNotEquals,
+        "NumericLessThan" => Operator::NumericLessThan,
+        "NumericLessThanEquals" => Operator::NumericLessThanEquals,
+        "NumericGreaterThan" => Operator::NumericGreaterThan,
+        "NumericGreaterThanEquals" => Operator::NumericGreaterThanEquals,
+        "DateEquals" => Operator::DateEquals,
+        "DateNotEquals" => Operator::DateNotEquals,
+        "DateLessThan" => Operator::DateLessThan,
+        "DateLessThanEquals" => Operator::DateLessThanEquals,
+        "DateGreaterThan" => Operator::DateGreaterThan,
+        "DateGreaterThanEquals" => Operator::DateGreaterThanEquals,
         "Bool" => Operator::Bool,
+        "BinaryEquals" => Operator::BinaryEquals,
         "Null" if !if_exists => Operator::Null,
         "IpAddress" => Operator::IpAddress,
         "NotIpAddress" => Operator::NotIpAddress,
+        "ArnEquals" => Operator::ArnEquals,
+        "ArnLike" => Operator::ArnLike,
+        "ArnNotEquals" => Operator::ArnNotEquals,
+        "ArnNotLike" => Operator::ArnNotLike,
         _ => return Err(malformed(format!("Policy contains an unsupported condition operator: {name}"))),
     };
     Ok((qualifier, op, if_exists))
@@ -263,19 +399,33 @@ fn parse_conditions(v: &Value) -> Result<Vec<Condition>, KmsError> {
         };
         for (key, values) in keys {
             let values = condition_values(values)?;
+            let bad = |what: &str| Err(malformed(format!("Condition {op_name} on {key} needs {what}.")));
             match operator {
                 Operator::Bool | Operator::Null if values.iter().any(|v| v != "true" && v != "false") => {
-                    return Err(malformed(format!("Condition {op_name} on {key} needs true or false.")));
+                    return bad("true or false");
                 }
                 Operator::IpAddress | Operator::NotIpAddress if values.iter().any(|v| parse_cidr(v).is_none()) => {
-                    return Err(malformed(format!("Condition {op_name} on {key} needs IP addresses or CIDR blocks.")));
+                    return bad("IP addresses or CIDR blocks");
+                }
+                o if o.is_numeric() && values.iter().any(|v| parse_number(v).is_none()) => return bad("numbers"),
+                o if o.is_date() && values.iter().any(|v| parse_date(v).is_none()) => {
+                    return bad("dates (ISO 8601, such as 2026-01-31T12:00:00Z, or seconds since 1970)");
+                }
+                o if o.is_arn() && values.iter().any(|v| v.splitn(6, ':').count() != 6 || !v.starts_with("arn:")) => {
+                    return bad("ARNs (arn:partition:service:region:account:resource, with * and ? wildcards)");
+                }
+                Operator::BinaryEquals if values.iter().any(|v| base64::engine::general_purpose::STANDARD.decode(v).is_err()) => {
+                    return bad("base64 values");
                 }
                 _ => {}
             }
-            if key.is_empty() || !key.contains(':') {
-                return Err(malformed(format!("Policy contains an invalid condition key: {key}")));
+            let lower = key.to_ascii_lowercase();
+            if !known_condition_key(&lower) {
+                return Err(malformed(format!(
+                    "Policy contains a condition key that Clavis does not evaluate: {key}. A condition on it could never match, so it is refused rather than ignored."
+                )));
             }
-            out.push(Condition { operator, if_exists, qualifier, key: key.to_ascii_lowercase(), values });
+            out.push(Condition { operator, if_exists, qualifier, key: lower, values });
         }
     }
     Ok(out)
@@ -353,7 +503,7 @@ impl Policy {
             Some(v @ Value::Object(_)) => vec![parse_statement(v)?],
             _ => return Err(malformed("The key policy needs a Statement.")),
         };
-        Ok(Policy { statements })
+        Ok(Policy { statements, unreadable: false })
     }
 
     /// AWS's default key policy for a key of `account`: the account root (every identity of
@@ -373,43 +523,86 @@ impl Policy {
         .to_string()
     }
 
-    /// The policy in force for a stored document. A document that does not parse can only come
-    /// from a key created before policies were validated (when only roles decided); it is
-    /// treated as the default policy, which is exactly how that key behaved then, and can be
-    /// replaced with PutKeyPolicy.
-    pub fn for_stored(doc: &str, account: &str) -> Policy {
-        Policy::parse(doc).or_else(|_| Policy::parse(&Policy::default_document(account))).unwrap_or(Policy { statements: Vec::new() })
+    /// The policy in force for a stored document. A document that no longer parses (written
+    /// by an older version, or changed in the database behind Clavis's back) denies every
+    /// request on its key: falling back to the default policy would hand the key to the whole
+    /// account, and dropping the statements or conditions Clavis cannot read could drop a
+    /// `Deny`. [`Policy::is_unreadable`] says so, and [`Policy::evaluate`] answers
+    /// [`Decision::ExplicitDeny`] for it.
+    pub fn for_stored(doc: &str) -> Policy {
+        Policy::parse(doc).unwrap_or(Policy { statements: Vec::new(), unreadable: true })
     }
 
-    /// Evaluates a request: an explicit deny wins, then an allow, else not applicable.
+    /// Whether this is a stored document that no longer parses ([`Policy::for_stored`]).
+    pub fn is_unreadable(&self) -> bool {
+        self.unreadable
+    }
+
+    /// Whether a condition tests a key with this (lower-case) name or name prefix, so that the
+    /// caller can skip fetching facts (tags, aliases) that no statement looks at.
+    pub fn tests_condition_key(&self, prefix: &str) -> bool {
+        self.statements.iter().flat_map(|s| &s.conditions).any(|c| c.key.starts_with(prefix))
+    }
+
+    /// Evaluates a request: an explicit deny wins, then an allow that names the caller itself,
+    /// then an allow through the caller's account, else not applicable.
     pub fn evaluate(&self, ctx: &RequestContext<'_>) -> Decision {
+        if self.unreadable {
+            return Decision::ExplicitDeny;
+        }
         let action = ctx.action.to_ascii_lowercase();
-        let mut allowed = false;
-        for s in self.statements.iter().filter(|s| s.matches(ctx, &action)) {
+        let mut allowed: Option<Via> = None;
+        for (s, via) in self.statements.iter().filter_map(|s| s.matches(ctx, &action).map(|via| (s, via))) {
             match s.effect {
                 Effect::Deny => return Decision::ExplicitDeny,
-                Effect::Allow => allowed = true,
+                Effect::Allow => allowed = allowed.max(Some(via)),
             }
         }
-        if allowed { Decision::Allow } else { Decision::NotApplicable }
+        match allowed {
+            Some(Via::Principal) => Decision::AllowPrincipal,
+            Some(Via::Account) => Decision::AllowAccount,
+            None => Decision::NotApplicable,
+        }
     }
 }
 
+/// How a statement's principal matched the caller. Ordered: naming the principal is the
+/// stronger match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Via {
+    /// Through the caller's account (its root ARN or bare id).
+    Account,
+    /// The caller itself: its ARN, `"*"`, or `NotPrincipal` not listing it.
+    Principal,
+}
+
 impl Statement {
-    /// Whether the statement applies; `action` is the request's action in lower case.
-    fn matches(&self, ctx: &RequestContext<'_>, action: &str) -> bool {
-        let principal = self.principals.iter().any(|p| match p {
-            Principal::Any => true,
-            Principal::Account(a) => a == ctx.principal_account,
-            Principal::Arn(arn) => arn == ctx.principal_arn,
-            Principal::Other => false,
-        });
+    /// How the statement applies to the request, or `None` when it does not; `action` is the
+    /// request's action in lower case.
+    fn matches(&self, ctx: &RequestContext<'_>, action: &str) -> Option<Via> {
+        let via = self
+            .principals
+            .iter()
+            .filter_map(|p| match p {
+                Principal::Any => Some(Via::Principal),
+                // The account root calling is the principal the statement names.
+                Principal::Account(a) if a == ctx.principal_account && ctx.principal_arn.ends_with(":root") => Some(Via::Principal),
+                Principal::Account(a) if a == ctx.principal_account => Some(Via::Account),
+                Principal::Arn(arn) if arn == ctx.principal_arn => Some(Via::Principal),
+                _ => None,
+            })
+            .max();
+        let via = match (self.principal_negated, via) {
+            (false, via) => via?,
+            // NotPrincipal: everyone except those listed. An account listed excludes all of its
+            // principals, as in AWS.
+            (true, None) => Via::Principal,
+            (true, Some(_)) => return None,
+        };
         let action = self.actions.patterns.iter().any(|p| wildcard_match(p, action));
         let resource = self.resources.patterns.iter().any(|p| wildcard_match(p, ctx.resource));
-        principal != self.principal_negated
-            && action != self.actions.negated
-            && resource != self.resources.negated
-            && self.conditions.iter().all(|c| c.holds(ctx))
+        (action != self.actions.negated && resource != self.resources.negated && self.conditions.iter().all(|c| c.holds(ctx)))
+            .then_some(via)
     }
 }
 
@@ -446,15 +639,25 @@ impl Condition {
     fn negated(&self) -> bool {
         matches!(
             self.operator,
-            Operator::StringNotEquals | Operator::StringNotEqualsIgnoreCase | Operator::StringNotLike | Operator::NotIpAddress
+            Operator::StringNotEquals
+                | Operator::StringNotEqualsIgnoreCase
+                | Operator::StringNotLike
+                | Operator::NumericNotEquals
+                | Operator::DateNotEquals
+                | Operator::NotIpAddress
+                | Operator::ArnNotEquals
+                | Operator::ArnNotLike
         )
     }
 
     /// Whether one request value satisfies the operator against the policy's values (any of
-    /// them for the positive operators, none of them for the negated ones).
+    /// them for the positive operators, none of them for the negated ones). A request value of
+    /// the wrong type (not a number for `Numeric*`, ...) satisfies no operator.
     fn value_holds(&self, v: &str) -> bool {
         let ip = || v.parse::<IpAddr>().ok();
         let any = |f: &dyn Fn(&str) -> bool| self.values.iter().any(|p| f(p));
+        let num = |cmp: &dyn Fn(f64, f64) -> bool| parse_number(v).is_some_and(|r| any(&|p| parse_number(p).is_some_and(|p| cmp(r, p))));
+        let date = |cmp: &dyn Fn(f64, f64) -> bool| parse_date(v).is_some_and(|r| any(&|p| parse_date(p).is_some_and(|p| cmp(r, p))));
         match self.operator {
             Operator::StringEquals => any(&|p| p == v),
             Operator::StringNotEquals => !any(&|p| p == v),
@@ -462,12 +665,144 @@ impl Condition {
             Operator::StringNotEqualsIgnoreCase => !any(&|p| p.eq_ignore_ascii_case(v)),
             Operator::StringLike => any(&|p| wildcard_match(p, v)),
             Operator::StringNotLike => !any(&|p| wildcard_match(p, v)),
+            Operator::NumericEquals => num(&|r, p| r == p),
+            Operator::NumericNotEquals => parse_number(v).is_some() && !num(&|r, p| r == p),
+            Operator::NumericLessThan => num(&|r, p| r < p),
+            Operator::NumericLessThanEquals => num(&|r, p| r <= p),
+            Operator::NumericGreaterThan => num(&|r, p| r > p),
+            Operator::NumericGreaterThanEquals => num(&|r, p| r >= p),
+            Operator::DateEquals => date(&|r, p| r == p),
+            Operator::DateNotEquals => parse_date(v).is_some() && !date(&|r, p| r == p),
+            Operator::DateLessThan => date(&|r, p| r < p),
+            Operator::DateLessThanEquals => date(&|r, p| r <= p),
+            Operator::DateGreaterThan => date(&|r, p| r > p),
+            Operator::DateGreaterThanEquals => date(&|r, p| r >= p),
             Operator::Bool => any(&|p| p.eq_ignore_ascii_case(v)),
+            // Policy values are base64 of the bytes the request value must be.
+            Operator::BinaryEquals => any(&|p| base64::engine::general_purpose::STANDARD.decode(p).is_ok_and(|b| b == v.as_bytes())),
             Operator::IpAddress => ip().is_some_and(|ip| any(&|p| cidr_contains(p, ip))),
             Operator::NotIpAddress => ip().is_some_and(|ip| !any(&|p| cidr_contains(p, ip))),
+            Operator::ArnEquals | Operator::ArnLike => any(&|p| arn_match(p, v)),
+            Operator::ArnNotEquals | Operator::ArnNotLike => !any(&|p| arn_match(p, v)),
             Operator::Null => false,
         }
     }
+}
+
+impl Operator {
+    fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            Operator::NumericEquals
+                | Operator::NumericNotEquals
+                | Operator::NumericLessThan
+                | Operator::NumericLessThanEquals
+                | Operator::NumericGreaterThan
+                | Operator::NumericGreaterThanEquals
+        )
+    }
+
+    fn is_date(self) -> bool {
+        matches!(
+            self,
+            Operator::DateEquals
+                | Operator::DateNotEquals
+                | Operator::DateLessThan
+                | Operator::DateLessThanEquals
+                | Operator::DateGreaterThan
+                | Operator::DateGreaterThanEquals
+        )
+    }
+
+    fn is_arn(self) -> bool {
+        matches!(self, Operator::ArnEquals | Operator::ArnLike | Operator::ArnNotEquals | Operator::ArnNotLike)
+    }
+}
+
+/// A number as the policy language writes one (`30`, `-1`, `1546257599.0`).
+fn parse_number(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    s.parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+/// A date, as seconds since 1970: ISO 8601 (`2026-01-31`, `2026-01-31T12:00:00Z`, with optional
+/// fractional seconds and a `Z` or `+hh:mm` offset; no offset means UTC) or a number of seconds
+/// since 1970, the two forms AWS's `Date*` operators accept.
+fn parse_date(s: &str) -> Option<f64> {
+    if let Some(n) = parse_number(s) {
+        return Some(n);
+    }
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut seconds = days_from_civil(y, mo, d) as f64 * 86_400.0;
+    let rest = &s[10..];
+    if rest.is_empty() {
+        return Some(seconds);
+    }
+    let time = rest.strip_prefix('T')?;
+    // The zone: Z, +hh:mm, -hh:mm, +hhmm, or nothing (UTC).
+    let (clock, offset) = match time.find(['Z', '+', '-']) {
+        Some(i) => {
+            let zone = &time[i..];
+            let offset = if zone == "Z" {
+                0
+            } else {
+                let sign = if zone.starts_with('-') { -1 } else { 1 };
+                let hm = zone[1..].replace(':', "");
+                if hm.len() != 4 || !hm.bytes().all(|c| c.is_ascii_digit()) {
+                    return None;
+                }
+                sign * (hm[..2].parse::<i64>().ok()? * 3600 + hm[2..].parse::<i64>().ok()? * 60)
+            };
+            (&time[..i], offset)
+        }
+        None => (time, 0),
+    };
+    let mut parts = clock.split(':');
+    let h: i64 = parts.next().filter(|p| p.len() == 2)?.parse().ok()?;
+    let mi: i64 = parts.next().filter(|p| p.len() == 2)?.parse().ok()?;
+    let sec: f64 = match parts.next() {
+        Some(p) if p.len() >= 2 && p.bytes().all(|c| c.is_ascii_digit() || c == b'.') => p.parse().ok()?,
+        Some(_) => return None,
+        None => 0.0,
+    };
+    if parts.next().is_some() || h > 23 || mi > 59 || sec >= 61.0 {
+        return None;
+    }
+    seconds += (h * 3600 + mi * 60 - offset) as f64 + sec;
+    Some(seconds)
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `ArnEquals` / `ArnLike`: each of the six colon-separated parts is matched on its own, with
+/// `*` and `?` wildcards (so a `*` never reaches across a colon of the first five parts).
+fn arn_match(pattern: &str, arn: &str) -> bool {
+    let p: Vec<&str> = pattern.splitn(6, ':').collect();
+    let a: Vec<&str> = arn.splitn(6, ':').collect();
+    p.len() == 6 && a.len() == 6 && p.iter().zip(&a).all(|(p, a)| wildcard_match(p, a))
 }
 
 /// `*` matches any run of characters, `?` any one character. The pattern is cut at its `*`s:
@@ -575,7 +910,7 @@ mod tests {
             resource: KEY,
             encryption_context: ec,
             source_ip: "10.0.0.7".parse().ok(),
-            extra: &[],
+            ..Default::default()
         }
     }
 
@@ -594,7 +929,7 @@ mod tests {
             "Sid": "Enable IAM User Permissions", "Effect": "Allow",
             "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"}]});
         let alice = "arn:aws:iam::111122223333:user/alice";
-        assert_eq!(eval(&p, &ctx(alice, ACCT, "kms:Decrypt", None)), Decision::Allow);
+        assert_eq!(eval(&p, &ctx(alice, ACCT, "kms:Decrypt", None)), Decision::AllowAccount);
         assert_eq!(eval(&p, &ctx("arn:aws:iam::444455556666:user/eve", "444455556666", "kms:Decrypt", None)), Decision::NotApplicable);
         assert_eq!(eval(&p, &ctx(alice, ACCT, "iam:CreateUser", None)), Decision::NotApplicable);
     }
@@ -619,7 +954,7 @@ mod tests {
             (
                 allow(serde_json::json!({"AWS": alice}), serde_json::json!("kms:Decrypt"), None),
                 ctx(alice, ACCT, "kms:Decrypt", None),
-                Allow,
+                AllowPrincipal,
                 "named user",
             ),
             (
@@ -631,31 +966,31 @@ mod tests {
             (
                 allow(serde_json::json!({"AWS": ACCT}), serde_json::json!("kms:*"), None),
                 ctx(bob, ACCT, "kms:DisableKey", None),
-                Allow,
+                AllowAccount,
                 "bare account id",
             ),
             (
                 allow(serde_json::json!("*"), serde_json::json!("kms:*"), None),
                 ctx(other, "444455556666", "kms:Encrypt", None),
-                Allow,
+                AllowPrincipal,
                 "anyone",
             ),
             (
                 allow(serde_json::json!({"AWS": "*"}), serde_json::json!(["kms:Encrypt", "kms:GenerateDataKey*"]), None),
                 ctx(alice, ACCT, "kms:GenerateDataKeyWithoutPlaintext", None),
-                Allow,
+                AllowPrincipal,
                 "action wildcard",
             ),
             (
                 allow(serde_json::json!({"AWS": "*"}), serde_json::json!("KMS:encrypt"), None),
                 ctx(alice, ACCT, "kms:Encrypt", None),
-                Allow,
+                AllowPrincipal,
                 "actions are case-insensitive",
             ),
             (
                 allow(serde_json::json!({"AWS": "*"}), serde_json::json!("kms:Describe?ey"), None),
                 ctx(alice, ACCT, "kms:DescribeKey", None),
-                Allow,
+                AllowPrincipal,
                 "? wildcard",
             ),
             // AWS example: kms:EncryptionContext:context-key with StringEquals.
@@ -666,7 +1001,7 @@ mod tests {
                     Some(serde_json::json!({"StringEquals": {"kms:EncryptionContext:Department": "Finance"}})),
                 ),
                 ctx(alice, ACCT, "kms:Decrypt", Some(&finance)),
-                Allow,
+                AllowPrincipal,
                 "context matches",
             ),
             (
@@ -696,7 +1031,7 @@ mod tests {
                     Some(serde_json::json!({"StringEqualsIfExists": {"kms:EncryptionContext:Department": "Finance"}})),
                 ),
                 ctx(alice, ACCT, "kms:Decrypt", None),
-                Allow,
+                AllowPrincipal,
                 "IfExists with the key absent",
             ),
             (
@@ -716,7 +1051,7 @@ mod tests {
                     Some(serde_json::json!({"StringEqualsIgnoreCase": {"kms:EncryptionContext:department": "FINANCE"}})),
                 ),
                 ctx(alice, ACCT, "kms:Decrypt", Some(&finance)),
-                Allow,
+                AllowPrincipal,
                 "ignore case, key name case-insensitive",
             ),
             (
@@ -726,7 +1061,7 @@ mod tests {
                     Some(serde_json::json!({"StringLike": {"kms:EncryptionContext:Department": "Fin*"}})),
                 ),
                 ctx(alice, ACCT, "kms:Decrypt", Some(&finance)),
-                Allow,
+                AllowPrincipal,
                 "StringLike",
             ),
             (
@@ -736,7 +1071,7 @@ mod tests {
                     Some(serde_json::json!({"StringNotEquals": {"kms:EncryptionContext:Department": "IT"}})),
                 ),
                 ctx(alice, ACCT, "kms:Decrypt", None),
-                Allow,
+                AllowPrincipal,
                 "negated operator with the key absent",
             ),
             // AWS example: ForAllValues on kms:EncryptionContextKeys limits the keys allowed.
@@ -757,7 +1092,7 @@ mod tests {
                     Some(serde_json::json!({"ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["Department", "Project"]}})),
                 ),
                 ctx(alice, ACCT, "kms:Encrypt", Some(&two)),
-                Allow,
+                AllowPrincipal,
                 "ForAllValues all listed",
             ),
             (
@@ -767,7 +1102,7 @@ mod tests {
                     Some(serde_json::json!({"ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": "Project"}})),
                 ),
                 ctx(alice, ACCT, "kms:Encrypt", Some(&two)),
-                Allow,
+                AllowPrincipal,
                 "ForAnyValue",
             ),
             // ForAnyValue with a negated operator: one value outside the list is enough.
@@ -778,7 +1113,7 @@ mod tests {
                     Some(serde_json::json!({"ForAnyValue:StringNotEquals": {"kms:EncryptionContextKeys": ["Department"]}})),
                 ),
                 ctx(alice, ACCT, "kms:Encrypt", Some(&two)),
-                Allow,
+                AllowPrincipal,
                 "ForAnyValue negated, one other key",
             ),
             (
@@ -819,7 +1154,7 @@ mod tests {
                     Some(serde_json::json!({"Null": {"kms:EncryptionContextKeys": "false"}})),
                 ),
                 ctx(alice, ACCT, "kms:Encrypt", Some(&finance)),
-                Allow,
+                AllowPrincipal,
                 "Null false with a context",
             ),
             // AWS example: kms:CallerAccount + kms:ViaService.
@@ -850,7 +1185,7 @@ mod tests {
                     Some(serde_json::json!({"StringEquals": {"aws:PrincipalArn": alice}})),
                 ),
                 ctx(alice, ACCT, "kms:Encrypt", None),
-                Allow,
+                AllowPrincipal,
                 "PrincipalArn",
             ),
             (
@@ -860,7 +1195,7 @@ mod tests {
                     Some(serde_json::json!({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}})),
                 ),
                 ctx(alice, ACCT, "kms:Encrypt", None),
-                Allow,
+                AllowPrincipal,
                 "SourceIp in range",
             ),
             (
@@ -892,7 +1227,7 @@ mod tests {
             (
                 serde_json::json!({"Statement": {"Effect": "Allow", "Principal": {"AWS": "*"}, "NotAction": "kms:Disable*", "Resource": "*"}}),
                 ctx(alice, ACCT, "kms:Encrypt", None),
-                Allow,
+                AllowPrincipal,
                 "NotAction includes the rest",
             ),
             (
@@ -904,7 +1239,7 @@ mod tests {
             (
                 serde_json::json!({"Statement": {"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "arn:aws:kms:*:111122223333:key/*"}}),
                 ctx(alice, ACCT, "kms:Encrypt", None),
-                Allow,
+                AllowPrincipal,
                 "resource pattern",
             ),
             (
@@ -926,7 +1261,7 @@ mod tests {
                 {"Effect": "Allow", "Principal": {"AWS": ACCT}, "Action": "kms:*", "Resource": "*"},
                 {"Effect": "Deny", "Principal": {"AWS": alice}, "Action": "kms:Decrypt", "Resource": "*"}]}),
                 ctx(bob, ACCT, "kms:Decrypt", None),
-                Allow,
+                AllowAccount,
                 "deny of someone else",
             ),
             (
@@ -975,6 +1310,219 @@ mod tests {
             assert!(matches!(Policy::parse(doc), Err(KmsError::MalformedPolicyDocument(_))), "{doc}");
         }
         assert!(matches!(Policy::parse(&" ".repeat(MAX_POLICY_BYTES + 1)), Err(KmsError::Validation(_))));
+    }
+
+    /// One statement allowing everyone `kms:*` when `condition` holds.
+    fn with_condition(condition: serde_json::Value) -> Policy {
+        let doc = serde_json::json!({"Statement": {"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*", "Condition": condition}});
+        Policy::parse(&doc.to_string()).expect("valid policy")
+    }
+
+    // Issue #15, item 4: every condition key Clavis accepts is evaluated from the request.
+    #[test]
+    fn every_condition_key_is_evaluated() {
+        let alice = "arn:aws:iam::111122223333:user/alice";
+        let tags = vec![("Project".to_owned(), "Apollo".to_owned())];
+        let aliases = vec!["alias/finance-key".to_owned(), "alias/other".to_owned()];
+        let extra: Vec<(String, Vec<String>)> = [
+            ("aws:requesttag/team", vec!["blue"]),
+            ("aws:tagkeys", vec!["Team", "Cost"]),
+            ("kms:grantoperations", vec!["Decrypt", "Encrypt"]),
+            ("kms:granteeprincipal", vec![alice]),
+            ("kms:retiringprincipal", vec![alice]),
+            ("kms:grantisforawsresource", vec!["false"]),
+            ("kms:grantconstrainttype", vec!["EncryptionContextSubset"]),
+            ("kms:encryptionalgorithm", vec!["SYMMETRIC_DEFAULT"]),
+            ("kms:bypasspolicylockoutsafetycheck", vec!["false"]),
+            ("kms:rotationperiodindays", vec!["365"]),
+            ("kms:schedulekeydeletionpendingwindowindays", vec!["7"]),
+            ("kms:wrappingalgorithm", vec!["RSAES_OAEP_SHA_256"]),
+            ("kms:wrappingkeyspec", vec!["RSA_4096"]),
+            ("kms:expirationmodel", vec!["KEY_MATERIAL_EXPIRES"]),
+            ("kms:validto", vec!["1767225600"]),
+            ("kms:reencryptonsamekey", vec!["true"]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
+        .collect();
+        let finance = ec(&[("Department", "Finance")]);
+        let c = RequestContext {
+            principal_arn: alice,
+            principal_account: ACCT,
+            action: "kms:Decrypt",
+            resource: KEY,
+            encryption_context: Some(&finance),
+            source_ip: "10.0.0.7".parse().ok(),
+            secure_transport: true,
+            // 2026-01-01T00:00:00Z
+            now_ms: 1_767_225_600_000,
+            key: Some(KeyFacts { key_spec: "SYMMETRIC_DEFAULT", key_usage: "ENCRYPT_DECRYPT", origin: "EXTERNAL" }),
+            resource_tags: &tags,
+            resource_aliases: &aliases,
+            request_alias: Some("alias/finance-key"),
+            extra: &extra,
+        };
+        // (condition that holds for `c`, one that does not)
+        let cases = [
+            (serde_json::json!({"Bool": {"aws:SecureTransport": "true"}}), serde_json::json!({"Bool": {"aws:SecureTransport": "false"}})),
+            (serde_json::json!({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}), serde_json::json!({"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}})),
+            (
+                serde_json::json!({"DateGreaterThanEquals": {"aws:CurrentTime": "2026-01-01T00:00:00Z"}}),
+                serde_json::json!({"DateLessThan": {"aws:CurrentTime": "2026-01-01"}}),
+            ),
+            (serde_json::json!({"NumericEquals": {"aws:EpochTime": 1767225600}}), serde_json::json!({"NumericLessThan": {"aws:EpochTime": "1767225600"}})),
+            (serde_json::json!({"DateEquals": {"aws:EpochTime": "2026-01-01T01:00:00+01:00"}}), serde_json::json!({"DateNotEquals": {"aws:EpochTime": "1767225600"}})),
+            (serde_json::json!({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:user/ali*"}}), serde_json::json!({"ArnEquals": {"aws:PrincipalArn": "arn:aws:iam::*:user/bob"}})),
+            (serde_json::json!({"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::*:root"}}), serde_json::json!({"ArnNotEquals": {"aws:PrincipalArn": alice}})),
+            (serde_json::json!({"StringEquals": {"aws:PrincipalAccount": ACCT}}), serde_json::json!({"StringEquals": {"aws:PrincipalAccount": "444455556666"}})),
+            (serde_json::json!({"StringEquals": {"aws:PrincipalType": "User"}}), serde_json::json!({"StringEquals": {"aws:PrincipalType": "Account"}})),
+            (serde_json::json!({"StringEquals": {"aws:username": "alice"}}), serde_json::json!({"StringEquals": {"aws:username": "bob"}})),
+            (serde_json::json!({"StringEquals": {"aws:ResourceTag/project": "Apollo"}}), serde_json::json!({"StringEquals": {"aws:ResourceTag/Project": "Gemini"}})),
+            (serde_json::json!({"StringEquals": {"aws:RequestTag/Team": "blue"}}), serde_json::json!({"Null": {"aws:RequestTag/Other": "false"}})),
+            (
+                serde_json::json!({"ForAllValues:StringEquals": {"aws:TagKeys": ["Team", "Cost", "Owner"]}}),
+                serde_json::json!({"ForAllValues:StringEquals": {"aws:TagKeys": ["Team"]}}),
+            ),
+            (serde_json::json!({"StringEquals": {"kms:CallerAccount": ACCT}}), serde_json::json!({"StringNotEquals": {"kms:CallerAccount": ACCT}})),
+            (serde_json::json!({"StringEquals": {"kms:EncryptionContext:department": "Finance"}}), serde_json::json!({"StringEquals": {"kms:EncryptionContext:Department": "IT"}})),
+            (
+                serde_json::json!({"ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": "Department"}}),
+                serde_json::json!({"ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": "Project"}}),
+            ),
+            (serde_json::json!({"StringEquals": {"kms:EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}}), serde_json::json!({"StringEquals": {"kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}})),
+            (
+                serde_json::json!({"ForAllValues:StringEquals": {"kms:GrantOperations": ["Decrypt", "Encrypt", "GenerateDataKey"]}}),
+                serde_json::json!({"ForAllValues:StringEquals": {"kms:GrantOperations": ["Decrypt"]}}),
+            ),
+            (serde_json::json!({"StringEquals": {"kms:GranteePrincipal": alice}}), serde_json::json!({"StringEquals": {"kms:GranteePrincipal": "x"}})),
+            (serde_json::json!({"StringLike": {"kms:RetiringPrincipal": "*:user/alice"}}), serde_json::json!({"StringLike": {"kms:RetiringPrincipal": "*:root"}})),
+            (serde_json::json!({"Bool": {"kms:GrantIsForAWSResource": false}}), serde_json::json!({"Bool": {"kms:GrantIsForAWSResource": true}})),
+            (
+                serde_json::json!({"StringEquals": {"kms:GrantConstraintType": "EncryptionContextSubset"}}),
+                serde_json::json!({"StringEquals": {"kms:GrantConstraintType": "EncryptionContextEquals"}}),
+            ),
+            (serde_json::json!({"StringEquals": {"kms:KeySpec": "SYMMETRIC_DEFAULT"}}), serde_json::json!({"StringEquals": {"kms:KeySpec": "RSA_2048"}})),
+            (serde_json::json!({"StringEquals": {"kms:KeyUsage": "ENCRYPT_DECRYPT"}}), serde_json::json!({"StringEquals": {"kms:KeyUsage": "SIGN_VERIFY"}})),
+            (serde_json::json!({"StringEquals": {"kms:KeyOrigin": "EXTERNAL"}}), serde_json::json!({"StringEquals": {"kms:KeyOrigin": "AWS_KMS"}})),
+            (serde_json::json!({"StringLike": {"kms:RequestAlias": "alias/finance*"}}), serde_json::json!({"StringEquals": {"kms:RequestAlias": "alias/other"}})),
+            (
+                serde_json::json!({"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/other"}}),
+                serde_json::json!({"ForAllValues:StringEquals": {"kms:ResourceAliases": "alias/other"}}),
+            ),
+            (serde_json::json!({"Null": {"kms:ViaService": "true"}}), serde_json::json!({"StringLike": {"kms:ViaService": "*"}})),
+            (serde_json::json!({"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "false"}}), serde_json::json!({"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "true"}})),
+            (serde_json::json!({"NumericLessThanEquals": {"kms:RotationPeriodInDays": 365}}), serde_json::json!({"NumericGreaterThan": {"kms:RotationPeriodInDays": "365"}})),
+            (
+                serde_json::json!({"NumericGreaterThanEquals": {"kms:ScheduleKeyDeletionPendingWindowInDays": 7}}),
+                serde_json::json!({"NumericNotEquals": {"kms:ScheduleKeyDeletionPendingWindowInDays": 7}}),
+            ),
+            (serde_json::json!({"StringEquals": {"kms:WrappingAlgorithm": "RSAES_OAEP_SHA_256"}}), serde_json::json!({"StringEquals": {"kms:WrappingAlgorithm": "RSAES_OAEP_SHA_1"}})),
+            (serde_json::json!({"StringEquals": {"kms:WrappingKeySpec": "RSA_4096"}}), serde_json::json!({"StringEquals": {"kms:WrappingKeySpec": "RSA_2048"}})),
+            (serde_json::json!({"StringEquals": {"kms:ExpirationModel": "KEY_MATERIAL_EXPIRES"}}), serde_json::json!({"StringEquals": {"kms:ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}})),
+            (serde_json::json!({"NumericLessThanEquals": {"kms:ValidTo": "1767225600.0"}}), serde_json::json!({"DateLessThan": {"kms:ValidTo": "2025-12-31T23:59:59Z"}})),
+            (serde_json::json!({"Bool": {"kms:ReEncryptOnSameKey": true}}), serde_json::json!({"Bool": {"kms:ReEncryptOnSameKey": false}})),
+            (serde_json::json!({"BinaryEquals": {"aws:username": "YWxpY2U="}}), serde_json::json!({"NumericGreaterThan": {"aws:username": 1}})),
+        ];
+        for (holds, fails) in &cases {
+            assert_eq!(with_condition(holds.clone()).evaluate(&c), Decision::AllowPrincipal, "{holds}");
+            assert_eq!(with_condition(fails.clone()).evaluate(&c), Decision::NotApplicable, "{fails}");
+        }
+        // Every accepted key appears in a case above.
+        let tested = serde_json::to_string(&cases.iter().map(|(a, _)| a).collect::<Vec<_>>()).expect("json").to_ascii_lowercase();
+        for key in CONDITION_KEYS.iter().chain(CONDITION_KEY_PREFIXES) {
+            assert!(tested.contains(key), "{key} is not tested");
+        }
+        // The account root has no aws:username; a request without TLS is not secure transport.
+        let root = RequestContext { principal_arn: "arn:aws:iam::111122223333:root", secure_transport: false, ..c.clone() };
+        assert_eq!(with_condition(serde_json::json!({"Null": {"aws:username": "true"}})).evaluate(&root), Decision::AllowPrincipal);
+        let deny_plain = serde_json::json!({"Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]});
+        assert_eq!(eval(&deny_plain, &root), Decision::ExplicitDeny);
+        assert_eq!(eval(&deny_plain, &c), Decision::AllowPrincipal);
+    }
+
+    // Issue #15, item 4: a condition key Clavis does not evaluate (a typo, another service's key)
+    // is refused by name instead of silently never matching.
+    #[test]
+    fn unknown_condition_keys_are_refused_by_name() {
+        for key in ["kms:EncryptionContex:tenant", "kms:EncryptionContext:", "aws:ResourceTag/", "s3:prefix", "kms:SigningAlgorithm", "aws:SourceVpc"] {
+            let doc = serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*",
+                "Condition": {"StringEquals": {key: "x"}}}});
+            match Policy::parse(&doc.to_string()) {
+                Err(KmsError::MalformedPolicyDocument(m)) => assert!(m.contains(key), "{m}"),
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+        // Names are case-insensitive.
+        assert!(Policy::parse(&serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*",
+            "Condition": {"Bool": {"AWS:SECURETRANSPORT": "false"}}}}).to_string()).is_ok());
+        // Operator values must fit the operator.
+        for (op, value) in [
+            ("NumericEquals", "seven"),
+            ("DateLessThan", "yesterday"),
+            ("DateLessThan", "2026-13-01"),
+            ("ArnLike", "alice"),
+            ("BinaryEquals", "not base64!"),
+            ("StringEqualsMaybe", "x"),
+            ("NullIfExists", "true"),
+        ] {
+            let doc = serde_json::json!({"Statement": {"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*",
+                "Condition": {op: {"aws:PrincipalArn": value}}}});
+            assert!(matches!(Policy::parse(&doc.to_string()), Err(KmsError::MalformedPolicyDocument(_))), "{op} {value}");
+        }
+    }
+
+    // Issue #15, item 4: a stored policy that no longer parses denies; it is not the default.
+    #[test]
+    fn an_unreadable_stored_policy_denies_everything() {
+        let c = ctx("arn:aws:iam::111122223333:root", ACCT, "kms:PutKeyPolicy", None);
+        let stored = serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*",
+            "Condition": {"StringEquals": {"kms:EncryptionContex:tenant": "a"}}}});
+        let p = Policy::for_stored(&stored.to_string());
+        assert!(p.is_unreadable());
+        assert_eq!(p.evaluate(&c), Decision::ExplicitDeny);
+        assert_eq!(Policy::for_stored("not json").evaluate(&c), Decision::ExplicitDeny);
+        let good = Policy::for_stored(&Policy::default_document(ACCT));
+        assert!(!good.is_unreadable());
+        assert_eq!(good.evaluate(&c), Decision::AllowPrincipal);
+    }
+
+    // Issue #15, item 3: evaluation says whether an Allow named the caller or its account.
+    #[test]
+    fn allow_says_how_the_principal_matched() {
+        let alice = "arn:aws:iam::111122223333:user/alice";
+        let both = serde_json::json!({"Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"AWS": alice}, "Action": "kms:Decrypt", "Resource": "*"}]});
+        assert_eq!(eval(&both, &ctx(alice, ACCT, "kms:Decrypt", None)), Decision::AllowPrincipal);
+        assert_eq!(eval(&both, &ctx(alice, ACCT, "kms:Encrypt", None)), Decision::AllowAccount);
+        assert_eq!(eval(&both, &ctx("arn:aws:iam::111122223333:root", ACCT, "kms:Encrypt", None)), Decision::AllowPrincipal);
+        let not_bob = serde_json::json!({"Statement": {"Effect": "Allow", "NotPrincipal": {"AWS": "arn:aws:iam::111122223333:user/bob"}, "Action": "kms:*", "Resource": "*"}});
+        assert_eq!(eval(&not_bob, &ctx(alice, ACCT, "kms:Encrypt", None)), Decision::AllowPrincipal);
+        let not_account = serde_json::json!({"Statement": {"Effect": "Allow", "NotPrincipal": {"AWS": ACCT}, "Action": "kms:*", "Resource": "*"}});
+        assert_eq!(eval(&not_account, &ctx(alice, ACCT, "kms:Encrypt", None)), Decision::NotApplicable);
+    }
+
+    #[test]
+    fn dates_numbers_and_arns() {
+        assert_eq!(parse_date("1970-01-01"), Some(0.0));
+        assert_eq!(parse_date("2026-01-01T00:00:00Z"), Some(1_767_225_600.0));
+        assert_eq!(parse_date("2026-01-01T01:00:00+01:00"), Some(1_767_225_600.0));
+        assert_eq!(parse_date("2025-12-31T19:00:00-0500"), Some(1_767_225_600.0));
+        assert_eq!(parse_date("2026-01-01T00:00:00.5Z"), Some(1_767_225_600.5));
+        assert_eq!(parse_date("2026-01-01T00:00"), Some(1_767_225_600.0));
+        assert_eq!(parse_date("1767225600"), Some(1_767_225_600.0));
+        for bad in ["", "2026-1-01", "2026-01-01T", "2026-01-01T25:00:00Z", "2026-01-01T00:00:00+1", "tomorrow", "2026-01-01X"] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+        assert_eq!(parse_number("-1.5"), Some(-1.5));
+        assert_eq!(parse_number("1e3"), None);
+        assert_eq!(parse_number("NaN"), None);
+        assert!(arn_match("arn:aws:iam::*:user/*", "arn:aws:iam::111122223333:user/alice"));
+        assert!(!arn_match("arn:aws:iam::*", "arn:aws:iam::111122223333:user/alice"));
+        assert!(!arn_match("arn:aws:iam::1111*:root", "arn:aws:kms::111122223333:root"));
+        assert!(arn_match("arn:aws:kms:*:111122223333:key/*", KEY));
     }
 
     #[test]

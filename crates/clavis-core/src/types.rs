@@ -185,6 +185,15 @@ impl KeyRef {
     pub fn is_alias(&self) -> bool {
         matches!(self, KeyRef::Alias(_) | KeyRef::AliasArn { .. })
     }
+
+    /// The alias name (`alias/<name>`) of the alias forms, whether named by name or by ARN (the
+    /// value of the `kms:RequestAlias` condition key).
+    pub fn alias_name(&self) -> Option<&str> {
+        match self {
+            KeyRef::Alias(name) | KeyRef::AliasArn { alias_name: name, .. } => Some(name),
+            KeyRef::Id(_) | KeyRef::Arn { .. } => None,
+        }
+    }
 }
 
 /// The most bytes an encryption context's keys and values may total (AWS documents 8 KB).
@@ -242,6 +251,9 @@ pub enum Role {
     Writer,
     /// Use keys (encrypt, decrypt, data keys) and read metadata; nothing that changes a key.
     Reader,
+    /// Nothing by itself: the role of a user created without one. Such a user can still use a
+    /// key whose policy names it, or a grant to it (see `docs/api.md`, "Access control").
+    None,
 }
 
 /// What a reader may do.
@@ -293,13 +305,17 @@ const MANAGER_OPS: &[&str] = &[
 ];
 
 impl Role {
-    /// Parses `admin`, `manager`, `writer` or `reader`.
+    /// Every role's name, from the most to the least privileged.
+    pub const NAMES: &'static [&'static str] = &["admin", "manager", "writer", "reader", "none"];
+
+    /// Parses `admin`, `manager`, `writer`, `reader` or `none`.
     pub fn parse(s: &str) -> Option<Role> {
         Some(match s {
             "admin" => Role::Admin,
             "manager" => Role::Manager,
             "writer" => Role::Writer,
             "reader" => Role::Reader,
+            "none" => Role::None,
             _ => return None,
         })
     }
@@ -311,6 +327,7 @@ impl Role {
             Role::Manager => "manager",
             Role::Writer => "writer",
             Role::Reader => "reader",
+            Role::None => "none",
         }
     }
 
@@ -329,6 +346,7 @@ impl Role {
             Role::Manager => manager,
             Role::Writer => writer,
             Role::Reader => reader,
+            Role::None => false,
         }
     }
 }

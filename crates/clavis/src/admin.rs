@@ -102,8 +102,10 @@ pub enum UserCommand {
     Create {
         /// The user name.
         name: String,
-        /// Built-in role: admin, manager, writer or reader (default reader).
-        #[arg(long, default_value = "reader")]
+        /// Built-in role: admin, manager, writer, reader or none. Without it the user gets
+        /// `none`: no permissions of its own, only what a key policy naming its ARN or a grant
+        /// to it allows.
+        #[arg(long, default_value = "none")]
         role: String,
         /// The account (default: the caller's; another account needs an operator administrator).
         #[arg(long)]
