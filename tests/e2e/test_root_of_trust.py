@@ -20,11 +20,18 @@ def operator(server, *args, stdin=None, check=True, creds=True):
     env = dict(os.environ, AWS_ENDPOINT_URL=server.endpoint, AWS_REGION=REGION)
     if creds:
         env.update(AWS_ACCESS_KEY_ID=AKID, AWS_SECRET_ACCESS_KEY=SECRET)
+    # An unseal's later shares carry the nonce its first share's answer gave (as the share
+    # holders of one unseal pass it to each other).
+    if args and args[0] == "unseal" and getattr(server, "unseal_nonce", None):
+        env["CLAVIS_UNSEAL_NONCE"] = server.unseal_nonce
     p = subprocess.run([str(CLAVIS), "operator", *args], env=env, input=stdin, capture_output=True, text=True, timeout=30)
     if not check:
         return p
     assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
+    out = json.loads(p.stdout)
+    if args and args[0] == "unseal":
+        server.unseal_nonce = out.get("Nonce")
+    return out
 
 
 def http_status(server, path):

@@ -328,3 +328,30 @@ def test_logs_are_plain_off_a_terminal_and_json_on_request(tmp_path):
     lines = [l for l in j.log_path.read_text().splitlines() if l.strip()]
     parsed = [json.loads(l) for l in lines]
     assert any(p.get("fields", {}).get("message") == "clavis serving" for p in parsed)
+
+
+def test_junk_share_cannot_spoil_an_unseal_in_progress(tmp_path):
+    """Item 6: junk shares from anyone reset the operators' unseal. Now later shares need the
+    nonce returned with the first one."""
+    s = Server(tmp_path / "nonce", args=["--root-of-trust", "shamir"])
+    try:
+        start_sealed(s)
+        shares = operator(s, "init", "--shares", "3", "--threshold", "2")["Shares"]
+        wait_until(lambda: http_status(s, "/readyz") == 200)
+        s.stop()
+        start_sealed(s)
+        first = operator(s, "unseal", stdin=shares[0], creds=False)
+        assert first["Sealed"] and first["Progress"] == 1 and len(first["Nonce"]) == 32
+        # The public status does not reveal the nonce.
+        assert "Nonce" not in operator(s, "status", creds=False)
+        # A stranger without the nonce: refused, and the operators' progress is kept.
+        status, reply = operator_post(s, "/operator/unseal", json.dumps({"Share": "01-" + "00" * 32}).encode(),
+                                      {"Content-Type": "application/json"})
+        assert status == 400 and "Nonce" in reply["message"], reply
+        assert operator(s, "status", creds=False)["Progress"] == 1
+        status, reply = operator_post(s, "/operator/unseal", json.dumps({"Share": "01-" + "00" * 32, "Nonce": "0" * 32}).encode(),
+                                      {"Content-Type": "application/json"})
+        assert status == 400 and operator(s, "status", creds=False)["Progress"] == 1
+        assert operator(s, "unseal", stdin=shares[2], creds=False)["Sealed"] is False
+    finally:
+        s.stop()

@@ -329,6 +329,10 @@ pub struct OperatorStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold: Option<u8>,
     pub progress: usize,
+    /// The nonce of the unseal in progress: only in the answer to a share, never in the
+    /// public status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 /// ClavisAdmin.RotateMasterKey response.
@@ -382,9 +386,12 @@ pub struct OperatorInitResponse {
 #[allow(missing_docs)]
 pub struct OperatorUnsealRequest {
     pub share: Option<String>,
+    /// The unseal's nonce, returned with its first share; every later share must carry it.
+    pub nonce: Option<String>,
 }
-// The share is the credential: never recorded.
-audit_params!(OperatorUnsealRequest {});
+// The share is the credential: never recorded. The nonce is recorded (it is not a secret once
+// the unseal ends, and it tells which attempts belonged to one unseal).
+audit_params!(OperatorUnsealRequest { nonce });
 
 /// Key metadata as DescribeKey and CreateKey return it.
 #[derive(Debug, Serialize)]

@@ -241,7 +241,13 @@ pub struct Kms {
     /// This process's name for leases.
     pub(crate) node_id: String,
     pub(crate) crash_after_reseals: Option<u64>,
+    /// The unseal in progress: its nonce and when its first share arrived (Unix ms).
+    unseal_session: std::sync::Mutex<Option<(String, i64)>>,
 }
+
+/// How long an unseal may take from its first share; after that the shares submitted so far
+/// are forgotten and a new unseal (with a new nonce) begins.
+const UNSEAL_SESSION_MS: i64 = 10 * 60 * 1000;
 
 /// `Recipient` (Nitro Enclaves attestation) is an AWS feature Clavis does not offer.
 fn refuse_recipient(recipient: Option<&serde_json::Value>) -> Result<(), KmsError> {
@@ -282,6 +288,7 @@ impl Kms {
                 .clone()
                 .unwrap_or_else(|| format!("node-{}-{}", std::process::id(), hex::encode(random::bytes(6).unwrap_or_default()))),
             crash_after_reseals: config.crash_after_reseals,
+            unseal_session: std::sync::Mutex::new(None),
         }
     }
 
@@ -585,6 +592,7 @@ impl Kms {
             shares: s.shares,
             threshold: s.threshold,
             progress: s.progress,
+            nonce: None,
         }
     }
 
@@ -613,10 +621,51 @@ impl Kms {
     }
 
     /// Submits one unseal share. Unauthenticated (the share is the credential).
+    ///
+    /// An unseal is a session: the first share starts it and its answer carries a `Nonce`;
+    /// every later share must carry that nonce, so that whoever does not know it (a stranger
+    /// submitting junk) cannot spoil the operators' unseal. A session not completed within 10
+    /// minutes of its first share expires: its shares are forgotten and the next share starts
+    /// a new one.
     pub async fn operator_unseal(&self, req: OperatorUnsealRequest) -> Result<OperatorStatus, KmsError> {
         let share = validate::required(req.share, "share")?;
-        self.root.submit_share(&share).map_err(Self::operator_error)?;
-        Ok(self.operator_status().await)
+        let nonce = {
+            let mut session = self.unseal_session.lock().map_err(|_| KmsError::Internal("unseal session lock poisoned".into()))?;
+            let now = self.clock.now_ms();
+            let expired = session.as_ref().is_some_and(|(_, started)| now - started > UNSEAL_SESSION_MS);
+            // A session whose shares are gone (a failed reconstruction reset them, or a seal)
+            // is over too.
+            if expired || self.root.status().progress == 0 {
+                self.root.reset_unseal().map_err(Self::operator_error)?;
+                *session = None;
+            }
+            let nonce = match (session.as_ref(), req.nonce.as_deref()) {
+                (None, _) => {
+                    let fresh = hex::encode(random::bytes(16)?);
+                    *session = Some((fresh.clone(), now));
+                    fresh
+                }
+                (Some((current, _)), Some(given)) if clavis_crypto::digest::constant_time_eq(current.as_bytes(), given.as_bytes()) => {
+                    current.clone()
+                }
+                (Some(_), _) => {
+                    return Err(KmsError::Validation(
+                        "An unseal is in progress: give the Nonce returned with its first share (it expires 10 minutes after the first share).".into(),
+                    ));
+                }
+            };
+            let submitted = self.root.submit_share(&share).map_err(Self::operator_error);
+            if submitted.is_err() && self.root.status().progress == 0 || !self.root.is_sealed() {
+                *session = None;
+            }
+            submitted?;
+            nonce
+        };
+        let mut status = self.operator_status().await;
+        if status.sealed && status.progress > 0 {
+            status.nonce = Some(nonce);
+        }
+        Ok(status)
     }
 
     /// ClavisAdmin.Seal: forgets the master key and wipes every unsealed key and credential from

@@ -114,6 +114,11 @@ pub trait RootOfTrust: Send + Sync {
     fn seal_now(&self) -> Result<(), CryptoError> {
         Err(CryptoError::Unsupported("only the shamir root of trust can be sealed"))
     }
+    /// Shamir: forgets the shares submitted so far (an unseal that expired). Roots without
+    /// shares have none pending.
+    fn reset_unseal(&self) -> Result<(), CryptoError> {
+        Ok(())
+    }
 }
 
 /// Seals with an in-memory AES-256-GCM master key in the sealed layout.
@@ -473,6 +478,11 @@ impl RootOfTrust for ShamirRoot {
         state.pending.clear();
         Ok(())
     }
+
+    fn reset_unseal(&self) -> Result<(), CryptoError> {
+        self.state.write().map_err(|_| Self::poisoned())?.pending.clear();
+        Ok(())
+    }
 }
 
 /// Makes a new master key of one provider as a given version (the provider new master keys go
@@ -596,6 +606,13 @@ impl RootOfTrust for Keyring {
 
     fn seal_now(&self) -> Result<(), CryptoError> {
         self.current_member()?.seal_now()
+    }
+
+    fn reset_unseal(&self) -> Result<(), CryptoError> {
+        match self.share_member() {
+            Ok(m) => m.reset_unseal(),
+            Err(_) => Ok(()),
+        }
     }
 
     fn prepare_version(&self, version: u32, params: &NewKeyParams) -> Result<Rotated, CryptoError> {

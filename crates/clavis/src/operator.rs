@@ -36,6 +36,10 @@ pub enum OperatorCommand {
         /// A file holding the share.
         #[arg(long)]
         share_file: Option<std::path::PathBuf>,
+        /// The unseal's nonce, printed with the answer to its first share; every later share
+        /// must give it (CLAVIS_UNSEAL_NONCE).
+        #[arg(long, env = "CLAVIS_UNSEAL_NONCE")]
+        nonce: Option<String>,
         #[command(flatten)]
         server: Server,
     },
@@ -91,7 +95,7 @@ pub fn run(cmd: OperatorCommand) -> anyhow::Result<()> {
             ))?;
             checked(status, body)?
         }
-        OperatorCommand::Unseal { share_file, server } => {
+        OperatorCommand::Unseal { share_file, nonce, server } => {
             let share = match share_file {
                 Some(path) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
                 None => {
@@ -104,8 +108,11 @@ pub fn run(cmd: OperatorCommand) -> anyhow::Result<()> {
             if share.is_empty() {
                 bail!("no share given (standard input was empty)");
             }
-            let (status, body) =
-                rt.block_on(plain_request(&server.endpoint_url, "POST", "/operator/unseal", Some(json!({"Share": share}))))?;
+            let request = match nonce {
+                Some(n) => json!({"Share": share, "Nonce": n}),
+                None => json!({"Share": share}),
+            };
+            let (status, body) = rt.block_on(plain_request(&server.endpoint_url, "POST", "/operator/unseal", Some(request)))?;
             checked(status, body)?
         }
         OperatorCommand::Seal { server } => {
