@@ -34,6 +34,9 @@ pg_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0))
 export CLAVIS_TEST_DATABASE_URL="$(scripts/pg-cluster.sh start "$pg_dir/data" "$pg_port")"
 trap 'scripts/pg-cluster.sh stop "$pg_dir/data" || true; rm -rf "$pg_dir"' EXIT
 
+echo "==> cargo clippy (the workspace lints: no unwrap/expect/panic outside tests, every allow with its reason)"
+cargo clippy --workspace --all-targets --release --locked -- -D warnings
+
 echo "==> cargo test (all crates)"
 cargo test --release --workspace --locked
 

@@ -41,9 +41,7 @@ pub async fn authenticate(kms: &Kms, config: &ServerConfig, parts: &Parts, body:
     // A signature must cover what selects and dates the operation, as AWS requires: a
     // signature over `host` alone could be replayed with another X-Amz-Target.
     if !auth.signed_headers.iter().any(|h| h == "host") {
-        return Err(KmsError::IncompleteSignature(format!(
-            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
-        )));
+        return Err(KmsError::IncompleteSignature("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into()));
     }
     for required in REQUIRED_SIGNED_HEADERS {
         if !auth.signed_headers.iter().any(|h| h == required) {
