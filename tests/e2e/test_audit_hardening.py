@@ -270,3 +270,84 @@ def test_operator_attempts_are_audited_without_the_share(tmp_path):
         assert evs[0]["requestParameters"] == {"shares": 3, "threshold": 2} and "responseElements" not in json.dumps(evs[0]["responseElements"] or {})
     finally:
         s.stop()
+
+
+def test_slow_bodies_cannot_lock_out_a_valid_request(tmp_path):
+    """Review of item 6: connections sending their body slowly counted as busy, so eviction
+    spared them and 20 of them (at --max-connections 20) refused every other client for 30 s."""
+    s = Server(tmp_path / "slowbody", args=["--max-connections", "20"]).start()
+    socks = []
+    try:
+        for _ in range(20):
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.sendall(f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Length: 100000\r\n\r\n{{".encode())
+            socks.append(c)
+        time.sleep(0.3)
+        started = time.time()
+        assert "Keys" in s.client().list_keys()
+        assert time.time() - started < 5
+    finally:
+        for c in socks:
+            c.close()
+        s.stop()
+
+
+def test_list_members_are_cut_not_the_record(fresh_server):
+    """Review of item 4: a CreateGrant with 20,000 operations left a record without grantee,
+    operations or grant id."""
+    s = fresh_server.start()
+    kms = s.client()
+    key = kms.create_key()["KeyMetadata"]
+    body = json.dumps({"KeyId": key["KeyId"], "GranteePrincipal": f"arn:aws:iam::{ACCOUNT}:user/somebody", "Operations": ["Decrypt"] * 20000})
+    status, reply, headers = s.raw("TrentService.CreateGrant", body)
+    ev = by_request_id(events(s))[rid(headers)]
+    assert ev["requestParameters"]["granteePrincipal"].endswith(":user/somebody")
+    assert len(ev["requestParameters"]["operations"]) == 32
+    assert "requestParameters.operations[32 of 20000]" in ev["additionalEventData"]["truncated"]
+    if status == 200:
+        assert ev["responseElements"]["grantId"] == reply["GrantId"]
+
+
+def test_retire_by_token_and_rewrap_are_recorded(fresh_server):
+    """Review of item 3: RetireGrant by token listed no resource; a re-wrap was invisible."""
+    from test_lifecycle import rewrap_client
+    s = fresh_server.start()
+    kms = s.client()
+    key = kms.create_key()["KeyMetadata"]
+    g = kms.create_grant(KeyId=key["KeyId"], GranteePrincipal=f"arn:aws:iam::{ACCOUNT}:root", Operations=["Decrypt"],
+                         RetiringPrincipal=f"arn:aws:iam::{ACCOUNT}:root")
+    out = kms.retire_grant(GrantToken=g["GrantToken"])
+    ev = by_request_id(events(s))[out["ResponseMetadata"]["RequestId"]]
+    assert [r["ARN"] for r in ev["resources"]] == [key["Arn"]]
+    blob = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"v1")["CiphertextBlob"]
+    kms.rotate_key_on_demand(KeyId=key["KeyId"])
+    out = rewrap_client(s).decrypt(CiphertextBlob=blob)
+    assert "ClavisRewrappedCiphertextBlob" in out
+    ev = by_request_id(events(s))[out["ResponseMetadata"]["RequestId"]]
+    assert ev["requestParameters"].get("clavisRewrap") is True
+
+
+def test_operator_refusals_spend_the_budget(tmp_path):
+    """Review of items 6 and 10: refused operator requests (wrong content type, host, token)
+    spent no budget, so one source grew the log (and the records held while sealed) freely."""
+    s = Server(tmp_path / "opflood", args=["--root-of-trust", "shamir"])
+    s.start(wait=False)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(s.endpoint + "/operator/status", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        codes = []
+        for _ in range(40):
+            req = urllib.request.Request(s.endpoint + "/operator/unseal", data=b'{"Share": "x"}', method="POST",
+                                         headers={"Content-Type": "text/plain"})
+            try:
+                urllib.request.urlopen(req, timeout=10)
+            except urllib.error.HTTPError as e:
+                codes.append(json.loads(e.read())["__type"])
+        assert codes.count("ThrottlingException") == 20, codes
+    finally:
+        s.stop()

@@ -112,7 +112,13 @@ def test_tls_with_boto3_cli_and_admin_and_reload(tmp_path):
         cert2, key2 = make_cert(tmp_path, "server")
         assert cert2 == cert
         s.proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: peer_cert_serial(s.port, cert2) != before)
+        def serves_new_certificate():
+            try:
+                return peer_cert_serial(s.port, cert2) != before
+            except ssl.SSLError:  # still the old certificate, which the new file does not trust
+                return False
+
+        wait_until(serves_new_certificate)
         kms2 = boto3.client("kms", endpoint_url=s.endpoint, region_name=REGION, aws_access_key_id=AKID,
                             aws_secret_access_key=SECRET, verify=str(cert2))
         assert kms2.decrypt(CiphertextBlob=blob)["Plaintext"] == b"secret over tls"
@@ -264,10 +270,10 @@ def test_operator_failures_are_rate_limited(tmp_path):
     try:
         start_sealed(s)
         codes = []
-        for _ in range(15):
+        for _ in range(25):
             status, reply = operator_post(s, "/operator/unseal", json.dumps({"Share": "junk"}).encode(), {"Content-Type": "application/json"})
             codes.append(reply["__type"])
-        assert codes[:10] == ["ValidationException"] * 10 and codes[10:] == ["ThrottlingException"] * 5, codes
+        assert codes[:20] == ["ValidationException"] * 20 and codes[20:] == ["ThrottlingException"] * 5, codes
     finally:
         s.stop()
 
@@ -355,3 +361,47 @@ def test_junk_share_cannot_spoil_an_unseal_in_progress(tmp_path):
         assert operator(s, "unseal", stdin=shares[2], creds=False)["Sealed"] is False
     finally:
         s.stop()
+
+
+def test_stalled_tls_handshakes_are_evicted(tmp_path):
+    """Review of item 6: connections stalled in the TLS handshake kept their descriptors after
+    eviction, so a flood of them exhausted the server."""
+    cert, key = make_cert(tmp_path, "server")
+    s = tls_server(tmp_path, "tlsflood", cert, key, ["--max-connections", "20"])
+    socks = []
+    try:
+        wait_tls(s, cert)
+        for _ in range(60):
+            socks.append(socket.create_connection(("127.0.0.1", s.port)))
+        time.sleep(0.3)
+        kms = boto3.client("kms", endpoint_url=s.endpoint, region_name=REGION, aws_access_key_id=AKID,
+                           aws_secret_access_key=SECRET, verify=str(cert), config=Config(retries={"max_attempts": 0}))
+        started = time.time()
+        assert "Keys" in kms.list_keys()
+        assert time.time() - started < 5
+        fds = len(os.listdir(f"/proc/{s.proc.pid}/fd"))
+        assert fds < 20 + 20 // 8 + 8 + 64, fds
+    finally:
+        for c in socks:
+            c.close()
+        s.stop()
+
+
+def test_rewrap_respects_reencrypt_on_same_key(fresh_server):
+    """Review of item 5: a Deny on kms:ReEncrypt* with kms:ReEncryptOnSameKey did not stop a
+    re-wrap."""
+    from test_access_control import policy, user, ROOT_ONLY
+    s = fresh_server.start()
+    root = s.client()
+    app, app_kms = user(s, "samekey", "writer")
+    kid = root.create_key()["KeyMetadata"]["KeyId"]
+    blob = root.encrypt(KeyId=kid, Plaintext=b"v1")["CiphertextBlob"]
+    root.rotate_key_on_demand(KeyId=kid)
+    root.put_key_policy(KeyId=kid, PolicyName="default", Policy=policy(ROOT_ONLY,
+        {"Sid": "use", "Effect": "Allow", "Principal": {"AWS": app["Arn"]}, "Action": ["kms:Decrypt", "kms:ReEncrypt*"], "Resource": "*"},
+        {"Sid": "no-encrypt", "Effect": "Deny", "Principal": {"AWS": app["Arn"]}, "Action": "kms:Encrypt", "Resource": "*"},
+        {"Sid": "no-same-key", "Effect": "Deny", "Principal": {"AWS": app["Arn"]}, "Action": "kms:ReEncrypt*", "Resource": "*",
+         "Condition": {"Bool": {"kms:ReEncryptOnSameKey": "true"}}}))
+    with pytest.raises(ClientError) as e:
+        rewrap_client(s, akid=app["AccessKeyId"], secret=app["SecretAccessKey"]).decrypt(CiphertextBlob=blob)
+    assert error_code(e) == "AccessDeniedException"

@@ -53,6 +53,17 @@ pub trait AuditSink: Send + Sync {
         self.append(record).await
     }
 
+    /// Reserves room for one record of [`AuditSink::append_or_hold`] before the operation it
+    /// describes runs, so that an operation never runs whose record could not be held; false
+    /// when there is none. Each `true` is followed by one `append_or_hold` or one
+    /// [`AuditSink::release_hold`].
+    fn reserve_hold(&self) -> bool {
+        true
+    }
+
+    /// Gives back a reservation that no record used.
+    fn release_hold(&self) {}
+
     /// Reseals the sink's MAC key under `root`'s current master key (master-key rotation).
     /// Sinks without a sealed key have nothing to do.
     fn reseal_key(&self, _root: &dyn clavis_crypto::seal::RootOfTrust) -> Result<(), AuditFailure> {
@@ -470,6 +481,36 @@ fn cap_strings(v: &mut Value, path: &mut String, truncated: &mut Vec<String>) {
     }
 }
 
+/// Room left in a record for everything but its request and response members.
+const RECORD_OVERHEAD: usize = 4096;
+/// How many members of one list a record keeps when lists must be cut.
+const MAX_LIST_MEMBERS: usize = 32;
+
+/// Cuts every list in `v` longer than [`MAX_LIST_MEMBERS`], noting `path[kept of total]`.
+fn cap_lists(v: &mut Value, path: &mut String, truncated: &mut Vec<String>) {
+    match v {
+        Value::Array(a) => {
+            if a.len() > MAX_LIST_MEMBERS {
+                truncated.push(format!("{path}[{MAX_LIST_MEMBERS} of {}]", a.len()));
+                a.truncate(MAX_LIST_MEMBERS);
+            }
+            for val in a.iter_mut() {
+                cap_lists(val, path, truncated);
+            }
+        }
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                let len = path.len();
+                path.push('.');
+                path.push_str(cap(k, MAX_OPERATION).0);
+                cap_lists(val, path, truncated);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Everything a record is made from, gathered by [`crate::Kms::audited`].
 pub(crate) struct RecordInput<'a> {
     pub event: &'a RequestEvent<'a>,
@@ -547,6 +588,29 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
         path.push_str("responseElements");
         cap_strings(resp, &mut path, &mut truncated);
     }
+    // Long lists are the usual way a record grows past its cap: cut them to their first
+    // members (noting how many were cut) before anything is dropped whole, so the record
+    // still shows what ran.
+    let limit = if caller.is_some() { MAX_RECORD_BYTES } else { MAX_UNAUTHENTICATED_RECORD_BYTES };
+    let members_len = |p: &Option<Map<String, Value>>, r: &Option<Value>| {
+        p.as_ref().map_or(0, |p| serde_json::to_vec(p).map_or(usize::MAX, |v| v.len()))
+            + r.as_ref().map_or(0, |r| serde_json::to_vec(r).map_or(usize::MAX, |v| v.len()))
+    };
+    if members_len(&request_parameters, &response_elements) > limit.saturating_sub(RECORD_OVERHEAD) {
+        if let Some(params) = &mut request_parameters {
+            for (k, v) in params.iter_mut() {
+                path.clear();
+                path.push_str("requestParameters.");
+                path.push_str(cap(k, MAX_OPERATION).0);
+                cap_lists(v, &mut path, &mut truncated);
+            }
+        }
+        if let Some(resp) = &mut response_elements {
+            path.clear();
+            path.push_str("responseElements");
+            cap_lists(resp, &mut path, &mut truncated);
+        }
+    }
     let user_identity = match caller {
         Some(c) => UserIdentity {
             kind: if c.principal_arn.ends_with(":root") { "Root" } else { "IAMUser" },
@@ -568,7 +632,6 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
         arns.iter().map(|arn| Resource { arn, account_id: arn.split(':').nth(4).unwrap_or_default(), kind: "AWS::KMS::Key" }).collect();
     let mut event_id = uuid::Uuid::encode_buffer();
     let event_id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut event_id);
-    let limit = if caller.is_some() { MAX_RECORD_BYTES } else { MAX_UNAUTHENTICATED_RECORD_BYTES };
     let mut rec = Record {
         event_version: "1.08",
         user_identity,
@@ -734,6 +797,40 @@ mod tests {
         let r: Value = serde_json::from_slice(&r).unwrap();
         assert_eq!(r["requestParameters"], Value::Null);
         assert_eq!(r["additionalEventData"]["truncated"], json!(["requestParameters"]));
+    }
+
+    #[test]
+    fn long_lists_are_cut_before_members_are_dropped() {
+        let caller = Caller {
+            account: crate::types::AccountId::parse("111122223333").unwrap(),
+            region: crate::types::Region::parse("us-east-1").unwrap(),
+            principal_arn: "arn:aws:iam::111122223333:root".into(),
+            access_key_id: "AKIA".into(),
+            role: crate::types::Role::Admin,
+            source_ip: None,
+            secure_transport: false,
+            resources: Resources::default(),
+        };
+        let ev = event("CreateGrant", None, None);
+        let mut params = Map::new();
+        params.insert("granteePrincipal".into(), json!("arn:aws:iam::999988887777:root"));
+        params.insert("operations".into(), json!(vec!["Decrypt"; 20_000]));
+        let r = record(RecordInput {
+            event: &ev,
+            time_ms: 0,
+            duration_us: 5,
+            caller: Some(&caller),
+            request_parameters: Some(params),
+            response_elements: Some(json!({"grantId": "g"})),
+            error: None,
+            suppressed_before: 0,
+            operator: false,
+        });
+        let r: Value = serde_json::from_slice(&r).unwrap();
+        assert_eq!(r["requestParameters"]["granteePrincipal"], "arn:aws:iam::999988887777:root");
+        assert_eq!(r["requestParameters"]["operations"].as_array().unwrap().len(), 32);
+        assert_eq!(r["responseElements"]["grantId"], "g");
+        assert_eq!(r["additionalEventData"]["truncated"], json!(["requestParameters.operations[32 of 20000]"]));
     }
 
     #[test]

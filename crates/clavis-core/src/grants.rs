@@ -369,7 +369,11 @@ impl Kms {
             }
         };
         let key_account = match self.store.get_key(&grant.key_id).await? {
-            Some(k) => k.account_id,
+            Some(k) => {
+                // The grant's key is the record's resource, however the grant was named.
+                caller.resources.add(&crate::types::key_arn(&k.region, &k.account_id, &k.key_id));
+                k.account_id
+            }
             None => return Err(KmsError::NotFound(format!("Grant {} does not exist.", grant.grant_id))),
         };
         // AWS: the retiring principal, the grantee when RetireGrant is a grant operation, or the

@@ -316,6 +316,15 @@ impl Kms {
     async fn audited_in<T>(&self, event: &audit::RequestEvent<'_>, work: impl Future<Output = audit::Outcome<T>>, hold: bool) -> Result<T, KmsError> {
         let time_ms = self.clock.now_ms();
         let started = std::time::Instant::now();
+        // An operator request runs only if its record has room to be held (a sealed server).
+        if hold && self.audit.as_ref().is_some_and(|sink| !sink.reserve_hold()) {
+            return Err(KmsError::AuditUnavailable("no room to hold the record of an operator request while sealed".into()));
+        }
+        let release = || {
+            if hold && let Some(sink) = &self.audit {
+                sink.release_hold();
+            }
+        };
         let outcome = work.await;
         let Some(sink) = &self.audit else { return outcome.result };
         // While sealed the audit key is sealed too, so the log cannot be written; nothing can
@@ -327,6 +336,7 @@ impl Kms {
         // A front end may leave out the record of an unauthenticated refusal it rate-limited
         // (a later record counts it); never that of anything that ran.
         if outcome.suppress && outcome.caller.is_none() && outcome.result.is_err() {
+            release();
             return outcome.result;
         }
         let record = audit::record(audit::RecordInput {
@@ -1237,6 +1247,10 @@ impl Kms {
         if self.authorize_key(caller, access("Encrypt"), key).await.is_ok() {
             return Ok(());
         }
+        // A re-wrap is a re-encryption onto the same key: a policy denying that
+        // (kms:ReEncryptOnSameKey) applies.
+        let same_key = [param("kms:ReEncryptOnSameKey", true)];
+        let access = |action| Access::with_context(action, context).with_params(&same_key);
         match (
             self.authorize_key(caller, access("ReEncryptFrom"), key).await,
             self.authorize_key(caller, access("ReEncryptTo"), key).await,

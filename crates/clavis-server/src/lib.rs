@@ -88,7 +88,7 @@ pub struct AppState {
 
 impl AppState {
     /// State with the default limits: 10 failed authentications per second per source (bursts
-    /// of 50), and 5 failed operator attempts per minute per source (bursts of 10).
+    /// of 50), and 10 operator attempts per minute per source (bursts of 20).
     pub fn new(kms: Arc<Kms>, config: ServerConfig) -> AppState {
         AppState::with_limits(kms, config, 10.0, 50.0)
     }
@@ -99,7 +99,7 @@ impl AppState {
             kms,
             config: Arc::new(config),
             failures: Arc::new(limiter::FailureLimiter::new(failures_per_second, failure_burst)),
-            operator_attempts: Arc::new(limiter::FailureLimiter::new(5.0 / 60.0, 10.0)),
+            operator_attempts: Arc::new(limiter::FailureLimiter::new(10.0 / 60.0, 20.0)),
         }
     }
 }

@@ -30,29 +30,42 @@ pub struct Verdict {
     pub suppressed_before: u64,
 }
 
-/// Token buckets by source address.
+/// Token buckets by source: an IPv4 address, or an IPv6 /64 (one host usually holds a whole
+/// /64, so keying by address would give it 2^64 buckets).
 pub struct FailureLimiter {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    by_source: HashMap<IpAddr, Bucket>,
+    /// Shared by the sources that arrive while the table is full of sources mid-flood: they are
+    /// limited together, and their refusals are counted here, not lost.
+    overflow: Option<Bucket>,
+}
+
+/// The key a source is limited under.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(seg))
+            }
+        },
+        v4 => v4,
+    }
 }
 
 impl FailureLimiter {
     /// `per_second` failures refill per source, up to `burst` at once. A rate of 0 disables
     /// the limit.
     pub fn new(per_second: f64, burst: f64) -> FailureLimiter {
-        FailureLimiter { per_second, burst: burst.max(1.0), buckets: Mutex::new(HashMap::new()) }
-    }
-
-    /// Whether `source` is over its limit, without spending a token (for requests that a
-    /// throttled source may not even attempt, such as unseal shares).
-    pub fn is_throttled(&self, source: Option<IpAddr>) -> bool {
-        let (Some(ip), true) = (source, self.per_second > 0.0) else { return false };
-        let Ok(mut buckets) = self.buckets.lock() else { return false };
-        buckets.get_mut(&ip).is_some_and(|b| {
-            self.refill(b);
-            b.tokens < 1.0
-        })
+        FailureLimiter { per_second, burst: burst.max(1.0), buckets: Mutex::new(Buckets::default()) }
     }
 
     fn refill(&self, b: &mut Bucket) {
@@ -61,28 +74,31 @@ impl FailureLimiter {
         b.last = now;
     }
 
-    /// Spends a token for one failure from `source`.
+    /// Spends a token for one attempt from `source`: whether to refuse it, and how many
+    /// refusals to count in its record.
     pub fn failure(&self, source: Option<IpAddr>) -> Verdict {
         let pass = Verdict { throttled: false, suppressed_before: 0 };
         let (Some(ip), true) = (source, self.per_second > 0.0) else { return pass };
+        let ip = source_key(ip);
         let Ok(mut buckets) = self.buckets.lock() else { return pass };
-        if buckets.len() >= MAX_SOURCES && !buckets.contains_key(&ip) {
+        let fresh = Bucket { tokens: self.burst, last: Instant::now(), suppressed: 0 };
+        if buckets.by_source.len() >= MAX_SOURCES && !buckets.by_source.contains_key(&ip) {
+            // Forget sources that have refilled and have nothing to report.
             let now = Instant::now();
             let (rate, burst) = (self.per_second, self.burst);
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.last).as_secs_f64() * rate < burst || b.suppressed > 0);
-            if buckets.len() >= MAX_SOURCES {
-                // Every tracked source is mid-flood: refuse newcomers rather than forget one.
-                return Verdict { throttled: true, suppressed_before: 0 };
-            }
+            buckets.by_source.retain(|_, b| b.suppressed > 0 || b.tokens + now.duration_since(b.last).as_secs_f64() * rate < burst);
         }
-        let b = buckets.entry(ip).or_insert(Bucket { tokens: self.burst, last: Instant::now(), suppressed: 0 });
-        self.refill(b);
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            let suppressed_before = std::mem::take(&mut b.suppressed);
-            Verdict { throttled: false, suppressed_before }
+        let bucket = if buckets.by_source.len() < MAX_SOURCES || buckets.by_source.contains_key(&ip) {
+            buckets.by_source.entry(ip).or_insert(fresh)
         } else {
-            b.suppressed += 1;
+            buckets.overflow.get_or_insert(fresh)
+        };
+        self.refill(bucket);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Verdict { throttled: false, suppressed_before: std::mem::take(&mut bucket.suppressed) }
+        } else {
+            bucket.suppressed += 1;
             Verdict { throttled: true, suppressed_before: 0 }
         }
     }
@@ -102,7 +118,18 @@ mod tests {
         for _ in 0..5 {
             assert!(l.failure(ip).throttled);
         }
-        assert!(l.is_throttled(ip));
+        // The next attempt after a refill reports the refusals.
+        let l2 = FailureLimiter::new(1000.0, 1.0);
+        assert!(!l2.failure(ip).throttled);
+        assert!(l2.failure(ip).throttled);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(l2.failure(ip).suppressed_before, 1);
+        // One IPv6 host's /64 is one source.
+        let a = "2001:db8::1".parse().ok();
+        let b = "2001:db8::ffff:1".parse().ok();
+        let one = FailureLimiter::new(0.001, 1.0);
+        assert!(!one.failure(a).throttled);
+        assert!(one.failure(b).throttled);
         // Another source is unaffected.
         assert!(!l.failure("192.0.2.2".parse().ok()).throttled);
         let fast = FailureLimiter::new(1_000_000.0, 1.0);

@@ -4,8 +4,9 @@
 //! (hyper's timer, which also closes a keep-alive connection that does not start its next
 //! request in that time); the body within the body-read timeout (`protocol`); and at most
 //! `max_connections` are open at once. When that many are open, accepting one more closes the
-//! oldest connection that has no request in flight, so idle or half-sent connections can
-//! never lock out a client with a valid request.
+//! oldest connection that has no request in flight (a request is in flight once its body has
+//! arrived: [`Activity`]), so idle, half-sent or slowly-sent connections can never lock out a
+//! client with a valid request. A closing connection counts until its socket is closed.
 //!
 //! It must not interpret requests: that is the router's.
 
@@ -63,29 +64,59 @@ fn open_file_limit() -> Option<u64> {
 }
 
 struct Conn {
-    /// Requests in flight on the connection.
+    /// Requests in flight on the connection whose body has arrived (see [`Activity`]).
     busy: Arc<AtomicUsize>,
     /// Closes the connection when notified.
     close: Arc<Notify>,
+    /// Asked to close; it stays counted until its task has really ended (its socket closed).
+    evicted: bool,
 }
 
 #[derive(Default)]
 struct Registry {
     next: u64,
+    /// Every connection whose task is still running, evicted or not: what holds descriptors.
     open: BTreeMap<u64, Conn>,
 }
 
 impl Registry {
-    /// Closes the oldest connection without a request in flight; false if every one is busy.
+    /// Asks the oldest connection without a request in flight to close (one still in its TLS
+    /// handshake, reading headers, sending its body slowly, or idle); false if every
+    /// connection not already closing is busy.
     fn evict_one(&mut self) -> bool {
-        let victim = self.open.iter().find(|(_, c)| c.busy.load(Ordering::Acquire) == 0).map(|(id, _)| *id);
-        match victim.and_then(|id| self.open.remove(&id)) {
+        let victim = self.open.values_mut().find(|c| !c.evicted && c.busy.load(Ordering::Acquire) == 0);
+        match victim {
             Some(c) => {
+                c.evicted = true;
                 c.close.notify_one();
                 true
             }
             None => false,
         }
+    }
+}
+
+/// A request's claim on its connection: put in request extensions by the listener; the
+/// handler calls [`Activity::begin`] once the request body has arrived. Until then the
+/// connection may be evicted, so a client that sends a body slowly cannot hold connections
+/// that eviction must spare.
+#[derive(Clone)]
+pub struct Activity(Arc<AtomicUsize>);
+
+impl Activity {
+    /// Marks the request in flight until the returned guard drops.
+    pub fn begin(&self) -> ActivityGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        ActivityGuard(self.0.clone())
+    }
+}
+
+/// Counts a request in flight for as long as it lives (also when its handler is cancelled).
+pub struct ActivityGuard(Arc<AtomicUsize>);
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -117,14 +148,26 @@ pub async fn serve(
         };
         let (id, busy, close) = {
             let Ok(mut reg) = registry.lock() else { break };
-            if reg.open.len() >= config.max_connections && !reg.evict_one() {
-                // Every connection has a request in flight: refuse this one (closed on drop).
-                tracing::warn!(max = config.max_connections, "connection limit reached with every connection busy; refusing one");
-                continue;
+            if reg.open.len() >= config.max_connections {
+                // Make room: the oldest idle connection goes. The new one is refused (closed on
+                // drop) only when every connection is busy or already closing; counts include
+                // closing connections until their sockets are closed, so descriptors stay
+                // within the cap.
+                let evicted = reg.evict_one();
+                let closing = reg.open.values().filter(|c| c.evicted).count();
+                if !evicted && closing == 0 {
+                    tracing::warn!(max = config.max_connections, "connection limit reached with every connection busy; refusing one");
+                    continue;
+                }
+                if reg.open.len() >= config.max_connections + config.max_connections / 8 + 8 {
+                    // Closing connections have not gone yet (a burst): refuse rather than exceed
+                    // the descriptor budget.
+                    continue;
+                }
             }
             let id = reg.next;
             reg.next += 1;
-            let conn = Conn { busy: Arc::new(AtomicUsize::new(0)), close: Arc::new(Notify::new()) };
+            let conn = Conn { busy: Arc::new(AtomicUsize::new(0)), close: Arc::new(Notify::new()), evicted: false };
             let handles = (id, conn.busy.clone(), conn.close.clone());
             reg.open.insert(id, conn);
             handles
@@ -166,28 +209,28 @@ async fn serve_connection(
     let secure = handshake.is_some();
     let io: Box<dyn Io> = match handshake {
         None => Box::new(tcp),
-        Some(h) => match tokio::time::timeout(config.header_read_timeout, h(tcp)).await {
-            Ok(Ok(io)) => io,
-            Ok(Err(e)) => {
-                tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(peer = %addr, "TLS handshake timed out");
-                return;
-            }
+        // The handshake can be evicted like an idle connection: a stalled handshake must not
+        // keep its descriptor after eviction.
+        Some(h) => tokio::select! {
+            done = tokio::time::timeout(config.header_read_timeout, h(tcp)) => match done {
+                Ok(Ok(io)) => io,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %addr, "TLS handshake timed out");
+                    return;
+                }
+            },
+            () = close.notified() => return,
         },
     };
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(addr));
         req.extensions_mut().insert(SecureTransport(secure));
-        let guard = BusyGuard::new(busy.clone());
-        let call = tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new));
-        async move {
-            let response = call.await;
-            drop(guard);
-            response
-        }
+        req.extensions_mut().insert(Activity(busy.clone()));
+        tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -206,21 +249,5 @@ async fn serve_connection(
         () = close.notified() => {
             // Evicted or shutting down, with no request in flight: closed now.
         }
-    }
-}
-
-/// Counts a request in flight for as long as it lives (also when its handler is cancelled).
-struct BusyGuard(Arc<AtomicUsize>);
-
-impl BusyGuard {
-    fn new(counter: Arc<AtomicUsize>) -> BusyGuard {
-        counter.fetch_add(1, Ordering::AcqRel);
-        BusyGuard(counter)
-    }
-}
-
-impl Drop for BusyGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

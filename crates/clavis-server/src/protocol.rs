@@ -7,6 +7,7 @@
 //! request's members, the typed response's members) and never builds a record itself.
 
 use crate::limiter::Verdict;
+use crate::listener::{Activity, ActivityGuard};
 use crate::{AppState, RequestId, auth};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -142,11 +143,16 @@ async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], rewr
         "DisableKey" => op!(disable_key),
         "Encrypt" => op!(encrypt),
         "Decrypt" => {
-            call(body, operation, rec, |mut req: clavis_core::api::DecryptRequest| {
+            // The re-wrap header changes what Decrypt does (a new ciphertext): the record says so.
+            let recorded = call(body, operation, rec, |mut req: clavis_core::api::DecryptRequest| {
                 req.rewrap = rewrap;
                 kms.decrypt(caller, req)
             })
-            .await
+            .await;
+            if rewrap && let Some(params) = rec.request_parameters.as_mut() {
+                params.insert("clavisRewrap".to_owned(), Value::Bool(true));
+            }
+            recorded
         }
         "ReEncrypt" => op!(re_encrypt),
         "GenerateDataKey" => call(body, operation, rec, |req| kms.generate_data_key(caller, req, true)).await,
@@ -216,11 +222,13 @@ fn source_ip(parts: &Parts) -> Option<IpAddr> {
 /// Reads the whole body within the size limit and the body-read timeout. The timeout bounds
 /// the whole body, not the gap between two reads (a client trickling one byte at a time
 /// would defeat an inactivity timeout).
-async fn read_body(state: &AppState, body: Body) -> Result<Bytes, KmsError> {
+/// Once it has, the request counts as in flight on its connection (which eviction spares) for
+/// as long as the returned guard lives.
+async fn read_body(state: &AppState, parts: &Parts, body: Body) -> Result<(Bytes, Option<ActivityGuard>), KmsError> {
     let limit = state.config.max_body_bytes;
     let timeout = state.config.body_read_timeout;
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Ok(bytes)) => Ok((bytes, parts.extensions.get::<Activity>().map(Activity::begin))),
         // A body that cannot be read within the limit is refused as too large.
         Ok(Err(_)) => Err(KmsError::RequestEntityTooLarge(limit)),
         Err(_) => Err(KmsError::RequestTimeout(timeout.as_secs())),
@@ -280,7 +288,7 @@ async fn serve_request(
     operation: &str,
     rec: &mut Recorded,
 ) -> Result<Vec<u8>, KmsError> {
-    let body = read_body(state, body).await?;
+    let (body, _in_flight) = read_body(state, parts, body).await?;
     let mut caller = match auth::authenticate(&state.kms, &state.config, parts, &body, now_secs()).await {
         Ok(c) => c,
         // Not the client's failure: nothing to rate-limit.
@@ -371,24 +379,22 @@ where
         .kms
         .audited_operator(&event, async {
             let mut rec = Recorded::default();
-            // A source over its budget is refused before anything else, without a record of
-            // its own (a later record from it counts the refusals).
-            if state.operator_attempts.is_throttled(source_ip(&parts)) {
-                rec.limiter = Some(Verdict { throttled: true, suppressed_before: 0 });
+            // Every attempt spends its source's budget, refused ones included (so that neither
+            // refusals nor junk shares can grow the log or the held records without bound). A
+            // source over its budget is refused before anything else, without a record of its
+            // own; the next record from it counts the refusals.
+            let verdict = state.operator_attempts.failure(source_ip(&parts));
+            rec.limiter = Some(verdict);
+            if verdict.throttled {
                 return rec.outcome(Err(KmsError::Throttling(
-                    "Rate exceeded: too many failed operator attempts from this address; wait and retry.".into(),
+                    "Rate exceeded: too many operator attempts from this address; wait and retry.".into(),
                 )));
             }
             let result = async {
                 operator_precheck(state, &parts)?;
                 extra_check(&parts)?;
-                let body = read_body(state, body).await?;
-                let result = call(&body, operation, &mut rec, op).await;
-                if result.is_err() {
-                    // Failed attempts spend the source's budget; successful ones do not.
-                    state.operator_attempts.failure(source_ip(&parts));
-                }
-                result
+                let (body, _in_flight) = read_body(state, &parts, body).await?;
+                call(&body, operation, &mut rec, op).await
             }
             .await;
             rec.outcome(result)

@@ -103,47 +103,81 @@ const MAX_HELD_RECORDS: usize = 4096;
 #[derive(Default)]
 struct DeferredAudit {
     log: std::sync::OnceLock<Arc<dyn AuditSink>>,
-    held: std::sync::Mutex<Vec<Vec<u8>>>,
+    held: std::sync::Mutex<Held>,
+}
+
+/// Records held while sealed, and room reserved for ones about to be; one lock decides
+/// between holding and writing, so none can be left behind when the log opens.
+#[derive(Default)]
+struct Held {
+    open: bool,
+    records: Vec<Vec<u8>>,
+    reserved: usize,
 }
 
 impl DeferredAudit {
-    /// Opens the deferred log: the records held while sealed are written first, in order.
+    /// Opens the deferred log: the records held while sealed are written first, in order, and
+    /// from then on records go straight to the log.
     async fn open(&self, log: Arc<dyn AuditSink>) -> anyhow::Result<()> {
-        let held = self.held.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
-        for record in held {
-            log.append(record).await.map_err(|e| anyhow::anyhow!("writing the operator records held while sealed: {e}"))?;
-        }
-        let _ = self.log.set(log);
-        // Anything held between the drain and the set goes in now.
-        let late = self.held.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
-        if let Some(log) = self.log.get() {
-            for record in late {
-                log.append(record).await.map_err(|e| anyhow::anyhow!("writing held operator records: {e}"))?;
+        let _ = self.log.set(log.clone());
+        loop {
+            let batch = {
+                let mut held = self.held.lock().map_err(|_| anyhow::anyhow!("held audit records lock poisoned"))?;
+                if held.records.is_empty() {
+                    held.open = true;
+                    return Ok(());
+                }
+                std::mem::take(&mut held.records)
+            };
+            for record in batch {
+                log.append(record).await.map_err(|e| anyhow::anyhow!("writing the operator records held while sealed: {e}"))?;
             }
         }
-        Ok(())
     }
 }
 
 #[async_trait::async_trait]
 impl AuditSink for DeferredAudit {
     async fn append(&self, record: Vec<u8>) -> Result<(), clavis_core::audit::AuditFailure> {
-        match self.log.get() {
-            Some(log) => log.append(record).await,
-            None => Err(clavis_core::audit::AuditFailure("the audit log opens when the server is unsealed".into())),
+        let open = self.held.lock().map(|h| h.open).unwrap_or(false);
+        match (open, self.log.get()) {
+            (true, Some(log)) => log.append(record).await,
+            _ => Err(clavis_core::audit::AuditFailure("the audit log opens when the server is unsealed".into())),
         }
     }
 
     async fn append_or_hold(&self, record: Vec<u8>) -> Result<(), clavis_core::audit::AuditFailure> {
-        if let Some(log) = self.log.get() {
-            return log.append(record).await;
+        {
+            let mut held = self.held.lock().map_err(|_| clavis_core::audit::AuditFailure("held records lock poisoned".into()))?;
+            held.reserved = held.reserved.saturating_sub(1);
+            if !held.open {
+                held.records.push(record);
+                return Ok(());
+            }
         }
-        let mut held = self.held.lock().map_err(|_| clavis_core::audit::AuditFailure("held records lock poisoned".into()))?;
-        if held.len() >= MAX_HELD_RECORDS {
-            return Err(clavis_core::audit::AuditFailure("too many operator records held while sealed".into()));
+        match self.log.get() {
+            Some(log) => log.append(record).await,
+            None => Err(clavis_core::audit::AuditFailure("the audit log is not open".into())),
         }
-        held.push(record);
-        Ok(())
+    }
+
+    fn reserve_hold(&self) -> bool {
+        let Ok(mut held) = self.held.lock() else { return false };
+        if held.open {
+            held.reserved += 1;
+            return true;
+        }
+        if held.records.len() + held.reserved >= MAX_HELD_RECORDS {
+            return false;
+        }
+        held.reserved += 1;
+        true
+    }
+
+    fn release_hold(&self) {
+        if let Ok(mut held) = self.held.lock() {
+            held.reserved = held.reserved.saturating_sub(1);
+        }
     }
 
     fn reseal_key(&self, root: &dyn RootOfTrust) -> Result<(), clavis_core::audit::AuditFailure> {
