@@ -846,7 +846,18 @@ pub struct ImportKeyMaterialRequest {
     #[serde(rename = "ClavisNonceIv")]
     pub nonce_iv: Option<Blob>,
 }
-audit_params!(ImportKeyMaterialRequest { key_id, import_token, encrypted_key_material, valid_to, expiration_model, import_type, key_material_description, key_material_id, encrypted_nonce, nonce_iv });
+audit_params!(ImportKeyMaterialRequest {
+    key_id,
+    import_token,
+    encrypted_key_material,
+    valid_to,
+    expiration_model,
+    import_type,
+    key_material_description,
+    key_material_id,
+    encrypted_nonce,
+    nonce_iv
+});
 
 request!(
     /// ClavisAdmin.CreateAccessKey (IAM's shape): for `UserName`, or the caller when absent.

@@ -110,7 +110,6 @@ pub const REDACTED_MEMBERS: &[&str] = &[
     "Recipient",
 ];
 
-
 /// The most bytes one string in a record's `requestParameters` / `responseElements` keeps (the
 /// largest legitimate member, a key policy, is 32 KiB).
 pub const MAX_FIELD_BYTES: usize = 32 * 1024;
@@ -288,7 +287,6 @@ fn lower_first(s: &str) -> String {
     }
 }
 
-
 /// Copies a JSON value without redacted members, renaming keys to CloudTrail's lowerCamelCase
 /// (map keys of an encryption context are data, not members, and keep their case).
 fn sanitize(v: &Value, rename: bool) -> Value {
@@ -310,7 +308,6 @@ fn sanitize(v: &Value, rename: bool) -> Value {
     }
 }
 
-
 fn is_read_only(op: &str) -> bool {
     op.starts_with("Describe")
         || op.starts_with("List")
@@ -318,7 +315,6 @@ fn is_read_only(op: &str) -> bool {
         || op.starts_with("Lookup")
         || matches!(op, "Encrypt" | "Decrypt" | "ReEncrypt" | "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" | "GenerateRandom")
 }
-
 
 /// Formats Unix milliseconds as CloudTrail's `eventTime` (`2026-01-02T03:04:05Z`).
 pub fn event_time(ms: i64) -> String {
@@ -371,7 +367,6 @@ pub fn parse_event_time(s: &str) -> Option<i64> {
     Some((era * 146_097 + doe - 719_468) * 86_400 + h * 3600 + mi * 60 + se)
 }
 
-
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct UserIdentity<'a> {
@@ -395,7 +390,6 @@ struct Resource<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
 }
-
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -673,7 +667,6 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
     let _ = serde_json::to_writer(&mut out, &rec);
     out
 }
-
 
 #[cfg(test)]
 mod tests {

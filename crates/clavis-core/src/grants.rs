@@ -204,12 +204,8 @@ impl Kms {
             // A grant to the caller's account (its root) reaches the account's principals as a
             // key policy naming the account does: as far as their roles allow the action.
             let grantee_ok = g.grantee_principal == caller.principal_arn
-                || (g.grantee_principal == caller.account.root_arn()
-                    && caller.role.allows(crate::service::role_operation(access.action)));
-            grantee_ok
-                && ops.contains(&access.action)
-                && constraints_met(constraints.as_ref(), context)
-                && child_ok
+                || (g.grantee_principal == caller.account.root_arn() && caller.role.allows(crate::service::role_operation(access.action)));
+            grantee_ok && ops.contains(&access.action) && constraints_met(constraints.as_ref(), context) && child_ok
         }))
     }
 

@@ -1365,63 +1365,141 @@ mod tests {
         // (condition that holds for `c`, one that does not)
         let cases = [
             (serde_json::json!({"Bool": {"aws:SecureTransport": "true"}}), serde_json::json!({"Bool": {"aws:SecureTransport": "false"}})),
-            (serde_json::json!({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}), serde_json::json!({"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}})),
+            (
+                serde_json::json!({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}),
+                serde_json::json!({"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}}),
+            ),
             (
                 serde_json::json!({"DateGreaterThanEquals": {"aws:CurrentTime": "2026-01-01T00:00:00Z"}}),
                 serde_json::json!({"DateLessThan": {"aws:CurrentTime": "2026-01-01"}}),
             ),
-            (serde_json::json!({"NumericEquals": {"aws:EpochTime": 1767225600}}), serde_json::json!({"NumericLessThan": {"aws:EpochTime": "1767225600"}})),
-            (serde_json::json!({"DateEquals": {"aws:EpochTime": "2026-01-01T01:00:00+01:00"}}), serde_json::json!({"DateNotEquals": {"aws:EpochTime": "1767225600"}})),
-            (serde_json::json!({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:user/ali*"}}), serde_json::json!({"ArnEquals": {"aws:PrincipalArn": "arn:aws:iam::*:user/bob"}})),
-            (serde_json::json!({"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::*:root"}}), serde_json::json!({"ArnNotEquals": {"aws:PrincipalArn": alice}})),
-            (serde_json::json!({"StringEquals": {"aws:PrincipalAccount": ACCT}}), serde_json::json!({"StringEquals": {"aws:PrincipalAccount": "444455556666"}})),
-            (serde_json::json!({"StringEquals": {"aws:PrincipalType": "User"}}), serde_json::json!({"StringEquals": {"aws:PrincipalType": "Account"}})),
+            (
+                serde_json::json!({"NumericEquals": {"aws:EpochTime": 1767225600}}),
+                serde_json::json!({"NumericLessThan": {"aws:EpochTime": "1767225600"}}),
+            ),
+            (
+                serde_json::json!({"DateEquals": {"aws:EpochTime": "2026-01-01T01:00:00+01:00"}}),
+                serde_json::json!({"DateNotEquals": {"aws:EpochTime": "1767225600"}}),
+            ),
+            (
+                serde_json::json!({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:user/ali*"}}),
+                serde_json::json!({"ArnEquals": {"aws:PrincipalArn": "arn:aws:iam::*:user/bob"}}),
+            ),
+            (
+                serde_json::json!({"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::*:root"}}),
+                serde_json::json!({"ArnNotEquals": {"aws:PrincipalArn": alice}}),
+            ),
+            (
+                serde_json::json!({"StringEquals": {"aws:PrincipalAccount": ACCT}}),
+                serde_json::json!({"StringEquals": {"aws:PrincipalAccount": "444455556666"}}),
+            ),
+            (
+                serde_json::json!({"StringEquals": {"aws:PrincipalType": "User"}}),
+                serde_json::json!({"StringEquals": {"aws:PrincipalType": "Account"}}),
+            ),
             (serde_json::json!({"StringEquals": {"aws:username": "alice"}}), serde_json::json!({"StringEquals": {"aws:username": "bob"}})),
-            (serde_json::json!({"StringEquals": {"aws:ResourceTag/project": "Apollo"}}), serde_json::json!({"StringEquals": {"aws:ResourceTag/Project": "Gemini"}})),
-            (serde_json::json!({"StringEquals": {"aws:RequestTag/Team": "blue"}}), serde_json::json!({"Null": {"aws:RequestTag/Other": "false"}})),
+            (
+                serde_json::json!({"StringEquals": {"aws:ResourceTag/project": "Apollo"}}),
+                serde_json::json!({"StringEquals": {"aws:ResourceTag/Project": "Gemini"}}),
+            ),
+            (
+                serde_json::json!({"StringEquals": {"aws:RequestTag/Team": "blue"}}),
+                serde_json::json!({"Null": {"aws:RequestTag/Other": "false"}}),
+            ),
             (
                 serde_json::json!({"ForAllValues:StringEquals": {"aws:TagKeys": ["Team", "Cost", "Owner"]}}),
                 serde_json::json!({"ForAllValues:StringEquals": {"aws:TagKeys": ["Team"]}}),
             ),
-            (serde_json::json!({"StringEquals": {"kms:CallerAccount": ACCT}}), serde_json::json!({"StringNotEquals": {"kms:CallerAccount": ACCT}})),
-            (serde_json::json!({"StringEquals": {"kms:EncryptionContext:department": "Finance"}}), serde_json::json!({"StringEquals": {"kms:EncryptionContext:Department": "IT"}})),
+            (
+                serde_json::json!({"StringEquals": {"kms:CallerAccount": ACCT}}),
+                serde_json::json!({"StringNotEquals": {"kms:CallerAccount": ACCT}}),
+            ),
+            (
+                serde_json::json!({"StringEquals": {"kms:EncryptionContext:department": "Finance"}}),
+                serde_json::json!({"StringEquals": {"kms:EncryptionContext:Department": "IT"}}),
+            ),
             (
                 serde_json::json!({"ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": "Department"}}),
                 serde_json::json!({"ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": "Project"}}),
             ),
-            (serde_json::json!({"StringEquals": {"kms:EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}}), serde_json::json!({"StringEquals": {"kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}})),
+            (
+                serde_json::json!({"StringEquals": {"kms:EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}}),
+                serde_json::json!({"StringEquals": {"kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}}),
+            ),
             (
                 serde_json::json!({"ForAllValues:StringEquals": {"kms:GrantOperations": ["Decrypt", "Encrypt", "GenerateDataKey"]}}),
                 serde_json::json!({"ForAllValues:StringEquals": {"kms:GrantOperations": ["Decrypt"]}}),
             ),
-            (serde_json::json!({"StringEquals": {"kms:GranteePrincipal": alice}}), serde_json::json!({"StringEquals": {"kms:GranteePrincipal": "x"}})),
-            (serde_json::json!({"StringLike": {"kms:RetiringPrincipal": "*:user/alice"}}), serde_json::json!({"StringLike": {"kms:RetiringPrincipal": "*:root"}})),
-            (serde_json::json!({"Bool": {"kms:GrantIsForAWSResource": false}}), serde_json::json!({"Bool": {"kms:GrantIsForAWSResource": true}})),
+            (
+                serde_json::json!({"StringEquals": {"kms:GranteePrincipal": alice}}),
+                serde_json::json!({"StringEquals": {"kms:GranteePrincipal": "x"}}),
+            ),
+            (
+                serde_json::json!({"StringLike": {"kms:RetiringPrincipal": "*:user/alice"}}),
+                serde_json::json!({"StringLike": {"kms:RetiringPrincipal": "*:root"}}),
+            ),
+            (
+                serde_json::json!({"Bool": {"kms:GrantIsForAWSResource": false}}),
+                serde_json::json!({"Bool": {"kms:GrantIsForAWSResource": true}}),
+            ),
             (
                 serde_json::json!({"StringEquals": {"kms:GrantConstraintType": "EncryptionContextSubset"}}),
                 serde_json::json!({"StringEquals": {"kms:GrantConstraintType": "EncryptionContextEquals"}}),
             ),
-            (serde_json::json!({"StringEquals": {"kms:KeySpec": "SYMMETRIC_DEFAULT"}}), serde_json::json!({"StringEquals": {"kms:KeySpec": "RSA_2048"}})),
-            (serde_json::json!({"StringEquals": {"kms:KeyUsage": "ENCRYPT_DECRYPT"}}), serde_json::json!({"StringEquals": {"kms:KeyUsage": "SIGN_VERIFY"}})),
-            (serde_json::json!({"StringEquals": {"kms:KeyOrigin": "EXTERNAL"}}), serde_json::json!({"StringEquals": {"kms:KeyOrigin": "AWS_KMS"}})),
-            (serde_json::json!({"StringLike": {"kms:RequestAlias": "alias/finance*"}}), serde_json::json!({"StringEquals": {"kms:RequestAlias": "alias/other"}})),
+            (
+                serde_json::json!({"StringEquals": {"kms:KeySpec": "SYMMETRIC_DEFAULT"}}),
+                serde_json::json!({"StringEquals": {"kms:KeySpec": "RSA_2048"}}),
+            ),
+            (
+                serde_json::json!({"StringEquals": {"kms:KeyUsage": "ENCRYPT_DECRYPT"}}),
+                serde_json::json!({"StringEquals": {"kms:KeyUsage": "SIGN_VERIFY"}}),
+            ),
+            (
+                serde_json::json!({"StringEquals": {"kms:KeyOrigin": "EXTERNAL"}}),
+                serde_json::json!({"StringEquals": {"kms:KeyOrigin": "AWS_KMS"}}),
+            ),
+            (
+                serde_json::json!({"StringLike": {"kms:RequestAlias": "alias/finance*"}}),
+                serde_json::json!({"StringEquals": {"kms:RequestAlias": "alias/other"}}),
+            ),
             (
                 serde_json::json!({"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/other"}}),
                 serde_json::json!({"ForAllValues:StringEquals": {"kms:ResourceAliases": "alias/other"}}),
             ),
             (serde_json::json!({"Null": {"kms:ViaService": "true"}}), serde_json::json!({"StringLike": {"kms:ViaService": "*"}})),
-            (serde_json::json!({"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "false"}}), serde_json::json!({"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "true"}})),
-            (serde_json::json!({"NumericLessThanEquals": {"kms:RotationPeriodInDays": 365}}), serde_json::json!({"NumericGreaterThan": {"kms:RotationPeriodInDays": "365"}})),
+            (
+                serde_json::json!({"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "false"}}),
+                serde_json::json!({"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "true"}}),
+            ),
+            (
+                serde_json::json!({"NumericLessThanEquals": {"kms:RotationPeriodInDays": 365}}),
+                serde_json::json!({"NumericGreaterThan": {"kms:RotationPeriodInDays": "365"}}),
+            ),
             (
                 serde_json::json!({"NumericGreaterThanEquals": {"kms:ScheduleKeyDeletionPendingWindowInDays": 7}}),
                 serde_json::json!({"NumericNotEquals": {"kms:ScheduleKeyDeletionPendingWindowInDays": 7}}),
             ),
-            (serde_json::json!({"StringEquals": {"kms:WrappingAlgorithm": "RSAES_OAEP_SHA_256"}}), serde_json::json!({"StringEquals": {"kms:WrappingAlgorithm": "RSAES_OAEP_SHA_1"}})),
-            (serde_json::json!({"StringEquals": {"kms:WrappingKeySpec": "RSA_4096"}}), serde_json::json!({"StringEquals": {"kms:WrappingKeySpec": "RSA_2048"}})),
-            (serde_json::json!({"StringEquals": {"kms:ExpirationModel": "KEY_MATERIAL_EXPIRES"}}), serde_json::json!({"StringEquals": {"kms:ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}})),
-            (serde_json::json!({"NumericLessThanEquals": {"kms:ValidTo": "1767225600.0"}}), serde_json::json!({"DateLessThan": {"kms:ValidTo": "2025-12-31T23:59:59Z"}})),
+            (
+                serde_json::json!({"StringEquals": {"kms:WrappingAlgorithm": "RSAES_OAEP_SHA_256"}}),
+                serde_json::json!({"StringEquals": {"kms:WrappingAlgorithm": "RSAES_OAEP_SHA_1"}}),
+            ),
+            (
+                serde_json::json!({"StringEquals": {"kms:WrappingKeySpec": "RSA_4096"}}),
+                serde_json::json!({"StringEquals": {"kms:WrappingKeySpec": "RSA_2048"}}),
+            ),
+            (
+                serde_json::json!({"StringEquals": {"kms:ExpirationModel": "KEY_MATERIAL_EXPIRES"}}),
+                serde_json::json!({"StringEquals": {"kms:ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}}),
+            ),
+            (
+                serde_json::json!({"NumericLessThanEquals": {"kms:ValidTo": "1767225600.0"}}),
+                serde_json::json!({"DateLessThan": {"kms:ValidTo": "2025-12-31T23:59:59Z"}}),
+            ),
             (serde_json::json!({"Bool": {"kms:ReEncryptOnSameKey": true}}), serde_json::json!({"Bool": {"kms:ReEncryptOnSameKey": false}})),
-            (serde_json::json!({"BinaryEquals": {"aws:username": "YWxpY2U="}}), serde_json::json!({"NumericGreaterThan": {"aws:username": 1}})),
+            (
+                serde_json::json!({"BinaryEquals": {"aws:username": "YWxpY2U="}}),
+                serde_json::json!({"NumericGreaterThan": {"aws:username": 1}}),
+            ),
         ];
         for (holds, fails) in &cases {
             assert_eq!(with_condition(holds.clone()).evaluate(&c), Decision::AllowPrincipal, "{holds}");
@@ -1446,7 +1524,14 @@ mod tests {
     // is refused by name instead of silently never matching.
     #[test]
     fn unknown_condition_keys_are_refused_by_name() {
-        for key in ["kms:EncryptionContex:tenant", "kms:EncryptionContext:", "aws:ResourceTag/", "s3:prefix", "kms:SigningAlgorithm", "aws:SourceVpc"] {
+        for key in [
+            "kms:EncryptionContex:tenant",
+            "kms:EncryptionContext:",
+            "aws:ResourceTag/",
+            "s3:prefix",
+            "kms:SigningAlgorithm",
+            "aws:SourceVpc",
+        ] {
             let doc = serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*",
                 "Condition": {"StringEquals": {key: "x"}}}});
             match Policy::parse(&doc.to_string()) {
@@ -1455,8 +1540,14 @@ mod tests {
             }
         }
         // Names are case-insensitive.
-        assert!(Policy::parse(&serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*",
-            "Condition": {"Bool": {"AWS:SECURETRANSPORT": "false"}}}}).to_string()).is_ok());
+        assert!(
+            Policy::parse(
+                &serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*",
+            "Condition": {"Bool": {"AWS:SECURETRANSPORT": "false"}}}})
+                .to_string()
+            )
+            .is_ok()
+        );
         // Operator values must fit the operator.
         for (op, value) in [
             ("NumericEquals", "seven"),
@@ -1500,7 +1591,8 @@ mod tests {
         assert_eq!(eval(&both, &ctx("arn:aws:iam::111122223333:root", ACCT, "kms:Encrypt", None)), Decision::AllowPrincipal);
         let not_bob = serde_json::json!({"Statement": {"Effect": "Allow", "NotPrincipal": {"AWS": "arn:aws:iam::111122223333:user/bob"}, "Action": "kms:*", "Resource": "*"}});
         assert_eq!(eval(&not_bob, &ctx(alice, ACCT, "kms:Encrypt", None)), Decision::AllowPrincipal);
-        let not_account = serde_json::json!({"Statement": {"Effect": "Allow", "NotPrincipal": {"AWS": ACCT}, "Action": "kms:*", "Resource": "*"}});
+        let not_account =
+            serde_json::json!({"Statement": {"Effect": "Allow", "NotPrincipal": {"AWS": ACCT}, "Action": "kms:*", "Resource": "*"}});
         assert_eq!(eval(&not_account, &ctx(alice, ACCT, "kms:Encrypt", None)), Decision::NotApplicable);
     }
 

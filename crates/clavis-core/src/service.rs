@@ -313,7 +313,12 @@ impl Kms {
         self.audited_in(event, work, true).await
     }
 
-    async fn audited_in<T>(&self, event: &audit::RequestEvent<'_>, work: impl Future<Output = audit::Outcome<T>>, hold: bool) -> Result<T, KmsError> {
+    async fn audited_in<T>(
+        &self,
+        event: &audit::RequestEvent<'_>,
+        work: impl Future<Output = audit::Outcome<T>>,
+        hold: bool,
+    ) -> Result<T, KmsError> {
         let time_ms = self.clock.now_ms();
         let started = std::time::Instant::now();
         // An operator request runs only if its record has room to be held (a sealed server).
@@ -1251,10 +1256,8 @@ impl Kms {
         // (kms:ReEncryptOnSameKey) applies.
         let same_key = [param("kms:ReEncryptOnSameKey", true)];
         let access = |action| Access::with_context(action, context).with_params(&same_key);
-        match (
-            self.authorize_key(caller, access("ReEncryptFrom"), key).await,
-            self.authorize_key(caller, access("ReEncryptTo"), key).await,
-        ) {
+        match (self.authorize_key(caller, access("ReEncryptFrom"), key).await, self.authorize_key(caller, access("ReEncryptTo"), key).await)
+        {
             (Ok(()), Ok(())) => Ok(()),
             (Err(KmsError::AccessDenied(_)), _) | (_, Err(KmsError::AccessDenied(_))) => Err(KmsError::AccessDenied(format!(
                 "User: {} is not authorized to re-wrap under {}: re-wrap on unwrap needs kms:Encrypt, or kms:ReEncryptFrom and kms:ReEncryptTo, on the key",
@@ -1284,7 +1287,8 @@ impl Kms {
         };
         let same_key = [param("kms:ReEncryptOnSameKey", source_id.is_some() && source_id == dest_id)];
         let access = Access::with_context("ReEncryptFrom", &source_ctx).with_params(&same_key);
-        let (source, plaintext) = self.decrypt_blob(caller, access, &blob.0, req.source_key_id.as_deref(), &source_ctx, "sourceKeyId").await?;
+        let (source, plaintext) =
+            self.decrypt_blob(caller, access, &blob.0, req.source_key_id.as_deref(), &source_ctx, "sourceKeyId").await?;
         let access = Access::with_context("ReEncryptTo", &dest_ctx).with_params(&same_key);
         let dest = self.key_for(caller, access, Some(dest_raw), "destinationKeyId").await?;
         dest.check_usable()?;
@@ -1327,9 +1331,7 @@ impl Kms {
         refuse_recipient(req.recipient.as_ref())?;
         let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
         let action = if with_plaintext { "GenerateDataKey" } else { "GenerateDataKeyWithoutPlaintext" };
-        let key = self
-            .encryption_key(caller, Access::with_context(action, &context), req.key_id.as_deref(), req.dry_run)
-            .await?;
+        let key = self.encryption_key(caller, Access::with_context(action, &context), req.key_id.as_deref(), req.dry_run).await?;
         let data_key = random::secret(len)?;
         let blob = self.encrypt_with(&key, &context, data_key.expose_secret()).await?;
         Ok(GenerateDataKeyResponse {

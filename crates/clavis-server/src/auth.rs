@@ -45,9 +45,7 @@ pub async fn authenticate(kms: &Kms, config: &ServerConfig, parts: &Parts, body:
     }
     for required in REQUIRED_SIGNED_HEADERS {
         if !auth.signed_headers.iter().any(|h| h == required) {
-            return Err(KmsError::IncompleteSignature(format!(
-                "'{required}' must be a 'SignedHeader' in the AWS Authorization."
-            )));
+            return Err(KmsError::IncompleteSignature(format!("'{required}' must be a 'SignedHeader' in the AWS Authorization.")));
         }
     }
     let amz_date = header(parts, "x-amz-date").ok_or_else(|| {

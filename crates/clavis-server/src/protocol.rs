@@ -437,23 +437,29 @@ pub async fn operator_init(State(state): State<AppState>, req: Request<Body>) ->
 /// which was wrong. Returns once the server serves requests (or with the progress so far).
 pub async fn operator_unseal(State(state): State<AppState>, req: Request<Body>) -> Response {
     let kms = state.kms.clone();
-    operator_request(&state, req, "OperatorUnseal", |_| Ok(()), |r| async move {
-        let status = kms.operator_unseal(r).await?;
-        if status.sealed {
-            return Ok(status);
-        }
-        // The last share unsealed the root of trust; what needs it at start (the audit log,
-        // the database check) runs next. Answer once requests are served, so that the first
-        // request after a successful unseal succeeds.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
-        while kms.is_sealed() {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(KmsError::Unavailable("the server did not finish opening after unseal".into()));
+    operator_request(
+        &state,
+        req,
+        "OperatorUnseal",
+        |_| Ok(()),
+        |r| async move {
+            let status = kms.operator_unseal(r).await?;
+            if status.sealed {
+                return Ok(status);
             }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        Ok(kms.operator_status().await)
-    })
+            // The last share unsealed the root of trust; what needs it at start (the audit log,
+            // the database check) runs next. Answer once requests are served, so that the first
+            // request after a successful unseal succeeds.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+            while kms.is_sealed() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(KmsError::Unavailable("the server did not finish opening after unseal".into()));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Ok(kms.operator_status().await)
+        },
+    )
     .await
 }
 

@@ -34,7 +34,8 @@ impl Target {
         let has_port = hostport.rsplit_once(':').is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty());
         let authority = if has_port { hostport.to_owned() } else { format!("{hostport}:{}", if https { 443 } else { 80 }) };
         let tls = if https {
-            let name = rustls_pki_types::ServerName::try_from(host.to_owned()).with_context(|| format!("{host:?} is not a valid server name"))?;
+            let name =
+                rustls_pki_types::ServerName::try_from(host.to_owned()).with_context(|| format!("{host:?} is not a valid server name"))?;
             Some((crate::tls::client_config()?, name))
         } else {
             None

@@ -594,7 +594,9 @@ fn spawn_certificate_reload(tls: Arc<crate::tls::ServerTls>) {
         while hup.recv().await.is_some() {
             match tls.reload() {
                 Ok(()) => tracing::info!("TLS certificate reloaded"),
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "TLS certificate reload failed; the previous certificate stays in use"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "TLS certificate reload failed; the previous certificate stays in use")
+                }
             }
         }
     });
