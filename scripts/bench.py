@@ -45,7 +45,11 @@ class Servers:
     def __init__(self, work, moto):
         self.work, self.procs, self.ports = work, {}, {}
         self.start("audit-on", 18801, [str(CLAVIS), "serve", "--data-dir", str(work / "on"), "--listen", "127.0.0.1:18801"])
-        self.start("audit-off", 18802, [str(CLAVIS), "serve", "--data-dir", str(work / "off"), "--listen", "127.0.0.1:18802", "--dangerous-no-audit"])
+        self.start(
+            "audit-off",
+            18802,
+            [str(CLAVIS), "serve", "--data-dir", str(work / "off"), "--listen", "127.0.0.1:18802", "--dangerous-no-audit"],
+        )
         self.start("baseline", 18803, [str(BASELINE), "127.0.0.1:18803"], health="/")
         if moto:
             self.start("moto", 18804, [moto, "-H", "127.0.0.1", "-p", "18804"], health="/moto-api/")
@@ -98,7 +102,11 @@ def main():
                 for name in names:
                     r = bench(servers.ports[name], op, args.connections, args.duration)
                     results.setdefault((op, name), []).append(r)
-                    print(f"{op:<18} {name:<10} {r['requests_per_second']:>9.0f} {r['p50_us']:>8} {r['p99_us']:>8} {r['max_us']:>8}  {r['errors'] or ''}", flush=True)
+                    print(
+                        f"{op:<18} {name:<10} {r['requests_per_second']:>9.0f} {r['p50_us']:>8} {r['p99_us']:>8} "
+                        f"{r['max_us']:>8}  {r['errors'] or ''}",
+                        flush=True,
+                    )
         create = bench(servers.ports["audit-on"], "create-key", args.connections, args.duration)
     finally:
         servers.stop()
@@ -111,7 +119,8 @@ def main():
     for op in ["encrypt", "decrypt", "generate-data-key"]:
         on, off, base = (mean(op, n, "requests_per_second") for n in ["audit-on", "audit-off", "baseline"])
         p99_on, p99_base = mean(op, "audit-on", "p99_us"), mean(op, "baseline", "p99_us")
-        line = f"{op:<18} audit-on/baseline {on / base:.2f}  audit-off/baseline {off / base:.2f}  audit-on/audit-off {on / off:.2f}  p99 audit-on/baseline {p99_on / p99_base:.2f}"
+        line = (f"{op:<18} audit-on/baseline {on / base:.2f}  audit-off/baseline {off / base:.2f}  "
+                f"audit-on/audit-off {on / off:.2f}  p99 audit-on/baseline {p99_on / p99_base:.2f}")
         if moto:
             line += f"  audit-on/moto {on / mean(op, 'moto', 'requests_per_second'):.0f}x"
         print(line)
@@ -123,7 +132,12 @@ def main():
 
     # Resident memory with N keys: create them, then measure after a restart and a short load.
     mem_dir = work / "mem"
-    p = subprocess.Popen([str(CLAVIS), "serve", "--data-dir", str(mem_dir), "--listen", "127.0.0.1:18805"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [str(CLAVIS), "serve", "--data-dir", str(mem_dir), "--listen", "127.0.0.1:18805"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_ready("http://127.0.0.1:18805/healthz", p)
     count = 0
     while count < args.keys:
@@ -137,12 +151,22 @@ def main():
     starts = []
     for _ in range(10):
         t = time.time()
-        p = subprocess.Popen([str(CLAVIS), "serve", "--data-dir", str(mem_dir), "--listen", "127.0.0.1:18805"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            [str(CLAVIS), "serve", "--data-dir", str(mem_dir), "--listen", "127.0.0.1:18805"],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_ready("http://127.0.0.1:18805/healthz", p)
         starts.append((time.time() - t) * 1000)
         p.terminate()
         p.wait()
-    p = subprocess.Popen([str(CLAVIS), "serve", "--data-dir", str(mem_dir), "--listen", "127.0.0.1:18805"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [str(CLAVIS), "serve", "--data-dir", str(mem_dir), "--listen", "127.0.0.1:18805"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_ready("http://127.0.0.1:18805/healthz", p)
     rss_idle = rss_kib(p.pid)
     bench(18805, "encrypt", args.connections, 5)
@@ -151,7 +175,8 @@ def main():
     p.wait()
     print(f"\n{count} keys: RSS right after creating them {rss_after_create / 1024:.0f} MiB; after restart {rss_idle / 1024:.0f} MiB idle, "
           f"{rss_loaded / 1024:.0f} MiB after 5 s of Encrypt")
-    print(f"startup to /healthz with {count} keys: median {statistics.median(starts):.1f} ms (min {min(starts):.1f}, max {max(starts):.1f}), process spawn included")
+    print(f"startup to /healthz with {count} keys: median {statistics.median(starts):.1f} ms "
+          f"(min {min(starts):.1f}, max {max(starts):.1f}), process spawn included")
     targets.append(("startup < 200 ms", statistics.median(starts) < 200, f"{statistics.median(starts):.0f} ms"))
 
     print("\ntargets")

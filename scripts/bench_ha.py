@@ -73,8 +73,9 @@ def propagation(port_a, port_b, trials):
     import boto3
     from botocore.config import Config
     from botocore.exceptions import ClientError
-    mk = lambda port: boto3.client("kms", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", aws_access_key_id=AKID,
-                                   aws_secret_access_key=SECRET, config=Config(retries={"max_attempts": 1}))
+    def mk(port):
+        return boto3.client("kms", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", aws_access_key_id=AKID,
+                            aws_secret_access_key=SECRET, config=Config(retries={"max_attempts": 1}))
     a, b = mk(port_a), mk(port_b)
     times = []
     for _ in range(trials):
@@ -117,7 +118,11 @@ def main():
                 for name, port in [("sqlite", sq_port), ("postgres", pg1_port)]:
                     res = bench(port, op, args.connections, args.duration)
                     results.setdefault((name, op), []).append(res["requests_per_second"])
-                    print(f"round {r + 1} {name:8} {op:18} {res['requests_per_second']:9.0f} req/s  p50 {res['p50_us']} us  p99 {res['p99_us']} us  errors {res['errors']}", flush=True)
+                    print(
+                        f"round {r + 1} {name:8} {op:18} {res['requests_per_second']:9.0f} req/s  "
+                        f"p50 {res['p50_us']} us  p99 {res['p99_us']} us  errors {res['errors']}",
+                        flush=True,
+                    )
         # Three nodes on one database, loaded at the same time.
         ports = [pg1_port, free_port(), free_port()]
         for name, port in [("pg-b", ports[1]), ("pg-c", ports[2])]:
@@ -145,7 +150,8 @@ def main():
         for (name, op), v in results.items():
             print(f"| {name} | {op} | {statistics.median(v):.0f} |")
         print()
-        print(f"propagation A->B of DisableKey over {len(times)} trials: min {min(times):.0f} ms, median {statistics.median(times):.0f} ms, max {max(times):.0f} ms")
+        print(f"propagation A->B of DisableKey over {len(times)} trials: min {min(times):.0f} ms, "
+              f"median {statistics.median(times):.0f} ms, max {max(times):.0f} ms")
     finally:
         for p in procs:
             p.terminate()

@@ -49,7 +49,9 @@ def generator(server: Server, stop: threading.Event, made: list) -> None:
 
 
 def fig(times: list[float]) -> str:
-    return f"median {statistics.median(times):7.2f} ms  p90 {times[int(len(times) * 0.9)]:8.2f} ms  max {times[-1]:8.2f} ms  (n={len(times)})"
+    return (
+        f"median {statistics.median(times):7.2f} ms  p90 {times[int(len(times) * 0.9)]:8.2f} ms  max {times[-1]:8.2f} ms  (n={len(times)})"
+    )
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every Clavis test: the Rust unit and integration tests of every crate, then the
-# end-to-end suite, which starts the real `clavis` binary and drives it with boto3 and the
-# AWS CLI. Installs what the tests need itself (a Python venv from PyPI, PostgreSQL from
+# Runs every Clavis check and test: rustfmt, clippy with the workspace lints as errors, the
+# documentation build with warnings as errors, a build without the default features, ruff over
+# the Python, the Rust unit and integration tests of every crate, then the end-to-end suite,
+# which starts the real `clavis` binary and drives it with boto3 and the AWS CLI. Installs what the tests need itself (a Python venv from PyPI, PostgreSQL from
 # Debian's packages) and starts the throwaway PostgreSQL clusters it tests against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +35,20 @@ pg_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0))
 export CLAVIS_TEST_DATABASE_URL="$(scripts/pg-cluster.sh start "$pg_dir/data" "$pg_port")"
 trap 'scripts/pg-cluster.sh stop "$pg_dir/data" || true; rm -rf "$pg_dir"' EXIT
 
+echo "==> cargo fmt --check (rustfmt.toml)"
+cargo fmt --all --check
+
 echo "==> cargo clippy (the workspace lints: no unwrap/expect/panic outside tests, every allow with its reason)"
 cargo clippy --workspace --all-targets --release --locked -- -D warnings
+
+echo "==> cargo doc (every public item documented, every intra-doc link resolves)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+echo "==> cargo check without the default features (PKCS#11 left out)"
+cargo check --release --locked -p clavis --no-default-features
+
+echo "==> ruff over tests/ and scripts/ (ruff.toml)"
+.venv/bin/ruff check tests scripts
 
 echo "==> cargo test (all crates)"
 cargo test --release --workspace --locked

@@ -221,7 +221,9 @@ def test_accounts_and_cross_account_use(fresh_server):
 
     # The key owner's audit lookup shows the other account's use of its key (as CloudTrail
     # delivers cross-account events to both accounts); the other account sees its own.
-    status, body, _ = s.raw("ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Decrypt"}]}))
+    status, body, _ = s.raw(
+        "ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Decrypt"}]})
+    )
     assert status == 200
     assert any(json.loads(ev["CloudTrailEvent"])["recipientAccountId"] == b_account for ev in body["Events"])
     status, body, _ = s.raw("ClavisAdmin.LookupEvents", "{}", akid=tenant["AccessKeyId"], secret=tenant["SecretAccessKey"])
@@ -318,8 +320,11 @@ def test_issue15_least_privilege_and_aws_evaluation_logic(fresh_server):
 
     # The lockout check follows the same rule: a policy naming a role-less user with
     # kms:PutKeyPolicy lets it change the policy; a reader delegated through the account cannot.
-    own = root.create_key(Policy=policy(ROOT_ONLY, {
-        "Sid": "nobody-admin", "Effect": "Allow", "Principal": {"AWS": nobody["Arn"]}, "Action": "kms:*", "Resource": "*"}))["KeyMetadata"]["KeyId"]
+    own = root.create_key(
+        Policy=policy(
+            ROOT_ONLY, {"Sid": "nobody-admin", "Effect": "Allow", "Principal": {"AWS": nobody["Arn"]}, "Action": "kms:*", "Resource": "*"}
+        )
+    )["KeyMetadata"]["KeyId"]
     nobody_kms.put_key_policy(KeyId=own, PolicyName="default", Policy=policy(
         {"Sid": "nobody-admin", "Effect": "Allow", "Principal": {"AWS": nobody["Arn"]}, "Action": "kms:*", "Resource": "*"}))
     msg = denied(lambda: nobody_kms.put_key_policy(KeyId=own, PolicyName="default", Policy=policy(
@@ -364,7 +369,9 @@ def test_issue15_policies_fail_closed(fresh_server):
     assert root.decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
 
     # aws:ResourceTag: a Deny on the key's own tag, applied as soon as the tag is.
-    root.put_key_policy(KeyId=kid, PolicyName="default", Policy=deny_encrypt({"StringEquals": {"aws:ResourceTag/Classification": "secret"}}))
+    root.put_key_policy(
+        KeyId=kid, PolicyName="default", Policy=deny_encrypt({"StringEquals": {"aws:ResourceTag/Classification": "secret"}})
+    )
     assert root.encrypt(KeyId=kid, Plaintext=b"x")["KeyId"].endswith(kid)
     root.tag_resource(KeyId=kid, Tags=[{"TagKey": "Classification", "TagValue": "secret"}])
     denied(lambda: root.encrypt(KeyId=kid, Plaintext=b"x"), "kms:Encrypt")
@@ -372,7 +379,9 @@ def test_issue15_policies_fail_closed(fresh_server):
     assert root.encrypt(KeyId=kid, Plaintext=b"x")["KeyId"].endswith(kid)
 
     # aws:CurrentTime: a Deny after a date that has passed applies; one before it does not.
-    root.put_key_policy(KeyId=kid, PolicyName="default", Policy=deny_encrypt({"DateGreaterThan": {"aws:CurrentTime": "2001-01-01T00:00:00Z"}}))
+    root.put_key_policy(
+        KeyId=kid, PolicyName="default", Policy=deny_encrypt({"DateGreaterThan": {"aws:CurrentTime": "2001-01-01T00:00:00Z"}})
+    )
     denied(lambda: root.encrypt(KeyId=kid, Plaintext=b"x"), "kms:Encrypt")
     root.put_key_policy(KeyId=kid, PolicyName="default", Policy=deny_encrypt({"DateLessThan": {"aws:CurrentTime": "2001-01-01T00:00:00Z"}}))
     assert root.encrypt(KeyId=kid, Plaintext=b"x")["KeyId"].endswith(kid)

@@ -12,7 +12,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, CLAVIS, REGION, Server, error_code
+from conftest import ACCOUNT, CLAVIS, REGION, error_code
 
 
 def audit(server, *args, check=True):
@@ -24,7 +24,7 @@ def audit(server, *args, check=True):
 
 def events(server, *filters):
     out = audit(server, "export", *filters).stdout
-    return [json.loads(l) for l in out.splitlines() if l.strip()]
+    return [json.loads(ln) for ln in out.splitlines() if ln.strip()]
 
 
 def by_request_id(evs):
@@ -197,7 +197,7 @@ def test_stream_sink_copies_records(fresh_server, tmp_path):
     # The stream is written by a thread of its own, after the commit: wait for it.
     def streamed():
         text = stream.read_text() if stream.exists() else ""
-        return rid in [json.loads(l)["event"]["requestID"] for l in text.splitlines() if l.endswith("}")]
+        return rid in [json.loads(ln)["event"]["requestID"] for ln in text.splitlines() if ln.endswith("}")]
     deadline = time.time() + 20
     while not streamed() and time.time() < deadline:
         time.sleep(0.05)
@@ -213,27 +213,48 @@ def test_lookup_events_api_and_cli(fresh_server):
         kms.encrypt(KeyId=key["KeyId"], Plaintext=b"x")
     kms.list_keys()
 
-    status, body, _ = s.raw("ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Encrypt"}], "MaxResults": 2}))
+    status, body, _ = s.raw(
+        "ClavisAdmin.LookupEvents",
+        json.dumps({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Encrypt"}], "MaxResults": 2}),
+    )
     assert status == 200, body
     assert [e["EventName"] for e in body["Events"]] == ["Encrypt", "Encrypt"]
     assert body["NextToken"]
     first = body["Events"][0]
     assert first["Resources"] == [{"ResourceType": "AWS::KMS::Key", "ResourceName": key["Arn"]}]
     assert json.loads(first["CloudTrailEvent"])["eventName"] == "Encrypt"
-    status, page2, _ = s.raw("ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Encrypt"}], "NextToken": body["NextToken"]}))
+    status, page2, _ = s.raw(
+        "ClavisAdmin.LookupEvents",
+        json.dumps({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Encrypt"}], "NextToken": body["NextToken"]}),
+    )
     assert [e["EventName"] for e in page2["Events"]] == ["Encrypt"] and "NextToken" not in page2
     ids = {e["EventId"] for e in body["Events"]} | {e["EventId"] for e in page2["Events"]}
     assert len(ids) == 3
 
-    status, body, _ = s.raw("ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "ResourceName", "AttributeValue": key["KeyId"]}]}))
+    status, body, _ = s.raw(
+        "ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "ResourceName", "AttributeValue": key["KeyId"]}]})
+    )
     assert sorted(e["EventName"] for e in body["Events"]) == ["CreateKey", "Encrypt", "Encrypt", "Encrypt"]
-    status, body, _ = s.raw("ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "Bogus", "AttributeValue": "x"}]}))
+    status, body, _ = s.raw(
+        "ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "Bogus", "AttributeValue": "x"}]})
+    )
     assert (status, body["__type"]) == (400, "ValidationException")
     status, body, _ = s.raw("ClavisAdmin.LookupEvents", "{}", secret="wrong-wrong-wrong-wrong-wrong-wrong-00")
     assert body["__type"] == "InvalidSignatureException"
 
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=s.env["CLAVIS_ROOT_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=s.env["CLAVIS_ROOT_SECRET_ACCESS_KEY"], AWS_REGION=REGION)
-    p = subprocess.run([str(CLAVIS), "audit", "lookup", "--endpoint-url", s.endpoint, "--event-name", "CreateKey"], env=env, capture_output=True, text=True, timeout=30)
+    env = dict(
+        os.environ,
+        AWS_ACCESS_KEY_ID=s.env["CLAVIS_ROOT_ACCESS_KEY_ID"],
+        AWS_SECRET_ACCESS_KEY=s.env["CLAVIS_ROOT_SECRET_ACCESS_KEY"],
+        AWS_REGION=REGION,
+    )
+    p = subprocess.run(
+        [str(CLAVIS), "audit", "lookup", "--endpoint-url", s.endpoint, "--event-name", "CreateKey"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert p.returncode == 0, p.stderr
-    lines = [json.loads(l) for l in p.stdout.splitlines()]
-    assert [l["eventName"] for l in lines] == ["CreateKey"] and lines[0]["resources"][0]["ARN"] == key["Arn"]
+    lines = [json.loads(ln) for ln in p.stdout.splitlines()]
+    assert [e["eventName"] for e in lines] == ["CreateKey"] and lines[0]["resources"][0]["ARN"] == key["Arn"]

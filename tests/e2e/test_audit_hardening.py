@@ -82,7 +82,9 @@ def test_resources_are_the_keys_the_core_resolved(fresh_server):
     assert error_code(e) == "AccessDeniedException"
     ev = by_request_id(events(s))[e.value.response["ResponseMetadata"]["RequestId"]]
     assert [r["ARN"] for r in ev["resources"]] == [a_key["Arn"]]
-    status, body, _ = s.raw("ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "ResourceName", "AttributeValue": a_key["KeyId"]}]}))
+    status, body, _ = s.raw(
+        "ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "ResourceName", "AttributeValue": a_key["KeyId"]}]})
+    )
     assert any(json.loads(x["CloudTrailEvent"])["requestID"] == ev["requestID"] for x in body["Events"])
 
 
@@ -93,8 +95,8 @@ def test_records_are_bounded(fresh_server):
     status, reply, headers = s.raw("TrentService.UpdateKeyDescription", big, secret="wrong-wrong-wrong-wrong-wrong-wrong-00",
                                    headers={"User-Agent": "u" * 4000})
     assert status == 400 and reply["__type"] == "InvalidSignatureException", reply
-    line = [l for l in subprocess.run([str(CLAVIS), "audit", "export", "--data-dir", str(s.data_dir)], capture_output=True,
-                                      text=True).stdout.splitlines() if rid(headers) in l][0]
+    line = [ln for ln in subprocess.run([str(CLAVIS), "audit", "export", "--data-dir", str(s.data_dir)], capture_output=True,
+                                       text=True).stdout.splitlines() if rid(headers) in ln][0]
     assert len(line) <= 16 * 1024, len(line)
     ev = json.loads(line)
     assert ev["requestParameters"] is None and ev["userIdentity"]["type"] == "Unknown"
@@ -114,7 +116,9 @@ def test_lookup_events_does_not_record_its_response(fresh_server):
     s = fresh_server.start()
     s.client().list_keys()
     for _ in range(6):
-        status, body, headers = s.raw("ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "LookupEvents"}]}))
+        status, body, headers = s.raw(
+            "ClavisAdmin.LookupEvents", json.dumps({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "LookupEvents"}]})
+        )
         assert status == 200
     evs = [e for e in events(s) if e["eventName"] == "LookupEvents"]
     assert len(evs) == 6 and all(e["responseElements"] is None for e in evs)
@@ -152,7 +156,7 @@ def test_slow_and_idle_connections_are_cut_off(tmp_path):
             assert closed_within(sock, 8), "a slow or idle connection stayed open"
         # A body that never arrives: 408 RequestTimeoutException after the body timeout, recorded.
         body = socket.create_connection(("127.0.0.1", s.port))
-        body.sendall(f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Length: 100\r\n\r\n{{".encode())
+        body.sendall("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Length: 100\r\n\r\n{".encode())
         body.settimeout(8)
         reply = body.recv(65536)
         assert reply.startswith(b"HTTP/1.1 408") and b"RequestTimeoutException" in reply, reply
@@ -260,14 +264,16 @@ def test_operator_attempts_are_audited_without_the_share(tmp_path):
             share_files += ["--share-file", str(f)]
         out = subprocess.run([str(CLAVIS), "audit", "export", "--data-dir", str(s.data_dir), *share_files], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
-        evs = [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
+        evs = [json.loads(ln) for ln in out.stdout.splitlines() if ln.strip()]
         evs = [e for e in evs if e["eventSource"] == "operator.clavis"]
         names = [e["eventName"] for e in evs]
         assert names[0] == "OperatorInit" and names.count("OperatorUnseal") == 3, names
         assert all(e["sourceIPAddress"] == "127.0.0.1" for e in evs)
         text = json.dumps(evs)
         assert "not-a-share-secret-junk" not in text and all(sh not in text for sh in init["Shares"])
-        assert evs[0]["requestParameters"] == {"shares": 3, "threshold": 2} and "responseElements" not in json.dumps(evs[0]["responseElements"] or {})
+        assert evs[0]["requestParameters"] == {"shares": 3, "threshold": 2} and "responseElements" not in json.dumps(
+            evs[0]["responseElements"] or {}
+        )
     finally:
         s.stop()
 
@@ -280,7 +286,9 @@ def test_slow_bodies_cannot_lock_out_a_valid_request(tmp_path):
     try:
         for _ in range(20):
             c = socket.create_connection(("127.0.0.1", s.port))
-            c.sendall(f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Length: 100000\r\n\r\n{{".encode())
+            c.sendall(
+                "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Length: 100000\r\n\r\n{".encode()
+            )
             socks.append(c)
         time.sleep(0.3)
         started = time.time()
@@ -298,7 +306,9 @@ def test_list_members_are_cut_not_the_record(fresh_server):
     s = fresh_server.start()
     kms = s.client()
     key = kms.create_key()["KeyMetadata"]
-    body = json.dumps({"KeyId": key["KeyId"], "GranteePrincipal": f"arn:aws:iam::{ACCOUNT}:user/somebody", "Operations": ["Decrypt"] * 20000})
+    body = json.dumps(
+        {"KeyId": key["KeyId"], "GranteePrincipal": f"arn:aws:iam::{ACCOUNT}:user/somebody", "Operations": ["Decrypt"] * 20000}
+    )
     status, reply, headers = s.raw("TrentService.CreateGrant", body)
     ev = by_request_id(events(s))[rid(headers)]
     assert ev["requestParameters"]["granteePrincipal"].endswith(":user/somebody")

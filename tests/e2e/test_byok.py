@@ -119,34 +119,53 @@ def test_token_rules(clocked_byok):
     wrapped = wrap_with_cryptography(params["PublicKey"], "RSAES_OAEP_SHA_256", material)
     # A token is bound to its key.
     with pytest.raises(ClientError) as e:
-        kms.import_key_material(KeyId=other, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        kms.import_key_material(
+            KeyId=other, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE"
+        )
     assert error_code(e) == "InvalidImportTokenException"
     with pytest.raises(ClientError) as e:
-        kms.import_key_material(KeyId=key, ImportToken=os.urandom(32), EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        kms.import_key_material(
+            KeyId=key, ImportToken=os.urandom(32), EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE"
+        )
     assert error_code(e) == "InvalidImportTokenException"
     # Badly wrapped material.
     with pytest.raises(ClientError) as e:
-        kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=os.urandom(256), ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        kms.import_key_material(
+            KeyId=key,
+            ImportToken=params["ImportToken"],
+            EncryptedKeyMaterial=os.urandom(256),
+            ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+        )
     assert error_code(e) == "InvalidCiphertextException"
     # Wrapped with the wrong algorithm for this token.
     wrong = wrap_with_cryptography(params["PublicKey"], "RSAES_OAEP_SHA_1", material)
     with pytest.raises(ClientError) as e:
-        kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrong, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        kms.import_key_material(
+            KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrong, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE"
+        )
     assert error_code(e) == "InvalidCiphertextException"
     # Material of the wrong length.
     short = wrap_with_cryptography(params["PublicKey"], "RSAES_OAEP_SHA_256", os.urandom(16))
     with pytest.raises(ClientError) as e:
-        kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=short, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        kms.import_key_material(
+            KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=short, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE"
+        )
     assert error_code(e) == "IncorrectKeyMaterialException"
     # ValidTo rules.
     with pytest.raises(ClientError) as e:
-        kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_EXPIRES")
+        kms.import_key_material(
+            KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_EXPIRES"
+        )
     assert error_code(e) == "ValidationException"
     # The first good use succeeds; the token is then spent.
-    kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    kms.import_key_material(
+        KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE"
+    )
     kms.delete_imported_key_material(KeyId=key)
     with pytest.raises(ClientError) as e:
-        kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        kms.import_key_material(
+            KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE"
+        )
     assert error_code(e) == "InvalidImportTokenException"
     # Parameters are valid for 24 hours.
     late = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
@@ -154,7 +173,9 @@ def test_token_rules(clocked_byok):
     status, _, _ = s.raw("ClavisAdmin.AdvanceTestClock", json.dumps({"Seconds": 24 * 3600 + 60}))
     assert status == 200
     with pytest.raises(ClientError) as e:
-        kms.import_key_material(KeyId=key, ImportToken=late["ImportToken"], EncryptedKeyMaterial=late_wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        kms.import_key_material(
+            KeyId=key, ImportToken=late["ImportToken"], EncryptedKeyMaterial=late_wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE"
+        )
     assert error_code(e) == "ExpiredImportTokenException"
 
 
@@ -243,9 +264,14 @@ def test_cli_one_command_import(server, kms, tmp_path):
 def test_nonce_proof_is_checked(server, kms):
     key = external_key(kms)
     material = os.urandom(32)
-    params = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+    # An earlier, unused set of parameters: the nonce checked below is the later set's.
+    kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
     import base64
-    status, raw, _ = server.raw("TrentService.GetParametersForImport", json.dumps({"KeyId": key, "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"}))
+
+    status, raw, _ = server.raw(
+        "TrentService.GetParametersForImport",
+        json.dumps({"KeyId": key, "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"}),
+    )
     nonce = base64.b64decode(raw["ClavisImportNonce"])
     public = base64.b64decode(raw["PublicKey"])
     wrapped = wrap_with_cryptography(public, "RSAES_OAEP_SHA_256", material)

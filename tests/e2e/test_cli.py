@@ -3,7 +3,6 @@
 import base64
 import json
 
-import pytest
 
 from conftest import ACCOUNT, REGION
 

@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from conftest import ACCOUNT, AKID, CLAVIS, SECRET, Server, error_code
+from conftest import AKID, CLAVIS, SECRET, Server, error_code
 
 
 def test_kill_9_loses_nothing_acknowledged(fresh_server):
@@ -99,7 +99,9 @@ def test_data_directory_holds_no_plaintext_key_material(fresh_server):
 
 
 def test_generated_credentials_are_printed_once_and_saved_0600(tmp_root):
-    s = Server(tmp_root / "generated", env={"CLAVIS_ROOT_ACCESS_KEY_ID": None, "CLAVIS_ROOT_SECRET_ACCESS_KEY": None, "CLAVIS_ACCOUNT_ID": None})
+    s = Server(
+        tmp_root / "generated", env={"CLAVIS_ROOT_ACCESS_KEY_ID": None, "CLAVIS_ROOT_SECRET_ACCESS_KEY": None, "CLAVIS_ACCOUNT_ID": None}
+    )
     s.start()
     try:
         out = b""

@@ -53,7 +53,7 @@ def test_users_and_access_keys(fresh_server):
         if p.is_file():
             assert alice["SecretAccessKey"].encode() not in p.read_bytes(), p.name
     events = subprocess.run([str(CLAVIS), "audit", "export", "--data-dir", str(s.data_dir)], capture_output=True, text=True).stdout
-    created = [json.loads(l) for l in events.splitlines() if '"CreateUser"' in l and "errorCode" not in l]
+    created = [json.loads(ln) for ln in events.splitlines() if '"CreateUser"' in ln and "errorCode" not in ln]
     assert created and created[0]["responseElements"]["accessKey"]["accessKeyId"] == alice["AccessKeyId"]
 
 
@@ -122,7 +122,9 @@ def test_access_key_lifecycle(fresh_server):
     assert error_code(e) == "UnrecognizedClientException"
 
     # The administrator cannot lock itself out with the key it signs with; unknown ids are NotFound.
-    status, body, _ = s.raw("ClavisAdmin.UpdateAccessKey", json.dumps({"AccessKeyId": s.env["CLAVIS_ROOT_ACCESS_KEY_ID"], "Status": "Inactive"}))
+    status, body, _ = s.raw(
+        "ClavisAdmin.UpdateAccessKey", json.dumps({"AccessKeyId": s.env["CLAVIS_ROOT_ACCESS_KEY_ID"], "Status": "Inactive"})
+    )
     assert (status, body["__type"]) == (400, "ValidationException")
     status, body, _ = s.raw("ClavisAdmin.DeleteAccessKey", json.dumps({"AccessKeyId": "AKIANOSUCHKEY0000000"}))
     assert (status, body["__type"]) == (400, "NotFoundException")
@@ -189,7 +191,7 @@ def test_built_in_roles_deny_matrix(fresh_server):
     # Every refusal is in the audit log with the principal.
     s.stop()
     events = subprocess.run([str(CLAVIS), "audit", "export", "--data-dir", str(s.data_dir)], capture_output=True, text=True).stdout
-    refused = [json.loads(l) for l in events.splitlines() if "AccessDeniedException" in l]
+    refused = [json.loads(ln) for ln in events.splitlines() if "AccessDeniedException" in ln]
     assert any(e["eventName"] == "DisableKey" and e["userIdentity"]["arn"].endswith(":user/reader1") for e in refused)
 
 

@@ -45,7 +45,9 @@ def test_policy_is_stored_and_returned(kms):
     policy = json.loads(kms.get_key_policy(KeyId=default_key["KeyId"], PolicyName="default")["Policy"])
     assert policy["Statement"][0]["Principal"]["AWS"] == f"arn:aws:iam::{ACCOUNT}:root"
     assert kms.list_key_policies(KeyId=default_key["KeyId"])["PolicyNames"] == ["default"]
-    custom = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*"}]})
+    custom = json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*"}]}
+    )
     k = kms.create_key(Policy=custom)["KeyMetadata"]
     assert kms.get_key_policy(KeyId=k["KeyId"])["Policy"] == custom
 
@@ -100,7 +102,11 @@ def test_alias_lifecycle(kms):
     with pytest.raises(ClientError) as e:
         kms.create_alias(AliasName="alias/lifecycle", TargetKeyId=b["KeyId"])
     assert error_code(e) == "AlreadyExistsException"
-    for bad, code in [("lifecycle", "InvalidAliasNameException"), ("alias/aws/reserved", "InvalidAliasNameException"), ("alias/bad name", "ValidationException")]:
+    for bad, code in [
+        ("lifecycle", "InvalidAliasNameException"),
+        ("alias/aws/reserved", "InvalidAliasNameException"),
+        ("alias/bad name", "ValidationException"),
+    ]:
         with pytest.raises(ClientError) as e:
             kms.create_alias(AliasName=bad, TargetKeyId=a["KeyId"])
         assert error_code(e) == code, bad
@@ -120,7 +126,10 @@ def test_alias_lifecycle(kms):
     with pytest.raises(ClientError) as e:
         kms.describe_key(KeyId="alias/lifecycle")
     assert error_code(e) == "NotFoundException"
-    for call in [lambda: kms.delete_alias(AliasName="alias/lifecycle"), lambda: kms.update_alias(AliasName="alias/lifecycle", TargetKeyId=a["KeyId"])]:
+    for call in [
+        lambda: kms.delete_alias(AliasName="alias/lifecycle"),
+        lambda: kms.update_alias(AliasName="alias/lifecycle", TargetKeyId=a["KeyId"]),
+    ]:
         with pytest.raises(ClientError) as e:
             call()
         assert error_code(e) == "NotFoundException"
@@ -131,7 +140,11 @@ def test_list_aliases_paginates(kms):
     names = [f"alias/page-{i}" for i in range(5)]
     for n in names:
         kms.create_alias(AliasName=n, TargetKeyId=k["KeyId"])
-    got = [a["AliasName"] for p in kms.get_paginator("list_aliases").paginate(KeyId=k["KeyId"], PaginationConfig={"PageSize": 2}) for a in p["Aliases"]]
+    got = [
+        a["AliasName"]
+        for p in kms.get_paginator("list_aliases").paginate(KeyId=k["KeyId"], PaginationConfig={"PageSize": 2})
+        for a in p["Aliases"]
+    ]
     assert got == names
 
 

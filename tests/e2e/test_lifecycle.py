@@ -145,7 +145,10 @@ def test_rewrap_on_unwrap_from_unmodified_boto3(server, kms):
     again = rk.decrypt(CiphertextBlob=new_blob, EncryptionContext={"file": "a"})
     assert again["ClavisKeyMaterialVersion"] == 3 and "ClavisRewrappedCiphertextBlob" not in again
     # A plain Decrypt stays exactly AWS-shaped.
-    status, body, _ = server.raw("TrentService.Decrypt", json.dumps({"CiphertextBlob": base64.b64encode(dk["CiphertextBlob"]).decode(), "EncryptionContext": {"file": "a"}}))
+    status, body, _ = server.raw(
+        "TrentService.Decrypt",
+        json.dumps({"CiphertextBlob": base64.b64encode(dk["CiphertextBlob"]).decode(), "EncryptionContext": {"file": "a"}}),
+    )
     assert status == 200 and set(body) == {"KeyId", "Plaintext", "EncryptionAlgorithm"}
 
 

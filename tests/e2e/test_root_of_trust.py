@@ -76,7 +76,14 @@ def test_shamir_init_unseal_seal(tmp_path):
     try:
         start_sealed(s)
         status = operator(s, "status")
-        assert status == {"Provider": "shamir", "Initialized": False, "Sealed": True, "MasterKeyVersion": 1, "MasterKeyVersions": [1], "Progress": 0}
+        assert status == {
+            "Provider": "shamir",
+            "Initialized": False,
+            "Sealed": True,
+            "MasterKeyVersion": 1,
+            "MasterKeyVersions": [1],
+            "Progress": 0,
+        }
         assert http_status(s, "/readyz") == 503
         sealed_refusal(s.client())
 
@@ -151,7 +158,9 @@ def test_only_administrators_seal(tmp_path):
         wait_until(lambda: http_status(s, "/readyz") == 200)
         status, body, _ = s.raw("ClavisAdmin.CreateUser", json.dumps({"UserName": "ops", "Role": "manager"}))
         assert status == 200
-        status, body, _ = s.raw("ClavisAdmin.Seal", "{}", akid=body["AccessKey"]["AccessKeyId"], secret=body["AccessKey"]["SecretAccessKey"])
+        status, body, _ = s.raw(
+            "ClavisAdmin.Seal", "{}", akid=body["AccessKey"]["AccessKeyId"], secret=body["AccessKey"]["SecretAccessKey"]
+        )
         assert (status, body["__type"]) == (400, "AccessDeniedException")
         assert not operator(s, "status")["Sealed"]
     finally:
@@ -191,7 +200,13 @@ def test_pkcs11_softhsm_end_to_end(tmp_path):
     try:
         s.start()
         st = operator(s, "status")
-        assert (st["Provider"], st["Initialized"], st["Sealed"], st["MasterKeyVersion"], st["MasterKeyVersions"]) == ("pkcs11", True, False, 1, [1])
+        assert (st["Provider"], st["Initialized"], st["Sealed"], st["MasterKeyVersion"], st["MasterKeyVersions"]) == (
+            "pkcs11",
+            True,
+            False,
+            1,
+            [1],
+        )
         kms = s.client()
         keys = [kms.create_key()["KeyMetadata"]["KeyId"] for _ in range(3)]
         blobs = [kms.encrypt(KeyId=k, Plaintext=k.encode())["CiphertextBlob"] for k in keys]
@@ -276,7 +291,9 @@ def test_master_key_rotation_survives_a_crash_in_the_middle(tmp_path):
         assert out["MasterKeyVersion"] == 3 and out["Resealed"] >= 15
         assert sealed_versions(s.data_dir)["key_material"] == {3}
         assert kms.decrypt(CiphertextBlob=blobs[0][1])["Plaintext"] == keys[0].encode()
-        status, body, _ = s.raw("ClavisAdmin.RotateMasterKey", "{}", akid=user["AccessKey"]["AccessKeyId"], secret=user["AccessKey"]["SecretAccessKey"])
+        status, body, _ = s.raw(
+            "ClavisAdmin.RotateMasterKey", "{}", akid=user["AccessKey"]["AccessKeyId"], secret=user["AccessKey"]["SecretAccessKey"]
+        )
         assert (status, body["__type"]) == (400, "AccessDeniedException")
         s.stop()
         p = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir)], capture_output=True, text=True)

@@ -20,7 +20,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, AKID, AWS_CLI, CLAVIS, REGION, SECRET, Server, error_code, free_port
+from conftest import AKID, AWS_CLI, CLAVIS, REGION, SECRET, Server, error_code, free_port
 from test_lifecycle import rewrap_client
 from test_root_of_trust import operator, start_sealed, wait_until, http_status
 
@@ -219,9 +219,21 @@ def test_rewrap_needs_permission_to_encrypt(fresh_server):
     kid = root.create_key()["KeyMetadata"]["KeyId"]
     blob = root.encrypt(KeyId=kid, Plaintext=b"old version", EncryptionContext={"f": "a"})["CiphertextBlob"]
     root.rotate_key_on_demand(KeyId=kid)
-    root.put_key_policy(KeyId=kid, PolicyName="default", Policy=policy(ROOT_ONLY,
-        {"Sid": "decrypt-only", "Effect": "Allow", "Principal": {"AWS": app["Arn"]}, "Action": "kms:Decrypt", "Resource": "*"},
-        {"Sid": "no-wrap", "Effect": "Deny", "Principal": {"AWS": app["Arn"]}, "Action": ["kms:Encrypt", "kms:ReEncrypt*"], "Resource": "*"}))
+    root.put_key_policy(
+        KeyId=kid,
+        PolicyName="default",
+        Policy=policy(
+            ROOT_ONLY,
+            {"Sid": "decrypt-only", "Effect": "Allow", "Principal": {"AWS": app["Arn"]}, "Action": "kms:Decrypt", "Resource": "*"},
+            {
+                "Sid": "no-wrap",
+                "Effect": "Deny",
+                "Principal": {"AWS": app["Arn"]},
+                "Action": ["kms:Encrypt", "kms:ReEncrypt*"],
+                "Resource": "*",
+            },
+        ),
+    )
     assert app_kms.decrypt(CiphertextBlob=blob, EncryptionContext={"f": "a"})["Plaintext"] == b"old version"
     rk = rewrap_client(s, akid=app["AccessKeyId"], secret=app["SecretAccessKey"])
     with pytest.raises(ClientError) as e:
@@ -271,7 +283,9 @@ def test_operator_failures_are_rate_limited(tmp_path):
         start_sealed(s)
         codes = []
         for _ in range(25):
-            status, reply = operator_post(s, "/operator/unseal", json.dumps({"Share": "junk"}).encode(), {"Content-Type": "application/json"})
+            status, reply = operator_post(
+                s, "/operator/unseal", json.dumps({"Share": "junk"}).encode(), {"Content-Type": "application/json"}
+            )
             codes.append(reply["__type"])
         assert codes[:20] == ["ValidationException"] * 20 and codes[20:] == ["ThrottlingException"] * 5, codes
     finally:
@@ -331,8 +345,8 @@ def test_logs_are_plain_off_a_terminal_and_json_on_request(tmp_path):
     j = Server(tmp_path / "jlogs", args=["--log-format", "json"]).start()
     j.client().list_keys()
     j.stop()
-    lines = [l for l in j.log_path.read_text().splitlines() if l.strip()]
-    parsed = [json.loads(l) for l in lines]
+    lines = [ln for ln in j.log_path.read_text().splitlines() if ln.strip()]
+    parsed = [json.loads(ln) for ln in lines]
     assert any(p.get("fields", {}).get("message") == "clavis serving" for p in parsed)
 
 
