@@ -1,7 +1,7 @@
 //! The Clavis audit log (`DATA_DIR/audit/`): every request's record, durable before its
 //! response is sent, in append-only segments of JSON lines.
 //!
-//! It owns the on-disk format ([`format`]), the group-committing writer ([`AuditLog`], which
+//! It owns the on-disk format ([`format`](mod@format)), the group-committing writer ([`AuditLog`], which
 //! implements the core's `AuditSink`), and verification and export ([`verify`]). Format details
 //! are in `docs/formats.md`.
 //!

@@ -421,7 +421,7 @@ impl Kms {
 
     /// The access key with this id and its unsealed secret, or `None` if unknown. Cached for at
     /// most one second (the secret is needed on every request); a change made through this node
-    /// ([`Kms::forget_credential`]) takes effect at once, one made on another node within that
+    /// (`Kms::forget_credential`) takes effect at once, one made on another node within that
     /// second.
     pub async fn credential(&self, access_key_id: &str) -> Result<Option<Arc<Credential>>, KmsError> {
         if self.root.is_sealed() {

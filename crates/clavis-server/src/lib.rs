@@ -4,7 +4,7 @@
 //! routing (`POST /` with `X-Amz-Target`, `GET /healthz` and `GET /readyz`, the operator
 //! paths), the request id on every response, the body limit and timeout, SigV4 authentication
 //! ([`auth`]), rate limits on failed authentication ([`limiter`]), decoding request JSON into
-//! the core's shapes and encoding responses and errors in AWS's shapes ([`protocol`]). TLS
+//! the core's shapes and encoding responses and errors in AWS's shapes (`protocol`). TLS
 //! itself is the binary's (it needs the crypto provider); this layer takes a handshake.
 //!
 //! Architecture invariant: it authenticates and translates, nothing more. It makes no
