@@ -6,6 +6,12 @@
 //!
 //! This module holds data only: no validation, no storage, no crypto.
 
+// The one exception to the workspace's `missing_docs`, for the shapes' members: each is AWS's,
+// named as botocore's service model names it and documented member by member in the AWS KMS
+// API reference (the Clavis-only members too, in docs/api.md); a copy of that reference here
+// would only drift from it. Every shape and every other item here still carries its own doc.
+#![allow(missing_docs)]
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clavis_crypto::SecretBytes;
@@ -57,7 +63,6 @@ macro_rules! request {
         $(#[$m])*
         #[derive(Debug, Default, Deserialize)]
         #[serde(rename_all = "PascalCase")]
-        #[allow(missing_docs)] // Members are documented by the AWS KMS API reference.
         pub struct $name { $(pub $field: Option<$ty>),* }
         audit_params!($name { $($field),* });
     };
@@ -129,7 +134,6 @@ request!(
 /// Decrypt.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)] // Members are documented by the AWS KMS API reference.
 pub struct DecryptRequest {
     pub ciphertext_blob: Option<Blob>,
     pub encryption_context: Option<ContextMap>,
@@ -211,7 +215,6 @@ request!(
 /// Grant constraints as on the wire.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct GrantConstraints {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_context_subset: Option<ContextMap>,
@@ -253,7 +256,6 @@ request!(
 /// CreateGrant response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct CreateGrantResponse {
     pub grant_token: String,
     pub grant_id: String,
@@ -262,7 +264,6 @@ pub struct CreateGrantResponse {
 /// One grant in ListGrants / ListRetirableGrants.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct GrantListEntry {
     pub key_id: String,
     pub grant_id: String,
@@ -281,7 +282,6 @@ pub struct GrantListEntry {
 /// ListGrants / ListRetirableGrants response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct ListGrantsResponse {
     pub grants: Vec<GrantListEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -315,7 +315,6 @@ impl crate::audit::AuditParams for Empty {
 /// `GET /operator/status` and the unseal response: the root of trust's state.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct OperatorStatus {
     pub provider: String,
     pub initialized: bool,
@@ -338,7 +337,6 @@ pub struct OperatorStatus {
 /// ClavisAdmin.RotateMasterKey response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct RotateMasterKeyResponse {
     pub master_key_version: u32,
     pub resealed: u64,
@@ -354,7 +352,6 @@ pub struct RotateMasterKeyResponse {
 /// ClavisAdmin.RotateMasterKey request: for a new Shamir master key, its shares and threshold.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct RotateMasterKeyRequest {
     pub shares: Option<u8>,
     pub threshold: Option<u8>,
@@ -364,7 +361,6 @@ audit_params!(RotateMasterKeyRequest { shares, threshold });
 /// `POST /operator/init` request.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct OperatorInitRequest {
     pub shares: Option<u8>,
     pub threshold: Option<u8>,
@@ -374,7 +370,6 @@ audit_params!(OperatorInitRequest { shares, threshold });
 /// `POST /operator/init` response: the shares, shown once.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct OperatorInitResponse {
     pub shares: Vec<String>,
     pub threshold: u8,
@@ -383,7 +378,6 @@ pub struct OperatorInitResponse {
 /// `POST /operator/unseal` request.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct OperatorUnsealRequest {
     pub share: Option<String>,
     /// The unseal's nonce, returned with its first share; every later share must carry it.
@@ -396,7 +390,6 @@ audit_params!(OperatorUnsealRequest { nonce });
 /// Key metadata as DescribeKey and CreateKey return it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)] // Members are documented by the AWS KMS API reference.
 pub struct KeyMetadata {
     #[serde(rename = "AWSAccountId")]
     pub aws_account_id: String,
@@ -435,7 +428,6 @@ pub struct KeyMetadataResponse {
 /// One entry of ListKeys.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct KeyListEntry {
     pub key_id: String,
     pub key_arn: String,
@@ -444,7 +436,6 @@ pub struct KeyListEntry {
 /// ListKeys response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct ListKeysResponse {
     pub keys: Vec<KeyListEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -455,7 +446,6 @@ pub struct ListKeysResponse {
 /// Encrypt response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct EncryptResponse {
     pub ciphertext_blob: Blob,
     pub key_id: String,
@@ -465,7 +455,6 @@ pub struct EncryptResponse {
 /// Decrypt response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct DecryptResponse {
     pub key_id: String,
     pub plaintext: SecretBlob,
@@ -482,7 +471,6 @@ pub struct DecryptResponse {
 /// ReEncrypt response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct ReEncryptResponse {
     pub ciphertext_blob: Blob,
     pub source_key_id: String,
@@ -494,7 +482,6 @@ pub struct ReEncryptResponse {
 /// GenerateDataKey (and, without `Plaintext`, GenerateDataKeyWithoutPlaintext) response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct GenerateDataKeyResponse {
     pub ciphertext_blob: Blob,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -505,7 +492,6 @@ pub struct GenerateDataKeyResponse {
 /// GenerateRandom response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct GenerateRandomResponse {
     pub plaintext: SecretBlob,
 }
@@ -513,7 +499,6 @@ pub struct GenerateRandomResponse {
 /// One entry of ListAliases.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct AliasListEntry {
     pub alias_name: String,
     pub alias_arn: String,
@@ -525,7 +510,6 @@ pub struct AliasListEntry {
 /// ListAliases response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct ListAliasesResponse {
     pub aliases: Vec<AliasListEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -536,7 +520,6 @@ pub struct ListAliasesResponse {
 /// ListResourceTags response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct ListResourceTagsResponse {
     pub tags: Vec<TagEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -547,7 +530,6 @@ pub struct ListResourceTagsResponse {
 /// GetKeyPolicy response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct GetKeyPolicyResponse {
     pub policy: String,
     pub policy_name: String,
@@ -556,7 +538,6 @@ pub struct GetKeyPolicyResponse {
 /// ListKeyPolicies response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct ListKeyPoliciesResponse {
     pub policy_names: Vec<String>,
     pub truncated: bool,
@@ -565,7 +546,6 @@ pub struct ListKeyPoliciesResponse {
 /// One LookupEvents attribute filter.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct LookupAttribute {
     pub attribute_key: Option<String>,
     pub attribute_value: Option<String>,
@@ -586,7 +566,6 @@ request!(
 /// A resource named by an event.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct EventResource {
     pub resource_type: String,
     pub resource_name: String,
@@ -595,7 +574,6 @@ pub struct EventResource {
 /// One event, as CloudTrail's LookupEvents returns it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct LookupEvent {
     pub event_id: String,
     pub event_name: String,
@@ -613,7 +591,6 @@ pub struct LookupEvent {
 /// LookupEvents response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct LookupEventsResponse {
     pub events: Vec<LookupEvent>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -632,7 +609,6 @@ request!(
 /// GetKeyRotationStatus response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct GetKeyRotationStatusResponse {
     pub key_rotation_enabled: bool,
     pub key_id: String,
@@ -647,7 +623,6 @@ pub struct GetKeyRotationStatusResponse {
 /// A response carrying only the key ARN (RotateKeyOnDemand, CancelKeyDeletion).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct KeyIdResponse {
     pub key_id: String,
 }
@@ -655,7 +630,6 @@ pub struct KeyIdResponse {
 /// One completed rotation.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct RotationsListEntry {
     pub key_id: String,
     pub rotation_date: f64,
@@ -665,7 +639,6 @@ pub struct RotationsListEntry {
 /// ListKeyRotations response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct ListKeyRotationsResponse {
     pub rotations: Vec<RotationsListEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -676,7 +649,6 @@ pub struct ListKeyRotationsResponse {
 /// ScheduleKeyDeletion response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct ScheduleKeyDeletionResponse {
     pub key_id: String,
     /// Absent while a dual-authorization request waits for approval.
@@ -692,7 +664,6 @@ pub struct ScheduleKeyDeletionResponse {
 /// Where a dual-authorization deletion stands.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct DualAuthorizationStatus {
     /// `PendingApproval` or `Approved`.
     pub status: String,
@@ -711,7 +682,6 @@ request!(
 /// ClavisAdmin.AdvanceTestClock response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct AdvanceTestClockResponse {
     pub now: f64,
     pub rotated: usize,
@@ -743,7 +713,6 @@ request!(
 /// A user as the administration API shows it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct UserEntry {
     pub user_name: String,
     pub arn: String,
@@ -754,7 +723,6 @@ pub struct UserEntry {
 /// A new access key, with its secret (shown once).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct NewAccessKey {
     pub access_key_id: String,
     pub secret_access_key: String,
@@ -764,7 +732,6 @@ pub struct NewAccessKey {
 /// An account in ClavisAdmin responses.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct AccountEntry {
     pub account_id: String,
     pub account_name: String,
@@ -775,7 +742,6 @@ pub struct AccountEntry {
 /// ClavisAdmin.CreateAccount response: the account and its root access key (shown once).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct CreateAccountResponse {
     pub account: AccountEntry,
     pub access_key: NewAccessKey,
@@ -784,7 +750,6 @@ pub struct CreateAccountResponse {
 /// ClavisAdmin.ListAccounts response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct ListAccountsResponse {
     pub accounts: Vec<AccountEntry>,
 }
@@ -792,7 +757,6 @@ pub struct ListAccountsResponse {
 /// ClavisAdmin.CreateUser response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct CreateUserResponse {
     pub user: UserEntry,
     pub access_key: NewAccessKey,
@@ -801,7 +765,6 @@ pub struct CreateUserResponse {
 /// ClavisAdmin.ListUsers response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct ListUsersResponse {
     pub users: Vec<UserEntry>,
 }
@@ -814,7 +777,6 @@ request!(
 /// GetParametersForImport response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct GetParametersForImportResponse {
     pub key_id: String,
     pub import_token: Blob,
@@ -829,7 +791,6 @@ pub struct GetParametersForImportResponse {
 /// ImportKeyMaterial.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct ImportKeyMaterialRequest {
     pub key_id: Option<String>,
     pub import_token: Option<Blob>,
@@ -879,7 +840,6 @@ request!(
 /// ClavisAdmin.CreateAccessKey response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct CreateAccessKeyResponse {
     pub access_key: NewAccessKey,
 }
@@ -887,7 +847,6 @@ pub struct CreateAccessKeyResponse {
 /// An access key without its secret.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct AccessKeyMetadata {
     pub user_name: String,
     pub access_key_id: String,
@@ -898,7 +857,6 @@ pub struct AccessKeyMetadata {
 /// ClavisAdmin.ListAccessKeys response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
 pub struct ListAccessKeysResponse {
     pub access_key_metadata: Vec<AccessKeyMetadata>,
 }
