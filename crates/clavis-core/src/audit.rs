@@ -308,7 +308,12 @@ fn sanitize(v: &Value, rename: bool) -> Value {
     }
 }
 
+/// CloudTrail's `readOnly`: from the catalogue; for a name outside it (an unknown operation,
+/// refused), by AWS's naming conventions.
 fn is_read_only(op: &str) -> bool {
+    if let Some(known) = crate::Operation::from_name(op) {
+        return known.read_only();
+    }
     op.starts_with("Describe")
         || op.starts_with("List")
         || op.starts_with("Get")

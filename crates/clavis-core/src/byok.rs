@@ -119,7 +119,7 @@ impl Kms {
         caller: &Caller,
         req: GetParametersForImportRequest,
     ) -> Result<GetParametersForImportResponse, KmsError> {
-        self.authorize(caller, "GetParametersForImport")?;
+        self.authorize(caller, crate::Operation::GetParametersForImport)?;
         let alg = validate::required(req.wrapping_algorithm, "wrappingAlgorithm")?;
         validate::one_of(
             &alg,
@@ -182,7 +182,7 @@ impl Kms {
 
     /// ImportKeyMaterial.
     pub async fn import_key_material(&self, caller: &Caller, req: ImportKeyMaterialRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "ImportKeyMaterial")?;
+        self.authorize(caller, crate::Operation::ImportKeyMaterial)?;
         let token = validate::required(req.import_token, "importToken")?;
         let wrapped = validate::required(req.encrypted_key_material, "encryptedKeyMaterial")?;
         validate::blob_len(token.0.len(), "importToken", 1, 6144)?;
@@ -357,7 +357,7 @@ impl Kms {
 
     /// DeleteImportedKeyMaterial: the material is erased and the key returns to PendingImport.
     pub async fn delete_imported_key_material(&self, caller: &Caller, req: KeyIdRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "DeleteImportedKeyMaterial")?;
+        self.authorize(caller, crate::Operation::DeleteImportedKeyMaterial)?;
         let key = self.key_for_no_alias(caller, Access::to("DeleteImportedKeyMaterial"), req.key_id.as_deref(), "keyId").await?;
         Self::require_external(&key)?;
         self.remove_imported_material(&key, "deleted").await?;

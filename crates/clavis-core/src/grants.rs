@@ -20,27 +20,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clavis_store::{GrantRecord, StoreError};
 use std::collections::BTreeMap;
 
-/// The operations a grant may allow (AWS's list, as far as Clavis implements operations).
-const GRANT_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "Sign",
-    "Verify",
-    "GetPublicKey",
-    "CreateGrant",
-    "RetireGrant",
-    "DescribeKey",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "GenerateMac",
-    "VerifyMac",
-    "DeriveSharedSecret",
-];
-
 /// The most grants one key may have (AWS's quota).
 const MAX_GRANTS_PER_KEY: usize = 50_000;
 
@@ -211,7 +190,7 @@ impl Kms {
 
     /// CreateGrant.
     pub async fn create_grant(&self, caller: &Caller, req: CreateGrantRequest) -> Result<CreateGrantResponse, KmsError> {
-        self.authorize(caller, "CreateGrant")?;
+        self.authorize(caller, crate::Operation::CreateGrant)?;
         let grantee = principal(req.grantee_principal, "granteePrincipal")?.ok_or_else(|| {
             KmsError::validation("Value null at 'granteePrincipal' failed to satisfy constraint: Member must not be null")
         })?;
@@ -223,7 +202,7 @@ impl Kms {
             ));
         }
         for op in &operations {
-            validate::one_of(op, "operations.member", GRANT_OPERATIONS)?;
+            validate::one_of(op, "operations.member", &crate::operation::grant_operations())?;
         }
         let mut operations = operations;
         operations.sort();
@@ -297,7 +276,7 @@ impl Kms {
 
     /// ListGrants: the grants of one key.
     pub async fn list_grants(&self, caller: &Caller, req: ListGrantsRequest) -> Result<ListGrantsResponse, KmsError> {
-        self.authorize(caller, "ListGrants")?;
+        self.authorize(caller, crate::Operation::ListGrants)?;
         let limit = validate::limit(req.limit, 50, 100)?;
         let marker = validate::marker(req.marker.as_deref())?;
         if let Some(id) = &req.grant_id {
@@ -322,7 +301,7 @@ impl Kms {
     /// ListRetirableGrants: the grants naming a principal of the caller's account as retiring
     /// principal.
     pub async fn list_retirable_grants(&self, caller: &Caller, req: ListRetirableGrantsRequest) -> Result<ListGrantsResponse, KmsError> {
-        self.authorize(caller, "ListRetirableGrants")?;
+        self.authorize(caller, crate::Operation::ListRetirableGrants)?;
         let limit = validate::limit(req.limit, 50, 100)?;
         let marker = validate::marker(req.marker.as_deref())?;
         let retiring = principal(req.retiring_principal, "retiringPrincipal")?.ok_or_else(|| {
@@ -349,7 +328,7 @@ impl Kms {
     /// principal, to its grantee when RetireGrant is one of its operations, and to an
     /// administrator of the account that issued it or of the key's account.
     pub async fn retire_grant(&self, caller: &Caller, req: RetireGrantRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "RetireGrant")?;
+        self.authorize(caller, crate::Operation::RetireGrant)?;
         let grant = match (&req.grant_token, &req.key_id, &req.grant_id) {
             (Some(token), None, None) => {
                 validate::str_len(token, "grantToken", 1, 8192)?;
@@ -392,7 +371,7 @@ impl Kms {
 
     /// RevokeGrant.
     pub async fn revoke_grant(&self, caller: &Caller, req: RevokeGrantRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "RevokeGrant")?;
+        self.authorize(caller, crate::Operation::RevokeGrant)?;
         let key_id = validate::required(req.key_id.as_deref(), "keyId")?;
         let grant_id = validate::required(req.grant_id.as_deref(), "grantId")?;
         let grant = self.grant_on_key(caller, "RevokeGrant", key_id, grant_id, true).await?;

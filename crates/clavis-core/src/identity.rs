@@ -36,7 +36,7 @@ impl Kms {
     /// ClavisAdmin.CreateUser: a user of the caller's account and its first access key. The
     /// secret is in this response and nowhere else (stored sealed).
     pub async fn create_user(&self, caller: &Caller, req: CreateUserRequest) -> Result<CreateUserResponse, KmsError> {
-        self.authorize(caller, "CreateUser")?;
+        self.authorize(caller, crate::Operation::CreateUser)?;
         let name = validate::required(req.user_name, "userName")?;
         validate::str_len(&name, "userName", 1, 64)?;
         if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)) {
@@ -105,7 +105,7 @@ impl Kms {
     /// administrator; its keys and users are invisible to other accounts except where a key
     /// policy or grant shares a key.
     pub async fn create_account(&self, caller: &Caller, req: CreateAccountRequest) -> Result<CreateAccountResponse, KmsError> {
-        self.authorize(caller, "CreateAccount")?;
+        self.authorize(caller, crate::Operation::CreateAccount)?;
         if self.account_id().await?.as_ref() != Some(&caller.account) {
             return Err(KmsError::AccessDenied(format!(
                 "User: {} is not authorized to perform: clavis:CreateAccount because only the operator's account can create accounts",
@@ -160,7 +160,7 @@ impl Kms {
     /// ClavisAdmin.ListAccounts: the operator's account and those created since (operator
     /// administrators only; another account's administrator sees its own).
     pub async fn list_accounts(&self, caller: &Caller, _req: ListAccountsRequest) -> Result<ListAccountsResponse, KmsError> {
-        self.authorize(caller, "ListAccounts")?;
+        self.authorize(caller, crate::Operation::ListAccounts)?;
         let operator = self.account_id().await?;
         let mut accounts = Vec::new();
         if let Some(op) = &operator {
@@ -183,7 +183,7 @@ impl Kms {
 
     /// ClavisAdmin.ListUsers.
     pub async fn list_users(&self, caller: &Caller, _req: ListUsersRequest) -> Result<ListUsersResponse, KmsError> {
-        self.authorize(caller, "ListUsers")?;
+        self.authorize(caller, crate::Operation::ListUsers)?;
         let users = self
             .store
             .list_users(caller.account.as_str())
@@ -218,7 +218,7 @@ impl Kms {
 
     /// ClavisAdmin.CreateAccessKey.
     pub async fn create_access_key(&self, caller: &Caller, req: CreateAccessKeyRequest) -> Result<CreateAccessKeyResponse, KmsError> {
-        self.authorize(caller, "CreateAccessKey")?;
+        self.authorize(caller, crate::Operation::CreateAccessKey)?;
         let (_, arn) = self.principal_for(caller, req.user_name.as_deref()).await?;
         let (access_key_id, secret) = generate_access_key()?;
         let rec = AccessKeyRecord {
@@ -241,7 +241,7 @@ impl Kms {
 
     /// ClavisAdmin.ListAccessKeys (never the secrets).
     pub async fn list_access_keys(&self, caller: &Caller, req: ListAccessKeysRequest) -> Result<ListAccessKeysResponse, KmsError> {
-        self.authorize(caller, "ListAccessKeys")?;
+        self.authorize(caller, crate::Operation::ListAccessKeys)?;
         let (name, arn) = self.principal_for(caller, req.user_name.as_deref()).await?;
         let keys = self.store.list_access_keys(&arn).await?;
         Ok(ListAccessKeysResponse {
@@ -259,7 +259,7 @@ impl Kms {
 
     /// ClavisAdmin.UpdateAccessKey: `Active` or `Inactive`, effective at once on this node.
     pub async fn update_access_key(&self, caller: &Caller, req: UpdateAccessKeyRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "UpdateAccessKey")?;
+        self.authorize(caller, crate::Operation::UpdateAccessKey)?;
         let id = validate::required(req.access_key_id, "accessKeyId")?;
         let status = validate::required(req.status, "status")?;
         validate::one_of(&status, "status", &["Active", "Inactive"])?;
@@ -280,7 +280,7 @@ impl Kms {
 
     /// ClavisAdmin.DeleteAccessKey.
     pub async fn delete_access_key(&self, caller: &Caller, req: DeleteAccessKeyRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "DeleteAccessKey")?;
+        self.authorize(caller, crate::Operation::DeleteAccessKey)?;
         let id = validate::required(req.access_key_id, "accessKeyId")?;
         if id == caller.access_key_id {
             return Err(KmsError::Validation(

@@ -95,7 +95,7 @@ impl Kms {
 
     /// EnableKeyRotation.
     pub async fn enable_key_rotation(&self, caller: &Caller, req: EnableKeyRotationRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "EnableKeyRotation")?;
+        self.authorize(caller, crate::Operation::EnableKeyRotation)?;
         let days = req.rotation_period_in_days.unwrap_or(365);
         validate::int_range(days, "rotationPeriodInDays", 90, 2560)?;
         let days = u32::try_from(days).unwrap_or(365);
@@ -116,7 +116,7 @@ impl Kms {
 
     /// DisableKeyRotation.
     pub async fn disable_key_rotation(&self, caller: &Caller, req: KeyIdRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "DisableKeyRotation")?;
+        self.authorize(caller, crate::Operation::DisableKeyRotation)?;
         let key = self.key_for_no_alias(caller, Access::to("DisableKeyRotation"), req.key_id.as_deref(), "keyId").await?;
         Self::require_rotatable(&key)?;
         self.update_key(key, |k| {
@@ -132,7 +132,7 @@ impl Kms {
 
     /// GetKeyRotationStatus (imported keys report automatic rotation off).
     pub async fn get_key_rotation_status(&self, caller: &Caller, req: KeyIdRequest) -> Result<GetKeyRotationStatusResponse, KmsError> {
-        self.authorize(caller, "GetKeyRotationStatus")?;
+        self.authorize(caller, crate::Operation::GetKeyRotationStatus)?;
         let key = self.key_for_no_alias(caller, Access::to("GetKeyRotationStatus"), req.key_id.as_deref(), "keyId").await?;
         if key.rec.origin != "EXTERNAL" {
             Self::require_rotatable(&key)?;
@@ -163,7 +163,7 @@ impl Kms {
     /// RotateKeyOnDemand: a new material version now; the automatic schedule is unchanged. For
     /// an imported key the new version is the material staged with ImportType NEW_KEY_MATERIAL.
     pub async fn rotate_key_on_demand(&self, caller: &Caller, req: KeyIdRequest) -> Result<KeyIdResponse, KmsError> {
-        self.authorize(caller, "RotateKeyOnDemand")?;
+        self.authorize(caller, crate::Operation::RotateKeyOnDemand)?;
         let mut key = self.key_for_no_alias(caller, Access::to("RotateKeyOnDemand"), req.key_id.as_deref(), "keyId").await?;
         if key.rec.origin == "EXTERNAL" && key.rec.key_spec == "SYMMETRIC_DEFAULT" {
             Self::require_state(&key, &[KeyState::Enabled])?;
@@ -186,7 +186,7 @@ impl Kms {
 
     /// ListKeyRotations: completed rotations (not the initial material), oldest first.
     pub async fn list_key_rotations(&self, caller: &Caller, req: ListForKeyRequest) -> Result<ListKeyRotationsResponse, KmsError> {
-        self.authorize(caller, "ListKeyRotations")?;
+        self.authorize(caller, crate::Operation::ListKeyRotations)?;
         let limit = validate::limit(req.limit, 100, 1000)?;
         let after = match validate::marker(req.marker.as_deref())? {
             Some(m) => m.parse::<u32>().map_err(|_| KmsError::InvalidMarker)?,
@@ -229,7 +229,7 @@ impl Kms {
         caller: &Caller,
         req: ScheduleKeyDeletionRequest,
     ) -> Result<ScheduleKeyDeletionResponse, KmsError> {
-        self.authorize(caller, "ScheduleKeyDeletion")?;
+        self.authorize(caller, crate::Operation::ScheduleKeyDeletion)?;
         let days = req.pending_window_in_days.unwrap_or(30);
         validate::int_range(days, "pendingWindowInDays", 7, 30)?;
         let window_days = u32::try_from(days).unwrap_or(30);
@@ -308,7 +308,7 @@ impl Kms {
     /// CancelKeyDeletion: PendingDeletion -> Disabled (as AWS does); under dual authorization it
     /// also withdraws a deletion request that waits for approval (the key's state is unchanged).
     pub async fn cancel_key_deletion(&self, caller: &Caller, req: KeyIdRequest) -> Result<KeyIdResponse, KmsError> {
-        self.authorize(caller, "CancelKeyDeletion")?;
+        self.authorize(caller, crate::Operation::CancelKeyDeletion)?;
         let key = self.key_for_no_alias(caller, Access::to("CancelKeyDeletion"), req.key_id.as_deref(), "keyId").await?;
         let key = self
             .update_key(key, |k| {
@@ -331,7 +331,7 @@ impl Kms {
     /// ClavisAdmin.EnableKeyDualAuthorization: from now on deleting the key needs two
     /// principals. Irreversible, so that one principal cannot switch it off and delete alone.
     pub async fn enable_key_dual_authorization(&self, caller: &Caller, req: EnableKeyDualAuthorizationRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "EnableKeyDualAuthorization")?;
+        self.authorize(caller, crate::Operation::EnableKeyDualAuthorization)?;
         let key = self.key_for_no_alias(caller, Access::to("EnableKeyDualAuthorization"), req.key_id.as_deref(), "keyId").await?;
         self.update_key(key, |k| {
             Self::require_state(k, &[KeyState::Enabled, KeyState::Disabled, KeyState::PendingImport])?;

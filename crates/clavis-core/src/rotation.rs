@@ -52,7 +52,7 @@ impl Kms {
     /// migrates into the HSM) and reseals everything under it. Resumes an unfinished rotation
     /// instead of starting another. Operator administrators only.
     pub async fn rotate_master_key(&self, caller: &Caller, req: RotateMasterKeyRequest) -> Result<RotateMasterKeyResponse, KmsError> {
-        self.authorize(caller, "RotateMasterKey")?;
+        self.authorize(caller, crate::Operation::RotateMasterKey)?;
         if self.account_id().await?.as_ref() != Some(&caller.account) {
             return Err(KmsError::AccessDenied(format!(
                 "User: {} is not authorized to perform: clavis:RotateMasterKey because only the operator's account can rotate the master key",

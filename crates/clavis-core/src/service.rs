@@ -6,6 +6,7 @@ use crate::api::*;
 use crate::audit::{self, AuditSink};
 use crate::ciphertext::{self, Header};
 use crate::keys::{Key, KeyCache, MaterialCache, access_key_seal_context, material_seal_context};
+use crate::operation::Operation;
 use crate::policy::Policy;
 use crate::types::{AccountId, AliasName, EncryptionContext, KeyId, KeyRef, KeyState, Region, Role, alias_arn, key_arn};
 use crate::validate;
@@ -101,45 +102,6 @@ pub(crate) fn request_tag_params<'a>(tags: impl Iterator<Item = (&'a str, &'a st
     params
 }
 
-/// The operations whose authorization is decided per key ([`Kms::authorize_key`]), not by the
-/// caller's role up front: a key policy naming the caller, or a grant, allows them without any
-/// role, as a key policy does in AWS without an IAM policy. RetireGrant is decided by the grant
-/// itself (its retiring principal and grantee). Every other operation (CreateKey, ListKeys,
-/// GenerateRandom, the alias operations, ListAliases, ListRetirableGrants, `ClavisAdmin.*`)
-/// needs the role: in AWS these are authorized by IAM policy alone, or (aliases) by IAM policy
-/// on the alias as well as by the key's policy.
-const KEY_OPERATIONS: &[&str] = &[
-    "CancelKeyDeletion",
-    "CreateGrant",
-    "Decrypt",
-    "DeleteImportedKeyMaterial",
-    "DescribeKey",
-    "DisableKey",
-    "DisableKeyRotation",
-    "EnableKey",
-    "EnableKeyRotation",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "GetKeyPolicy",
-    "GetKeyRotationStatus",
-    "GetParametersForImport",
-    "ImportKeyMaterial",
-    "ListGrants",
-    "ListKeyPolicies",
-    "ListKeyRotations",
-    "ListResourceTags",
-    "PutKeyPolicy",
-    "ReEncrypt",
-    "RetireGrant",
-    "RevokeGrant",
-    "RotateKeyOnDemand",
-    "ScheduleKeyDeletion",
-    "TagResource",
-    "UntagResource",
-    "UpdateKeyDescription",
-];
-
 /// The actions whose requests carry `kms:EncryptionAlgorithm`. Clavis refuses every algorithm
 /// but `SYMMETRIC_DEFAULT` before authorization, and AWS gives the key its default value when
 /// the request omits it, so the value is always `SYMMETRIC_DEFAULT`.
@@ -162,24 +124,6 @@ struct LockoutKey<'a> {
     tags: &'a [(String, String)],
     aliases: &'a [String],
 }
-
-/// The operations a principal of another account may perform on a key, when the key's policy
-/// or a grant allows it (the AWS list, restricted to what Clavis implements). Every other
-/// operation names only keys of the caller's own account.
-const CROSS_ACCOUNT_ACTIONS: &[&str] = &[
-    "CreateGrant",
-    "Decrypt",
-    "DescribeKey",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "GetKeyRotationStatus",
-    "ListGrants",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "RetireGrant",
-    "RevokeGrant",
-];
 
 /// An access key with its unsealed secret, for SigV4 verification.
 pub struct Credential {
@@ -474,14 +418,13 @@ impl Kms {
     /// allow it. An operation on a key ([`KEY_OPERATIONS`]) is not refused here: the key's
     /// policy may name the caller, or a grant may allow it, whatever its role, so the role is
     /// weighed with them in [`Kms::authorize_key`].
-    pub(crate) fn authorize(&self, caller: &Caller, operation: &str) -> Result<(), KmsError> {
-        if KEY_OPERATIONS.contains(&operation) || caller.role.allows(operation) {
+    pub(crate) fn authorize(&self, caller: &Caller, operation: Operation) -> Result<(), KmsError> {
+        if operation.on_key() || caller.role.allows_operation(operation) {
             return Ok(());
         }
-        let service =
-            if operation.starts_with(char::is_uppercase) && crate::types::is_admin_operation(operation) { "clavis" } else { "kms" };
+        let (service, name) = (operation.family().service(), operation.name());
         Err(KmsError::AccessDenied(format!(
-            "User: {} is not authorized to perform: {service}:{operation} because no identity-based policy allows the {service}:{operation} action",
+            "User: {} is not authorized to perform: {service}:{name} because no identity-based policy allows the {service}:{name} action",
             caller.principal_arn
         )))
     }
@@ -686,7 +629,7 @@ impl Kms {
     /// ClavisAdmin.Seal: forgets the master key and wipes every unsealed key and credential from
     /// memory; every request is then refused until an operator unseals again.
     pub async fn seal(&self, caller: &Caller, _req: Empty) -> Result<Empty, KmsError> {
-        self.authorize(caller, "Seal")?;
+        self.authorize(caller, Operation::Seal)?;
         // Sealing stops every tenant: only the operator's administrators may.
         if self.account_id().await?.as_ref() != Some(&caller.account) {
             return Err(KmsError::AccessDenied(format!(
@@ -763,7 +706,8 @@ impl Kms {
     /// accounts (authorization then decides).
     async fn resolve(&self, caller: &Caller, action: &str, key_ref: &KeyRef) -> Result<Key, KmsError> {
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
-        let reachable = |a: &str| a == account || CROSS_ACCOUNT_ACTIONS.contains(&action);
+        // The catalogue says which actions may reach another account's key (AWS's list).
+        let reachable = |a: &str| a == account || crate::operation::cross_account_action(action);
         match key_ref {
             KeyRef::Id(id) => self.load_key(account, region, id).await,
             KeyRef::Arn { region: r, account: a, key_id } => {
@@ -931,7 +875,7 @@ impl Kms {
 
     /// CreateKey.
     pub async fn create_key(&self, caller: &Caller, req: CreateKeyRequest) -> Result<KeyMetadataResponse, KmsError> {
-        self.authorize(caller, "CreateKey")?;
+        self.authorize(caller, Operation::CreateKey)?;
         let description = req.description.unwrap_or_default();
         validate::str_len(&description, "description", 0, 8192)?;
         if req.key_spec.is_some() && req.customer_master_key_spec.is_some() {
@@ -1049,7 +993,7 @@ impl Kms {
 
     /// DescribeKey.
     pub async fn describe_key(&self, caller: &Caller, req: DescribeKeyRequest) -> Result<KeyMetadataResponse, KmsError> {
-        self.authorize(caller, "DescribeKey")?;
+        self.authorize(caller, Operation::DescribeKey)?;
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         let key = self.key_for(caller, Access::to("DescribeKey"), req.key_id.as_deref(), "keyId").await?;
         Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) })
@@ -1057,7 +1001,7 @@ impl Kms {
 
     /// ListKeys.
     pub async fn list_keys(&self, caller: &Caller, req: ListKeysRequest) -> Result<ListKeysResponse, KmsError> {
-        self.authorize(caller, "ListKeys")?;
+        self.authorize(caller, Operation::ListKeys)?;
         let limit = validate::limit(req.limit, 100, 1000)?;
         let marker = validate::marker(req.marker.as_deref())?;
         if marker.is_some_and(|m| KeyId::parse(m).is_none()) {
@@ -1074,7 +1018,7 @@ impl Kms {
 
     /// UpdateKeyDescription.
     pub async fn update_key_description(&self, caller: &Caller, req: UpdateKeyDescriptionRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "UpdateKeyDescription")?;
+        self.authorize(caller, Operation::UpdateKeyDescription)?;
         let description = validate::required(req.description, "description")?;
         validate::str_len(&description, "description", 0, 8192)?;
         let key = self.key_for_no_alias(caller, Access::to("UpdateKeyDescription"), req.key_id.as_deref(), "keyId").await?;
@@ -1090,13 +1034,13 @@ impl Kms {
 
     /// EnableKey (Disabled -> Enabled; a no-op when Enabled).
     pub async fn enable_key(&self, caller: &Caller, req: KeyIdRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "EnableKey")?;
+        self.authorize(caller, Operation::EnableKey)?;
         self.set_enabled(caller, req, true).await
     }
 
     /// DisableKey (Enabled -> Disabled; a no-op when Disabled).
     pub async fn disable_key(&self, caller: &Caller, req: KeyIdRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "DisableKey")?;
+        self.authorize(caller, Operation::DisableKey)?;
         self.set_enabled(caller, req, false).await
     }
 
@@ -1197,7 +1141,7 @@ impl Kms {
 
     /// Encrypt.
     pub async fn encrypt(&self, caller: &Caller, req: EncryptRequest) -> Result<EncryptResponse, KmsError> {
-        self.authorize(caller, "Encrypt")?;
+        self.authorize(caller, Operation::Encrypt)?;
         let plaintext = validate::required(req.plaintext, "plaintext")?;
         validate::blob_len(plaintext.0.len(), "plaintext", 1, MAX_PLAINTEXT)?;
         validate::symmetric_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
@@ -1213,7 +1157,7 @@ impl Kms {
     /// older material version also comes back re-encrypted under the key's newest version, with
     /// the same encryption context, in the same call.
     pub async fn decrypt(&self, caller: &Caller, req: DecryptRequest) -> Result<DecryptResponse, KmsError> {
-        self.authorize(caller, "Decrypt")?;
+        self.authorize(caller, Operation::Decrypt)?;
         let blob = validate::required(req.ciphertext_blob, "ciphertextBlob")?;
         validate::symmetric_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
         validate::grant_tokens(req.grant_tokens.as_ref())?;
@@ -1270,7 +1214,7 @@ impl Kms {
     /// ReEncrypt: decrypt under the source key and encrypt under the destination key, without
     /// the plaintext leaving the service.
     pub async fn re_encrypt(&self, caller: &Caller, req: ReEncryptRequest) -> Result<ReEncryptResponse, KmsError> {
-        self.authorize(caller, "ReEncrypt")?;
+        self.authorize(caller, Operation::ReEncrypt)?;
         let blob = validate::required(req.ciphertext_blob, "ciphertextBlob")?;
         let dest_raw = validate::required(req.destination_key_id.as_deref(), "destinationKeyId")?;
         validate::symmetric_algorithm(req.source_encryption_algorithm.as_deref(), "sourceEncryptionAlgorithm")?;
@@ -1313,7 +1257,7 @@ impl Kms {
         req: GenerateDataKeyRequest,
         with_plaintext: bool,
     ) -> Result<GenerateDataKeyResponse, KmsError> {
-        self.authorize(caller, if with_plaintext { "GenerateDataKey" } else { "GenerateDataKeyWithoutPlaintext" })?;
+        self.authorize(caller, if with_plaintext { Operation::GenerateDataKey } else { Operation::GenerateDataKeyWithoutPlaintext })?;
         let len = match (req.number_of_bytes, req.key_spec.as_deref()) {
             (Some(_), Some(_)) | (None, None) => {
                 return Err(KmsError::Validation("Please specify either number of bytes or key spec.".into()));
@@ -1343,7 +1287,7 @@ impl Kms {
 
     /// GenerateRandom.
     pub async fn generate_random(&self, caller: &Caller, req: GenerateRandomRequest) -> Result<GenerateRandomResponse, KmsError> {
-        self.authorize(caller, "GenerateRandom")?;
+        self.authorize(caller, Operation::GenerateRandom)?;
         let n = validate::required(req.number_of_bytes, "numberOfBytes")?;
         validate::int_range(n, "numberOfBytes", 1, 1024)?;
         if req.custom_key_store_id.is_some() {
@@ -1373,7 +1317,7 @@ impl Kms {
 
     /// CreateAlias.
     pub async fn create_alias(&self, caller: &Caller, req: AliasTargetRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "CreateAlias")?;
+        self.authorize(caller, Operation::CreateAlias)?;
         let name = AliasName::parse(validate::required(req.alias_name.as_deref(), "aliasName")?, "aliasName")?;
         let key = self.alias_target(caller, "CreateAlias", req.target_key_id.as_deref()).await?;
         let now = self.clock.now_ms();
@@ -1397,7 +1341,7 @@ impl Kms {
 
     /// UpdateAlias.
     pub async fn update_alias(&self, caller: &Caller, req: AliasTargetRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "UpdateAlias")?;
+        self.authorize(caller, Operation::UpdateAlias)?;
         let name = AliasName::parse(validate::required(req.alias_name.as_deref(), "aliasName")?, "aliasName")?;
         let key = self.alias_target(caller, "UpdateAlias", req.target_key_id.as_deref()).await?;
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
@@ -1413,7 +1357,7 @@ impl Kms {
 
     /// DeleteAlias.
     pub async fn delete_alias(&self, caller: &Caller, req: DeleteAliasRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "DeleteAlias")?;
+        self.authorize(caller, Operation::DeleteAlias)?;
         let name = AliasName::parse(validate::required(req.alias_name.as_deref(), "aliasName")?, "aliasName")?;
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
         self.authorize_alias_target(caller, "DeleteAlias", name.as_str()).await?;
@@ -1426,7 +1370,7 @@ impl Kms {
 
     /// ListAliases, for the account and region or for one key.
     pub async fn list_aliases(&self, caller: &Caller, req: ListAliasesRequest) -> Result<ListAliasesResponse, KmsError> {
-        self.authorize(caller, "ListAliases")?;
+        self.authorize(caller, Operation::ListAliases)?;
         let limit = validate::limit(req.limit, 50, 100)?;
         let marker = validate::marker(req.marker.as_deref())?;
         if marker.is_some_and(|m| !m.starts_with("alias/")) {
@@ -1458,7 +1402,7 @@ impl Kms {
 
     /// TagResource.
     pub async fn tag_resource(&self, caller: &Caller, req: TagResourceRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "TagResource")?;
+        self.authorize(caller, Operation::TagResource)?;
         let tags = validate::tags(&validate::required(req.tags, "tags")?)?;
         let params = request_tag_params(tags.iter().map(|t| (t.key.as_str(), t.value.as_str())));
         let key = self.key_for_no_alias(caller, Access::to("TagResource").with_params(&params), req.key_id.as_deref(), "keyId").await?;
@@ -1476,7 +1420,7 @@ impl Kms {
 
     /// UntagResource.
     pub async fn untag_resource(&self, caller: &Caller, req: UntagResourceRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "UntagResource")?;
+        self.authorize(caller, Operation::UntagResource)?;
         let tag_keys = validate::required(req.tag_keys, "tagKeys")?;
         for k in &tag_keys {
             validate::str_len(k, "tagKeys.member", 1, 128)?;
@@ -1492,7 +1436,7 @@ impl Kms {
 
     /// ListResourceTags.
     pub async fn list_resource_tags(&self, caller: &Caller, req: ListForKeyRequest) -> Result<ListResourceTagsResponse, KmsError> {
-        self.authorize(caller, "ListResourceTags")?;
+        self.authorize(caller, Operation::ListResourceTags)?;
         let limit = validate::limit(req.limit, 50, 50)?;
         let marker = validate::marker(req.marker.as_deref())?;
         let key = self.key_for_no_alias(caller, Access::to("ListResourceTags"), req.key_id.as_deref(), "keyId").await?;
@@ -1510,7 +1454,7 @@ impl Kms {
     /// (unless BypassPolicyLockoutSafetyCheck). In force on this node at once, on others within
     /// the key cache's lifetime (one second).
     pub async fn put_key_policy(&self, caller: &Caller, req: PutKeyPolicyRequest) -> Result<Empty, KmsError> {
-        self.authorize(caller, "PutKeyPolicy")?;
+        self.authorize(caller, Operation::PutKeyPolicy)?;
         let name = req.policy_name.unwrap_or_else(|| "default".to_owned());
         validate::str_len(&name, "policyName", 1, 128)?;
         let doc = validate::required(req.policy, "policy")?;
@@ -1532,7 +1476,7 @@ impl Kms {
 
     /// GetKeyPolicy.
     pub async fn get_key_policy(&self, caller: &Caller, req: GetKeyPolicyRequest) -> Result<GetKeyPolicyResponse, KmsError> {
-        self.authorize(caller, "GetKeyPolicy")?;
+        self.authorize(caller, Operation::GetKeyPolicy)?;
         let name = req.policy_name.unwrap_or_else(|| "default".to_owned());
         validate::str_len(&name, "policyName", 1, 128)?;
         let key = self.key_for_no_alias(caller, Access::to("GetKeyPolicy"), req.key_id.as_deref(), "keyId").await?;
@@ -1544,7 +1488,7 @@ impl Kms {
 
     /// ListKeyPolicies (always `["default"]`, as in AWS).
     pub async fn list_key_policies(&self, caller: &Caller, req: ListForKeyRequest) -> Result<ListKeyPoliciesResponse, KmsError> {
-        self.authorize(caller, "ListKeyPolicies")?;
+        self.authorize(caller, Operation::ListKeyPolicies)?;
         validate::limit(req.limit, 100, 1000)?;
         validate::marker(req.marker.as_deref())?;
         self.key_for_no_alias(caller, Access::to("ListKeyPolicies"), req.key_id.as_deref(), "keyId").await?;
@@ -1555,7 +1499,7 @@ impl Kms {
 
     /// ClavisAdmin.LookupEvents: search the audit log (administrators only).
     pub async fn lookup_events(&self, caller: &Caller, req: LookupEventsRequest) -> Result<LookupEventsResponse, KmsError> {
-        self.authorize(caller, "LookupEvents")?;
+        self.authorize(caller, Operation::LookupEvents)?;
         let max = validate::limit(req.max_results, 50, 50)?;
         let before = match req.next_token.as_deref() {
             None => None,
@@ -1647,7 +1591,7 @@ impl Kms {
     /// ClavisAdmin.AdvanceTestClock: moves the test clock forward and runs the scheduler once.
     /// Refused unless the server was started with the test-only clock.
     pub async fn advance_test_clock(&self, caller: &Caller, req: AdvanceTestClockRequest) -> Result<AdvanceTestClockResponse, KmsError> {
-        self.authorize(caller, "AdvanceTestClock")?;
+        self.authorize(caller, Operation::AdvanceTestClock)?;
         let Some(clock) = &self.test_clock else {
             return Err(KmsError::UnsupportedOperation("The test clock is not enabled on this server.".into()));
         };

@@ -256,54 +256,6 @@ pub enum Role {
     None,
 }
 
-/// What a reader may do.
-const READER_OPS: &[&str] = &[
-    "Encrypt",
-    "Decrypt",
-    "ReEncrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "GenerateRandom",
-    "DescribeKey",
-    "ListKeys",
-    "ListAliases",
-    "ListResourceTags",
-    "GetKeyPolicy",
-    "ListKeyPolicies",
-    "GetKeyRotationStatus",
-    "ListKeyRotations",
-    "ListGrants",
-    "ListRetirableGrants",
-    "RetireGrant",
-];
-/// What a writer may do beyond a reader.
-const WRITER_OPS: &[&str] = &[
-    "CreateKey",
-    "UpdateKeyDescription",
-    "CreateAlias",
-    "UpdateAlias",
-    "DeleteAlias",
-    "TagResource",
-    "UntagResource",
-    "GetParametersForImport",
-    "ImportKeyMaterial",
-];
-/// What a manager may do beyond a writer.
-const MANAGER_OPS: &[&str] = &[
-    "EnableKey",
-    "DisableKey",
-    "ScheduleKeyDeletion",
-    "CancelKeyDeletion",
-    "EnableKeyRotation",
-    "DisableKeyRotation",
-    "RotateKeyOnDemand",
-    "DeleteImportedKeyMaterial",
-    "PutKeyPolicy",
-    "EnableKeyDualAuthorization",
-    "CreateGrant",
-    "RevokeGrant",
-];
-
 impl Role {
     /// Every role's name, from the most to the least privileged.
     pub const NAMES: &'static [&'static str] = &["admin", "manager", "writer", "reader", "none"];
@@ -336,39 +288,28 @@ impl Role {
         self == Role::Admin
     }
 
-    /// Whether the role may call `operation` (the AWS or Clavis operation name).
-    pub fn allows(self, operation: &str) -> bool {
-        let reader = READER_OPS.contains(&operation);
-        let writer = reader || WRITER_OPS.contains(&operation);
-        let manager = writer || MANAGER_OPS.contains(&operation);
+    /// How much the role allows: each role allows what the ones below it do.
+    fn rank(self) -> u8 {
         match self {
-            Role::Admin => true,
-            Role::Manager => manager,
-            Role::Writer => writer,
-            Role::Reader => reader,
-            Role::None => false,
+            Role::Admin => 4,
+            Role::Manager => 3,
+            Role::Writer => 2,
+            Role::Reader => 1,
+            Role::None => 0,
         }
     }
-}
 
-/// Operations of the administration API (`ClavisAdmin.*`).
-pub fn is_admin_operation(operation: &str) -> bool {
-    matches!(
-        operation,
-        "CreateAccount"
-            | "ListAccounts"
-            | "Seal"
-            | "RotateMasterKey"
-            | "CreateUser"
-            | "ListUsers"
-            | "CreateAccessKey"
-            | "ListAccessKeys"
-            | "UpdateAccessKey"
-            | "DeleteAccessKey"
-            | "LookupEvents"
-            | "AdvanceTestClock"
-            | "EnableKeyDualAuthorization"
-    )
+    /// Whether the role may call `operation` (the catalogue's `min_role`).
+    pub fn allows_operation(self, operation: crate::Operation) -> bool {
+        self.rank() >= operation.spec().min_role.rank()
+    }
+
+    /// Whether the role may call the operation named `operation` (an AWS or Clavis operation
+    /// name; a policy action's operation is [`crate::Operation::for_action`]'s). An
+    /// administrator may do anything; other roles nothing outside the catalogue.
+    pub fn allows(self, operation: &str) -> bool {
+        self == Role::Admin || crate::Operation::from_name(operation).is_some_and(|op| self.allows_operation(op))
+    }
 }
 
 /// The AWS key states Clavis uses.
@@ -425,7 +366,7 @@ mod tests {
 
     #[test]
     fn roles_nest() {
-        for op in READER_OPS.iter().chain(WRITER_OPS).chain(MANAGER_OPS) {
+        for op in crate::Operation::ALL.iter().filter(|o| o.spec().min_role != Role::Admin).map(|o| o.name()) {
             assert!(Role::Admin.allows(op) && Role::Manager.allows(op), "{op}");
         }
         assert!(Role::Reader.allows("Decrypt") && !Role::Reader.allows("CreateKey") && !Role::Reader.allows("DisableKey"));

@@ -15,7 +15,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use clavis_core::audit::{self, AuditParams, Outcome, RequestEvent};
-use clavis_core::{Caller, Kms, KmsError};
+use clavis_core::operation::Family;
+use clavis_core::{Caller, Kms, KmsError, Operation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -128,21 +129,24 @@ fn serialization_message(e: &serde_json::Error) -> String {
     }
 }
 
-async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], rewrap: bool, rec: &mut Recorded) -> Result<Vec<u8>, KmsError> {
+/// Runs one operation of the catalogue. The match is exhaustive: an operation added to the
+/// catalogue without its dispatch does not compile.
+async fn dispatch(kms: &Kms, caller: &Caller, op: Operation, body: &[u8], rewrap: bool, rec: &mut Recorded) -> Result<Vec<u8>, KmsError> {
+    let operation = op.name();
     macro_rules! op {
         ($method:ident) => {
             call(body, operation, rec, |req| kms.$method(caller, req)).await
         };
     }
-    match operation {
-        "CreateKey" => op!(create_key),
-        "DescribeKey" => op!(describe_key),
-        "ListKeys" => op!(list_keys),
-        "UpdateKeyDescription" => op!(update_key_description),
-        "EnableKey" => op!(enable_key),
-        "DisableKey" => op!(disable_key),
-        "Encrypt" => op!(encrypt),
-        "Decrypt" => {
+    match op {
+        Operation::CreateKey => op!(create_key),
+        Operation::DescribeKey => op!(describe_key),
+        Operation::ListKeys => op!(list_keys),
+        Operation::UpdateKeyDescription => op!(update_key_description),
+        Operation::EnableKey => op!(enable_key),
+        Operation::DisableKey => op!(disable_key),
+        Operation::Encrypt => op!(encrypt),
+        Operation::Decrypt => {
             // The re-wrap header changes what Decrypt does (a new ciphertext): the record says so.
             let recorded = call(body, operation, rec, |mut req: clavis_core::api::DecryptRequest| {
                 req.rewrap = rewrap;
@@ -154,60 +158,59 @@ async fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], rewr
             }
             recorded
         }
-        "ReEncrypt" => op!(re_encrypt),
-        "GenerateDataKey" => call(body, operation, rec, |req| kms.generate_data_key(caller, req, true)).await,
-        "GenerateDataKeyWithoutPlaintext" => call(body, operation, rec, |req| kms.generate_data_key(caller, req, false)).await,
-        "GenerateRandom" => op!(generate_random),
-        "CreateAlias" => op!(create_alias),
-        "UpdateAlias" => op!(update_alias),
-        "DeleteAlias" => op!(delete_alias),
-        "ListAliases" => op!(list_aliases),
-        "TagResource" => op!(tag_resource),
-        "UntagResource" => op!(untag_resource),
-        "ListResourceTags" => op!(list_resource_tags),
-        "GetKeyPolicy" => op!(get_key_policy),
-        "ListKeyPolicies" => op!(list_key_policies),
-        "PutKeyPolicy" => op!(put_key_policy),
-        "CreateGrant" => op!(create_grant),
-        "ListGrants" => op!(list_grants),
-        "ListRetirableGrants" => op!(list_retirable_grants),
-        "RetireGrant" => op!(retire_grant),
-        "RevokeGrant" => op!(revoke_grant),
-        "EnableKeyRotation" => op!(enable_key_rotation),
-        "DisableKeyRotation" => op!(disable_key_rotation),
-        "GetKeyRotationStatus" => op!(get_key_rotation_status),
-        "RotateKeyOnDemand" => op!(rotate_key_on_demand),
-        "ListKeyRotations" => op!(list_key_rotations),
-        "ScheduleKeyDeletion" => op!(schedule_key_deletion),
-        "CancelKeyDeletion" => op!(cancel_key_deletion),
-        "GetParametersForImport" => op!(get_parameters_for_import),
-        "ImportKeyMaterial" => op!(import_key_material),
-        "DeleteImportedKeyMaterial" => op!(delete_imported_key_material),
-        other => Err(KmsError::UnknownOperation(format!("Operation {other} is not supported by this Clavis version."))),
+        Operation::ReEncrypt => op!(re_encrypt),
+        Operation::GenerateDataKey => call(body, operation, rec, |req| kms.generate_data_key(caller, req, true)).await,
+        Operation::GenerateDataKeyWithoutPlaintext => call(body, operation, rec, |req| kms.generate_data_key(caller, req, false)).await,
+        Operation::GenerateRandom => op!(generate_random),
+        Operation::CreateAlias => op!(create_alias),
+        Operation::UpdateAlias => op!(update_alias),
+        Operation::DeleteAlias => op!(delete_alias),
+        Operation::ListAliases => op!(list_aliases),
+        Operation::TagResource => op!(tag_resource),
+        Operation::UntagResource => op!(untag_resource),
+        Operation::ListResourceTags => op!(list_resource_tags),
+        Operation::GetKeyPolicy => op!(get_key_policy),
+        Operation::ListKeyPolicies => op!(list_key_policies),
+        Operation::PutKeyPolicy => op!(put_key_policy),
+        Operation::CreateGrant => op!(create_grant),
+        Operation::ListGrants => op!(list_grants),
+        Operation::ListRetirableGrants => op!(list_retirable_grants),
+        Operation::RetireGrant => op!(retire_grant),
+        Operation::RevokeGrant => op!(revoke_grant),
+        Operation::EnableKeyRotation => op!(enable_key_rotation),
+        Operation::DisableKeyRotation => op!(disable_key_rotation),
+        Operation::GetKeyRotationStatus => op!(get_key_rotation_status),
+        Operation::RotateKeyOnDemand => op!(rotate_key_on_demand),
+        Operation::ListKeyRotations => op!(list_key_rotations),
+        Operation::ScheduleKeyDeletion => op!(schedule_key_deletion),
+        Operation::CancelKeyDeletion => op!(cancel_key_deletion),
+        Operation::GetParametersForImport => op!(get_parameters_for_import),
+        Operation::ImportKeyMaterial => op!(import_key_material),
+        Operation::DeleteImportedKeyMaterial => op!(delete_imported_key_material),
+        Operation::LookupEvents => op!(lookup_events),
+        Operation::AdvanceTestClock => op!(advance_test_clock),
+        Operation::CreateAccount => op!(create_account),
+        Operation::ListAccounts => op!(list_accounts),
+        Operation::CreateUser => op!(create_user),
+        Operation::ListUsers => op!(list_users),
+        Operation::CreateAccessKey => op!(create_access_key),
+        Operation::ListAccessKeys => op!(list_access_keys),
+        Operation::UpdateAccessKey => op!(update_access_key),
+        Operation::DeleteAccessKey => op!(delete_access_key),
+        Operation::EnableKeyDualAuthorization => op!(enable_key_dual_authorization),
+        Operation::Seal => op!(seal),
+        Operation::RotateMasterKey => op!(rotate_master_key),
     }
 }
 
-async fn dispatch_admin(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], rec: &mut Recorded) -> Result<Vec<u8>, KmsError> {
-    macro_rules! op {
-        ($method:ident) => {
-            call(body, operation, rec, |req| kms.$method(caller, req)).await
-        };
-    }
-    match operation {
-        "LookupEvents" => op!(lookup_events),
-        "AdvanceTestClock" => op!(advance_test_clock),
-        "CreateAccount" => op!(create_account),
-        "ListAccounts" => op!(list_accounts),
-        "CreateUser" => op!(create_user),
-        "ListUsers" => op!(list_users),
-        "CreateAccessKey" => op!(create_access_key),
-        "ListAccessKeys" => op!(list_access_keys),
-        "UpdateAccessKey" => op!(update_access_key),
-        "DeleteAccessKey" => op!(delete_access_key),
-        "EnableKeyDualAuthorization" => op!(enable_key_dual_authorization),
-        "Seal" => op!(seal),
-        "RotateMasterKey" => op!(rotate_master_key),
-        other => Err(KmsError::UnknownOperation(format!("Administration operation {other} does not exist."))),
+/// The error for a target that names no operation of the catalogue, in the words of its family.
+fn unknown_target(target: &str) -> KmsError {
+    if let Some(name) = target.strip_prefix(ADMIN_PREFIX) {
+        KmsError::UnknownOperation(format!("Administration operation {name} does not exist."))
+    } else if let Some(name) = target.strip_prefix(TARGET_PREFIX) {
+        KmsError::UnknownOperation(format!("Operation {name} is not supported by this Clavis version."))
+    } else {
+        KmsError::UnknownOperation(format!("The X-Amz-Target header must name a TrentService operation, not '{target}'."))
     }
 }
 
@@ -241,7 +244,8 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
     let (parts, body) = req.into_parts();
     let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let is_admin = target.starts_with(ADMIN_PREFIX);
+    let known = Operation::from_target(target);
+    let is_admin = known.map_or(target.starts_with(ADMIN_PREFIX), |op| op.family() == Family::Admin);
     let operation = target.strip_prefix(TARGET_PREFIX).or_else(|| target.strip_prefix(ADMIN_PREFIX)).unwrap_or(target);
     let claimed = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|h| clavis_sigv4::Authorization::parse(h).ok());
     let event = RequestEvent {
@@ -258,7 +262,7 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
         .kms
         .audited(&event, async {
             let mut rec = Recorded::default();
-            let result = serve_request(&state, &parts, body, target, operation, &mut rec).await;
+            let result = serve_request(&state, &parts, body, target, &mut rec).await;
             rec.outcome(result)
         })
         .await;
@@ -280,14 +284,7 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
     }
 }
 
-async fn serve_request(
-    state: &AppState,
-    parts: &Parts,
-    body: Body,
-    target: &str,
-    operation: &str,
-    rec: &mut Recorded,
-) -> Result<Vec<u8>, KmsError> {
+async fn serve_request(state: &AppState, parts: &Parts, body: Body, target: &str, rec: &mut Recorded) -> Result<Vec<u8>, KmsError> {
     let (body, _in_flight) = read_body(state, parts, body).await?;
     let mut caller = match auth::authenticate(&state.kms, &state.config, parts, &body, now_secs()).await {
         Ok(c) => c,
@@ -304,16 +301,11 @@ async fn serve_request(
     };
     caller.secure_transport = parts.extensions.get::<crate::listener::SecureTransport>().is_some_and(|s| s.0);
     let caller = rec.caller.insert(caller).clone();
-    if target.starts_with(ADMIN_PREFIX) {
-        return dispatch_admin(&state.kms, &caller, operation, &body, rec).await;
-    }
-    if !target.starts_with(TARGET_PREFIX) {
-        return Err(KmsError::UnknownOperation(format!("The X-Amz-Target header must name a TrentService operation, not '{target}'.")));
-    }
+    let op = Operation::from_target(target).ok_or_else(|| unknown_target(target))?;
     // Re-wrap on unwrap is asked for with a header, so that an unmodified AWS client can
     // opt in from an event hook without changing the request body.
     let rewrap = parts.headers.get("x-clavis-rewrap").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-    dispatch(&state.kms, &caller, operation, &body, rewrap, rec).await
+    dispatch(&state.kms, &caller, op, &body, rewrap, rec).await
 }
 
 /// `GET /operator/status`: the root of trust's provider, sealed state, master-key version and

@@ -110,7 +110,8 @@ fn no_ignored_or_should_panic_tests() {
 }
 
 /// Invariant: authorization is decided in the core for every operation. Every public core
-/// operation that takes a caller checks the caller's role first.
+/// operation that takes a caller begins with the identity step for its catalogue entry
+/// (`self.authorize(caller, Operation::X)`: a typo in the operation does not compile).
 #[test]
 fn every_core_operation_authorizes_first() {
     let mut files = Vec::new();
@@ -126,7 +127,9 @@ fn every_core_operation_authorizes_first() {
             if signature.contains("caller: &Caller") {
                 let first_line = after[body_start + 2..].lines().next().unwrap_or_default().trim();
                 assert!(
-                    first_line.starts_with("self.authorize(caller,"),
+                    first_line.starts_with("self.authorize(caller, Operation::")
+                        || first_line.starts_with("self.authorize(caller, crate::Operation::")
+                        || first_line.starts_with("self.authorize(caller, if with_plaintext { Operation::"),
                     "{}: {} does not authorize first",
                     f.display(),
                     signature.lines().next().unwrap_or_default()
@@ -137,4 +140,42 @@ fn every_core_operation_authorizes_first() {
         }
     }
     assert!(checked > 30, "found only {checked} operations");
+}
+
+/// The catalogue (`clavis-core/src/operation.rs`) is the one list of operations: each one is
+/// documented in docs/api.md, and no other module keeps a list of operation names.
+#[test]
+fn the_catalogue_is_the_one_list_of_operations() {
+    let catalogue = std::fs::read_to_string(workspace().join("crates/clavis-core/src/operation.rs")).unwrap();
+    let names: Vec<&str> = catalogue
+        .lines()
+        .filter_map(|l| l.strip_prefix("    ")?.split_once(": Kms,").or_else(|| l.strip_prefix("    ")?.split_once(": Admin,")))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(names.len() > 40, "catalogue entries found: {names:?}");
+    let api = std::fs::read_to_string(workspace().join("docs/api.md")).unwrap();
+    for name in &names {
+        assert!(api.contains(name), "{name} is not documented in docs/api.md");
+    }
+    // The lists the catalogue replaced must not come back.
+    let mut files = Vec::new();
+    rust_files(&workspace().join("crates"), &mut files);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for old in [
+            "READER_OPS",
+            "WRITER_OPS",
+            "MANAGER_OPS",
+            "CROSS_ACCOUNT_ACTIONS",
+            "GRANT_OPERATIONS",
+            "KEY_OPERATIONS",
+            "fn is_admin_operation",
+        ] {
+            assert!(
+                !text.contains(&format!("const {old}")) && !text.contains(&format!("{old}(")) || f.ends_with("tidy.rs"),
+                "{}: {old}",
+                f.display()
+            );
+        }
+    }
 }
