@@ -55,6 +55,50 @@ impl Serialize for SecretBlob {
     }
 }
 
+/// A secret string member: an access key's secret, an unseal share. Zeroized on drop, redacted
+/// in `Debug`, read through [`SecretText::expose_secret`], never in an audit record (its
+/// member names are in `audit::REDACTED_MEMBERS`, which the tidy test checks).
+#[derive(Clone)]
+pub struct SecretText(SecretBytes);
+
+impl SecretText {
+    /// Takes ownership of `text`.
+    pub fn new(text: String) -> SecretText {
+        SecretText(SecretBytes::new(text.into_bytes()))
+    }
+
+    /// The secret text. Every call site is a place where the secret leaves its type.
+    pub fn expose_secret(&self) -> &str {
+        // Built only from `String`s, so always UTF-8; an empty string is the safe fallback.
+        std::str::from_utf8(self.0.expose_secret()).unwrap_or_default()
+    }
+}
+
+impl From<String> for SecretText {
+    fn from(text: String) -> SecretText {
+        SecretText::new(text)
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText([REDACTED])")
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SecretText::new)
+    }
+}
+
+impl Serialize for SecretText {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The response that returns the secret (once) is the only place it is written.
+        s.serialize_str(self.expose_secret())
+    }
+}
+
 /// An encryption context member.
 pub type ContextMap = BTreeMap<String, String>;
 
@@ -342,7 +386,7 @@ pub struct RotateMasterKeyResponse {
     pub resealed: u64,
     /// A rotation into Shamir: the new master key's shares, shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shares: Option<Vec<String>>,
+    pub shares: Option<Vec<SecretText>>,
     /// A rotation into Shamir: the version made but not yet in use (the next
     /// RotateMasterKey switches to it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -371,7 +415,7 @@ audit_params!(OperatorInitRequest { shares, threshold });
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct OperatorInitResponse {
-    pub shares: Vec<String>,
+    pub shares: Vec<SecretText>,
     pub threshold: u8,
 }
 
@@ -379,7 +423,7 @@ pub struct OperatorInitResponse {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct OperatorUnsealRequest {
-    pub share: Option<String>,
+    pub share: Option<SecretText>,
     /// The unseal's nonce, returned with its first share; every later share must carry it.
     pub nonce: Option<String>,
 }
@@ -725,7 +769,7 @@ pub struct UserEntry {
 #[serde(rename_all = "PascalCase")]
 pub struct NewAccessKey {
     pub access_key_id: String,
-    pub secret_access_key: String,
+    pub secret_access_key: SecretText,
     pub status: String,
 }
 

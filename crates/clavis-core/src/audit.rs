@@ -229,6 +229,12 @@ impl AuditValue for crate::api::Blob {
         None
     }
 }
+/// Secrets (access-key secrets, unseal shares) are never recorded.
+impl AuditValue for crate::api::SecretText {
+    fn audit_value(&self) -> Option<Value> {
+        None
+    }
+}
 /// Plaintexts are never recorded.
 impl AuditValue for crate::api::SecretBlob {
     fn audit_value(&self) -> Option<Value> {

@@ -77,7 +77,7 @@ impl Kms {
             user: UserEntry { user_name: name, arn, create_date: secs(now), role },
             access_key: NewAccessKey {
                 access_key_id,
-                secret_access_key: String::from_utf8_lossy(secret.expose_secret()).into_owned(),
+                secret_access_key: String::from_utf8_lossy(secret.expose_secret()).into_owned().into(),
                 status: "Active".to_owned(),
             },
         })
@@ -151,7 +151,7 @@ impl Kms {
             account: AccountEntry { arn: account_id.root_arn(), account_id: record.account_id, account_name: name, create_date: secs(now) },
             access_key: NewAccessKey {
                 access_key_id,
-                secret_access_key: String::from_utf8_lossy(secret.expose_secret()).into_owned(),
+                secret_access_key: String::from_utf8_lossy(secret.expose_secret()).into_owned().into(),
                 status: "Active".to_owned(),
             },
         })
@@ -233,7 +233,7 @@ impl Kms {
         Ok(CreateAccessKeyResponse {
             access_key: NewAccessKey {
                 access_key_id,
-                secret_access_key: String::from_utf8_lossy(secret.expose_secret()).into_owned(),
+                secret_access_key: String::from_utf8_lossy(secret.expose_secret()).into_owned().into(),
                 status: "Active".to_owned(),
             },
         })

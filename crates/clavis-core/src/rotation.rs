@@ -93,7 +93,7 @@ impl Kms {
                     return Ok(RotateMasterKeyResponse {
                         master_key_version: self.root.status().master_key_version,
                         resealed: 0,
-                        shares: prepared.shares,
+                        shares: prepared.shares.map(|v| v.into_iter().map(crate::api::SecretText::new).collect()),
                         pending_version: Some(new_version),
                     });
                 }

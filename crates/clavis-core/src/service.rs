@@ -575,7 +575,7 @@ impl Kms {
             return Err(KmsError::Validation("Need 2 <= Threshold <= Shares <= 255.".into()));
         }
         let shares = self.root.init_shares(shares, threshold).map_err(Self::operator_error)?;
-        Ok(OperatorInitResponse { shares, threshold })
+        Ok(OperatorInitResponse { shares: shares.into_iter().map(SecretText::new).collect(), threshold })
     }
 
     /// Submits one unseal share. Unauthenticated (the share is the credential).
@@ -612,7 +612,7 @@ impl Kms {
                     ));
                 }
             };
-            let submitted = self.root.submit_share(&share).map_err(Self::operator_error);
+            let submitted = self.root.submit_share(share.expose_secret()).map_err(Self::operator_error);
             if submitted.is_err() && self.root.status().progress == 0 || !self.root.is_sealed() {
                 *session = None;
             }

@@ -179,3 +179,30 @@ fn the_catalogue_is_the_one_list_of_operations() {
         }
     }
 }
+
+/// Every secret member of the API shapes (typed `SecretText` or `SecretBlob`) is in the audit's
+/// redaction list, so a response that returns it once never has it copied into a record.
+#[test]
+fn every_secret_member_is_redacted_from_records() {
+    let api = std::fs::read_to_string(workspace().join("crates/clavis-core/src/api.rs")).unwrap();
+    let audit = std::fs::read_to_string(workspace().join("crates/clavis-core/src/audit.rs")).unwrap();
+    let list_start = audit.find("pub const REDACTED_MEMBERS").unwrap();
+    let list = &audit[list_start..list_start + audit[list_start..].find("];").unwrap()];
+    let mut checked = 0;
+    let lines: Vec<&str> = api.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let line = line.trim();
+        let Some(field) = line.strip_prefix("pub ").and_then(|l| l.split_once(':')) else { continue };
+        if !(field.1.contains("SecretText") || field.1.contains("SecretBlob")) || field.0.contains(' ') {
+            continue;
+        }
+        // The member's wire name: a `#[serde(rename = "...")]` just above, or PascalCase.
+        let renamed = lines[..i].iter().rev().take(3).find_map(|l| l.trim().strip_prefix("#[serde(rename = \"")?.split('"').next());
+        let wire: String = renamed.map(str::to_owned).unwrap_or_else(|| {
+            field.0.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect()
+        });
+        assert!(list.contains(&format!("\"{wire}\"")), "secret member {wire} (api.rs line {}) is not in REDACTED_MEMBERS", i + 1);
+        checked += 1;
+    }
+    assert!(checked >= 5, "found only {checked} secret members");
+}
