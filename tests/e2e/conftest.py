@@ -28,6 +28,12 @@ ACCOUNT = "111122223333"
 AKID = "AKIACLAVISTESTADMIN1"
 SECRET = "clavis-test-secret-0123456789abcdefghijk"
 REGION = "us-east-1"
+# The longest a node serves a key record, or an access key's secret and status, from memory
+# (ARCHITECTURE.md, "Caches": KEY_CACHE_TTL and CREDENTIAL_CACHE_TTL, 0.9 s). A change made
+# through one node is in force on the others once this has passed since it was acknowledged.
+CACHE_LIFETIME_SECONDS = 0.9
+# What a test waits for that: the lifetime plus a margin for the request in flight.
+CACHE_WAIT_SECONDS = CACHE_LIFETIME_SECONDS + 0.1
 
 
 def free_port():

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ROOT, Server, error_code, free_port
+from conftest import CACHE_WAIT_SECONDS, ROOT, Server, error_code, free_port
 
 PG_SCRIPT = ROOT / "scripts" / "pg-cluster.sh"
 
@@ -102,11 +102,11 @@ def test_three_nodes_serve_one_database(three_nodes):
 
     # Disable on A: refused on B within one second (the key cache lasts at most one second).
     a.disable_key(KeyId=key)
-    time.sleep(1.0)
+    time.sleep(CACHE_WAIT_SECONDS)
     assert refused(lambda: b.encrypt(KeyId=key, Plaintext=b"x")) == "DisabledException"
     assert refused(lambda: c.decrypt(CiphertextBlob=blob)) == "DisabledException"
     c.enable_key(KeyId=key)
-    time.sleep(1.0)
+    time.sleep(CACHE_WAIT_SECONDS)
     assert a.decrypt(CiphertextBlob=blob)["Plaintext"] == b"across nodes"
 
     # Rotation on B: A decrypts the new version's ciphertexts at once (a newer version in a blob
@@ -120,7 +120,7 @@ def test_three_nodes_serve_one_database(three_nodes):
     policy = json.loads(a.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
     policy["Statement"].append({"Effect": "Deny", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*"})
     c.put_key_policy(KeyId=key, PolicyName="default", Policy=json.dumps(policy))
-    time.sleep(1.0)
+    time.sleep(CACHE_WAIT_SECONDS)
     assert refused(lambda: a.encrypt(KeyId=key, Plaintext=b"x")) == "AccessDeniedException"
 
     # A grant made on A works on B at once (grants are never cached).
@@ -138,12 +138,12 @@ def test_three_nodes_serve_one_database(three_nodes):
 
     # Access key deactivation on A: refused on B within one second.
     three_nodes[0].raw("ClavisAdmin.UpdateAccessKey", json.dumps({"AccessKeyId": user["AccessKey"]["AccessKeyId"], "Status": "Inactive"}))
-    time.sleep(1.0)
+    time.sleep(CACHE_WAIT_SECONDS)
     assert refused(lambda: app_on_b.list_keys()) == "UnrecognizedClientException"
 
     # Deletion scheduled on C is seen on A; cancelled on B.
     c.schedule_key_deletion(KeyId=k2, PendingWindowInDays=7)
-    time.sleep(1.0)
+    time.sleep(CACHE_WAIT_SECONDS)
     assert a.describe_key(KeyId=k2)["KeyMetadata"]["KeyState"] == "PendingDeletion"
     b.cancel_key_deletion(KeyId=k2)
 
