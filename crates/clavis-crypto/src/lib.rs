@@ -2,7 +2,8 @@
 //!
 //! It owns: secret byte buffers that zeroize on drop and never print ([`SecretBytes`]),
 //! AES-256-GCM ([`aead`]), SHA-256 and HMAC-SHA256 ([`digest`]), the system random number
-//! generator ([`random`]) and the root of trust that seals key material at rest ([`seal`]).
+//! generator ([`random`]) and the root of trust that seals key material at rest ([`seal`]; an
+//! HSM through PKCS#11 in `pkcs11`, with the default `pkcs11` feature).
 //!
 //! It must not know about keys, ciphertext blobs, storage or the wire protocol: those belong to
 //! `clavis-core`. Nothing from aws-lc-rs appears in its public API, so a different backend could
@@ -12,6 +13,7 @@ pub mod aead;
 pub mod digest;
 mod error;
 pub mod import;
+#[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 pub mod random;
 pub mod seal;

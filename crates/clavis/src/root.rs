@@ -1,12 +1,28 @@
 //! Choosing and opening the root of trust from the command line (shared by `clavis serve` and
 //! the offline `clavis audit` commands).
+//!
+//! PKCS#11 is the `pkcs11` cargo feature (on by default). A binary built without it still
+//! accepts `--root-of-trust pkcs11` and its options, and refuses them when an HSM would be
+//! opened, with an error naming the missing feature.
 
 use anyhow::{Context, bail};
+#[cfg(feature = "pkcs11")]
 use clavis_crypto::SecretBytes;
+#[cfg(feature = "pkcs11")]
 use clavis_crypto::pkcs11::{Pkcs11Config, Pkcs11Token};
 use clavis_crypto::seal::{LocalKeyFile, RootOfTrust};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// An open, logged-in HSM session: the master keys of the `pkcs11` root of trust are found in it
+/// by label ([`RootArgs::hsm_key`]).
+#[cfg(feature = "pkcs11")]
+pub type Hsm = Pkcs11Token;
+
+/// Without the `pkcs11` feature no HSM can be opened, so none exists: the type has no values.
+#[cfg(not(feature = "pkcs11"))]
+#[derive(Debug, Clone)]
+pub enum Hsm {}
 
 /// The master key file inside a data directory (the `file` root of trust).
 pub const MASTER_KEY_FILE: &str = "master.key";
@@ -53,6 +69,7 @@ pub struct RootArgs {
 }
 
 impl RootArgs {
+    #[cfg(feature = "pkcs11")]
     fn pin(&self) -> anyhow::Result<SecretBytes> {
         if let Some(path) = &self.pkcs11_pin_file {
             let bytes = std::fs::read(path).with_context(|| format!("reading the PIN file {}", path.display()))?;
@@ -66,7 +83,8 @@ impl RootArgs {
 
     /// Opens (and logs in to) the PKCS#11 token; its keys are found by label
     /// ([`RootArgs::hsm_label`]).
-    pub fn open_pkcs11(&self) -> anyhow::Result<Pkcs11Token> {
+    #[cfg(feature = "pkcs11")]
+    pub fn open_pkcs11(&self) -> anyhow::Result<Hsm> {
         let module = self.pkcs11_module.clone().context("--pkcs11-module (or CLAVIS_PKCS11_MODULE) is needed")?;
         if self.pkcs11_token_label.is_none() && self.pkcs11_slot.is_none() {
             bail!("name the token: --pkcs11-token-label or --pkcs11-slot");
@@ -81,7 +99,36 @@ impl RootArgs {
         Pkcs11Token::open(&config).context("opening the PKCS#11 root of trust")
     }
 
+    /// Refuses, before anything is created, a root of trust this binary was built without.
+    pub fn check_available(&self) -> anyhow::Result<()> {
+        if self.root_of_trust == RootKind::Pkcs11 && !cfg!(feature = "pkcs11") {
+            self.open_pkcs11()?;
+        }
+        Ok(())
+    }
+
+    /// Without the `pkcs11` feature: the error that says so.
+    #[cfg(not(feature = "pkcs11"))]
+    pub fn open_pkcs11(&self) -> anyhow::Result<Hsm> {
+        bail!(
+            "this clavis was built without PKCS#11 support (the `pkcs11` cargo feature), so --root-of-trust pkcs11 is unavailable: build it with its default features"
+        )
+    }
+
+    /// Master-key version `version` in the HSM (created, non-extractable, if `create` and the
+    /// token has none).
+    pub fn hsm_key(&self, hsm: &Hsm, version: u32, create: bool) -> Result<Arc<dyn RootOfTrust>, clavis_crypto::CryptoError> {
+        #[cfg(feature = "pkcs11")]
+        return Ok(Arc::new(hsm.key(&self.hsm_label(version), version, create)?));
+        #[cfg(not(feature = "pkcs11"))]
+        {
+            let _ = (version, create);
+            match *hsm {}
+        }
+    }
+
     /// The HSM key label of master-key version `version`.
+    #[cfg(feature = "pkcs11")]
     pub fn hsm_label(&self, version: u32) -> String {
         if version == 1 { self.pkcs11_key_label.clone() } else { format!("{}-v{version}", self.pkcs11_key_label) }
     }
@@ -107,7 +154,7 @@ impl RootArgs {
         match self.root_of_trust {
             RootKind::Pkcs11 => {
                 let token = self.open_pkcs11()?;
-                Ok(Arc::new(token.key(&self.hsm_label(version), version, false)?))
+                Ok(self.hsm_key(&token, version, false)?)
             }
             _ => bail!(
                 "master-key version {version} is neither in {} nor reachable (for an HSM, give the --root-of-trust pkcs11 options)",

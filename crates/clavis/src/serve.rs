@@ -254,7 +254,7 @@ async fn open_keyring(args: &ServeArgs, store: &dyn Store, may_create_key_file: 
                         .with_context(|| format!("opening master-key version {version}'s key file"))?
                         .with_version(*version),
                 ),
-                ("pkcs11", Some(token)) => Arc::new(token.key(&args.root.hsm_label(*version), *version, fresh)?),
+                ("pkcs11", Some(token)) => args.root.hsm_key(token, *version, fresh)?,
                 ("pkcs11", None) => bail!("master-key version {version} is in an HSM: start with --root-of-trust pkcs11 and its options"),
                 ("shamir", _) => match &shamir {
                     Some(root) if root.status().master_key_version == *version => root.clone() as Arc<dyn RootOfTrust>,
@@ -278,7 +278,7 @@ async fn open_keyring(args: &ServeArgs, store: &dyn Store, may_create_key_file: 
     let maker: KeyMaker = match configured {
         "pkcs11" => {
             let token = hsm.clone().context("the HSM")?;
-            Box::new(move |v, _| Ok((Arc::new(token.key(&base_label.hsm_label(v), v, true)?) as Arc<dyn RootOfTrust>, None)))
+            Box::new(move |v, _| Ok((base_label.hsm_key(&token, v, true)?, None)))
         }
         "shamir" => Box::new(move |v, params| {
             let (Some(shares), Some(threshold)) = (params.shares, params.threshold) else {
@@ -620,6 +620,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.listen
         );
     }
+    args.root.check_available()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let handshake = tls.as_ref().map(|t| t.handshake());
