@@ -107,7 +107,7 @@ fn invalid_token() -> KmsError {
 
 impl Kms {
     fn require_external(key: &Key) -> Result<(), KmsError> {
-        if key.rec.origin != "EXTERNAL" {
+        if key.origin != crate::types::Origin::External {
             return Err(KmsError::UnsupportedOperation(format!("{} origin is {}, not EXTERNAL.", key.arn, key.rec.origin)));
         }
         Ok(())

@@ -6,7 +6,7 @@
 
 use crate::KmsError;
 use crate::policy::Policy;
-use crate::types::{KeyId, KeyState, key_arn};
+use crate::types::{KeyId, KeySpec, KeyState, KeyUsage, Origin, key_arn};
 use clavis_crypto::aead::AeadKey;
 use clavis_store::KeyRecord;
 use std::collections::HashMap;
@@ -19,6 +19,10 @@ pub(crate) struct Key {
     pub rec: Arc<KeyRecord>,
     pub id: KeyId,
     pub state: KeyState,
+    /// The record's key spec, usage and origin, parsed once.
+    pub spec: KeySpec,
+    pub usage: KeyUsage,
+    pub origin: Origin,
     pub arn: String,
     /// The parsed key policy ([`Policy::for_stored`]): a stored document that no longer parses
     /// is kept as an unreadable policy that denies every request, never replaced by another.
@@ -30,11 +34,15 @@ impl Key {
         let id = KeyId::parse(&rec.key_id).ok_or_else(|| KmsError::Internal(format!("stored key id {:?} is not a UUID", rec.key_id)))?;
         let state = KeyState::parse(&rec.key_state)
             .ok_or_else(|| KmsError::Internal(format!("stored key {} has unknown state {:?}", rec.key_id, rec.key_state)))?;
+        let bad = |what: &str, value: &str| KmsError::Internal(format!("stored key {} has unknown {what} {value:?}", rec.key_id));
+        let spec = KeySpec::parse(&rec.key_spec).ok_or_else(|| bad("key spec", &rec.key_spec))?;
+        let usage = KeyUsage::parse(&rec.key_usage).ok_or_else(|| bad("key usage", &rec.key_usage))?;
+        let origin = Origin::parse(&rec.origin).ok_or_else(|| bad("origin", &rec.origin))?;
         let arn = key_arn(&rec.region, &rec.account_id, &rec.key_id);
         // The key itself stays readable (the scheduler must still be able to destroy it, an
         // operator to see it in ListKeys); only authorization refuses.
         let policy = Arc::new(Policy::for_stored(&rec.policy));
-        Ok(Key { rec: Arc::new(rec), id, state, arn, policy })
+        Ok(Key { rec: Arc::new(rec), id, state, spec, usage, origin, arn, policy })
     }
 
     /// The key may be used for cryptography only when Enabled; otherwise the AWS error for its
@@ -59,7 +67,7 @@ impl Key {
 
     /// Symmetric encryption needs an ENCRYPT_DECRYPT key of spec SYMMETRIC_DEFAULT.
     pub fn check_symmetric_encrypt(&self) -> Result<(), KmsError> {
-        if self.rec.key_usage != "ENCRYPT_DECRYPT" || self.rec.key_spec != "SYMMETRIC_DEFAULT" {
+        if self.usage != KeyUsage::EncryptDecrypt || self.spec != KeySpec::SymmetricDefault {
             return Err(KmsError::InvalidKeyUsage(format!(
                 "{} key usage is {} and key spec is {}; this operation needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key.",
                 self.arn, self.rec.key_usage, self.rec.key_spec

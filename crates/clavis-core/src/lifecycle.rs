@@ -45,7 +45,7 @@ impl Kms {
     }
 
     fn require_rotatable(key: &Key) -> Result<(), KmsError> {
-        if key.rec.key_spec != "SYMMETRIC_DEFAULT" || key.rec.origin != "AWS_KMS" {
+        if key.spec != crate::types::KeySpec::SymmetricDefault || key.origin != crate::types::Origin::AwsKms {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} cannot be rotated: rotation is supported for symmetric keys whose material Clavis generated.",
                 key.arn
@@ -134,7 +134,7 @@ impl Kms {
     pub async fn get_key_rotation_status(&self, caller: &Caller, req: KeyIdRequest) -> Result<GetKeyRotationStatusResponse, KmsError> {
         self.authorize(caller, crate::Operation::GetKeyRotationStatus)?;
         let key = self.key_for_no_alias(caller, Access::to("GetKeyRotationStatus"), req.key_id.as_deref(), "keyId").await?;
-        if key.rec.origin != "EXTERNAL" {
+        if key.origin != crate::types::Origin::External {
             Self::require_rotatable(&key)?;
         }
         Ok(GetKeyRotationStatusResponse {
@@ -165,7 +165,7 @@ impl Kms {
     pub async fn rotate_key_on_demand(&self, caller: &Caller, req: KeyIdRequest) -> Result<KeyIdResponse, KmsError> {
         self.authorize(caller, crate::Operation::RotateKeyOnDemand)?;
         let mut key = self.key_for_no_alias(caller, Access::to("RotateKeyOnDemand"), req.key_id.as_deref(), "keyId").await?;
-        if key.rec.origin == "EXTERNAL" && key.rec.key_spec == "SYMMETRIC_DEFAULT" {
+        if key.origin == crate::types::Origin::External && key.spec == crate::types::KeySpec::SymmetricDefault {
             Self::require_state(&key, &[KeyState::Enabled])?;
             self.check_on_demand_limit(&key).await?;
             return Ok(KeyIdResponse { key_id: self.rotate_imported(&key).await?.arn });
@@ -193,7 +193,7 @@ impl Kms {
             None => 1,
         };
         let key = self.key_for_no_alias(caller, Access::to("ListKeyRotations"), req.key_id.as_deref(), "keyId").await?;
-        if key.rec.origin != "EXTERNAL" {
+        if key.origin != crate::types::Origin::External {
             Self::require_rotatable(&key)?;
         }
         // Staged imported material is not a rotation until RotateKeyOnDemand.

@@ -8,7 +8,9 @@ use crate::ciphertext::{self, Header};
 use crate::keys::{Key, KeyCache, MaterialCache, access_key_seal_context, material_seal_context};
 use crate::operation::Operation;
 use crate::policy::Policy;
-use crate::types::{AccountId, AliasName, EncryptionContext, KeyId, KeyRef, KeyState, Region, Role, alias_arn, key_arn};
+use crate::types::{
+    AccountId, AliasName, EncryptionContext, KeyId, KeyRef, KeySpec, KeyState, KeyUsage, Origin, Region, Role, alias_arn, key_arn,
+};
 use crate::validate;
 use crate::{Clock, KmsError, TestClock};
 use clavis_crypto::aead::AeadKey;
@@ -888,42 +890,20 @@ impl Kms {
             (None, Some(s)) => ("customerMasterKeySpec", s.as_str()),
             (None, None) => ("keySpec", SYMMETRIC_DEFAULT),
         };
-        validate::one_of(
-            spec,
-            spec_field,
-            &[
-                "RSA_2048",
-                "RSA_3072",
-                "RSA_4096",
-                "ECC_NIST_P256",
-                "ECC_NIST_P384",
-                "ECC_NIST_P521",
-                "ECC_SECG_P256K1",
-                "SYMMETRIC_DEFAULT",
-                "HMAC_224",
-                "HMAC_256",
-                "HMAC_384",
-                "HMAC_512",
-                "SM2",
-                "ML_DSA_44",
-                "ML_DSA_65",
-                "ML_DSA_87",
-                "ECC_NIST_EDWARDS25519",
-            ],
-        )?;
-        let usage = req.key_usage.as_deref().unwrap_or("ENCRYPT_DECRYPT");
-        validate::one_of(usage, "keyUsage", &["SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT"])?;
-        let origin = req.origin.as_deref().unwrap_or("AWS_KMS");
-        validate::one_of(origin, "origin", &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"])?;
-        if spec != SYMMETRIC_DEFAULT {
+        validate::one_of(spec, spec_field, &KeySpec::names())?;
+        let usage = req.key_usage.as_deref().unwrap_or(KeyUsage::EncryptDecrypt.as_str());
+        validate::one_of(usage, "keyUsage", &KeyUsage::names())?;
+        let origin = req.origin.as_deref().unwrap_or(Origin::AwsKms.as_str());
+        validate::one_of(origin, "origin", &Origin::names())?;
+        if KeySpec::parse(spec) != Some(KeySpec::SymmetricDefault) {
             return Err(KmsError::UnsupportedOperation(format!(
                 "KeySpec {spec} is not supported by this Clavis version; use SYMMETRIC_DEFAULT."
             )));
         }
-        if usage != "ENCRYPT_DECRYPT" {
+        if KeyUsage::parse(usage) != Some(KeyUsage::EncryptDecrypt) {
             return Err(KmsError::Validation(format!("KeyUsage {usage} is not compatible with KeySpec {spec}.")));
         }
-        if origin != "AWS_KMS" && origin != "EXTERNAL" {
+        if !matches!(Origin::parse(origin), Some(Origin::AwsKms | Origin::External)) {
             return Err(KmsError::UnsupportedOperation(format!("Origin {origin} is not supported by Clavis; use AWS_KMS or EXTERNAL.")));
         }
         if req.custom_key_store_id.is_some() || req.xks_key_id.is_some() {
@@ -949,7 +929,7 @@ impl Kms {
         };
 
         let now = self.clock.now_ms();
-        let external = origin == "EXTERNAL";
+        let external = Origin::parse(origin) == Some(Origin::External);
         let rec = KeyRecord {
             key_id: id.to_string(),
             account_id: caller.account.as_str().to_owned(),

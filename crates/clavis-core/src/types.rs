@@ -312,6 +312,90 @@ impl Role {
     }
 }
 
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $(
+                #[doc = concat!("`", $text, "`.")]
+                $variant,
+            )*
+        }
+
+        impl $name {
+            /// Every value, as AWS lists them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// Parses the wire name.
+            pub fn parse(s: &str) -> Option<$name> {
+                match s {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// The wire name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            /// Every wire name (for `validate::one_of`).
+            pub fn names() -> Vec<&'static str> {
+                $name::ALL.iter().map(|v| v.as_str()).collect()
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// A key spec (AWS `KeySpec`): what kind of material a key holds, in the order CreateKey's
+    /// validation message lists them. Clavis creates only `SYMMETRIC_DEFAULT` keys today; the
+    /// others are refused by CreateKey with `UnsupportedOperationException` until their issue
+    /// (asymmetric, HMAC and post-quantum keys) lands, which also adds the ML-KEM specs.
+    KeySpec {
+        Rsa2048 = "RSA_2048",
+        Rsa3072 = "RSA_3072",
+        Rsa4096 = "RSA_4096",
+        EccNistP256 = "ECC_NIST_P256",
+        EccNistP384 = "ECC_NIST_P384",
+        EccNistP521 = "ECC_NIST_P521",
+        EccSecgP256k1 = "ECC_SECG_P256K1",
+        SymmetricDefault = "SYMMETRIC_DEFAULT",
+        Hmac224 = "HMAC_224",
+        Hmac256 = "HMAC_256",
+        Hmac384 = "HMAC_384",
+        Hmac512 = "HMAC_512",
+        Sm2 = "SM2",
+        MlDsa44 = "ML_DSA_44",
+        MlDsa65 = "ML_DSA_65",
+        MlDsa87 = "ML_DSA_87",
+        EccNistEdwards25519 = "ECC_NIST_EDWARDS25519",
+    }
+);
+
+wire_enum!(
+    /// A key usage (AWS `KeyUsage`).
+    KeyUsage {
+        SignVerify = "SIGN_VERIFY",
+        EncryptDecrypt = "ENCRYPT_DECRYPT",
+        GenerateVerifyMac = "GENERATE_VERIFY_MAC",
+        KeyAgreement = "KEY_AGREEMENT",
+    }
+);
+
+wire_enum!(
+    /// Where a key's material comes from (AWS `Origin`).
+    Origin {
+        AwsKms = "AWS_KMS",
+        External = "EXTERNAL",
+        AwsCloudhsm = "AWS_CLOUDHSM",
+        ExternalKeyStore = "EXTERNAL_KEY_STORE",
+    }
+);
+
 /// The AWS key states Clavis uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyState {
