@@ -748,7 +748,7 @@ fn parse_date(s: &str) -> Option<f64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
         return None;
     }
-    let mut seconds = days_from_civil(y, mo, d) as f64 * 86_400.0;
+    let mut seconds = clavis_sigv4::days_from_civil(y, mo, d) as f64 * 86_400.0;
     let rest = &s[10..];
     if rest.is_empty() {
         return Some(seconds);
@@ -785,16 +785,6 @@ fn parse_date(s: &str) -> Option<f64> {
     }
     seconds += (h * 3600 + mi * 60 - offset) as f64 + sec;
     Some(seconds)
-}
-
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// `ArnEquals` / `ArnLike`: each of the six colon-separated parts is matched on its own, with

@@ -13,7 +13,7 @@ mod canonical;
 mod time;
 
 pub use canonical::{canonical_request, string_to_sign};
-pub use time::{format_amz_date, parse_amz_date};
+pub use time::{civil_from_days, days_from_civil, format_amz_date, parse_amz_date};
 
 use clavis_crypto::digest::{constant_time_eq, hmac_sha256};
 

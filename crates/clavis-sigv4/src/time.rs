@@ -1,8 +1,14 @@
 //! `X-Amz-Date` (ISO 8601 basic format, `YYYYMMDDTHHMMSSZ`) to and from Unix seconds, without a
 //! date library: the proleptic Gregorian calendar in UTC is all SigV4 needs.
+//!
+//! The two calendar conversions are public because they are Clavis's only calendar: the core's
+//! audit timestamps and key-policy date conditions use them too (a date library for two
+//! functions would be a dependency chosen for nothing).
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+/// Days since 1970-01-01 of a civil date (year, month 1–12, day 1–31) in the proleptic
+/// Gregorian calendar (Howard Hinnant's `days_from_civil`). Any `i64` year; no range checks.
+#[inline]
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -11,7 +17,10 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+/// The civil date (year, month 1–12, day 1–31) of a day counted from 1970-01-01: the inverse of
+/// [`days_from_civil`] (Howard Hinnant's `civil_from_days`).
+#[inline]
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -62,6 +71,17 @@ mod tests {
         assert_eq!(parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
         assert_eq!(format_amz_date(1_440_938_160), "20150830T123600Z");
         assert_eq!(parse_amz_date("20240229T235959Z").map(format_amz_date).as_deref(), Some("20240229T235959Z"));
+    }
+
+    #[test]
+    fn calendar_round_trips() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        for z in (-800_000..800_000).step_by(997) {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
     }
 
     #[test]
