@@ -285,7 +285,7 @@ impl Kms {
             Err(e) => return Err(e.into()),
         }
         self.materials.remove_key(key.id);
-        self.materials.insert(key.id, 1, Arc::new(AeadKey::new(&material)?), || !self.root.is_sealed());
+        self.cache_material(key.id, 1, Arc::new(AeadKey::new(&material)?));
         self.keys.put(&Key::from_record(rec)?);
         Ok(Empty {})
     }

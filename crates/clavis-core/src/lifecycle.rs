@@ -86,7 +86,7 @@ impl Kms {
         };
         self.store.add_material(&rec, key.rec.revision, &mat).await?;
         if let Ok(aead) = AeadKey::new(&material) {
-            self.materials.insert(key.id, version, Arc::new(aead), || !self.root.is_sealed());
+            self.cache_material(key.id, version, Arc::new(aead));
         }
         let updated = Key::from_record(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.keys.put(&updated);

@@ -541,7 +541,7 @@ impl Kms {
         let s = self.root.status();
         // Best effort: the rotation state needs the database, which may be down.
         let rotation =
-            if self.root.is_sealed() { None } else { self.store.get_setting(crate::rotation::ROTATION_SETTING).await.ok().flatten() };
+            if self.root.is_sealed() { None } else { self.store.get_setting(crate::master_key::ROTATION_SETTING).await.ok().flatten() };
         OperatorStatus {
             provider: s.kind.to_owned(),
             initialized: s.initialized,
@@ -779,11 +779,18 @@ impl Kms {
             .ok_or_else(|| KmsError::Internal(format!("material version {version} of {} is missing", key.arn)))?;
         let material = self.root.unseal(&material_seal_context(&key.id, version), &rec.sealed)?;
         let aead = Arc::new(AeadKey::new(&material)?);
-        self.materials.insert(key.id, version, aead.clone(), || !self.root.is_sealed());
+        self.cache_material(key.id, version, aead.clone());
         Ok(aead)
     }
 
     /// Applies `change` to a key's record with optimistic concurrency, retrying on conflict.
+    /// Caches unsealed material, unless the root of trust was sealed meanwhile: checked under
+    /// the cache's lock, so material unsealed just before a seal is never cached after the seal
+    /// cleared the cache. The one place material enters the cache.
+    pub(crate) fn cache_material(&self, id: KeyId, version: u32, aead: Arc<AeadKey>) {
+        self.materials.insert(id, version, aead, || !self.root.is_sealed());
+    }
+
     pub(crate) async fn update_key(
         &self,
         mut key: Key,
@@ -967,7 +974,7 @@ impl Kms {
         let key = Key::from_record(rec)?;
         self.keys.put(&key);
         // Warm the cache: the first Encrypt need not unseal.
-        self.materials.insert(id, 1, Arc::new(AeadKey::new(&material)?), || !self.root.is_sealed());
+        self.cache_material(id, 1, Arc::new(AeadKey::new(&material)?));
         Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) })
     }
 

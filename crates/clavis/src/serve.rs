@@ -4,7 +4,7 @@ use crate::root::{RootArgs, key_file_path};
 use anyhow::{Context, bail};
 use clavis_audit::{AuditConfig, AuditLog, StreamSink};
 use clavis_core::audit::AuditSink;
-use clavis_core::rotation::{CURRENT_SETTING, MASTER_KEYS_SETTING, ROTATION_SETTING, parse_registry};
+use clavis_core::master_key::{CURRENT_SETTING, MASTER_KEYS_SETTING, ROTATION_SETTING, parse_registry};
 use clavis_core::types::AccountId;
 use clavis_core::{Clock, Kms, KmsConfig, SystemClock, TestClock};
 use clavis_crypto::SecretBytes;
