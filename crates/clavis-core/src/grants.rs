@@ -13,6 +13,7 @@
 
 use crate::api::*;
 use crate::keys::Key;
+use crate::paging::Page;
 use crate::service::{Access, secs};
 use crate::{Caller, Kms, KmsError, validate};
 use base64::Engine;
@@ -149,11 +150,9 @@ fn page(grants: Vec<GrantListEntry>, marker: Option<&str>, limit: usize) -> Resu
         None => 0,
         Some(m) => grants.iter().position(|g| g.grant_id == m).map(|i| i + 1).ok_or(KmsError::InvalidMarker)?,
     };
-    let mut rest: Vec<GrantListEntry> = grants.into_iter().skip(start).collect();
-    let truncated = rest.len() > limit;
-    rest.truncate(limit);
-    let next_marker = if truncated { rest.last().map(|g| g.grant_id.clone()) } else { None };
-    Ok(ListGrantsResponse { grants: rest, next_marker, truncated })
+    let rest: Vec<GrantListEntry> = grants.into_iter().skip(start).collect();
+    let Page { items, next_marker, truncated } = Page::cut(rest, limit, |g| g.grant_id.clone());
+    Ok(ListGrantsResponse { grants: items, next_marker, truncated })
 }
 
 impl Kms {

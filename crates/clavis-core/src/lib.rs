@@ -19,6 +19,7 @@ mod keys;
 mod lifecycle;
 pub mod master_key;
 pub mod operation;
+mod paging;
 pub mod policy;
 mod service;
 pub mod types;

@@ -8,6 +8,7 @@
 
 use crate::api::*;
 use crate::keys::{Key, material_seal_context};
+use crate::paging::Page;
 use crate::service::Access;
 use crate::service::{key_not_found, secs};
 use crate::types::{KeyId, KeyState};
@@ -197,17 +198,15 @@ impl Kms {
             Self::require_rotatable(&key)?;
         }
         // Staged imported material is not a rotation until RotateKeyOnDemand.
-        let mut versions: Vec<KeyMaterialRecord> = self
+        let versions: Vec<KeyMaterialRecord> = self
             .store
             .list_materials(&key.rec.key_id)
             .await?
             .into_iter()
             .filter(|m| m.version > after && m.rotation_type.as_deref().is_some_and(|t| t != crate::byok::PENDING_ROTATION))
             .collect();
-        let truncated = versions.len() > limit;
-        versions.truncate(limit);
-        let next_marker = if truncated { versions.last().map(|m| m.version.to_string()) } else { None };
-        let rotations = versions
+        let Page { items, next_marker, truncated } = Page::cut(versions, limit, |m| m.version.to_string());
+        let rotations = items
             .into_iter()
             .map(|m| RotationsListEntry {
                 key_id: key.arn.clone(),

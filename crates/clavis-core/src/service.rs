@@ -7,6 +7,7 @@ use crate::audit::{self, AuditSink};
 use crate::ciphertext::{self, Header};
 use crate::keys::{Key, KeyCache, MaterialCache, access_key_seal_context, material_seal_context};
 use crate::operation::Operation;
+use crate::paging::{self, Page};
 use crate::policy::Policy;
 use crate::types::{
     AccountId, AliasName, EncryptionContext, KeyId, KeyRef, KeySpec, KeyState, KeyUsage, Origin, Region, Role, alias_arn, key_arn,
@@ -994,12 +995,10 @@ impl Kms {
         if marker.is_some_and(|m| KeyId::parse(m).is_none()) {
             return Err(KmsError::InvalidMarker);
         }
-        let mut recs = self.store.list_keys(caller.account.as_str(), caller.region.as_str(), marker, limit + 1).await?;
-        let truncated = recs.len() > limit;
-        recs.truncate(limit);
-        let next_marker = if truncated { recs.last().map(|r| r.key_id.clone()) } else { None };
+        let recs = self.store.list_keys(caller.account.as_str(), caller.region.as_str(), marker, paging::fetch_len(limit)).await?;
+        let Page { items, next_marker, truncated } = Page::cut(recs, limit, |r| r.key_id.clone());
         let keys =
-            recs.into_iter().map(|r| KeyListEntry { key_arn: key_arn(&r.region, &r.account_id, &r.key_id), key_id: r.key_id }).collect();
+            items.into_iter().map(|r| KeyListEntry { key_arn: key_arn(&r.region, &r.account_id, &r.key_id), key_id: r.key_id }).collect();
         Ok(ListKeysResponse { keys, next_marker, truncated })
     }
 
@@ -1368,11 +1367,9 @@ impl Kms {
             None => None,
         };
         let (region, account) = (caller.region.as_str(), caller.account.as_str());
-        let mut recs = self.store.list_aliases(account, region, key_filter.as_deref(), marker, limit + 1).await?;
-        let truncated = recs.len() > limit;
-        recs.truncate(limit);
-        let next_marker = if truncated { recs.last().map(|a| a.alias_name.clone()) } else { None };
-        let aliases = recs
+        let recs = self.store.list_aliases(account, region, key_filter.as_deref(), marker, paging::fetch_len(limit)).await?;
+        let Page { items, next_marker, truncated } = Page::cut(recs, limit, |a| a.alias_name.clone());
+        let aliases = items
             .into_iter()
             .map(|a| AliasListEntry {
                 alias_arn: alias_arn(&a.region, &a.account_id, &a.alias_name),
@@ -1427,11 +1424,9 @@ impl Kms {
         let limit = validate::limit(req.limit, 50, 50)?;
         let marker = validate::marker(req.marker.as_deref())?;
         let key = self.key_for_no_alias(caller, Access::to("ListResourceTags"), req.key_id.as_deref(), "keyId").await?;
-        let mut tags = self.store.list_tags(&key.rec.key_id, marker, limit + 1).await?;
-        let truncated = tags.len() > limit;
-        tags.truncate(limit);
-        let next_marker = if truncated { tags.last().map(|t| t.key.clone()) } else { None };
-        let tags = tags.into_iter().map(|t| TagEntry { tag_key: Some(t.key), tag_value: Some(t.value) }).collect();
+        let tags = self.store.list_tags(&key.rec.key_id, marker, paging::fetch_len(limit)).await?;
+        let Page { items, next_marker, truncated } = Page::cut(tags, limit, |t| t.key.clone());
+        let tags = items.into_iter().map(|t| TagEntry { tag_key: Some(t.key), tag_value: Some(t.value) }).collect();
         Ok(ListResourceTagsResponse { tags, next_marker, truncated })
     }
 
