@@ -118,12 +118,7 @@ impl Kms {
             Some(id) => AccountId::parse(&id).ok_or_else(|| {
                 KmsError::validation(format!("Value '{id}' at 'accountId' failed to satisfy constraint: Member must be 12 digits"))
             })?,
-            None => {
-                let digits: String = clavis_crypto::random::bytes(12)?.iter().map(|b| char::from(b'0' + b % 10)).collect();
-                // Never starting with 0, like AWS's.
-                AccountId::parse(&format!("{}{}", char::from(b'1' + digits.as_bytes()[0] % 9), &digits[1..]))
-                    .ok_or_else(|| KmsError::Internal("generated account id".into()))?
-            }
+            None => AccountId::generate()?,
         };
         if account_id == caller.account {
             return Err(KmsError::AlreadyExists(format!("The account {} already exists.", account_id.as_str())));

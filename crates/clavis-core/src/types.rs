@@ -21,6 +21,15 @@ impl AccountId {
     pub fn root_arn(&self) -> String {
         format!("arn:aws:iam::{}:root", self.0)
     }
+    /// A new random account id: the one rule for every account Clavis makes (the operator's at
+    /// first start, CreateAccount's without an `AccountId`). Twelve digits from the system RNG,
+    /// the first never 0, as AWS's never are. An account id is not a secret, so the slight bias
+    /// of reducing a byte modulo 9 or 10 does not matter.
+    pub fn generate() -> Result<AccountId, clavis_crypto::CryptoError> {
+        let bytes = clavis_crypto::random::bytes(12)?;
+        let digit = |i: usize, b: u8| if i == 0 { char::from(b'1' + b % 9) } else { char::from(b'0' + b % 10) };
+        Ok(AccountId(bytes.iter().enumerate().map(|(i, &b)| digit(i, b)).collect()))
+    }
 }
 
 /// A region name such as `us-east-1` (lower-case letters, digits and hyphens).
@@ -434,6 +443,15 @@ impl KeyState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_account_ids_parse_and_never_start_with_zero() {
+        for _ in 0..200 {
+            let id = AccountId::generate().unwrap();
+            assert_eq!(AccountId::parse(id.as_str()), Some(id.clone()));
+            assert!(!id.as_str().starts_with('0'), "{}", id.as_str());
+        }
+    }
 
     #[test]
     fn parses_key_refs() {

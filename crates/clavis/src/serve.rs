@@ -368,14 +368,6 @@ fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn random_account_id() -> anyhow::Result<AccountId> {
-    let bytes = clavis_crypto::random::bytes(12)?;
-    let mut digits: String = bytes.iter().map(|b| char::from(b'0' + b % 10)).collect();
-    // Account ids never start with 0 in practice; keep the generated ones looking like AWS's.
-    digits.replace_range(0..1, "1");
-    AccountId::parse(&digits).context("generated account id")
-}
-
 fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -501,7 +493,7 @@ async fn initialise(kms: &Kms, dir: &Path) -> anyhow::Result<AccountId> {
 
     let account = match env_account {
         Some(a) => a,
-        None => random_account_id()?,
+        None => AccountId::generate()?,
     };
     let generated = env_creds.is_none();
     let (id, secret) = match env_creds {
