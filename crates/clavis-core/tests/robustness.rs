@@ -11,20 +11,9 @@ use clavis_crypto::seal::LocalKeyFile;
 use clavis_store_sqlite::SqliteStore;
 use std::sync::Arc;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        let n = (self.next() as usize) % (max + 1);
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+#[path = "../../../tests/support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 fn caller() -> Caller {
     Caller {

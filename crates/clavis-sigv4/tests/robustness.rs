@@ -5,21 +5,9 @@
 
 use clavis_sigv4::{Authorization, Request, canonical_request, parse_amz_date, verify};
 
-/// xorshift64*: deterministic, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        let n = (self.next() as usize) % (max + 1);
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+#[path = "../../../tests/support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 const SEED: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
 
