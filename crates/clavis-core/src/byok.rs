@@ -252,12 +252,19 @@ impl Kms {
                 material.len()
             )));
         }
-        if let (Some(enc), Some(iv)) = (&req.encrypted_nonce, &req.nonce_iv)
-            && !verify_nonce(&material, &iv.0, &enc.0, &params.nonce)
-        {
-            return Err(KmsError::IncorrectKeyMaterial(
-                "ClavisEncryptedNonce does not decrypt to the import nonce under the uploaded key material.".into(),
-            ));
+        match (&req.encrypted_nonce, &req.nonce_iv) {
+            (Some(enc), Some(iv)) if !verify_nonce(&material, &iv.0, &enc.0, &params.nonce) => {
+                return Err(KmsError::IncorrectKeyMaterial(
+                    "ClavisEncryptedNonce does not decrypt to the import nonce under the uploaded key material.".into(),
+                ));
+            }
+            // Half a proof is no proof: refused rather than skipped.
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(KmsError::Validation(
+                    "ClavisEncryptedNonce and ClavisNonceIv go together: give both (the import nonce proof) or neither.".into(),
+                ));
+            }
+            _ => {}
         }
         let fingerprint = hex::encode(material_fingerprint(&material, key.id.as_bytes()));
         if new_material {

@@ -202,6 +202,12 @@ async fn import_refuses_what_aws_refuses() {
     let wrong_nonce =
         ImportKeyMaterialRequest { encrypted_nonce: Some(Blob(enc)), nonce_iv: Some(Blob(iv)), ..import_req(&key, &p, good()) };
     assert_error(kms.import_key_material(&admin, wrong_nonce).await, "IncorrectKeyMaterialException", "ClavisEncryptedNonce");
+    // Half a proof is refused, not skipped (it was silently ignored before).
+    let (iv, enc) = encrypt_nonce(&material(1), b"some other nonce").unwrap();
+    let only_iv = ImportKeyMaterialRequest { nonce_iv: Some(Blob(iv)), ..import_req(&key, &p, good()) };
+    assert_error(kms.import_key_material(&admin, only_iv).await, "ValidationException", "go together");
+    let only_nonce = ImportKeyMaterialRequest { encrypted_nonce: Some(Blob(enc)), ..import_req(&key, &p, good()) };
+    assert_error(kms.import_key_material(&admin, only_nonce).await, "ValidationException", "go together");
 
     // None of the refusals used the token: it still imports, with the right proof.
     let (iv, enc) = encrypt_nonce(&material(1), &p.nonce.0).unwrap();
