@@ -6,7 +6,7 @@
 //! Debian's packages if it is missing). Each test works in a database of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code.
 
-use clavis_store::Store;
+use clavis_store::SettingStore;
 use clavis_store_postgres::PostgresStore;
 use std::path::PathBuf;
 use std::process::Command;
@@ -52,7 +52,7 @@ async fn fresh_database(name: &str) -> String {
 async fn conformance_suite() {
     let url = fresh_database("conformance").await;
     let store = PostgresStore::connect(&url).await.unwrap();
-    clavis_store::conformance::run(&store).await;
+    clavis_store::testing::conformance::run(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! Runs the shared storage conformance suite against SQLite, and checks durability across reopen.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code.
 
-use clavis_store::Store;
+use clavis_store::SettingStore;
 use clavis_store_sqlite::SqliteStore;
 
 fn temp_db(name: &str) -> std::path::PathBuf {
@@ -15,7 +15,21 @@ fn temp_db(name: &str) -> std::path::PathBuf {
 async fn conformance_suite() {
     let path = temp_db("conformance");
     let store = SqliteStore::open(&path).unwrap();
-    clavis_store::conformance::run(&store).await;
+    clavis_store::testing::conformance::run(&store).await;
+}
+
+/// Each family's checks stand alone: they pass on a store that holds nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_family_on_a_fresh_store() {
+    use clavis_store::testing::conformance;
+    conformance::key_store(&SqliteStore::open(&temp_db("family-keys")).unwrap()).await;
+    conformance::alias_store(&SqliteStore::open(&temp_db("family-aliases")).unwrap()).await;
+    conformance::tag_store(&SqliteStore::open(&temp_db("family-tags")).unwrap()).await;
+    conformance::identity_store(&SqliteStore::open(&temp_db("family-identity")).unwrap()).await;
+    conformance::setting_store(&SqliteStore::open(&temp_db("family-settings")).unwrap()).await;
+    conformance::import_store(&SqliteStore::open(&temp_db("family-imports")).unwrap()).await;
+    conformance::grant_store(&SqliteStore::open(&temp_db("family-grants")).unwrap()).await;
+    conformance::sealed_store(&SqliteStore::open(&temp_db("family-sealed")).unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,14 +1,18 @@
-//! The Clavis storage boundary: plain records, the [`Store`] trait every backend implements, and
-//! the [`conformance`] suite every backend must pass.
+//! The Clavis storage boundary: plain records, the [`Store`] trait every backend implements (one
+//! sub-trait per family: [`KeyStore`], [`AliasStore`], [`TagStore`], [`GrantStore`],
+//! [`IdentityStore`], [`ImportStore`], [`SettingStore`], [`SealedStore`]), and, with the
+//! `testing` feature, the conformance suite every backend must pass and a failure-injecting
+//! wrapper store (`testing`).
 //!
 //! Architecture invariant: this crate depends on no database driver and no cryptography. Key
 //! material reaches it only sealed (`sealed: Vec<u8>` fields, opaque bytes); it cannot unseal
 //! them and never sees plaintext. Records are plain data: the core parses them into its domain
 //! types and owns every rule about what values are valid.
 
-pub mod conformance;
 mod error;
 mod records;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::StoreError;
 pub use records::{
@@ -19,13 +23,40 @@ pub use records::{
 /// Result alias for storage operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Persistent state of a Clavis deployment. Every method is atomic; a returned `Ok` means the
-/// change is durable (it survives `kill -9` of the process).
+/// The tables a key's destruction clears ([`KeyStore::destroy_key`]), each with the column that
+/// names the key: its dependants first, the key's own row last. Both backends share these table
+/// names and delete from exactly these, in this order, in one transaction, so a new table that
+/// holds a key's data is added to destruction here, once.
+pub const KEY_DESTRUCTION: &[(&str, &str)] = &[
+    ("key_material", "key_id"),
+    ("tags", "key_id"),
+    ("aliases", "target_key_id"),
+    ("grants", "key_id"),
+    ("import_params", "key_id"),
+    ("keys", "key_id"),
+];
+
+/// Persistent state of a Clavis deployment: every storage family together. The core holds an
+/// `Arc<dyn Store>`; a backend implements each family's trait and gets `Store` from the blanket
+/// implementation.
 ///
-/// Errors are never swallowed: a backend that cannot reach its database returns
-/// [`StoreError::Unavailable`], which is never confused with "not found" (`Ok(None)`).
+/// Every method of every family is atomic; a returned `Ok` means the change is durable (it
+/// survives `kill -9` of the process). Errors are never swallowed: a backend that cannot reach
+/// its database returns [`StoreError::Unavailable`], which is never confused with "not found"
+/// (`Ok(None)`).
+pub trait Store:
+    KeyStore + AliasStore + TagStore + GrantStore + IdentityStore + ImportStore + SettingStore + SealedStore + 'static
+{
+}
+
+impl<T> Store for T where
+    T: KeyStore + AliasStore + TagStore + GrantStore + IdentityStore + ImportStore + SettingStore + SealedStore + 'static
+{
+}
+
+/// Keys and their sealed material: records with optimistic concurrency, material versions (generated, rotated, imported, staged), due work and destruction. Part of [`Store`].
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait KeyStore: Send + Sync {
     /// Stores a new key with its first material version (none for a key awaiting imported
     /// material) and tags, atomically. [`StoreError::AlreadyExists`] if the key id is taken.
     async fn create_key(&self, key: &KeyRecord, material: Option<&KeyMaterialRecord>, tags: &[Tag]) -> StoreResult<()>;
@@ -45,7 +76,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_material(&self, key_id: &str, version: u32) -> StoreResult<Option<KeyMaterialRecord>>;
 
     /// Adds a material version and replaces the key record in one transaction, with the same
-    /// optimistic concurrency as [`Store::update_key`]: two nodes rotating the same key at once
+    /// optimistic concurrency as [`KeyStore::update_key`]: two nodes rotating the same key at once
     /// produce one rotation, and the loser gets [`StoreError::Conflict`].
     async fn add_material(&self, key: &KeyRecord, expected_revision: u64, material: &KeyMaterialRecord) -> StoreResult<()>;
 
@@ -57,22 +88,6 @@ pub trait Store: Send + Sync + 'static {
     /// files (not only unlinked from an index). [`StoreError::Conflict`] if the record changed
     /// since `expected_revision`.
     async fn destroy_key(&self, key_id: &str, expected_revision: u64) -> StoreResult<()>;
-
-    /// Stores import parameters, if their key has fewer than `max_outstanding` parameters that
-    /// are unused and still valid at `now_ms` ([`StoreError::LimitExceeded`] otherwise). The
-    /// count and the insert are one atomic step, so concurrent requests, on one node or several,
-    /// cannot pass the cap together.
-    async fn put_import_params(&self, params: &ImportParamsRecord, now_ms: i64, max_outstanding: usize) -> StoreResult<()>;
-
-    /// How many import parameters of a key are unused and still valid at `now_ms`.
-    async fn count_import_params(&self, key_id: &str, now_ms: i64) -> StoreResult<usize>;
-
-    /// Deletes import parameters that are used or that expired at or before `expired_by_ms`,
-    /// those of one key or (`None`) of every key. Returns how many rows it deleted.
-    async fn purge_import_params(&self, key_id: Option<&str>, expired_by_ms: i64) -> StoreResult<u64>;
-
-    /// Import parameters by token id.
-    async fn get_import_params(&self, token_id: &str) -> StoreResult<Option<ImportParamsRecord>>;
 
     /// Imports material: replaces the key record (compare-and-swap on its revision), stores the
     /// material as the only version, and consumes the token (deletes its parameters), in one
@@ -102,18 +117,17 @@ pub trait Store: Send + Sync + 'static {
     async fn promote_material(&self, key: &KeyRecord, expected_revision: u64, version: u32, rotation_type: &str) -> StoreResult<()>;
 
     /// Deletes every material version of a key and replaces its record (compare-and-swap), in
-    /// one transaction, erasing the bytes from the storage files as [`Store::destroy_key`] does.
+    /// one transaction, erasing the bytes from the storage files as [`KeyStore::destroy_key`] does.
     async fn delete_material(&self, key: &KeyRecord, expected_revision: u64) -> StoreResult<()>;
 
     /// Keys whose automatic rotation, deletion or imported-material expiry is due at `now_ms`,
     /// at most `limit`.
     async fn keys_due(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<KeyRecord>>;
+}
 
-    /// Takes or renews the named lease for `holder` until `until_ms`, if it is free, expired
-    /// (`now_ms` past its end) or already held by `holder`. Returns whether `holder` holds it.
-    /// Background work runs only on the node that holds its lease.
-    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64) -> StoreResult<bool>;
-
+/// Aliases: names in an account and region that point at a key. Part of [`Store`].
+#[async_trait::async_trait]
+pub trait AliasStore: Send + Sync {
     /// Creates an alias. [`StoreError::AlreadyExists`] if the name is taken in that account and
     /// region.
     async fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
@@ -137,7 +151,11 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<AliasRecord>>;
+}
 
+/// Tags on keys. Part of [`Store`].
+#[async_trait::async_trait]
+pub trait TagStore: Send + Sync {
     /// Adds or overwrites tags on a key. If the key would then carry more than `max_tags` tags,
     /// nothing changes and [`StoreError::LimitExceeded`] is returned.
     async fn put_tags(&self, key_id: &str, tags: &[Tag], max_tags: usize) -> StoreResult<()>;
@@ -147,35 +165,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// A key's tags ordered by tag key, starting after `after`.
     async fn list_tags(&self, key_id: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<Tag>>;
+}
 
-    /// Stores a new access key. [`StoreError::AlreadyExists`] if the id is taken.
-    async fn put_access_key(&self, key: &AccessKeyRecord) -> StoreResult<()>;
-
-    /// The access key with this id.
-    async fn get_access_key(&self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>>;
-
-    /// Creates a user and its first access key in one transaction. [`StoreError::AlreadyExists`]
-    /// if the name is taken in the account.
-    async fn create_user(&self, user: &UserRecord, key: &AccessKeyRecord) -> StoreResult<()>;
-
-    /// The access keys of a principal, ordered by id.
-    async fn list_access_keys(&self, principal_arn: &str) -> StoreResult<Vec<AccessKeyRecord>>;
-
-    /// Sets an access key's status (`Active` / `Inactive`). [`StoreError::NotFound`] if unknown.
-    async fn set_access_key_status(&self, access_key_id: &str, status: &str) -> StoreResult<()>;
-
-    /// Deletes an access key. [`StoreError::NotFound`] if unknown.
-    async fn delete_access_key(&self, access_key_id: &str) -> StoreResult<()>;
-
-    /// The users of an account, ordered by name.
-    async fn list_users(&self, account_id: &str) -> StoreResult<Vec<UserRecord>>;
-
-    /// A deployment-wide setting (for example the administrator's account id).
-    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>>;
-
-    /// Sets a deployment-wide setting only if it is not yet set; returns the value now stored.
-    async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String>;
-
+/// Grants on keys, and the grant check's query. Part of [`Store`].
+#[async_trait::async_trait]
+pub trait GrantStore: Send + Sync {
     /// Stores a grant. [`StoreError::AlreadyExists`] if its id is taken.
     async fn create_grant(&self, grant: &GrantRecord) -> StoreResult<()>;
 
@@ -197,7 +191,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a grant. [`StoreError::NotFound`] if unknown.
     async fn delete_grant(&self, grant_id: &str) -> StoreResult<()>;
+}
 
+/// Identities: accounts, users and their access keys (secrets sealed). Part of [`Store`].
+#[async_trait::async_trait]
+pub trait IdentityStore: Send + Sync {
     /// Creates an account with its root access key, in one transaction.
     /// [`StoreError::AlreadyExists`] if the account id or the access key id is taken.
     async fn create_account(&self, account: &AccountRecord, root_key: &AccessKeyRecord) -> StoreResult<()>;
@@ -205,9 +203,70 @@ pub trait Store: Send + Sync + 'static {
     /// The accounts created by operators, ordered by id.
     async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>>;
 
+    /// Creates a user and its first access key in one transaction. [`StoreError::AlreadyExists`]
+    /// if the name is taken in the account.
+    async fn create_user(&self, user: &UserRecord, key: &AccessKeyRecord) -> StoreResult<()>;
+
+    /// The users of an account, ordered by name.
+    async fn list_users(&self, account_id: &str) -> StoreResult<Vec<UserRecord>>;
+
+    /// Stores a new access key. [`StoreError::AlreadyExists`] if the id is taken.
+    async fn put_access_key(&self, key: &AccessKeyRecord) -> StoreResult<()>;
+
+    /// The access key with this id.
+    async fn get_access_key(&self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>>;
+
+    /// The access keys of a principal, ordered by id.
+    async fn list_access_keys(&self, principal_arn: &str) -> StoreResult<Vec<AccessKeyRecord>>;
+
+    /// Sets an access key's status (`Active` / `Inactive`). [`StoreError::NotFound`] if unknown.
+    async fn set_access_key_status(&self, access_key_id: &str, status: &str) -> StoreResult<()>;
+
+    /// Deletes an access key. [`StoreError::NotFound`] if unknown.
+    async fn delete_access_key(&self, access_key_id: &str) -> StoreResult<()>;
+}
+
+/// Import parameters (bring your own key): the sealed wrapping keys behind import tokens, capped per key and purged when used or expired. Part of [`Store`].
+#[async_trait::async_trait]
+pub trait ImportStore: Send + Sync {
+    /// Stores import parameters, if their key has fewer than `max_outstanding` parameters that
+    /// are unused and still valid at `now_ms` ([`StoreError::LimitExceeded`] otherwise). The
+    /// count and the insert are one atomic step, so concurrent requests, on one node or several,
+    /// cannot pass the cap together.
+    async fn put_import_params(&self, params: &ImportParamsRecord, now_ms: i64, max_outstanding: usize) -> StoreResult<()>;
+
+    /// How many import parameters of a key are unused and still valid at `now_ms`.
+    async fn count_import_params(&self, key_id: &str, now_ms: i64) -> StoreResult<usize>;
+
+    /// Deletes import parameters that are used or that expired at or before `expired_by_ms`,
+    /// those of one key or (`None`) of every key. Returns how many rows it deleted.
+    async fn purge_import_params(&self, key_id: Option<&str>, expired_by_ms: i64) -> StoreResult<u64>;
+
+    /// Import parameters by token id.
+    async fn get_import_params(&self, token_id: &str) -> StoreResult<Option<ImportParamsRecord>>;
+}
+
+/// Deployment-wide settings and the leases that elect the node doing background work. Part of [`Store`].
+#[async_trait::async_trait]
+pub trait SettingStore: Send + Sync {
+    /// A deployment-wide setting (for example the administrator's account id).
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>>;
+
+    /// Sets a deployment-wide setting only if it is not yet set; returns the value now stored.
+    async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String>;
+
     /// Sets a deployment-wide setting, replacing any value.
     async fn set_setting(&self, name: &str, value: &str) -> StoreResult<()>;
 
+    /// Takes or renews the named lease for `holder` until `until_ms`, if it is free, expired
+    /// (`now_ms` past its end) or already held by `holder`. Returns whether `holder` holds it.
+    /// Background work runs only on the node that holds its lease.
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64) -> StoreResult<bool>;
+}
+
+/// Every sealed value, by table, for master-key rotation (reseal): listing and compare-and-swap replacement. Part of [`Store`].
+#[async_trait::async_trait]
+pub trait SealedStore: Send + Sync {
     /// Sealed values of one table ordered by (id, version), starting after `after`.
     async fn list_sealed(&self, table: SealedTable, after: Option<(&str, u32)>, limit: usize) -> StoreResult<Vec<SealedRecord>>;
 
