@@ -86,8 +86,7 @@ impl Kms {
     /// Checks that the caller may administer another account: it must be an administrator of
     /// the operator's account (the one made at first start), and the account must exist.
     async fn other_account(&self, caller: &Caller, account: &str) -> Result<String, KmsError> {
-        let operator = self.account_id().await?;
-        if operator.as_ref() != Some(&caller.account) {
+        if !self.in_operator_account(caller).await? {
             return Err(KmsError::AccessDenied(format!(
                 "User: {} is not authorized to administer account {account}: only administrators of the operator's account can",
                 caller.principal_arn
@@ -106,12 +105,7 @@ impl Kms {
     /// policy or grant shares a key.
     pub async fn create_account(&self, caller: &Caller, req: CreateAccountRequest) -> Result<CreateAccountResponse, KmsError> {
         self.authorize(caller, crate::Operation::CreateAccount)?;
-        if self.account_id().await?.as_ref() != Some(&caller.account) {
-            return Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to perform: clavis:CreateAccount because only the operator's account can create accounts",
-                caller.principal_arn
-            )));
-        }
+        self.require_operator_account(caller, crate::Operation::CreateAccount, "create accounts").await?;
         let name = req.account_name.unwrap_or_default();
         validate::str_len(&name, "accountName", 0, 64)?;
         let account_id = match req.account_id {

@@ -53,12 +53,7 @@ impl Kms {
     /// instead of starting another. Operator administrators only.
     pub async fn rotate_master_key(&self, caller: &Caller, req: RotateMasterKeyRequest) -> Result<RotateMasterKeyResponse, KmsError> {
         self.authorize(caller, crate::Operation::RotateMasterKey)?;
-        if self.account_id().await?.as_ref() != Some(&caller.account) {
-            return Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to perform: clavis:RotateMasterKey because only the operator's account can rotate the master key",
-                caller.principal_arn
-            )));
-        }
+        self.require_operator_account(caller, crate::Operation::RotateMasterKey, "rotate the master key").await?;
         let _one_at_a_time = self.rotation_guard()?;
         // One node at a time across a shared database.
         let now = self.clock.now_ms();

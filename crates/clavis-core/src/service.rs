@@ -8,6 +8,7 @@ use crate::ciphertext::{self, Header};
 use crate::keys::{Key, KeyCache, MaterialCache, access_key_seal_context, material_seal_context};
 use crate::operation::Operation;
 use crate::paging::{self, Page};
+use crate::paging::{self, Page};
 use crate::policy::Policy;
 use crate::types::{
     AccountId, AliasName, EncryptionContext, KeyId, KeyRef, KeySpec, KeyState, KeyUsage, Origin, Region, Role, alias_arn, key_arn,
@@ -366,6 +367,26 @@ impl Kms {
         Ok(self.store.get_setting("account_id").await?.as_deref().and_then(AccountId::parse))
     }
 
+    /// Whether the caller belongs to the operator's account (the one made at first start).
+    pub(crate) async fn in_operator_account(&self, caller: &Caller) -> Result<bool, KmsError> {
+        Ok(self.account_id().await?.as_ref() == Some(&caller.account))
+    }
+
+    /// Refuses `op` to a caller outside the operator's account. For work whose effect is the
+    /// whole deployment's (sealing, the master key, accounts, the test clock), which even an
+    /// administrator of another account must not do; the role check (`authorize`) comes first.
+    /// `what` ends the message: "only the operator's account can {what}".
+    pub(crate) async fn require_operator_account(&self, caller: &Caller, op: Operation, what: &str) -> Result<(), KmsError> {
+        if self.in_operator_account(caller).await? {
+            return Ok(());
+        }
+        Err(KmsError::AccessDenied(format!(
+            "User: {} is not authorized to perform: clavis:{} because only the operator's account can {what}",
+            caller.principal_arn,
+            op.name()
+        )))
+    }
+
     /// The access key with this id and its unsealed secret, or `None` if unknown. Cached for at
     /// most one second (the secret is needed on every request); a change made through this node
     /// (`Kms::forget_credential`) takes effect at once, one made on another node within that
@@ -634,12 +655,7 @@ impl Kms {
     pub async fn seal(&self, caller: &Caller, _req: Empty) -> Result<Empty, KmsError> {
         self.authorize(caller, Operation::Seal)?;
         // Sealing stops every tenant: only the operator's administrators may.
-        if self.account_id().await?.as_ref() != Some(&caller.account) {
-            return Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to perform: clavis:Seal because only the operator's account can seal the server",
-                caller.principal_arn
-            )));
-        }
+        self.require_operator_account(caller, Operation::Seal, "seal the server").await?;
         self.root.seal_now().map_err(Self::operator_error)?;
         self.materials.clear();
         self.keys.clear();
@@ -1578,12 +1594,7 @@ impl Kms {
             return Err(KmsError::UnsupportedOperation("The test clock is not enabled on this server.".into()));
         };
         // The clock is the whole deployment's: only the operator's administrators move it.
-        if self.account_id().await?.as_ref() != Some(&caller.account) {
-            return Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to perform: clavis:AdvanceTestClock because only the operator's account can move the clock",
-                caller.principal_arn
-            )));
-        }
+        self.require_operator_account(caller, Operation::AdvanceTestClock, "move the clock").await?;
         let seconds = validate::required(req.seconds, "seconds")?;
         validate::int_range(seconds, "seconds", 0, 100 * 365 * 86_400)?;
         clock.advance(seconds * 1000);
