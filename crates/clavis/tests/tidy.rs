@@ -198,9 +198,8 @@ fn every_secret_member_is_redacted_from_records() {
         }
         // The member's wire name: a `#[serde(rename = "...")]` just above, or PascalCase.
         let renamed = lines[..i].iter().rev().take(3).find_map(|l| l.trim().strip_prefix("#[serde(rename = \"")?.split('"').next());
-        let wire: String = renamed.map(str::to_owned).unwrap_or_else(|| {
-            field.0.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect()
-        });
+        let wire: String =
+            renamed.map(str::to_owned).unwrap_or_else(|| field.0.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect());
         assert!(list.contains(&format!("\"{wire}\"")), "secret member {wire} (api.rs line {}) is not in REDACTED_MEMBERS", i + 1);
         checked += 1;
     }
