@@ -69,3 +69,16 @@ impl AliasStore for PostgresStore {
         rows(r, alias_from_row)
     }
 }
+
+const ALIAS_COLUMNS: &str = "account_id, region, alias_name, target_key_id, creation_date_ms, last_updated_date_ms";
+
+fn alias_from_row(r: &Row) -> StoreResult<AliasRecord> {
+    Ok(AliasRecord {
+        account_id: r.try_get(0).map_err(unavailable)?,
+        region: r.try_get(1).map_err(unavailable)?,
+        alias_name: r.try_get(2).map_err(unavailable)?,
+        target_key_id: r.try_get(3).map_err(unavailable)?,
+        creation_date_ms: r.try_get(4).map_err(unavailable)?,
+        last_updated_date_ms: r.try_get(5).map_err(unavailable)?,
+    })
+}

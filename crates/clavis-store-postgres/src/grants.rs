@@ -80,3 +80,21 @@ impl GrantStore for PostgresStore {
         if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
     }
 }
+
+const GRANT_COLUMNS: &str =
+    "grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, issuing_principal, created_ms, token";
+
+fn grant_from_row(r: &Row) -> StoreResult<GrantRecord> {
+    Ok(GrantRecord {
+        grant_id: r.try_get(0).map_err(unavailable)?,
+        key_id: r.try_get(1).map_err(unavailable)?,
+        name: r.try_get(2).map_err(unavailable)?,
+        grantee_principal: r.try_get(3).map_err(unavailable)?,
+        retiring_principal: r.try_get(4).map_err(unavailable)?,
+        operations: r.try_get(5).map_err(unavailable)?,
+        constraints: r.try_get(6).map_err(unavailable)?,
+        issuing_principal: r.try_get(7).map_err(unavailable)?,
+        created_ms: r.try_get(8).map_err(unavailable)?,
+        token: r.try_get(9).map_err(unavailable)?,
+    })
+}

@@ -112,3 +112,16 @@ impl IdentityStore for PostgresStore {
         if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
     }
 }
+
+fn access_key_from_row(r: &Row) -> StoreResult<AccessKeyRecord> {
+    Ok(AccessKeyRecord {
+        access_key_id: r.try_get(0).map_err(unavailable)?,
+        sealed_secret: r.try_get(1).map_err(unavailable)?,
+        account_id: r.try_get(2).map_err(unavailable)?,
+        principal_arn: r.try_get(3).map_err(unavailable)?,
+        status: r.try_get(4).map_err(unavailable)?,
+        created_ms: r.try_get(5).map_err(unavailable)?,
+    })
+}
+
+const ACCESS_KEY_COLUMNS: &str = "access_key_id, sealed_secret, account_id, principal_arn, status, created_ms";

@@ -64,3 +64,12 @@ impl ImportStore for PostgresStore {
         .transpose()
     }
 }
+
+/// The import parameters of a key that are unused and still valid at `now_ms`.
+async fn count_outstanding(client: &impl deadpool_postgres::GenericClient, key_id: &str, now_ms: i64) -> StoreResult<i64> {
+    let row = client
+        .query_one("SELECT COUNT(*) FROM import_params WHERE key_id = $1 AND expires_ms > $2 AND NOT used", &[&key_id, &now_ms])
+        .await
+        .map_err(pg)?;
+    row.try_get(0).map_err(unavailable)
+}

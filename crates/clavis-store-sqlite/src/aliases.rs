@@ -84,3 +84,14 @@ impl AliasStore for SqliteStore {
         .await
     }
 }
+
+fn alias_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AliasRecord> {
+    Ok(AliasRecord {
+        account_id: r.get(0)?,
+        region: r.get(1)?,
+        alias_name: r.get(2)?,
+        target_key_id: r.get(3)?,
+        creation_date_ms: r.get(4)?,
+        last_updated_date_ms: r.get(5)?,
+    })
+}

@@ -99,3 +99,21 @@ impl GrantStore for SqliteStore {
         .await
     }
 }
+
+const GRANT_COLUMNS: &str =
+    "grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, issuing_principal, created_ms, token";
+
+fn grant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRecord> {
+    Ok(GrantRecord {
+        grant_id: r.get(0)?,
+        key_id: r.get(1)?,
+        name: r.get(2)?,
+        grantee_principal: r.get(3)?,
+        retiring_principal: r.get(4)?,
+        operations: r.get(5)?,
+        constraints: r.get(6)?,
+        issuing_principal: r.get(7)?,
+        created_ms: r.get(8)?,
+        token: r.get(9)?,
+    })
+}

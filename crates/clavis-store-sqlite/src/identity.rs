@@ -127,3 +127,14 @@ impl IdentityStore for SqliteStore {
         .await
     }
 }
+
+fn access_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccessKeyRecord> {
+    Ok(AccessKeyRecord {
+        access_key_id: r.get(0)?,
+        sealed_secret: r.get(1)?,
+        account_id: r.get(2)?,
+        principal_arn: r.get(3)?,
+        status: r.get(4)?,
+        created_ms: r.get(5)?,
+    })
+}

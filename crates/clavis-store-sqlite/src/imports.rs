@@ -69,3 +69,10 @@ impl ImportStore for SqliteStore {
         .await
     }
 }
+
+/// The import parameters of a key that are unused and still valid at `now_ms`.
+fn count_outstanding(conn: &Connection, key_id: &str, now_ms: i64) -> StoreResult<i64> {
+    conn.prepare_cached("SELECT COUNT(*) FROM import_params WHERE key_id = ?1 AND expires_ms > ?2 AND used = 0")
+        .and_then(|mut st| st.query_row(params![key_id, now_ms], |r| r.get(0)))
+        .map_err(unavailable)
+}

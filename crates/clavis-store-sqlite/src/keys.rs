@@ -240,3 +240,116 @@ impl KeyStore for SqliteStore {
         .await
     }
 }
+
+const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_usage, key_spec, origin, key_state, \
+     creation_date_ms, deletion_date_ms, policy, current_version, revision, rotation_period_days, next_rotation_ms, \
+     dual_auth, deletion_requested_by, deletion_requested_ms, deletion_request_window_days, valid_to_ms, expiration_model, \
+     import_fingerprint";
+
+fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
+    Ok(KeyRecord {
+        key_id: r.get(0)?,
+        account_id: r.get(1)?,
+        region: r.get(2)?,
+        description: r.get(3)?,
+        key_usage: r.get(4)?,
+        key_spec: r.get(5)?,
+        origin: r.get(6)?,
+        key_state: r.get(7)?,
+        creation_date_ms: r.get(8)?,
+        deletion_date_ms: r.get(9)?,
+        policy: r.get(10)?,
+        current_version: r.get(11)?,
+        revision: u64::try_from(r.get::<_, i64>(12)?).unwrap_or_default(),
+        rotation_period_days: r.get(13)?,
+        next_rotation_ms: r.get(14)?,
+        dual_auth: r.get::<_, i64>(15)? != 0,
+        deletion_request: match (r.get::<_, Option<String>>(16)?, r.get::<_, Option<i64>>(17)?, r.get::<_, Option<u32>>(18)?) {
+            (Some(requested_by), Some(requested_ms), Some(window_days)) => {
+                Some(DeletionRequest { requested_by, requested_ms, window_days })
+            }
+            _ => None,
+        },
+        valid_to_ms: r.get(19)?,
+        expiration_model: r.get(20)?,
+        import_fingerprint: r.get(21)?,
+    })
+}
+
+fn insert_material(conn: &Connection, m: &KeyMaterialRecord) -> StoreResult<()> {
+    inserted(conn.execute(
+        "INSERT INTO key_material (key_id, version, sealed, created_ms, rotation_type) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![m.key_id, m.version, m.sealed, m.created_ms, m.rotation_type],
+    ))
+}
+
+/// Compare-and-swap of a key row on its revision.
+fn update_key_row(conn: &Connection, key: &KeyRecord, expected_revision: u64) -> StoreResult<()> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE keys SET description = ?2, key_usage = ?3, key_spec = ?4, origin = ?5, key_state = ?6, \
+             deletion_date_ms = ?7, policy = ?8, current_version = ?9, revision = ?10, rotation_period_days = ?12, \
+             next_rotation_ms = ?13, dual_auth = ?14, deletion_requested_by = ?15, deletion_requested_ms = ?16, \
+             deletion_request_window_days = ?17, valid_to_ms = ?18, expiration_model = ?19, import_fingerprint = ?20 \
+             WHERE key_id = ?1 AND revision = ?11",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                key.key_id,
+                key.description,
+                key.key_usage,
+                key.key_spec,
+                key.origin,
+                key.key_state,
+                key.deletion_date_ms,
+                key.policy,
+                key.current_version,
+                rev_i64(key.revision).unwrap_or(i64::MAX),
+                rev_i64(expected_revision).unwrap_or(i64::MAX),
+                key.rotation_period_days,
+                key.next_rotation_ms,
+                i64::from(key.dual_auth),
+                key.deletion_request.as_ref().map(|d| d.requested_by.clone()),
+                key.deletion_request.as_ref().map(|d| d.requested_ms),
+                key.deletion_request.as_ref().map(|d| d.window_days),
+                key.valid_to_ms,
+                key.expiration_model,
+                key.import_fingerprint
+            ])
+        })
+        .map_err(unavailable)?;
+    if n == 1 {
+        return Ok(());
+    }
+    let exists: bool =
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM keys WHERE key_id = ?1)", params![key.key_id], |r| r.get(0)).map_err(unavailable)?;
+    Err(if exists { StoreError::Conflict } else { StoreError::NotFound })
+}
+
+/// After deleting key material: secure_delete zeroed the pages in the WAL's newest frames; a
+/// truncating checkpoint writes them over the main file and discards the WAL frames that still
+/// held the material. Readers can delay it briefly.
+fn erase_checkpoint(conn: &Connection) -> StoreResult<()> {
+    for _ in 0..50 {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(unavailable)?;
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(StoreError::Unavailable(
+        "the material is deleted but the WAL checkpoint that erases it stayed busy; it will complete at the next checkpoint".into(),
+    ))
+}
+
+/// Consumes an import token: its parameters are deleted (a used token has no further use, and
+/// its sealed wrapping key should not wait for a purge); [`StoreError::Conflict`] if it was
+/// already consumed (or is unknown).
+fn consume_token(conn: &Connection, token_id: &str) -> StoreResult<()> {
+    let n = conn.execute("DELETE FROM import_params WHERE token_id = ?1 AND used = 0", params![token_id]).map_err(unavailable)?;
+    if n == 1 { Ok(()) } else { Err(StoreError::Conflict) }
+}
+
+fn rev_i64(rev: u64) -> StoreResult<i64> {
+    i64::try_from(rev).map_err(|_| StoreError::Corrupt("revision out of range".into()))
+}
