@@ -7,7 +7,7 @@
 //! is one it could have issued (`InvalidGrantTokenException` otherwise) and honours it at once.
 //!
 //! A check reads only the grants that name the caller (or its account) and list the action
-//! (`Store::grants_for`, indexed on key and grantee; the operation is matched in the same query
+//! (`GrantStore::grants_for`, indexed on key and grantee; the operation is matched in the same query
 //! on those few rows), never all of the key's grants: with thousands of grants to other
 //! principals, a check, allowed or refused, costs what it costs with one.
 
