@@ -8,7 +8,6 @@ use crate::ciphertext::{self, Header};
 use crate::keys::{Key, KeyCache, MaterialCache, access_key_seal_context, material_seal_context};
 use crate::operation::Operation;
 use crate::paging::{self, Page};
-use crate::paging::{self, Page};
 use crate::policy::Policy;
 use crate::types::{
     AccountId, AliasName, EncryptionContext, KeyId, KeyRef, KeySpec, KeyState, KeyUsage, Origin, Region, Role, alias_arn, key_arn,
@@ -800,7 +799,6 @@ impl Kms {
         Ok(aead)
     }
 
-    /// Applies `change` to a key's record with optimistic concurrency, retrying on conflict.
     /// Caches unsealed material, unless the root of trust was sealed meanwhile: checked under
     /// the cache's lock, so material unsealed just before a seal is never cached after the seal
     /// cleared the cache. The one place material enters the cache.
@@ -808,6 +806,7 @@ impl Kms {
         self.materials.insert(id, version, aead, || !self.root.is_sealed());
     }
 
+    /// Applies `change` to a key's record with optimistic concurrency, retrying on conflict.
     pub(crate) async fn update_key(
         &self,
         mut key: Key,
