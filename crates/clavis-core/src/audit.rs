@@ -421,8 +421,8 @@ struct Record<'a> {
     #[serde(rename = "sourceIPAddress")]
     source_ip_address: Option<String>,
     user_agent: Option<&'a str>,
-    request_parameters: Option<&'a Map<String, Value>>,
-    response_elements: Option<&'a Value>,
+    request_parameters: Option<Map<String, Value>>,
+    response_elements: Option<Value>,
     #[serde(rename = "requestID")]
     request_id: &'a str,
     #[serde(rename = "eventID")]
@@ -477,8 +477,30 @@ fn cap_strings(v: &mut Value, path: &mut String, truncated: &mut Vec<String>) {
     }
 }
 
-/// Room left in a record for everything but its request and response members.
-const RECORD_OVERHEAD: usize = 4096;
+/// Applies a cap (`cap_strings`, `cap_lists`) to every request and response member, with the
+/// member's path for `additionalEventData.truncated`.
+fn each_member(
+    params: &mut Option<Map<String, Value>>,
+    response: &mut Option<Value>,
+    truncated: &mut Vec<String>,
+    apply: fn(&mut Value, &mut String, &mut Vec<String>),
+) {
+    let mut path = String::new();
+    if let Some(params) = params {
+        for (k, v) in params.iter_mut() {
+            path.clear();
+            path.push_str("requestParameters.");
+            path.push_str(cap(k, MAX_OPERATION).0);
+            apply(v, &mut path, truncated);
+        }
+    }
+    if let Some(response) = response {
+        path.clear();
+        path.push_str("responseElements");
+        apply(response, &mut path, truncated);
+    }
+}
+
 /// How many members of one list a record keeps when lists must be cut.
 const MAX_LIST_MEMBERS: usize = 32;
 
@@ -570,43 +592,7 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
     if !records_response(event.operation) {
         response_elements = None;
     }
-    let mut path = String::new();
-    if let Some(params) = &mut request_parameters {
-        for (k, v) in params.iter_mut() {
-            path.clear();
-            path.push_str("requestParameters.");
-            path.push_str(cap(k, MAX_OPERATION).0);
-            cap_strings(v, &mut path, &mut truncated);
-        }
-    }
-    if let Some(resp) = &mut response_elements {
-        path.clear();
-        path.push_str("responseElements");
-        cap_strings(resp, &mut path, &mut truncated);
-    }
-    // Long lists are the usual way a record grows past its cap: cut them to their first
-    // members (noting how many were cut) before anything is dropped whole, so the record
-    // still shows what ran.
-    let limit = if caller.is_some() { MAX_RECORD_BYTES } else { MAX_UNAUTHENTICATED_RECORD_BYTES };
-    let members_len = |p: &Option<Map<String, Value>>, r: &Option<Value>| {
-        p.as_ref().map_or(0, |p| serde_json::to_vec(p).map_or(usize::MAX, |v| v.len()))
-            + r.as_ref().map_or(0, |r| serde_json::to_vec(r).map_or(usize::MAX, |v| v.len()))
-    };
-    if members_len(&request_parameters, &response_elements) > limit.saturating_sub(RECORD_OVERHEAD) {
-        if let Some(params) = &mut request_parameters {
-            for (k, v) in params.iter_mut() {
-                path.clear();
-                path.push_str("requestParameters.");
-                path.push_str(cap(k, MAX_OPERATION).0);
-                cap_lists(v, &mut path, &mut truncated);
-            }
-        }
-        if let Some(resp) = &mut response_elements {
-            path.clear();
-            path.push_str("responseElements");
-            cap_lists(resp, &mut path, &mut truncated);
-        }
-    }
+    each_member(&mut request_parameters, &mut response_elements, &mut truncated, cap_strings);
     let user_identity = match caller {
         Some(c) => UserIdentity {
             kind: if c.principal_arn.ends_with(":root") { "Root" } else { "IAMUser" },
@@ -628,6 +614,7 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
         arns.iter().map(|arn| Resource { arn, account_id: arn.split(':').nth(4).unwrap_or_default(), kind: "AWS::KMS::Key" }).collect();
     let mut event_id = uuid::Uuid::encode_buffer();
     let event_id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut event_id);
+    let limit = if caller.is_some() { MAX_RECORD_BYTES } else { MAX_UNAUTHENTICATED_RECORD_BYTES };
     let mut rec = Record {
         event_version: "1.08",
         user_identity,
@@ -637,8 +624,8 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
         aws_region: region,
         source_ip_address: event.source_ip.map(|ip| ip.to_string()),
         user_agent,
-        request_parameters: request_parameters.as_ref(),
-        response_elements: response_elements.as_ref(),
+        request_parameters,
+        response_elements,
         request_id: event.request_id,
         event_id,
         read_only: is_read_only(event.operation),
@@ -652,8 +639,15 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
     };
     // Sized for a typical record (about 900 bytes), so the buffer rarely grows.
     let mut out = Vec::with_capacity(1024);
-    // Serialising these types cannot fail (string keys, written to memory); were it ever to,
-    // or were the record over its cap, it is rebuilt without the members, which always fits.
+    // Serialising these types cannot fail (string keys, written to memory). A record over its
+    // cap is made smaller in steps, each keeping as much of what ran as fits: long lists are
+    // the usual way a record grows, so they are cut to their first members (noting how many
+    // were cut); then, if it is still too large, the members are dropped whole.
+    if serde_json::to_writer(&mut out, &rec).is_ok() && out.len() <= limit {
+        return out;
+    }
+    each_member(&mut rec.request_parameters, &mut rec.response_elements, &mut rec.additional_event_data.truncated, cap_lists);
+    out.clear();
     if serde_json::to_writer(&mut out, &rec).is_ok() && out.len() <= limit {
         return out;
     }

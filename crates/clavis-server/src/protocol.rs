@@ -262,7 +262,7 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
         .kms
         .audited(&event, async {
             let mut rec = Recorded::default();
-            let result = serve_request(&state, &parts, body, target, &mut rec).await;
+            let result = serve_request(&state, &parts, body, target, known, &mut rec).await;
             rec.outcome(result)
         })
         .await;
@@ -284,7 +284,14 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
     }
 }
 
-async fn serve_request(state: &AppState, parts: &Parts, body: Body, target: &str, rec: &mut Recorded) -> Result<Vec<u8>, KmsError> {
+async fn serve_request(
+    state: &AppState,
+    parts: &Parts,
+    body: Body,
+    target: &str,
+    known: Option<Operation>,
+    rec: &mut Recorded,
+) -> Result<Vec<u8>, KmsError> {
     let (body, _in_flight) = read_body(state, parts, body).await?;
     let mut caller = match auth::authenticate(&state.kms, &state.config, parts, &body, now_secs()).await {
         Ok(c) => c,
@@ -301,7 +308,7 @@ async fn serve_request(state: &AppState, parts: &Parts, body: Body, target: &str
     };
     caller.secure_transport = parts.extensions.get::<crate::listener::SecureTransport>().is_some_and(|s| s.0);
     let caller = rec.caller.insert(caller).clone();
-    let op = Operation::from_target(target).ok_or_else(|| unknown_target(target))?;
+    let op = known.ok_or_else(|| unknown_target(target))?;
     // Re-wrap on unwrap is asked for with a header, so that an unmodified AWS client can
     // opt in from an event hook without changing the request body.
     let rewrap = parts.headers.get("x-clavis-rewrap").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));

@@ -104,6 +104,9 @@ const MAX_HELD_RECORDS: usize = 4096;
 struct DeferredAudit {
     log: std::sync::OnceLock<Arc<dyn AuditSink>>,
     held: std::sync::Mutex<Held>,
+    /// `held.open`, readable without the lock: every request's append checks it, and after
+    /// unseal it never changes again.
+    open: std::sync::atomic::AtomicBool,
 }
 
 /// Records held while sealed, and room reserved for ones about to be; one lock decides
@@ -125,6 +128,7 @@ impl DeferredAudit {
                 let mut held = self.held.lock().map_err(|_| anyhow::anyhow!("held audit records lock poisoned"))?;
                 if held.records.is_empty() {
                     held.open = true;
+                    self.open.store(true, std::sync::atomic::Ordering::Release);
                     return Ok(());
                 }
                 std::mem::take(&mut held.records)
@@ -139,8 +143,7 @@ impl DeferredAudit {
 #[async_trait::async_trait]
 impl AuditSink for DeferredAudit {
     async fn append(&self, record: Vec<u8>) -> Result<(), clavis_core::audit::AuditFailure> {
-        let open = self.held.lock().map(|h| h.open).unwrap_or(false);
-        match (open, self.log.get()) {
+        match (self.open.load(std::sync::atomic::Ordering::Acquire), self.log.get()) {
             (true, Some(log)) => log.append(record).await,
             _ => Err(clavis_core::audit::AuditFailure("the audit log opens when the server is unsealed".into())),
         }
