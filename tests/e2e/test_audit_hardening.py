@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from conftest import ACCOUNT, CLAVIS, Server, error_code
 from test_access_control import admin_cli
 from test_audit import by_request_id, events
+from test_root_of_trust import start_sealed
 
 
 def rid(headers):
@@ -220,17 +221,7 @@ def test_operator_attempts_are_audited_without_the_share(tmp_path):
     """Item 10: /operator/init and /operator/unseal attempts left no record."""
     s = Server(tmp_path / "op", args=["--root-of-trust", "shamir"])
 
-    def start_sealed():
-        s.start(wait=False)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(s.endpoint + "/operator/status", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.05)
-
-    start_sealed()
+    start_sealed(s)
     try:
 
         def post(path, body):
@@ -248,7 +239,7 @@ def test_operator_attempts_are_audited_without_the_share(tmp_path):
         # Restarted, the server is sealed and its log cannot be written until unseal: the
         # attempts are held and written first when it opens.
         s.stop()
-        start_sealed()
+        start_sealed(s)
         status, junk = post("/operator/unseal", {"Share": "not-a-share-secret-junk"})
         assert status == 400
         nonce = None
@@ -341,15 +332,8 @@ def test_operator_refusals_spend_the_budget(tmp_path):
     """Review of items 6 and 10: refused operator requests (wrong content type, host, token)
     spent no budget, so one source grew the log (and the records held while sealed) freely."""
     s = Server(tmp_path / "opflood", args=["--root-of-trust", "shamir"])
-    s.start(wait=False)
+    start_sealed(s)
     try:
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(s.endpoint + "/operator/status", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
         codes = []
         for _ in range(40):
             req = urllib.request.Request(s.endpoint + "/operator/unseal", data=b'{"Share": "x"}', method="POST",
