@@ -109,6 +109,7 @@ macro_rules! request {
         #[serde(rename_all = "PascalCase")]
         pub struct $name { $(pub $field: Option<$ty>),* }
         audit_params!($name { $($field),* });
+        impl crate::front::RequestShape for $name {}
     };
 }
 
@@ -192,6 +193,18 @@ pub struct DecryptRequest {
     pub rewrap: bool,
 }
 audit_params!(DecryptRequest { ciphertext_blob, encryption_context, grant_tokens, key_id, encryption_algorithm, recipient, dry_run });
+impl crate::front::RequestShape for DecryptRequest {
+    fn apply(&mut self, options: &crate::front::RequestOptions) {
+        self.rewrap = options.rewrap;
+    }
+
+    fn extra_audit_params(&self, out: &mut serde_json::Map<String, serde_json::Value>) {
+        // Re-wrap changes what Decrypt does (a new ciphertext): the record says so.
+        if self.rewrap {
+            out.insert("clavisRewrap".to_owned(), serde_json::Value::Bool(true));
+        }
+    }
+}
 
 request!(
     /// ReEncrypt.
@@ -355,6 +368,7 @@ impl crate::audit::AuditParams for Empty {
         serde_json::Map::new()
     }
 }
+impl crate::front::RequestShape for Empty {}
 
 /// `GET /operator/status` and the unseal response: the root of trust's state.
 #[derive(Debug, Serialize)]
@@ -401,6 +415,7 @@ pub struct RotateMasterKeyRequest {
     pub threshold: Option<u8>,
 }
 audit_params!(RotateMasterKeyRequest { shares, threshold });
+impl crate::front::RequestShape for RotateMasterKeyRequest {}
 
 /// `POST /operator/init` request.
 #[derive(Debug, Default, Deserialize)]
@@ -410,6 +425,7 @@ pub struct OperatorInitRequest {
     pub threshold: Option<u8>,
 }
 audit_params!(OperatorInitRequest { shares, threshold });
+impl crate::front::RequestShape for OperatorInitRequest {}
 
 /// `POST /operator/init` response: the shares, shown once.
 #[derive(Debug, Serialize)]
@@ -430,6 +446,7 @@ pub struct OperatorUnsealRequest {
 // The share is the credential: never recorded. The nonce is recorded (it is not a secret once
 // the unseal ends, and it tells which attempts belonged to one unseal).
 audit_params!(OperatorUnsealRequest { nonce });
+impl crate::front::RequestShape for OperatorUnsealRequest {}
 
 /// Key metadata as DescribeKey and CreateKey return it.
 #[derive(Debug, Serialize)]
@@ -863,6 +880,7 @@ audit_params!(ImportKeyMaterialRequest {
     encrypted_nonce,
     nonce_iv
 });
+impl crate::front::RequestShape for ImportKeyMaterialRequest {}
 
 request!(
     /// ClavisAdmin.CreateAccessKey (IAM's shape): for `UserName`, or the caller when absent.

@@ -9,24 +9,22 @@
 
 pub mod api;
 pub mod audit;
-mod byok;
 pub mod ciphertext;
 mod clock;
 mod error;
-mod grants;
-pub mod identity;
-mod keys;
-mod lifecycle;
-pub mod master_key;
+pub mod front;
+mod kernel;
 pub mod operation;
+mod ops;
 mod paging;
 pub mod policy;
-mod service;
 pub mod types;
 mod validate;
 
 pub use clock::{Clock, SystemClock, TestClock};
 pub use error::KmsError;
-pub use lifecycle::DueWork;
+pub use kernel::master_key;
+pub use kernel::{Caller, Credential, Kms, KmsConfig};
 pub use operation::Operation;
-pub use service::{Caller, Credential, Kms, KmsConfig};
+pub use ops::identity;
+pub use ops::lifecycle::DueWork;

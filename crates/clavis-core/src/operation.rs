@@ -62,7 +62,7 @@ pub struct Spec {
 }
 
 macro_rules! catalogue {
-    ($( $op:ident: $family:ident, $role:ident, read_only: $ro:literal, on_key: $key:literal, cross_account: $cross:literal, grantable: $grant:literal; )*) => {
+    ($( $op:ident => $method:ident: $family:ident, $role:ident, read_only: $ro:literal, on_key: $key:literal, cross_account: $cross:literal, grantable: $grant:literal; )*) => {
         /// Every operation Clavis serves.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Operation {
@@ -106,62 +106,84 @@ macro_rules! catalogue {
                 }
             }
         }
+        /// Runs `op` on a JSON body (see [`crate::Kms::invoke_json`]): the identity step for its
+        /// entry, then the entry's method. The match is generated, so an entry without a method
+        /// (or a method with the wrong shape) does not compile.
+        pub(crate) async fn dispatch_json(
+            kms: &crate::Kms,
+            caller: &crate::Caller,
+            op: Operation,
+            body: &[u8],
+            options: &crate::front::RequestOptions,
+            members: &mut crate::front::Members,
+        ) -> Result<Vec<u8>, crate::KmsError> {
+            let record_response = !op.read_only();
+            match op {
+                $(Operation::$op => {
+                    crate::front::call(body, record_response, options, members, |req| async move {
+                        kms.authorize(caller, op)?;
+                        kms.$method(caller, req).await
+                    })
+                    .await
+                })*
+            }
+        }
     };
 }
 
 catalogue! {
     // The AWS KMS API.
-    CreateKey: Kms, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
-    DescribeKey: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: true;
-    ListKeys: Kms, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
-    UpdateKeyDescription: Kms, Writer, read_only: false, on_key: true, cross_account: false, grantable: false;
-    EnableKey: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
-    DisableKey: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
-    Encrypt: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: true;
-    Decrypt: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: true;
-    ReEncrypt: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: true;
-    GenerateDataKey: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: true;
-    GenerateDataKeyWithoutPlaintext: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: true;
-    GenerateRandom: Kms, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
-    CreateAlias: Kms, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
-    UpdateAlias: Kms, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
-    DeleteAlias: Kms, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
-    ListAliases: Kms, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
-    TagResource: Kms, Writer, read_only: false, on_key: true, cross_account: false, grantable: false;
-    UntagResource: Kms, Writer, read_only: false, on_key: true, cross_account: false, grantable: false;
-    ListResourceTags: Kms, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
-    GetKeyPolicy: Kms, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
-    ListKeyPolicies: Kms, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
-    PutKeyPolicy: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
-    CreateGrant: Kms, Manager, read_only: false, on_key: true, cross_account: true, grantable: true;
-    ListGrants: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: false;
-    ListRetirableGrants: Kms, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
-    RetireGrant: Kms, Reader, read_only: false, on_key: true, cross_account: true, grantable: true;
-    RevokeGrant: Kms, Manager, read_only: false, on_key: true, cross_account: true, grantable: false;
-    EnableKeyRotation: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
-    DisableKeyRotation: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
-    GetKeyRotationStatus: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: false;
-    RotateKeyOnDemand: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
-    ListKeyRotations: Kms, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
-    ScheduleKeyDeletion: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
-    CancelKeyDeletion: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
-    GetParametersForImport: Kms, Writer, read_only: true, on_key: true, cross_account: false, grantable: false;
-    ImportKeyMaterial: Kms, Writer, read_only: false, on_key: true, cross_account: false, grantable: false;
-    DeleteImportedKeyMaterial: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    CreateKey => create_key: Kms, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
+    DescribeKey => describe_key: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: true;
+    ListKeys => list_keys: Kms, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
+    UpdateKeyDescription => update_key_description: Kms, Writer, read_only: false, on_key: true, cross_account: false, grantable: false;
+    EnableKey => enable_key: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    DisableKey => disable_key: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    Encrypt => encrypt: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: true;
+    Decrypt => decrypt: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: true;
+    ReEncrypt => re_encrypt: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: true;
+    GenerateDataKey => generate_data_key: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: true;
+    GenerateDataKeyWithoutPlaintext => generate_data_key_without_plaintext: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: true;
+    GenerateRandom => generate_random: Kms, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
+    CreateAlias => create_alias: Kms, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
+    UpdateAlias => update_alias: Kms, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
+    DeleteAlias => delete_alias: Kms, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
+    ListAliases => list_aliases: Kms, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
+    TagResource => tag_resource: Kms, Writer, read_only: false, on_key: true, cross_account: false, grantable: false;
+    UntagResource => untag_resource: Kms, Writer, read_only: false, on_key: true, cross_account: false, grantable: false;
+    ListResourceTags => list_resource_tags: Kms, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
+    GetKeyPolicy => get_key_policy: Kms, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
+    ListKeyPolicies => list_key_policies: Kms, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
+    PutKeyPolicy => put_key_policy: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    CreateGrant => create_grant: Kms, Manager, read_only: false, on_key: true, cross_account: true, grantable: true;
+    ListGrants => list_grants: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: false;
+    ListRetirableGrants => list_retirable_grants: Kms, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
+    RetireGrant => retire_grant: Kms, Reader, read_only: false, on_key: true, cross_account: true, grantable: true;
+    RevokeGrant => revoke_grant: Kms, Manager, read_only: false, on_key: true, cross_account: true, grantable: false;
+    EnableKeyRotation => enable_key_rotation: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    DisableKeyRotation => disable_key_rotation: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    GetKeyRotationStatus => get_key_rotation_status: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: false;
+    RotateKeyOnDemand => rotate_key_on_demand: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    ListKeyRotations => list_key_rotations: Kms, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
+    ScheduleKeyDeletion => schedule_key_deletion: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    CancelKeyDeletion => cancel_key_deletion: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    GetParametersForImport => get_parameters_for_import: Kms, Writer, read_only: true, on_key: true, cross_account: false, grantable: false;
+    ImportKeyMaterial => import_key_material: Kms, Writer, read_only: false, on_key: true, cross_account: false, grantable: false;
+    DeleteImportedKeyMaterial => delete_imported_key_material: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
     // Clavis's administration API.
-    LookupEvents: Admin, Admin, read_only: true, on_key: false, cross_account: false, grantable: false;
-    AdvanceTestClock: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
-    CreateAccount: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
-    ListAccounts: Admin, Admin, read_only: true, on_key: false, cross_account: false, grantable: false;
-    CreateUser: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
-    ListUsers: Admin, Admin, read_only: true, on_key: false, cross_account: false, grantable: false;
-    CreateAccessKey: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
-    ListAccessKeys: Admin, Admin, read_only: true, on_key: false, cross_account: false, grantable: false;
-    UpdateAccessKey: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
-    DeleteAccessKey: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
-    EnableKeyDualAuthorization: Admin, Manager, read_only: false, on_key: false, cross_account: false, grantable: false;
-    Seal: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
-    RotateMasterKey: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
+    LookupEvents => lookup_events: Admin, Admin, read_only: true, on_key: false, cross_account: false, grantable: false;
+    AdvanceTestClock => advance_test_clock: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
+    CreateAccount => create_account: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
+    ListAccounts => list_accounts: Admin, Admin, read_only: true, on_key: false, cross_account: false, grantable: false;
+    CreateUser => create_user: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
+    ListUsers => list_users: Admin, Admin, read_only: true, on_key: false, cross_account: false, grantable: false;
+    CreateAccessKey => create_access_key: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
+    ListAccessKeys => list_access_keys: Admin, Admin, read_only: true, on_key: false, cross_account: false, grantable: false;
+    UpdateAccessKey => update_access_key: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
+    DeleteAccessKey => delete_access_key: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
+    EnableKeyDualAuthorization => enable_key_dual_authorization: Admin, Manager, read_only: false, on_key: false, cross_account: false, grantable: false;
+    Seal => seal: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
+    RotateMasterKey => rotate_master_key: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
 }
 
 /// Grant operations AWS accepts for operations Clavis does not serve yet (asymmetric and HMAC

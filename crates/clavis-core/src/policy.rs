@@ -1,7 +1,7 @@
 //! Key policies in the AWS policy language: parsing with validation (every defect is a
 //! `MalformedPolicyDocumentException` naming it) and evaluation of one request against one
 //! policy. How a policy combines with the caller's role and with grants is decided in
-//! `service.rs` (`Kms::authorize_key`) and written down in `docs/api.md`.
+//! `kernel/authz.rs` (`Kms::authorize_key`) and written down in `docs/api.md`.
 //!
 //! Supported: `Version`, `Id`, `Statement` (one object or a list) with `Sid`, `Effect`,
 //! `Principal` / `NotPrincipal` (`"*"`, `{"AWS": ...}` with account ids, account roots, user

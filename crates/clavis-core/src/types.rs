@@ -440,6 +440,39 @@ impl KeyState {
     }
 }
 
+/// Unix milliseconds as the seconds (with fraction) AWS's JSON timestamps carry.
+pub(crate) fn secs(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// A grant token: `v1.<grant id>.<random>` in unpadded base64url. Opaque to clients.
+pub(crate) fn make_grant_token(grant_id: &str) -> Result<String, KmsError> {
+    let nonce = hex::encode(clavis_crypto::random::bytes(16)?);
+    Ok(URL_SAFE_NO_PAD.encode(format!("v1.{grant_id}.{nonce}")))
+}
+
+/// The grant id inside a token Clavis issued, or `InvalidGrantTokenException`.
+pub(crate) fn grant_token_id(token: &str) -> Result<String, KmsError> {
+    let invalid = || KmsError::InvalidGrantToken("The grant token is not valid.".into());
+    let text = URL_SAFE_NO_PAD.decode(token.as_bytes()).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(invalid)?;
+    let mut parts = text.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("v1"), Some(id), Some(nonce), None) if is_grant_id(id) && nonce.len() == 32 => Ok(id.to_owned()),
+        _ => Err(invalid()),
+    }
+}
+
+pub(crate) fn is_grant_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// The value of `kms:EncryptionAlgorithm`, KeyMetadata's algorithm and the responses' for a
+/// symmetric key.
+pub(crate) const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,7 +103,7 @@ pub fn grant_tokens(v: Option<&Vec<String>>) -> Result<(), KmsError> {
     }
     for t in tokens {
         str_len(t, "grantTokens.member", 1, 8192)?;
-        crate::grants::token_grant_id(t)?;
+        crate::types::grant_token_id(t)?;
     }
     Ok(())
 }

@@ -323,7 +323,7 @@ async fn secrets_never_reach_a_record_and_records_are_bounded() {
     assert!(!r.to_string().contains(made.access_key.secret_access_key.expose_secret()));
 
     let req = GenerateDataKeyRequest { key_id: Some(new_key(kms, &admin).await), key_spec: Some("AES_256".into()), ..Default::default() };
-    let dk = run(kms, &admin, "GenerateDataKey", req, |c, r| async move { kms.generate_data_key(&c, r, true).await }).await.unwrap();
+    let dk = run(kms, &admin, "GenerateDataKey", req, |c, r| async move { kms.generate_data_key(&c, r).await }).await.unwrap();
     let text = sink.last().to_string();
     assert!(!text.contains(&base64_of(dk.plaintext.unwrap().0.expose_secret())), "{text}");
 

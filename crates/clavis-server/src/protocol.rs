@@ -2,7 +2,7 @@
 //! bodies out, errors as `{"__type": ..., "message": ...}` with the status the core assigns;
 //! and the unauthenticated operator paths.
 //!
-//! Every request runs inside [`Kms::audited`], which releases its result only once its
+//! Every request runs inside [`clavis_core::Kms::audited`], which releases its result only once its
 //! record is durable; this module reports what the record needs (the caller, the decoded
 //! request's members, the typed response's members) and never builds a record itself.
 
@@ -14,12 +14,11 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use clavis_core::audit::{self, AuditParams, Outcome, RequestEvent};
+use clavis_core::audit::{self, Outcome, RequestEvent};
+use clavis_core::front::{self, Members, RequestOptions, RequestShape};
 use clavis_core::operation::Family;
-use clavis_core::{Caller, Kms, KmsError, Operation};
+use clavis_core::{Caller, KmsError, Operation};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
 use std::net::{IpAddr, SocketAddr};
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -45,8 +44,7 @@ pub fn error_response(e: &KmsError) -> Response {
 #[derive(Default)]
 struct Recorded {
     caller: Option<Caller>,
-    request_parameters: Option<Map<String, Value>>,
-    response_elements: Option<Value>,
+    members: Members,
     limiter: Option<Verdict>,
 }
 
@@ -55,151 +53,12 @@ impl Recorded {
         let limiter = self.limiter.unwrap_or(Verdict { throttled: false, suppressed_before: 0 });
         Outcome {
             caller: self.caller,
-            request_parameters: self.request_parameters,
-            response_elements: self.response_elements,
+            request_parameters: self.members.request_parameters,
+            response_elements: self.members.response_elements,
             suppressed_before: limiter.suppressed_before,
             suppress: limiter.throttled,
             result,
         }
-    }
-}
-
-/// Decodes the request shape, runs the operation, encodes the response shape; notes the
-/// decoded members and (for operations that change something) the response's for the record.
-async fn call<Req, Resp, Fut>(body: &[u8], operation: &str, rec: &mut Recorded, op: impl FnOnce(Req) -> Fut) -> Result<Vec<u8>, KmsError>
-where
-    Req: DeserializeOwned + AuditParams,
-    Resp: Serialize,
-    Fut: Future<Output = Result<Resp, KmsError>>,
-{
-    // An empty body is an empty request object, as botocore sends for operations without members.
-    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
-    // serde_json skips unknown members without a depth limit; no AWS KMS shape nests deeper
-    // than a few levels, so deeper input is refused before anything runs.
-    if !nesting_within(body, MAX_JSON_DEPTH) {
-        return Err(KmsError::Serialization(format!("The request body nests JSON deeper than {MAX_JSON_DEPTH} levels.")));
-    }
-    let req: Req = serde_json::from_slice(body).map_err(|e| KmsError::Serialization(serialization_message(&e)))?;
-    rec.request_parameters = Some(req.audit_params());
-    let resp = op(req).await?;
-    if audit::records_response(operation) {
-        rec.response_elements = audit::response_elements(&resp);
-    }
-    serde_json::to_vec(&resp).map_err(|e| KmsError::Internal(format!("response encoding: {e}")))
-}
-
-/// The deepest JSON nesting a request body may have (the deepest AWS KMS shape, a grant's
-/// constraints, nests three levels).
-const MAX_JSON_DEPTH: usize = 32;
-
-/// Whether `body`'s arrays and objects nest at most `max` deep (brackets inside strings do not
-/// count). Malformed JSON passes here and fails in the parser.
-fn nesting_within(body: &[u8], max: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in body {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return false;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    true
-}
-
-fn serialization_message(e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof => format!("The request body is not valid JSON: {e}"),
-        _ => format!("The request body does not match the operation's input shape: {e}"),
-    }
-}
-
-/// Runs one operation of the catalogue. The match is exhaustive: an operation added to the
-/// catalogue without its dispatch does not compile.
-async fn dispatch(kms: &Kms, caller: &Caller, op: Operation, body: &[u8], rewrap: bool, rec: &mut Recorded) -> Result<Vec<u8>, KmsError> {
-    let operation = op.name();
-    macro_rules! op {
-        ($method:ident) => {
-            call(body, operation, rec, |req| kms.$method(caller, req)).await
-        };
-    }
-    match op {
-        Operation::CreateKey => op!(create_key),
-        Operation::DescribeKey => op!(describe_key),
-        Operation::ListKeys => op!(list_keys),
-        Operation::UpdateKeyDescription => op!(update_key_description),
-        Operation::EnableKey => op!(enable_key),
-        Operation::DisableKey => op!(disable_key),
-        Operation::Encrypt => op!(encrypt),
-        Operation::Decrypt => {
-            // The re-wrap header changes what Decrypt does (a new ciphertext): the record says so.
-            let recorded = call(body, operation, rec, |mut req: clavis_core::api::DecryptRequest| {
-                req.rewrap = rewrap;
-                kms.decrypt(caller, req)
-            })
-            .await;
-            if rewrap && let Some(params) = rec.request_parameters.as_mut() {
-                params.insert("clavisRewrap".to_owned(), Value::Bool(true));
-            }
-            recorded
-        }
-        Operation::ReEncrypt => op!(re_encrypt),
-        Operation::GenerateDataKey => call(body, operation, rec, |req| kms.generate_data_key(caller, req, true)).await,
-        Operation::GenerateDataKeyWithoutPlaintext => call(body, operation, rec, |req| kms.generate_data_key(caller, req, false)).await,
-        Operation::GenerateRandom => op!(generate_random),
-        Operation::CreateAlias => op!(create_alias),
-        Operation::UpdateAlias => op!(update_alias),
-        Operation::DeleteAlias => op!(delete_alias),
-        Operation::ListAliases => op!(list_aliases),
-        Operation::TagResource => op!(tag_resource),
-        Operation::UntagResource => op!(untag_resource),
-        Operation::ListResourceTags => op!(list_resource_tags),
-        Operation::GetKeyPolicy => op!(get_key_policy),
-        Operation::ListKeyPolicies => op!(list_key_policies),
-        Operation::PutKeyPolicy => op!(put_key_policy),
-        Operation::CreateGrant => op!(create_grant),
-        Operation::ListGrants => op!(list_grants),
-        Operation::ListRetirableGrants => op!(list_retirable_grants),
-        Operation::RetireGrant => op!(retire_grant),
-        Operation::RevokeGrant => op!(revoke_grant),
-        Operation::EnableKeyRotation => op!(enable_key_rotation),
-        Operation::DisableKeyRotation => op!(disable_key_rotation),
-        Operation::GetKeyRotationStatus => op!(get_key_rotation_status),
-        Operation::RotateKeyOnDemand => op!(rotate_key_on_demand),
-        Operation::ListKeyRotations => op!(list_key_rotations),
-        Operation::ScheduleKeyDeletion => op!(schedule_key_deletion),
-        Operation::CancelKeyDeletion => op!(cancel_key_deletion),
-        Operation::GetParametersForImport => op!(get_parameters_for_import),
-        Operation::ImportKeyMaterial => op!(import_key_material),
-        Operation::DeleteImportedKeyMaterial => op!(delete_imported_key_material),
-        Operation::LookupEvents => op!(lookup_events),
-        Operation::AdvanceTestClock => op!(advance_test_clock),
-        Operation::CreateAccount => op!(create_account),
-        Operation::ListAccounts => op!(list_accounts),
-        Operation::CreateUser => op!(create_user),
-        Operation::ListUsers => op!(list_users),
-        Operation::CreateAccessKey => op!(create_access_key),
-        Operation::ListAccessKeys => op!(list_access_keys),
-        Operation::UpdateAccessKey => op!(update_access_key),
-        Operation::DeleteAccessKey => op!(delete_access_key),
-        Operation::EnableKeyDualAuthorization => op!(enable_key_dual_authorization),
-        Operation::Seal => op!(seal),
-        Operation::RotateMasterKey => op!(rotate_master_key),
     }
 }
 
@@ -239,7 +98,7 @@ async fn read_body(state: &AppState, parts: &Parts, body: Body) -> Result<(Bytes
 }
 
 /// `POST /`: the KMS endpoint. Every request, whatever its outcome, is recorded in the audit
-/// log before its response leaves ([`Kms::audited`]).
+/// log before its response leaves ([`clavis_core::Kms::audited`]).
 pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
     let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
@@ -312,7 +171,7 @@ async fn serve_request(
     // Re-wrap on unwrap is asked for with a header, so that an unmodified AWS client can
     // opt in from an event hook without changing the request body.
     let rewrap = parts.headers.get("x-clavis-rewrap").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-    dispatch(&state.kms, &caller, op, &body, rewrap, rec).await
+    state.kms.invoke_json(&caller, op, &body, &RequestOptions { rewrap }, &mut rec.members).await
 }
 
 /// `GET /operator/status`: the root of trust's provider, sealed state, master-key version and
@@ -349,7 +208,7 @@ fn operator_precheck(state: &AppState, parts: &Parts) -> Result<(), KmsError> {
     Ok(())
 }
 
-/// Runs one operator request inside [`Kms::audited_operator`]: its record has the source
+/// Runs one operator request inside [`clavis_core::Kms::audited_operator`]: its record has the source
 /// address and the request's recorded members (never a share).
 async fn operator_request<Req, Resp, Fut>(
     state: &AppState,
@@ -359,7 +218,7 @@ async fn operator_request<Req, Resp, Fut>(
     op: impl FnOnce(Req) -> Fut,
 ) -> Response
 where
-    Req: DeserializeOwned + AuditParams,
+    Req: RequestShape,
     Resp: Serialize,
     Fut: Future<Output = Result<Resp, KmsError>>,
 {
@@ -393,7 +252,7 @@ where
                 operator_precheck(state, &parts)?;
                 extra_check(&parts)?;
                 let (body, _in_flight) = read_body(state, &parts, body).await?;
-                call(&body, operation, &mut rec, op).await
+                front::call(&body, audit::records_response(operation), &RequestOptions::default(), &mut rec.members, op).await
             }
             .await;
             rec.outcome(result)
@@ -460,18 +319,4 @@ pub async fn operator_unseal(State(state): State<AppState>, req: Request<Body>) 
         },
     )
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nesting_is_measured_outside_strings() {
-        assert!(nesting_within(br#"{"a": [[1]], "b": "[[[[[[[[["}"#, 3));
-        assert!(!nesting_within(br#"{"a": [[[1]]]}"#, 3));
-        assert!(nesting_within(br#"{"a": "\"[[[[", "b": {}}"#, 2));
-        let deep = format!("{{\"Junk\": {}{}}}", "[".repeat(200), "]".repeat(200));
-        assert!(!nesting_within(deep.as_bytes(), MAX_JSON_DEPTH));
-    }
 }

@@ -17,12 +17,10 @@
 //! scheduler's due work. Master-key rotation skips expired ones.
 
 use crate::api::*;
-use crate::keys::{Key, material_seal_context};
-use crate::service::Access;
-use crate::service::{key_not_found, secs};
-use crate::types::KeyState;
+use crate::kernel::key::{EXPIRED_PARAMS_KEPT_MS, Material, import_params_seal_context, material_seal_context};
+use crate::kernel::{Access, Key, key_not_found};
+use crate::types::{KeyState, secs};
 use crate::{Caller, Kms, KmsError, validate};
-use clavis_crypto::aead::AeadKey;
 use clavis_crypto::import::{ImportWrapping, generate_wrapping_key, material_fingerprint, unwrap_import, verify_nonce};
 use clavis_store::{ImportParamsRecord, KeyMaterialRecord, KeyRecord, StoreError};
 use std::sync::{Arc, OnceLock};
@@ -34,10 +32,6 @@ const PARAMS_VALID_MS: i64 = 24 * 3_600_000;
 /// every master-key reseal), and a client can ask for them as fast as the CPU makes them.
 /// Ten covers retries and one token per wrapping algorithm with room to spare.
 pub(crate) const MAX_OUTSTANDING_IMPORT_TOKENS: usize = 10;
-/// How long expired import parameters are kept before they are purged, so that a late
-/// ImportKeyMaterial still gets `ExpiredImportTokenException` rather than
-/// `InvalidImportTokenException`.
-pub(crate) const EXPIRED_PARAMS_KEPT_MS: i64 = 24 * 3_600_000;
 /// Rotation type of imported material waiting for RotateKeyOnDemand.
 pub(crate) const PENDING_ROTATION: &str = "PENDING_ROTATION";
 /// The longest ValidTo AWS accepts: 365 days ahead.
@@ -45,14 +39,6 @@ const MAX_VALID_TO_MS: i64 = 365 * 86_400_000;
 
 fn import_key_context(key: &Key, token_id: &str) -> Vec<u8> {
     import_params_seal_context(&key.id, token_id)
-}
-
-/// The seal context of an import token's wrapping private key.
-pub(crate) fn import_params_seal_context(key_id: &crate::types::KeyId, token_id: &str) -> Vec<u8> {
-    let mut c = b"clavis/import-wrapping-key/v1\0".to_vec();
-    c.extend_from_slice(key_id.as_bytes());
-    c.extend_from_slice(token_id.as_bytes());
-    c
 }
 
 /// Permits for wrapping-key generation, shared by the whole process (they bound CPU, which the
@@ -138,18 +124,18 @@ impl Kms {
                 "Wrapping algorithm {alg} is not supported; use RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256."
             )));
         }
-        let conditions = [crate::service::param("kms:WrappingAlgorithm", &alg), crate::service::param("kms:WrappingKeySpec", &spec)];
+        let conditions = [crate::kernel::param("kms:WrappingAlgorithm", &alg), crate::kernel::param("kms:WrappingKeySpec", &spec)];
         let access = Access::to("GetParametersForImport").with_params(&conditions);
         let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
         Self::require_external(&key)?;
         if key.state == KeyState::PendingDeletion {
             return Err(key.invalid_state(key.state));
         }
-        let now = self.clock.now_ms();
+        let now = self.now_ms();
         // Checked before the expensive generation, so a client at the cap costs a count, not an
         // RSA key; checked again atomically with the insert, for concurrent requests.
-        self.store.purge_import_params(Some(&key.rec.key_id), now.saturating_sub(EXPIRED_PARAMS_KEPT_MS)).await?;
-        if self.store.count_import_params(&key.rec.key_id, now).await? >= MAX_OUTSTANDING_IMPORT_TOKENS {
+        self.imports().purge_import_params(Some(&key.rec.key_id), now.saturating_sub(EXPIRED_PARAMS_KEPT_MS)).await?;
+        if self.imports().count_import_params(&key.rec.key_id, now).await? >= MAX_OUTSTANDING_IMPORT_TOKENS {
             return Err(too_many_tokens(&key));
         }
         let (private, public) = generate_off_runtime(bits).await?;
@@ -161,12 +147,12 @@ impl Kms {
             key_id: key.rec.key_id.clone(),
             wrapping_algorithm: alg,
             wrapping_key_spec: spec,
-            sealed_private_key: self.root.seal(&import_key_context(&key, &token_id), &private)?,
+            sealed_private_key: self.root().seal(&import_key_context(&key, &token_id), &private)?,
             nonce: nonce.clone(),
             expires_ms: now + PARAMS_VALID_MS,
             used: false,
         };
-        match self.store.put_import_params(&params, now, MAX_OUTSTANDING_IMPORT_TOKENS).await {
+        match self.imports().put_import_params(&params, now, MAX_OUTSTANDING_IMPORT_TOKENS).await {
             Ok(()) => {}
             Err(StoreError::LimitExceeded) => return Err(too_many_tokens(&key)),
             Err(e) => return Err(e.into()),
@@ -189,7 +175,7 @@ impl Kms {
         validate::blob_len(wrapped.0.len(), "encryptedKeyMaterial", 1, 6144)?;
         let model = req.expiration_model.unwrap_or_else(|| "KEY_MATERIAL_DOES_NOT_EXPIRE".into());
         validate::one_of(&model, "expirationModel", &["KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"])?;
-        let now = self.clock.now_ms();
+        let now = self.now_ms();
         let valid_to_ms = match (model.as_str(), req.valid_to) {
             ("KEY_MATERIAL_EXPIRES", Some(t)) => {
                 let ms = (t * 1000.0) as i64;
@@ -210,8 +196,8 @@ impl Kms {
         validate::one_of(import_type, "importType", &["EXISTING_KEY_MATERIAL", "NEW_KEY_MATERIAL"])?;
         let new_material = import_type == "NEW_KEY_MATERIAL";
         // kms:ValidTo is the ValidTo timestamp in seconds since 1970, present only with it.
-        let mut conditions = vec![crate::service::param("kms:ExpirationModel", &model)];
-        conditions.extend(valid_to_ms.map(|ms| crate::service::param("kms:ValidTo", ms / 1000)));
+        let mut conditions = vec![crate::kernel::param("kms:ExpirationModel", &model)];
+        conditions.extend(valid_to_ms.map(|ms| crate::kernel::param("kms:ValidTo", ms / 1000)));
         let access = Access::to("ImportKeyMaterial").with_params(&conditions);
         let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
         Self::require_external(&key)?;
@@ -231,7 +217,7 @@ impl Kms {
             )));
         }
         let token_id = hex::encode(&token.0);
-        let params = self.store.get_import_params(&token_id).await?.ok_or_else(invalid_token)?;
+        let params = self.imports().get_import_params(&token_id).await?.ok_or_else(invalid_token)?;
         if params.key_id != key.rec.key_id || params.used {
             return Err(invalid_token());
         }
@@ -239,7 +225,7 @@ impl Kms {
             return Err(KmsError::ExpiredImportToken("The import token has expired; call GetParametersForImport again.".into()));
         }
         let wrapping = ImportWrapping::parse(&params.wrapping_algorithm).ok_or_else(invalid_token)?;
-        let private = self.root.unseal(&import_key_context(&key, &token_id), &params.sealed_private_key)?;
+        let private = self.root().unseal(&import_key_context(&key, &token_id), &params.sealed_private_key)?;
         let material = unwrap_import(&private, wrapping, &wrapped.0).map_err(|_| {
             KmsError::InvalidCiphertext(format!(
                 "The encrypted key material could not be unwrapped with the wrapping key of this import token ({}).",
@@ -282,18 +268,15 @@ impl Kms {
         rec.valid_to_ms = valid_to_ms;
         rec.expiration_model = Some(model);
         rec.import_fingerprint = Some(fingerprint);
-        rec.revision = key.rec.revision + 1;
-        let sealed = self.root.seal(&material_seal_context(&key.id, 1), &material)?;
+        let sealed = self.root().seal(&material_seal_context(&key.id, 1), &material)?;
         let mat = KeyMaterialRecord { key_id: rec.key_id.clone(), version: 1, sealed, created_ms: now, rotation_type: None };
-        match self.store.import_material(&rec, key.rec.revision, &mat, &token_id).await {
-            Ok(()) => {}
+        let plain = Material::from_bytes(key.spec, &material)?;
+        match self.import_material(&key, rec, &mat, &token_id, plain).await {
+            Ok(_) => {}
             Err(StoreError::Conflict) => return Err(invalid_token()),
             Err(StoreError::NotFound) => return Err(key_not_found(&key.rec.region, &key.rec.account_id, &key.rec.key_id)),
             Err(e) => return Err(e.into()),
         }
-        self.materials.remove_key(key.id);
-        self.cache_material(key.id, 1, Arc::new(AeadKey::new(&material)?));
-        self.keys.put(&Key::from_record(rec)?);
         Ok(Empty {})
     }
 
@@ -312,12 +295,12 @@ impl Kms {
                 "New key material for rotation must differ from the key's original material.".into(),
             ));
         }
-        let materials = self.store.list_materials(&key.rec.key_id).await?;
+        let materials = self.material_records(key).await?;
         if materials.iter().any(|m| m.rotation_type.as_deref() == Some(PENDING_ROTATION)) {
             return Err(KmsError::InvalidState(format!("{} already has key material pending rotation; rotate or wait.", key.arn)));
         }
         let version = key.rec.current_version + 1;
-        let sealed = self.root.seal(&material_seal_context(&key.id, version), material)?;
+        let sealed = self.root().seal(&material_seal_context(&key.id, version), material)?;
         let mat = KeyMaterialRecord {
             key_id: key.rec.key_id.clone(),
             version,
@@ -325,24 +308,22 @@ impl Kms {
             created_ms: now,
             rotation_type: Some(PENDING_ROTATION.into()),
         };
-        let mut rec: KeyRecord = (*key.rec).clone();
-        rec.revision = key.rec.revision + 1;
-        match self.store.stage_material(&rec, key.rec.revision, &mat, token_id).await {
-            Ok(()) => {}
+        let rec: KeyRecord = (*key.rec).clone();
+        match self.stage_material(key, rec, &mat, token_id).await {
+            Ok(_) => {}
             Err(StoreError::Conflict) => return Err(invalid_token()),
             Err(StoreError::AlreadyExists) => {
                 return Err(KmsError::InvalidState(format!("{} already has key material pending rotation.", key.arn)));
             }
             Err(e) => return Err(e.into()),
         }
-        self.keys.put(&Key::from_record(rec)?);
         Ok(Empty {})
     }
 
     /// RotateKeyOnDemand for an imported key: the staged material becomes current.
     pub(crate) async fn rotate_imported(&self, key: &Key) -> Result<Key, KmsError> {
         let version = key.rec.current_version + 1;
-        let staged = self.store.get_material(&key.rec.key_id, version).await?;
+        let staged = self.material_record(key, version).await?;
         if staged.is_none_or(|m| m.rotation_type.as_deref() != Some(PENDING_ROTATION)) {
             return Err(KmsError::InvalidState(format!(
                 "{} has no key material pending rotation: import it first with ImportKeyMaterial and ImportType NEW_KEY_MATERIAL.",
@@ -351,15 +332,11 @@ impl Kms {
         }
         let mut rec: KeyRecord = (*key.rec).clone();
         rec.current_version = version;
-        rec.revision = key.rec.revision + 1;
-        match self.store.promote_material(&rec, key.rec.revision, version, "ON_DEMAND").await {
-            Ok(()) => {}
-            Err(StoreError::Conflict) => return Err(KmsError::Unavailable("the key changed concurrently; retry".into())),
-            Err(e) => return Err(e.into()),
+        match self.promote_material(key, rec, version, "ON_DEMAND").await {
+            Ok(updated) => Ok(updated),
+            Err(StoreError::Conflict) => Err(KmsError::Unavailable("the key changed concurrently; retry".into())),
+            Err(e) => Err(e.into()),
         }
-        let updated = Key::from_record(rec)?;
-        self.keys.put(&updated);
-        Ok(updated)
     }
 
     /// DeleteImportedKeyMaterial: the material is erased and the key returns to PendingImport.
@@ -379,14 +356,11 @@ impl Kms {
         let mut rec: KeyRecord = (*key.rec).clone();
         rec.key_state = KeyState::PendingImport.as_str().to_owned();
         rec.valid_to_ms = None;
-        rec.revision = key.rec.revision + 1;
-        match self.store.delete_material(&rec, key.rec.revision).await {
-            Ok(()) => {}
+        match self.delete_material(key, rec).await {
+            Ok(_) => {}
             Err(StoreError::Conflict) => return Err(KmsError::Unavailable("the key changed concurrently; retry".into())),
             Err(e) => return Err(e.into()),
         }
-        self.materials.remove_key(key.id);
-        self.keys.put(&Key::from_record(rec)?);
         tracing::info!(key = %key.arn, why, "imported key material erased");
         Ok(())
     }

@@ -6,8 +6,8 @@
 //! created by the operator's administrators.
 
 use crate::api::*;
-use crate::keys::access_key_seal_context;
-use crate::service::secs;
+use crate::kernel::key::access_key_seal_context;
+use crate::types::secs;
 use crate::types::{AccountId, Role};
 use crate::{Caller, Kms, KmsError, validate};
 use clavis_crypto::SecretBytes;
@@ -55,9 +55,9 @@ impl Kms {
         };
         let account = account.as_str();
         let arn = format!("arn:aws:iam::{account}:user/{name}");
-        let now = self.clock.now_ms();
+        let now = self.now_ms();
         let (access_key_id, secret) = generate_access_key()?;
-        let sealed_secret = self.root.seal(&access_key_seal_context(&access_key_id), &secret)?;
+        let sealed_secret = self.root().seal(&access_key_seal_context(&access_key_id), &secret)?;
         let user =
             UserRecord { account_id: account.to_owned(), user_name: name.clone(), arn: arn.clone(), created_ms: now, role: role.clone() };
         let key = AccessKeyRecord {
@@ -68,7 +68,7 @@ impl Kms {
             status: "Active".to_owned(),
             created_ms: now,
         };
-        match self.store.create_user(&user, &key).await {
+        match self.identities().create_user(&user, &key).await {
             Ok(()) => {}
             Err(StoreError::AlreadyExists) => return Err(KmsError::AlreadyExists(format!("User with name {name} already exists."))),
             Err(e) => return Err(e.into()),
@@ -92,7 +92,7 @@ impl Kms {
                 caller.principal_arn
             )));
         }
-        if !self.store.list_accounts().await?.iter().any(|a| a.account_id == account) {
+        if !self.identities().list_accounts().await?.iter().any(|a| a.account_id == account) {
             return Err(KmsError::NotFound(format!("The account {account} does not exist.")));
         }
         Ok(account.to_owned())
@@ -117,9 +117,9 @@ impl Kms {
         if account_id == caller.account {
             return Err(KmsError::AlreadyExists(format!("The account {} already exists.", account_id.as_str())));
         }
-        let now = self.clock.now_ms();
+        let now = self.now_ms();
         let (access_key_id, secret) = generate_access_key()?;
-        let sealed_secret = self.root.seal(&access_key_seal_context(&access_key_id), &secret)?;
+        let sealed_secret = self.root().seal(&access_key_seal_context(&access_key_id), &secret)?;
         let record = AccountRecord { account_id: account_id.as_str().to_owned(), name: name.clone(), created_ms: now };
         let key = AccessKeyRecord {
             access_key_id: access_key_id.clone(),
@@ -129,7 +129,7 @@ impl Kms {
             status: "Active".to_owned(),
             created_ms: now,
         };
-        match self.store.create_account(&record, &key).await {
+        match self.identities().create_account(&record, &key).await {
             Ok(()) => {}
             Err(StoreError::AlreadyExists) => {
                 return Err(KmsError::AlreadyExists(format!("The account {} already exists.", account_id.as_str())));
@@ -160,7 +160,7 @@ impl Kms {
                 create_date: 0.0,
             });
         }
-        for a in self.store.list_accounts().await? {
+        for a in self.identities().list_accounts().await? {
             let arn = format!("arn:aws:iam::{}:root", a.account_id);
             accounts.push(AccountEntry { account_id: a.account_id, account_name: a.name, arn, create_date: secs(a.created_ms) });
         }
@@ -174,7 +174,7 @@ impl Kms {
     pub async fn list_users(&self, caller: &Caller, _req: ListUsersRequest) -> Result<ListUsersResponse, KmsError> {
         self.authorize(caller, crate::Operation::ListUsers)?;
         let users = self
-            .store
+            .identities()
             .list_users(caller.account.as_str())
             .await?
             .into_iter()
@@ -189,7 +189,7 @@ impl Kms {
         let Some(name) = user_name else {
             return Ok(("root".to_owned(), caller.principal_arn.clone()));
         };
-        let users = self.store.list_users(caller.account.as_str()).await?;
+        let users = self.identities().list_users(caller.account.as_str()).await?;
         users
             .into_iter()
             .find(|u| u.user_name == name)
@@ -199,7 +199,7 @@ impl Kms {
 
     /// The access key `id` of the caller's account, or `NotFoundException`.
     async fn account_access_key(&self, caller: &Caller, id: &str) -> Result<AccessKeyRecord, KmsError> {
-        match self.store.get_access_key(id).await? {
+        match self.identities().get_access_key(id).await? {
             Some(k) if k.account_id == caller.account.as_str() => Ok(k),
             _ => Err(KmsError::NotFound(format!("The Access Key with id {id} cannot be found."))),
         }
@@ -212,13 +212,13 @@ impl Kms {
         let (access_key_id, secret) = generate_access_key()?;
         let rec = AccessKeyRecord {
             access_key_id: access_key_id.clone(),
-            sealed_secret: self.root.seal(&access_key_seal_context(&access_key_id), &secret)?,
+            sealed_secret: self.root().seal(&access_key_seal_context(&access_key_id), &secret)?,
             account_id: caller.account.as_str().to_owned(),
             principal_arn: arn,
             status: "Active".to_owned(),
-            created_ms: self.clock.now_ms(),
+            created_ms: self.now_ms(),
         };
-        self.store.put_access_key(&rec).await?;
+        self.identities().put_access_key(&rec).await?;
         Ok(CreateAccessKeyResponse {
             access_key: NewAccessKey {
                 access_key_id,
@@ -232,7 +232,7 @@ impl Kms {
     pub async fn list_access_keys(&self, caller: &Caller, req: ListAccessKeysRequest) -> Result<ListAccessKeysResponse, KmsError> {
         self.authorize(caller, crate::Operation::ListAccessKeys)?;
         let (name, arn) = self.principal_for(caller, req.user_name.as_deref()).await?;
-        let keys = self.store.list_access_keys(&arn).await?;
+        let keys = self.identities().list_access_keys(&arn).await?;
         Ok(ListAccessKeysResponse {
             access_key_metadata: keys
                 .into_iter()
@@ -258,7 +258,7 @@ impl Kms {
             ));
         }
         self.account_access_key(caller, &id).await?;
-        match self.store.set_access_key_status(&id, &status).await {
+        match self.identities().set_access_key_status(&id, &status).await {
             Ok(()) => {}
             Err(StoreError::NotFound) => return Err(KmsError::NotFound(format!("The Access Key with id {id} cannot be found."))),
             Err(e) => return Err(e.into()),
@@ -277,7 +277,7 @@ impl Kms {
             ));
         }
         self.account_access_key(caller, &id).await?;
-        match self.store.delete_access_key(&id).await {
+        match self.identities().delete_access_key(&id).await {
             Ok(()) => {}
             Err(StoreError::NotFound) => return Err(KmsError::NotFound(format!("The Access Key with id {id} cannot be found."))),
             Err(e) => return Err(e.into()),

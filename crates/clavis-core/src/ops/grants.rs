@@ -1,5 +1,6 @@
-//! Grants: CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant, and the
-//! check that lets a grant allow a request its key's policy does not ([`Kms::grant_allows`]).
+//! Grants: CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant. The check
+//! that lets a grant allow a request its key's policy does not is the kernel's
+//! (`kernel::grant_check`).
 //!
 //! Grants are read from storage on every check (no cache), so a grant is in force on every node
 //! the moment CreateGrant returns and gone the moment RetireGrant or RevokeGrant returns. A grant
@@ -12,65 +13,14 @@
 //! principals, a check, allowed or refused, costs what it costs with one.
 
 use crate::api::*;
-use crate::keys::Key;
+use crate::kernel::{Access, GrantSpec};
 use crate::paging::Page;
-use crate::service::{Access, secs};
+use crate::types::secs;
 use crate::{Caller, Kms, KmsError, validate};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clavis_store::{GrantRecord, StoreError};
-use std::collections::BTreeMap;
 
 /// The most grants one key may have (AWS's quota).
 const MAX_GRANTS_PER_KEY: usize = 50_000;
-
-/// A grant being asked for, as policy conditions and parent grants see it.
-#[derive(Debug, Clone)]
-pub(crate) struct GrantSpec {
-    pub operations: Vec<String>,
-    pub grantee: String,
-    pub retiring: Option<String>,
-    pub constraints: Option<GrantConstraints>,
-}
-
-impl GrantSpec {
-    /// The `kms:Grant*` condition keys of a CreateGrant request (lower-case names).
-    pub fn condition_keys(&self) -> Vec<(String, Vec<String>)> {
-        let mut keys = vec![
-            ("kms:grantoperations".to_owned(), self.operations.clone()),
-            ("kms:granteeprincipal".to_owned(), vec![self.grantee.clone()]),
-        ];
-        if let Some(r) = &self.retiring {
-            keys.push(("kms:retiringprincipal".to_owned(), vec![r.clone()]));
-        }
-        if let Some(c) = &self.constraints {
-            let kind = if c.encryption_context_equals.is_some() { "EncryptionContextEquals" } else { "EncryptionContextSubset" };
-            keys.push(("kms:grantconstrainttype".to_owned(), vec![kind.to_owned()]));
-        }
-        keys
-    }
-}
-
-/// A grant token: `v1.<grant id>.<random>` in unpadded base64url. Opaque to clients.
-fn make_token(grant_id: &str) -> Result<String, KmsError> {
-    let nonce = hex::encode(clavis_crypto::random::bytes(16)?);
-    Ok(URL_SAFE_NO_PAD.encode(format!("v1.{grant_id}.{nonce}")))
-}
-
-/// The grant id inside a token Clavis issued, or `InvalidGrantTokenException`.
-pub(crate) fn token_grant_id(token: &str) -> Result<String, KmsError> {
-    let invalid = || KmsError::InvalidGrantToken("The grant token is not valid.".into());
-    let text = URL_SAFE_NO_PAD.decode(token.as_bytes()).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(invalid)?;
-    let mut parts = text.split('.');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("v1"), Some(id), Some(nonce), None) if is_grant_id(id) && nonce.len() == 32 => Ok(id.to_owned()),
-        _ => Err(invalid()),
-    }
-}
-
-fn is_grant_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}
 
 /// A principal a grant may name: an IAM user, role or account root ARN, or a 12-digit account.
 fn principal(v: Option<String>, field: &str) -> Result<Option<String>, KmsError> {
@@ -100,35 +50,6 @@ fn parse_constraints(json: Option<&str>) -> Option<GrantConstraints> {
     json.and_then(|j| serde_json::from_str(j).ok())
 }
 
-/// A grant's stored constraint for the grant check: `Ok(None)` when it has none, `Err` when the
-/// text does not parse or names no constraint (CreateGrant never stores an empty one).
-fn stored_constraints(json: Option<&str>) -> Result<Option<GrantConstraints>, ()> {
-    let Some(text) = json else { return Ok(None) };
-    match serde_json::from_str::<GrantConstraints>(text) {
-        Ok(c) if c.encryption_context_equals.is_some() || c.encryption_context_subset.is_some() => Ok(Some(c)),
-        _ => Err(()),
-    }
-}
-
-/// Whether a request's encryption context meets a grant's constraints. Operations that take no
-/// encryption context (DescribeKey, CreateGrant, RetireGrant) are not constrained, as in AWS;
-/// a grant made through a constrained grant must carry the same constraint instead.
-fn constraints_met(constraints: Option<&GrantConstraints>, context: Option<&BTreeMap<String, String>>) -> bool {
-    let Some(c) = constraints else { return true };
-    let Some(ctx) = context else { return true };
-    if let Some(eq) = &c.encryption_context_equals
-        && eq != ctx
-    {
-        return false;
-    }
-    if let Some(sub) = &c.encryption_context_subset
-        && !sub.iter().all(|(k, v)| ctx.get(k) == Some(v))
-    {
-        return false;
-    }
-    true
-}
-
 fn entry(g: GrantRecord, key_arn: String) -> GrantListEntry {
     let issuing_account = g.issuing_principal.split(':').nth(4).map(|a| format!("arn:aws:iam::{a}:root")).unwrap_or_default();
     GrantListEntry {
@@ -156,37 +77,6 @@ fn page(grants: Vec<GrantListEntry>, marker: Option<&str>, limit: usize) -> Resu
 }
 
 impl Kms {
-    /// Whether one of the key's grants allows `access` to the caller: it names the caller (or
-    /// its account), lists the action, and the request's encryption context meets its
-    /// constraints. A grant that allows CreateGrant allows only grants for a subset of its own
-    /// operations, with its own constraints.
-    pub(crate) async fn grant_allows(&self, caller: &Caller, key: &Key, access: Access<'_>) -> Result<bool, KmsError> {
-        // Only the grants that could match: those naming the caller or its account and listing
-        // the action, by an indexed query, so a check costs the same however many grants other
-        // principals hold on the key. The tests below stay as the rule itself.
-        let account_root = caller.account.root_arn();
-        let grantees = [caller.principal_arn.as_str(), account_root.as_str()];
-        let grants = self.store.grants_for(&key.rec.key_id, &grantees, access.action).await?;
-        let context = access.context.map(crate::types::EncryptionContext::as_map);
-        Ok(grants.iter().any(|g| {
-            let ops: Vec<&str> = g.operations.split(',').collect();
-            let Ok(constraints) = stored_constraints(g.constraints.as_deref()) else {
-                // Read as "no constraint", an unreadable constraint would widen the grant to
-                // every encryption context: the grant matches nothing instead.
-                tracing::warn!(grant = %g.grant_id, "a stored grant constraint no longer parses; the grant allows nothing");
-                return false;
-            };
-            let child_ok = access.new_grant.is_none_or(|child| {
-                child.operations.iter().all(|o| ops.contains(&o.as_str())) && (constraints.is_none() || child.constraints == constraints)
-            });
-            // A grant to the caller's account (its root) reaches the account's principals as a
-            // key policy naming the account does: as far as their roles allow the action.
-            let grantee_ok = g.grantee_principal == caller.principal_arn
-                || (g.grantee_principal == caller.account.root_arn() && caller.role.allows(crate::service::role_operation(access.action)));
-            grantee_ok && ops.contains(&access.action) && constraints_met(constraints.as_ref(), context) && child_ok
-        }))
-    }
-
     /// CreateGrant.
     pub async fn create_grant(&self, caller: &Caller, req: CreateGrantRequest) -> Result<CreateGrantResponse, KmsError> {
         self.authorize(caller, crate::Operation::CreateGrant)?;
@@ -239,7 +129,7 @@ impl Kms {
         let ops_text = operations.join(",");
         let constraints_text =
             spec.constraints.as_ref().map(serde_json::to_string).transpose().map_err(|e| KmsError::Internal(e.to_string()))?;
-        let existing = self.store.list_grants(&key.rec.key_id).await?;
+        let existing = self.grant_store().list_grants(&key.rec.key_id).await?;
         // Same name and same parameters: the same grant (CreateGrant is idempotent by name).
         if req.name.is_some()
             && let Some(g) = existing.iter().find(|g| {
@@ -266,10 +156,10 @@ impl Kms {
             operations: ops_text,
             constraints: constraints_text,
             issuing_principal: caller.principal_arn.clone(),
-            created_ms: self.clock.now_ms(),
-            token: make_token(&grant_id)?,
+            created_ms: self.now_ms(),
+            token: crate::types::make_grant_token(&grant_id)?,
         };
-        self.store.create_grant(&rec).await?;
+        self.grant_store().create_grant(&rec).await?;
         Ok(CreateGrantResponse { grant_token: rec.token, grant_id })
     }
 
@@ -286,7 +176,7 @@ impl Kms {
         }
         let key = self.key_for_no_alias(caller, Access::to("ListGrants"), req.key_id.as_deref(), "keyId").await?;
         let grants = self
-            .store
+            .grant_store()
             .list_grants(&key.rec.key_id)
             .await?
             .into_iter()
@@ -313,11 +203,8 @@ impl Kms {
             )));
         }
         let mut out = Vec::new();
-        for g in self.store.list_retirable_grants(&retiring).await? {
-            let arn = match self.store.get_key(&g.key_id).await? {
-                Some(k) => crate::types::key_arn(&k.region, &k.account_id, &k.key_id),
-                None => continue,
-            };
+        for g in self.grant_store().list_retirable_grants(&retiring).await? {
+            let Some((arn, _)) = self.key_home(&g.key_id).await? else { continue };
             out.push(entry(g, arn));
         }
         page(out, marker, limit)
@@ -331,8 +218,8 @@ impl Kms {
         let grant = match (&req.grant_token, &req.key_id, &req.grant_id) {
             (Some(token), None, None) => {
                 validate::str_len(token, "grantToken", 1, 8192)?;
-                let id = token_grant_id(token)?;
-                match self.store.get_grant(&id).await? {
+                let id = crate::types::grant_token_id(token)?;
+                match self.grant_store().get_grant(&id).await? {
                     Some(g) if g.token == *token => g,
                     _ => return Err(KmsError::InvalidGrantToken("The grant token is not valid or its grant no longer exists.".into())),
                 }
@@ -342,11 +229,11 @@ impl Kms {
                 return Err(KmsError::Validation("Specify either GrantToken, or both KeyId and GrantId.".into()));
             }
         };
-        let key_account = match self.store.get_key(&grant.key_id).await? {
-            Some(k) => {
+        let key_account = match self.key_home(&grant.key_id).await? {
+            Some((arn, account)) => {
                 // The grant's key is the record's resource, however the grant was named.
-                caller.resources.add(&crate::types::key_arn(&k.region, &k.account_id, &k.key_id));
-                k.account_id
+                caller.resources.add(&arn);
+                account
             }
             None => return Err(KmsError::NotFound(format!("Grant {} does not exist.", grant.grant_id))),
         };
@@ -396,17 +283,17 @@ impl Kms {
         } else {
             self.key_unauthorized(caller, action, key_id).await?
         };
-        if !is_grant_id(grant_id) {
+        if !crate::types::is_grant_id(grant_id) {
             return Err(KmsError::InvalidGrantId(format!("Grant ID {grant_id} is not valid.")));
         }
-        match self.store.get_grant(grant_id).await? {
+        match self.grant_store().get_grant(grant_id).await? {
             Some(g) if g.key_id == key.rec.key_id => Ok(g),
             _ => Err(KmsError::NotFound(format!("Grant ID {grant_id} does not exist on key {}.", key.arn))),
         }
     }
 
     async fn delete_grant(&self, grant_id: &str) -> Result<Empty, KmsError> {
-        match self.store.delete_grant(grant_id).await {
+        match self.grant_store().delete_grant(grant_id).await {
             // Retired or revoked concurrently: the outcome the caller wanted.
             Ok(()) | Err(StoreError::NotFound) => Ok(Empty {}),
             Err(e) => Err(e.into()),

@@ -13,10 +13,10 @@
 //! completes the reseal. Nothing is ever unreadable, and no value is lost: a row changed
 //! concurrently is left to its new writer (who sealed it under the current version).
 
+use super::key::{access_key_seal_context, material_seal_context};
 use crate::api::{RotateMasterKeyRequest, RotateMasterKeyResponse};
-use crate::keys::{access_key_seal_context, material_seal_context};
 use crate::types::KeyId;
-use crate::{Caller, Kms, KmsError};
+use crate::{Kms, KmsError};
 use clavis_store::{SealedRecord, SealedTable, StoreError};
 
 /// `"1:file,2:pkcs11"`: every master-key version and its provider.
@@ -47,13 +47,9 @@ fn registry_text(entries: &[(u32, String)]) -> String {
 }
 
 impl Kms {
-    /// ClavisAdmin.RotateMasterKey: makes a new master-key version (in the provider the server
-    /// was started with, so a file-keyed deployment restarted with `--root-of-trust pkcs11`
-    /// migrates into the HSM) and reseals everything under it. Resumes an unfinished rotation
-    /// instead of starting another. Operator administrators only.
-    pub async fn rotate_master_key(&self, caller: &Caller, req: RotateMasterKeyRequest) -> Result<RotateMasterKeyResponse, KmsError> {
-        self.authorize(caller, crate::Operation::RotateMasterKey)?;
-        self.require_operator_account(caller, crate::Operation::RotateMasterKey, "rotate the master key").await?;
+    /// Makes a new master-key version and reseals everything under it, or resumes an unfinished
+    /// rotation (see `ops::operator`'s RotateMasterKey, which authorizes).
+    pub(crate) async fn rotate_master_key_now(&self, req: RotateMasterKeyRequest) -> Result<RotateMasterKeyResponse, KmsError> {
         let _one_at_a_time = self.rotation_guard()?;
         // One node at a time across a shared database.
         let now = self.clock.now_ms();
@@ -154,14 +150,14 @@ impl Kms {
         Ok(match r.table {
             SealedTable::Material => material_seal_context(&key_id(&r.id)?, r.version),
             SealedTable::AccessKey => access_key_seal_context(&r.id),
-            SealedTable::ImportParams => crate::byok::import_params_seal_context(&key_id(&r.owner)?, &r.id),
+            SealedTable::ImportParams => super::key::import_params_seal_context(&key_id(&r.owner)?, &r.id),
         })
     }
 
     async fn reseal_all(&self) -> Result<u64, KmsError> {
         let current = self.root.status().master_key_version;
         let now = self.clock.now_ms();
-        self.store.purge_import_params(None, now.saturating_sub(crate::byok::EXPIRED_PARAMS_KEPT_MS)).await?;
+        self.store.purge_import_params(None, now.saturating_sub(super::key::EXPIRED_PARAMS_KEPT_MS)).await?;
         let mut resealed = 0u64;
         // A write that sealed under the old version just before the switch may commit after a
         // pass went by its row: passes repeat until one finds nothing left to reseal.

@@ -92,22 +92,58 @@ pub(crate) fn access_key_seal_context(access_key_id: &str) -> Vec<u8> {
     c
 }
 
+/// How long expired import parameters are kept before they are purged, so that a late
+/// ImportKeyMaterial still gets `ExpiredImportTokenException` rather than
+/// `InvalidImportTokenException`.
+pub(crate) const EXPIRED_PARAMS_KEPT_MS: i64 = 24 * 3_600_000;
+
+/// The seal context of an import token's wrapping private key.
+pub(crate) fn import_params_seal_context(key_id: &crate::types::KeyId, token_id: &str) -> Vec<u8> {
+    let mut c = b"clavis/import-wrapping-key/v1\0".to_vec();
+    c.extend_from_slice(key_id.as_bytes());
+    c.extend_from_slice(token_id.as_bytes());
+    c
+}
+
+/// Unsealed key material of one version, by key family. AES-256 (SYMMETRIC_DEFAULT) today;
+/// asymmetric, HMAC and post-quantum keys add their variants.
+pub(crate) enum Material {
+    /// A SYMMETRIC_DEFAULT key's AES-256-GCM key.
+    Aes256(AeadKey),
+}
+
+impl Material {
+    /// Material of a key of this spec from its unsealed bytes.
+    pub fn from_bytes(spec: KeySpec, bytes: &clavis_crypto::SecretBytes) -> Result<Material, KmsError> {
+        match spec {
+            KeySpec::SymmetricDefault => Ok(Material::Aes256(AeadKey::new(bytes)?)),
+            other => Err(KmsError::Internal(format!("no material of key spec {} can be loaded", other.as_str()))),
+        }
+    }
+
+    /// The AES-256-GCM key of a symmetric key.
+    pub fn aes(&self) -> Result<&AeadKey, KmsError> {
+        match self {
+            Material::Aes256(k) => Ok(k),
+        }
+    }
+}
+
 /// Unsealed key material by (key, version). Material versions are immutable, so entries never
 /// go stale; destruction (a later issue) must evict.
 #[derive(Default)]
 pub(crate) struct MaterialCache {
-    map: RwLock<HashMap<(KeyId, u32), Arc<AeadKey>>>,
+    map: RwLock<HashMap<(KeyId, u32), Arc<Material>>>,
 }
 
 /// Bounds memory: past this many entries the cache is cleared and refills on demand.
 const MATERIAL_CACHE_MAX: usize = 100_000;
 
 impl MaterialCache {
-    pub fn get(&self, id: KeyId, version: u32) -> Option<Arc<AeadKey>> {
+    pub fn get(&self, id: KeyId, version: u32) -> Option<Arc<Material>> {
         self.map.read().ok()?.get(&(id, version)).cloned()
     }
 
-    /// Drops every version of a destroyed key.
     /// Drops every entry (sealing: the unsealed material is wiped as its last `Arc` drops).
     pub fn clear(&self) {
         if let Ok(mut m) = self.map.write() {
@@ -115,6 +151,7 @@ impl MaterialCache {
         }
     }
 
+    /// Drops every version of a key (destroyed, or its imported material replaced).
     pub fn remove_key(&self, id: KeyId) {
         if let Ok(mut m) = self.map.write() {
             m.retain(|(k, _), _| *k != id);
@@ -124,7 +161,7 @@ impl MaterialCache {
     /// Caches material unsealed a moment ago, unless the server was sealed since: `unsealed` is
     /// checked under the cache's lock, and sealing seals the root before it clears the cache,
     /// so material unsealed before a seal can never be put back after the clear.
-    pub fn insert(&self, id: KeyId, version: u32, key: Arc<AeadKey>, unsealed: impl Fn() -> bool) {
+    pub fn insert(&self, id: KeyId, version: u32, key: Arc<Material>, unsealed: impl Fn() -> bool) {
         if let Ok(mut m) = self.map.write() {
             if !unsealed() {
                 return;
@@ -188,7 +225,7 @@ mod tests {
     fn material_unsealed_before_a_seal_is_not_cached_after_it() {
         let cache = MaterialCache::default();
         let id = KeyId::parse("1234abcd-12ab-34cd-56ef-1234567890ab").unwrap();
-        let aead = Arc::new(AeadKey::new(&SecretBytes::new(vec![1u8; 32])).unwrap());
+        let aead = Arc::new(Material::Aes256(AeadKey::new(&SecretBytes::new(vec![1u8; 32])).unwrap()));
         cache.insert(id, 1, aead.clone(), || true);
         assert!(cache.get(id, 1).is_some());
         // Sealing: the root is sealed, then the cache cleared; a request that unsealed the

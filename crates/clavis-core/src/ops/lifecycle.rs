@@ -7,16 +7,13 @@
 //! only on the node holding the `scheduler` lease.
 
 use crate::api::*;
-use crate::keys::{Key, material_seal_context};
+use crate::kernel::key::{Material, material_seal_context};
+use crate::kernel::{Access, Key, key_not_found};
 use crate::paging::Page;
-use crate::service::Access;
-use crate::service::{key_not_found, secs};
-use crate::types::{KeyId, KeyState};
+use crate::types::{KeyState, secs};
 use crate::{Caller, Kms, KmsError, validate};
-use clavis_crypto::aead::AeadKey;
 use clavis_crypto::random;
 use clavis_store::{DeletionRequest, KeyMaterialRecord, KeyRecord, StoreError};
-use std::sync::Arc;
 
 const DAY_MS: i64 = 86_400_000;
 /// AWS's limit on on-demand rotations per key (developer guide, 2025: 25).
@@ -58,14 +55,13 @@ impl Kms {
     /// Adds a new material version (`AUTOMATIC` or `ON_DEMAND`); for automatic rotation the next
     /// rotation date moves one period on. Fails with `Conflict` if the key changed meanwhile.
     async fn add_version(&self, key: &Key, rotation_type: &str) -> Result<Key, StoreError> {
-        let now = self.clock.now_ms();
+        let now = self.now_ms();
         let version = key.rec.current_version + 1;
         let material = random::secret(clavis_crypto::aead::KEY_LEN).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let sealed =
-            self.root.seal(&material_seal_context(&key.id, version), &material).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            self.root().seal(&material_seal_context(&key.id, version), &material).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let mut rec = (*key.rec).clone();
         rec.current_version = version;
-        rec.revision = key.rec.revision + 1;
         if rotation_type == "AUTOMATIC"
             && let (Some(next), Some(days)) = (rec.next_rotation_ms, rec.rotation_period_days)
         {
@@ -85,13 +81,8 @@ impl Kms {
             created_ms: now,
             rotation_type: Some(rotation_type.to_owned()),
         };
-        self.store.add_material(&rec, key.rec.revision, &mat).await?;
-        if let Ok(aead) = AeadKey::new(&material) {
-            self.cache_material(key.id, version, Arc::new(aead));
-        }
-        let updated = Key::from_record(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.keys.put(&updated);
-        Ok(updated)
+        let plain = Material::from_bytes(key.spec, &material).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.add_material(key, rec, &mat, plain).await
     }
 
     /// EnableKeyRotation.
@@ -100,11 +91,11 @@ impl Kms {
         let days = req.rotation_period_in_days.unwrap_or(365);
         validate::int_range(days, "rotationPeriodInDays", 90, 2560)?;
         let days = u32::try_from(days).unwrap_or(365);
-        let params = [crate::service::param("kms:RotationPeriodInDays", days)];
+        let params = [crate::kernel::param("kms:RotationPeriodInDays", days)];
         let access = Access::to("EnableKeyRotation").with_params(&params);
         let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
         Self::require_rotatable(&key)?;
-        let now = self.clock.now_ms();
+        let now = self.now_ms();
         self.update_key(key, |k| {
             Self::require_state(k, &[KeyState::Enabled])?;
             // Re-enabling with a different period keeps the last rotation as the reference.
@@ -150,7 +141,7 @@ impl Kms {
 
     /// AWS's per-key limit on on-demand rotations.
     async fn check_on_demand_limit(&self, key: &Key) -> Result<(), KmsError> {
-        let materials = self.store.list_materials(&key.rec.key_id).await?;
+        let materials = self.material_records(key).await?;
         let on_demand = materials.iter().filter(|m| m.rotation_type.as_deref() == Some("ON_DEMAND")).count();
         if on_demand >= MAX_ON_DEMAND_ROTATIONS {
             return Err(KmsError::LimitExceeded(format!(
@@ -199,11 +190,10 @@ impl Kms {
         }
         // Staged imported material is not a rotation until RotateKeyOnDemand.
         let versions: Vec<KeyMaterialRecord> = self
-            .store
-            .list_materials(&key.rec.key_id)
+            .material_records(&key)
             .await?
             .into_iter()
-            .filter(|m| m.version > after && m.rotation_type.as_deref().is_some_and(|t| t != crate::byok::PENDING_ROTATION))
+            .filter(|m| m.version > after && m.rotation_type.as_deref().is_some_and(|t| t != crate::ops::byok::PENDING_ROTATION))
             .collect();
         let Page { items, next_marker, truncated } = Page::cut(versions, limit, |m| m.version.to_string());
         let rotations = items
@@ -232,10 +222,10 @@ impl Kms {
         let days = req.pending_window_in_days.unwrap_or(30);
         validate::int_range(days, "pendingWindowInDays", 7, 30)?;
         let window_days = u32::try_from(days).unwrap_or(30);
-        let params = [crate::service::param("kms:ScheduleKeyDeletionPendingWindowInDays", window_days)];
+        let params = [crate::kernel::param("kms:ScheduleKeyDeletionPendingWindowInDays", window_days)];
         let access = Access::to("ScheduleKeyDeletion").with_params(&params);
         let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
-        let now = self.clock.now_ms();
+        let now = self.now_ms();
         let me = caller.principal_arn.clone();
         // The request this call approved, if any (set inside the retried closure).
         let approved: std::sync::Mutex<Option<DeletionRequest>> = std::sync::Mutex::new(None);
@@ -347,17 +337,15 @@ impl Kms {
     /// automatic rotation is due (Enabled keys only; a disabled key rotates once re-enabled) and
     /// destroy every key whose deletion date has passed.
     pub async fn run_due_work(&self, node_id: &str) -> Result<DueWork, KmsError> {
-        let now = self.clock.now_ms();
+        let now = self.now_ms();
         let mut done = DueWork::default();
-        if !self.store.try_lease("scheduler", node_id, now, now + SCHEDULER_LEASE_MS).await? {
+        if !self.settings().try_lease("scheduler", node_id, now, now + SCHEDULER_LEASE_MS).await? {
             return Ok(done);
         }
-        for rec in self.store.keys_due(now, 1000).await? {
-            let key = Key::from_record(rec)?;
+        for key in self.keys_due(now, 1000).await? {
             if key.state == KeyState::PendingDeletion && key.rec.deletion_date_ms.is_some_and(|d| d <= now) {
-                match self.store.destroy_key(&key.rec.key_id, key.rec.revision).await {
+                match self.destroy_key(&key).await {
                     Ok(()) => {
-                        self.forget(&key.id);
                         done.destroyed += 1;
                         tracing::info!(key = %key.arn, "key destroyed at the end of its deletion window");
                     }
@@ -384,13 +372,8 @@ impl Kms {
         }
         // Import parameters of keys no one asks about again would otherwise stay for ever (and
         // be resealed by every master-key rotation).
-        done.purged_import_params = self.store.purge_import_params(None, now.saturating_sub(crate::byok::EXPIRED_PARAMS_KEPT_MS)).await?;
+        done.purged_import_params =
+            self.imports().purge_import_params(None, now.saturating_sub(crate::kernel::key::EXPIRED_PARAMS_KEPT_MS)).await?;
         Ok(done)
-    }
-
-    /// Drops every cached trace of a destroyed key.
-    fn forget(&self, id: &KeyId) {
-        self.materials.remove_key(*id);
-        self.keys.remove(id);
     }
 }

@@ -1,0 +1,275 @@
+//! The kernel: the state of [`Kms`] and the rules every operation relies on. Its fields are
+//! private to this module and its children; the operation modules (`crate::ops`) reach keys,
+//! material, caches and storage only through the methods here, so that, by privacy rather
+//! than by review:
+//!
+//! - an operation cannot read a key without resolving it through [`Kms::key_for`] and its
+//!   kin, which authorize (the key-family store is not reachable from `ops`; the other
+//!   families are, through narrow accessors);
+//! - every cache update happens here, under the guard against a race with sealing;
+//! - a change to a key's record is a compare-and-swap ([`Kms::update_key`]);
+//! - no front end returns a result before its audit record is durable ([`Kms::audited`]).
+//!
+//! Children: `authz` (the identity and key steps of authorization, grants' part in it, the
+//! policy lockout check), `resolve` (key references to authorized keys), `keystore` (key
+//! records and material, and their caches), `credentials` (access keys, initialisation, the
+//! root-of-trust canary), `sealing` (sealed/ready state), `master_key` (master-key rotation:
+//! resealing everything sealed), `key` (the in-memory key and its caches).
+
+pub(crate) mod authz;
+mod credentials;
+mod grant_check;
+pub(crate) mod key;
+mod keystore;
+pub mod master_key;
+mod resolve;
+mod sealing;
+
+pub(crate) use authz::{Access, LockoutKey, param, request_tag_params};
+pub(crate) use grant_check::GrantSpec;
+pub(crate) use key::Key;
+pub(crate) use resolve::{alias_not_found, key_not_found};
+
+use crate::audit::{self, AuditSink};
+use crate::types::{AccountId, Region, Role};
+use crate::{Clock, KmsError, TestClock};
+use clavis_crypto::SecretBytes;
+use clavis_crypto::random;
+use clavis_crypto::seal::RootOfTrust;
+use clavis_store::{AliasStore, GrantStore, IdentityStore, ImportStore, SettingStore, Store, TagStore};
+use key::{KeyCache, MaterialCache};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// An authenticated caller, as established by the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The caller's account.
+    pub account: AccountId,
+    /// The region named by the request's credential scope.
+    pub region: Region,
+    /// The caller's principal ARN.
+    pub principal_arn: String,
+    /// The access key that signed the request.
+    pub access_key_id: String,
+    /// The caller's built-in role.
+    pub role: Role,
+    /// The client's address (for `aws:SourceIp` conditions), when known.
+    pub source_ip: Option<std::net::IpAddr>,
+    /// Whether the request arrived over TLS (the `aws:SecureTransport` condition key).
+    pub secure_transport: bool,
+    /// The keys the core resolved while serving this request, for the audit record's
+    /// `resources` (filled by the core, never by a front end).
+    pub resources: crate::audit::Resources,
+}
+
+/// An access key with its unsealed secret, for SigV4 verification.
+pub struct Credential {
+    /// The public id.
+    pub access_key_id: String,
+    /// The principal's account.
+    pub account: AccountId,
+    /// The principal's ARN.
+    pub principal_arn: String,
+    /// The secret access key.
+    pub secret: SecretBytes,
+    /// False once deactivated.
+    pub active: bool,
+    /// The principal's built-in role.
+    pub role: Role,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("access_key_id", &self.access_key_id)
+            .field("principal_arn", &self.principal_arn)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings of the core.
+#[derive(Clone, Default)]
+pub struct KmsConfig {
+    /// Where every request's record goes. `None` only when the operator explicitly disabled
+    /// auditing (for benchmarks); see `clavis serve --no-audit`.
+    pub audit: Option<Arc<dyn AuditSink>>,
+    /// The movable clock, when the operator started the server with the test-only clock (the
+    /// same object must also be the service's clock). `None` in every normal configuration.
+    pub test_clock: Option<Arc<TestClock>>,
+    /// Test-only: abort the process after resealing this many values during a master-key
+    /// rotation (`clavis serve --dangerous-test-crash-after-reseals`), to test crash recovery.
+    pub crash_after_reseals: Option<u64>,
+    /// A name for this node that survives restarts (leases it held before a crash are its own
+    /// again); a random one per process if `None`.
+    pub node_id: Option<String>,
+}
+
+/// The KMS service: operations over a store, a root of trust and a clock.
+pub struct Kms {
+    store: Arc<dyn Store>,
+    root: Arc<dyn RootOfTrust>,
+    clock: Arc<dyn Clock>,
+    materials: MaterialCache,
+    keys: KeyCache,
+    credentials: RwLock<HashMap<String, (Arc<Credential>, std::time::Instant)>>,
+    audit: Option<Arc<dyn AuditSink>>,
+    test_clock: Option<Arc<TestClock>>,
+    /// Set once what needs the master key at start (audit log, initialisation) is done; until
+    /// then requests are refused as sealed.
+    ready: std::sync::atomic::AtomicBool,
+    rotating: std::sync::atomic::AtomicBool,
+    /// This process's name for leases.
+    node_id: String,
+    crash_after_reseals: Option<u64>,
+    /// The unseal in progress: its nonce and when its first share arrived (Unix ms).
+    unseal_session: std::sync::Mutex<Option<(String, i64)>>,
+}
+impl Kms {
+    /// Builds the service.
+    pub fn new(store: Arc<dyn Store>, root: Arc<dyn RootOfTrust>, clock: Arc<dyn Clock>, config: KmsConfig) -> Kms {
+        Kms {
+            store,
+            root,
+            clock,
+            materials: MaterialCache::default(),
+            keys: KeyCache::default(),
+            credentials: RwLock::new(HashMap::new()),
+            audit: config.audit,
+            test_clock: config.test_clock,
+            ready: std::sync::atomic::AtomicBool::new(false),
+            rotating: std::sync::atomic::AtomicBool::new(false),
+            node_id: config
+                .node_id
+                .clone()
+                .unwrap_or_else(|| format!("node-{}-{}", std::process::id(), hex::encode(random::bytes(6).unwrap_or_default()))),
+            crash_after_reseals: config.crash_after_reseals,
+            unseal_session: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs one request of any front end and releases its result only once the request's
+    /// record is durable (invariant 5). `work` authenticates, decodes, calls the operation and
+    /// reports what the record needs ([`audit::Outcome`]); the record is then built from the
+    /// decoded request, the typed response and the keys the core resolved — it cannot fail
+    /// to build — and appended. If it cannot be made durable the client gets
+    /// `DependencyTimeoutException` and nothing the operation produced.
+    pub async fn audited<T>(&self, event: &audit::RequestEvent<'_>, work: impl Future<Output = audit::Outcome<T>>) -> Result<T, KmsError> {
+        self.audited_in(event, work, false).await
+    }
+
+    /// [`Kms::audited`] for the unauthenticated operator paths (init, unseal), which must work
+    /// while the server is sealed and its audit log cannot be written yet: their records are
+    /// then held in memory and written first when the log opens ([`AuditSink::append_or_hold`]).
+    pub async fn audited_operator<T>(
+        &self,
+        event: &audit::RequestEvent<'_>,
+        work: impl Future<Output = audit::Outcome<T>>,
+    ) -> Result<T, KmsError> {
+        self.audited_in(event, work, true).await
+    }
+
+    async fn audited_in<T>(
+        &self,
+        event: &audit::RequestEvent<'_>,
+        work: impl Future<Output = audit::Outcome<T>>,
+        hold: bool,
+    ) -> Result<T, KmsError> {
+        let time_ms = self.clock.now_ms();
+        let started = std::time::Instant::now();
+        // An operator request runs only if its record has room to be held (a sealed server).
+        if hold && self.audit.as_ref().is_some_and(|sink| !sink.reserve_hold()) {
+            return Err(KmsError::AuditUnavailable("no room to hold the record of an operator request while sealed".into()));
+        }
+        let release = || {
+            if hold && let Some(sink) = &self.audit {
+                sink.release_hold();
+            }
+        };
+        let outcome = work.await;
+        let Some(sink) = &self.audit else { return outcome.result };
+        // While sealed the audit key is sealed too, so the log cannot be written; nothing can
+        // succeed while sealed (every request fails authenticating), and a refusal for being
+        // sealed has no effect to record.
+        if !hold && matches!(outcome.result, Err(KmsError::Sealed)) && self.is_sealed() {
+            return outcome.result;
+        }
+        // A front end may leave out the record of an unauthenticated refusal it rate-limited
+        // (a later record counts it); never that of anything that ran.
+        if outcome.suppress && outcome.caller.is_none() && outcome.result.is_err() {
+            release();
+            return outcome.result;
+        }
+        let record = audit::record(audit::RecordInput {
+            event,
+            time_ms,
+            duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            caller: outcome.caller.as_ref(),
+            request_parameters: outcome.request_parameters,
+            response_elements: outcome.response_elements,
+            error: outcome.result.as_ref().err(),
+            suppressed_before: outcome.suppressed_before,
+            operator: hold,
+        });
+        let appended = if hold { sink.append_or_hold(record).await } else { sink.append(record).await };
+        match appended {
+            Ok(()) => outcome.result,
+            Err(e) => Err(KmsError::AuditUnavailable(e.to_string())),
+        }
+    }
+
+    /// The current time (Unix milliseconds) by the service's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// Narrow views of storage for the operation modules: every family but keys and material, whose
+/// reads go through the resolvers (authorization) and whose writes through the keystore.
+impl Kms {
+    pub(crate) fn aliases(&self) -> &dyn AliasStore {
+        &*self.store
+    }
+
+    pub(crate) fn tags(&self) -> &dyn TagStore {
+        &*self.store
+    }
+
+    pub(crate) fn grant_store(&self) -> &dyn GrantStore {
+        &*self.store
+    }
+
+    pub(crate) fn identities(&self) -> &dyn IdentityStore {
+        &*self.store
+    }
+
+    pub(crate) fn imports(&self) -> &dyn ImportStore {
+        &*self.store
+    }
+
+    pub(crate) fn settings(&self) -> &dyn SettingStore {
+        &*self.store
+    }
+
+    /// The root of trust, for sealing new material and secrets (unsealing stored material is
+    /// the keystore's).
+    pub(crate) fn root(&self) -> &dyn RootOfTrust {
+        &*self.root
+    }
+
+    /// The audit sink, unless auditing is disabled.
+    pub(crate) fn audit_sink(&self) -> Option<&Arc<dyn AuditSink>> {
+        self.audit.as_ref()
+    }
+
+    /// The movable clock, when the server runs with the test-only clock.
+    pub(crate) fn test_clock(&self) -> Option<&Arc<TestClock>> {
+        self.test_clock.as_ref()
+    }
+
+    /// The unseal in progress (ops::operator keeps its rules).
+    pub(crate) fn unseal_session(&self) -> &std::sync::Mutex<Option<(String, i64)>> {
+        &self.unseal_session
+    }
+}
