@@ -103,9 +103,12 @@ def test_alias_lifecycle(kms):
         kms.create_alias(AliasName="alias/lifecycle", TargetKeyId=b["KeyId"])
     assert error_code(e) == "AlreadyExistsException"
     for bad, code in [
-        ("lifecycle", "InvalidAliasNameException"),
-        ("alias/aws/reserved", "InvalidAliasNameException"),
+        # AWS's codes (#17): ValidationException for a missing prefix or a colon,
+        # NotAuthorizedException for the reserved prefix.
+        ("lifecycle", "ValidationException"),
+        ("alias/aws/reserved", "NotAuthorizedException"),
         ("alias/bad name", "ValidationException"),
+        ("alias/my:alias", "ValidationException"),
     ]:
         with pytest.raises(ClientError) as e:
             kms.create_alias(AliasName=bad, TargetKeyId=a["KeyId"])

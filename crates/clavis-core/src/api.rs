@@ -467,7 +467,16 @@ pub struct KeyMetadata {
     pub key_manager: String,
     pub customer_master_key_spec: String,
     pub key_spec: String,
-    pub encryption_algorithms: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_algorithms: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_algorithms: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_algorithms: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_agreement_algorithms: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encapsulation_algorithms: Option<Vec<String>>,
     pub multi_region: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub valid_to: Option<f64>,
@@ -921,4 +930,187 @@ pub struct AccessKeyMetadata {
 #[serde(rename_all = "PascalCase")]
 pub struct ListAccessKeysResponse {
     pub access_key_metadata: Vec<AccessKeyMetadata>,
+}
+
+request!(
+    /// Sign.
+    SignRequest {
+        key_id: String,
+        message: SecretBlob,
+        message_type: String,
+        grant_tokens: Vec<String>,
+        signing_algorithm: String,
+        dry_run: bool,
+    }
+);
+
+/// Sign response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SignResponse {
+    pub key_id: String,
+    pub signature: Blob,
+    pub signing_algorithm: String,
+}
+
+request!(
+    /// Verify.
+    VerifyRequest {
+        key_id: String,
+        message: SecretBlob,
+        message_type: String,
+        signature: Blob,
+        signing_algorithm: String,
+        grant_tokens: Vec<String>,
+        dry_run: bool,
+    }
+);
+
+/// Verify response (only for a valid signature: an invalid one is `KMSInvalidSignatureException`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VerifyResponse {
+    pub key_id: String,
+    pub signature_valid: bool,
+    pub signing_algorithm: String,
+}
+
+request!(
+    /// GetPublicKey.
+    GetPublicKeyRequest { key_id: String, grant_tokens: Vec<String> }
+);
+
+/// GetPublicKey response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetPublicKeyResponse {
+    pub key_id: String,
+    pub public_key: Blob,
+    pub customer_master_key_spec: String,
+    pub key_spec: String,
+    pub key_usage: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_algorithms: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_algorithms: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_agreement_algorithms: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encapsulation_algorithms: Option<Vec<String>>,
+}
+
+request!(
+    /// GenerateMac.
+    GenerateMacRequest { message: SecretBlob, key_id: String, mac_algorithm: String, grant_tokens: Vec<String>, dry_run: bool }
+);
+
+/// GenerateMac response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GenerateMacResponse {
+    pub mac: Blob,
+    pub mac_algorithm: String,
+    pub key_id: String,
+}
+
+request!(
+    /// VerifyMac.
+    VerifyMacRequest {
+        message: SecretBlob,
+        key_id: String,
+        mac_algorithm: String,
+        mac: Blob,
+        grant_tokens: Vec<String>,
+        dry_run: bool,
+    }
+);
+
+/// VerifyMac response (only for a valid MAC: an invalid one is `KMSInvalidMacException`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VerifyMacResponse {
+    pub key_id: String,
+    pub mac_valid: bool,
+    pub mac_algorithm: String,
+}
+
+request!(
+    /// DeriveSharedSecret.
+    DeriveSharedSecretRequest {
+        key_id: String,
+        key_agreement_algorithm: String,
+        public_key: Blob,
+        grant_tokens: Vec<String>,
+        dry_run: bool,
+        recipient: serde_json::Value,
+    }
+);
+
+/// DeriveSharedSecret response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeriveSharedSecretResponse {
+    pub key_id: String,
+    pub shared_secret: SecretBlob,
+    pub key_agreement_algorithm: String,
+    pub key_origin: String,
+}
+
+request!(
+    /// GenerateDataKeyPair and GenerateDataKeyPairWithoutPlaintext.
+    GenerateDataKeyPairRequest {
+        encryption_context: ContextMap,
+        key_id: String,
+        key_pair_spec: String,
+        grant_tokens: Vec<String>,
+        recipient: serde_json::Value,
+        dry_run: bool,
+    }
+);
+
+/// GenerateDataKeyPair and GenerateDataKeyPairWithoutPlaintext response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GenerateDataKeyPairResponse {
+    pub private_key_ciphertext_blob: Blob,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key_plaintext: Option<SecretBlob>,
+    pub public_key: Blob,
+    pub key_id: String,
+    pub key_pair_spec: String,
+}
+
+request!(
+    /// Encapsulate.
+    EncapsulateRequest { key_id: String, encapsulation_algorithm: String, grant_tokens: Vec<String>, dry_run: bool }
+);
+
+/// Encapsulate response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EncapsulateResponse {
+    pub key_id: String,
+    pub shared_secret: SecretBlob,
+    pub shared_secret_ciphertext_blob: Blob,
+    pub encapsulation_algorithm: String,
+}
+
+request!(
+    /// Decapsulate.
+    DecapsulateRequest {
+        key_id: String,
+        shared_secret_ciphertext_blob: Blob,
+        encapsulation_algorithm: String,
+        grant_tokens: Vec<String>,
+        dry_run: bool,
+    }
+);
+
+/// Decapsulate response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DecapsulateResponse {
+    pub key_id: String,
+    pub shared_secret: SecretBlob,
+    pub encapsulation_algorithm: String,
 }

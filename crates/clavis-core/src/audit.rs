@@ -108,6 +108,9 @@ pub const REDACTED_MEMBERS: &[&str] = &[
     "Message",
     "Mac",
     "Recipient",
+    "SharedSecret",
+    "SharedSecretCiphertextBlob",
+    "PrivateKeyCiphertextBlob",
 ];
 
 /// The most bytes one string in a record's `requestParameters` / `responseElements` keeps (the

@@ -48,6 +48,15 @@ pub enum KmsError {
     /// `InvalidKeyUsageException`: the key cannot do this operation or algorithm.
     #[error("{0}")]
     InvalidKeyUsage(String),
+    /// `NotAuthorizedException`: an alias name reserved for AWS (`alias/aws/...`).
+    #[error("{0}")]
+    NotAuthorized(String),
+    /// `KMSInvalidSignatureException`: Verify found the signature invalid.
+    #[error("{0}")]
+    KmsInvalidSignature(String),
+    /// `KMSInvalidMacException`: VerifyMac found the MAC invalid.
+    #[error("{0}")]
+    KmsInvalidMac(String),
     /// `InvalidMarkerException`: a pagination marker we did not issue.
     #[error("The marker is not valid.")]
     InvalidMarker,
@@ -139,6 +148,9 @@ impl KmsError {
             InvalidGrantId(_) => "InvalidGrantIdException",
             InvalidGrantToken(_) => "InvalidGrantTokenException",
             InvalidKeyUsage(_) => "InvalidKeyUsageException",
+            NotAuthorized(_) => "NotAuthorizedException",
+            KmsInvalidSignature(_) => "KMSInvalidSignatureException",
+            KmsInvalidMac(_) => "KMSInvalidMacException",
             InvalidMarker => "InvalidMarkerException",
             InvalidState(_) => "KMSInvalidStateException",
             LimitExceeded(_) => "LimitExceededException",

@@ -113,12 +113,18 @@ impl AliasName {
                 "Value '{s}' at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
             )));
         }
+        // AWS's codes here differ from botocore's model (responses captured from AWS):
+        // ValidationException for the prefix and for a colon, NotAuthorizedException for the
+        // reserved alias/aws/ prefix.
         if !s.starts_with("alias/") || s.len() == "alias/".len() {
-            return Err(KmsError::InvalidAliasName("Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html".to_string()));
+            return Err(KmsError::Validation("Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html".to_string()));
+        }
+        if s.contains(':') {
+            return Err(KmsError::Validation(format!("Alias {s} contains invalid characters for an alias")));
         }
         if s.starts_with("alias/aws/") {
-            return Err(KmsError::InvalidAliasName(format!(
-                "Cannot create or modify alias {s}: the prefix alias/aws/ is reserved for AWS managed keys."
+            return Err(KmsError::NotAuthorized(format!(
+                "Cannot create, update or delete alias {s}: the prefix alias/aws/ is reserved for AWS managed keys."
             )));
         }
         Ok(AliasName(s.to_owned()))
@@ -228,6 +234,11 @@ impl EncryptionContext {
             )));
         }
         Ok(EncryptionContext(map))
+    }
+
+    /// Whether there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.as_map().is_empty()
     }
 
     /// The pairs.
@@ -361,9 +372,8 @@ macro_rules! wire_enum {
 
 wire_enum!(
     /// A key spec (AWS `KeySpec`): what kind of material a key holds, in the order CreateKey's
-    /// validation message lists them. Clavis creates only `SYMMETRIC_DEFAULT` keys today; the
-    /// others are refused by CreateKey with `UnsupportedOperationException` until their issue
-    /// (asymmetric, HMAC and post-quantum keys) lands, which also adds the ML-KEM specs.
+    /// validation message lists them (botocore's model). Clavis creates every one but `SM2`
+    /// (refused as AWS refuses it outside China Regions).
     KeySpec {
         Rsa2048 = "RSA_2048",
         Rsa3072 = "RSA_3072",
@@ -382,6 +392,9 @@ wire_enum!(
         MlDsa65 = "ML_DSA_65",
         MlDsa87 = "ML_DSA_87",
         EccNistEdwards25519 = "ECC_NIST_EDWARDS25519",
+        MlKem512 = "ML_KEM_512",
+        MlKem768 = "ML_KEM_768",
+        MlKem1024 = "ML_KEM_1024",
     }
 );
 
@@ -392,8 +405,85 @@ wire_enum!(
         EncryptDecrypt = "ENCRYPT_DECRYPT",
         GenerateVerifyMac = "GENERATE_VERIFY_MAC",
         KeyAgreement = "KEY_AGREEMENT",
+        EncapsulateDecapsulate = "ENCAPSULATE_DECAPSULATE",
     }
 );
+
+/// The algorithms a key of one spec and usage offers, as KeyMetadata and GetPublicKey list
+/// them (empty lists are left out of the responses, as AWS does).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Algorithms {
+    /// `EncryptionAlgorithms`.
+    pub encryption: &'static [&'static str],
+    /// `SigningAlgorithms`.
+    pub signing: &'static [&'static str],
+    /// `MacAlgorithms`.
+    pub mac: &'static [&'static str],
+    /// `KeyAgreementAlgorithms`.
+    pub key_agreement: &'static [&'static str],
+    /// `EncapsulationAlgorithms`.
+    pub encapsulation: &'static [&'static str],
+}
+
+const RSA_SIGNING: &[&str] = &[
+    "RSASSA_PKCS1_V1_5_SHA_256",
+    "RSASSA_PKCS1_V1_5_SHA_384",
+    "RSASSA_PKCS1_V1_5_SHA_512",
+    "RSASSA_PSS_SHA_256",
+    "RSASSA_PSS_SHA_384",
+    "RSASSA_PSS_SHA_512",
+];
+
+impl KeySpec {
+    /// The key usages a key of this spec may have (empty: a spec Clavis does not create).
+    pub fn usages(self) -> &'static [KeyUsage] {
+        use KeySpec::*;
+        match self {
+            SymmetricDefault => &[KeyUsage::EncryptDecrypt],
+            Rsa2048 | Rsa3072 | Rsa4096 => &[KeyUsage::EncryptDecrypt, KeyUsage::SignVerify],
+            EccNistP256 | EccNistP384 | EccNistP521 => &[KeyUsage::SignVerify, KeyUsage::KeyAgreement],
+            EccSecgP256k1 | EccNistEdwards25519 | MlDsa44 | MlDsa65 | MlDsa87 => &[KeyUsage::SignVerify],
+            Hmac224 | Hmac256 | Hmac384 | Hmac512 => &[KeyUsage::GenerateVerifyMac],
+            MlKem512 | MlKem768 | MlKem1024 => &[KeyUsage::EncapsulateDecapsulate],
+            Sm2 => &[],
+        }
+    }
+
+    /// Whether the key is an HMAC key.
+    pub fn is_hmac(self) -> bool {
+        matches!(self, KeySpec::Hmac224 | KeySpec::Hmac256 | KeySpec::Hmac384 | KeySpec::Hmac512)
+    }
+
+    /// Whether the key is a key pair (RSA, ECC, ML-DSA, ML-KEM).
+    pub fn is_asymmetric(self) -> bool {
+        !matches!(self, KeySpec::SymmetricDefault | KeySpec::Sm2) && !self.is_hmac()
+    }
+
+    /// The algorithms of a key of this spec and usage.
+    pub fn algorithms(self, usage: KeyUsage) -> Algorithms {
+        use KeySpec::*;
+        let none = Algorithms::default();
+        match (self, usage) {
+            (SymmetricDefault, KeyUsage::EncryptDecrypt) => Algorithms { encryption: &[SYMMETRIC_DEFAULT], ..none },
+            (Rsa2048 | Rsa3072 | Rsa4096, KeyUsage::EncryptDecrypt) => {
+                Algorithms { encryption: &["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"], ..none }
+            }
+            (Rsa2048 | Rsa3072 | Rsa4096, KeyUsage::SignVerify) => Algorithms { signing: RSA_SIGNING, ..none },
+            (EccNistP256 | EccSecgP256k1, KeyUsage::SignVerify) => Algorithms { signing: &["ECDSA_SHA_256"], ..none },
+            (EccNistP384, KeyUsage::SignVerify) => Algorithms { signing: &["ECDSA_SHA_384"], ..none },
+            (EccNistP521, KeyUsage::SignVerify) => Algorithms { signing: &["ECDSA_SHA_512"], ..none },
+            (EccNistP256 | EccNistP384 | EccNistP521, KeyUsage::KeyAgreement) => Algorithms { key_agreement: &["ECDH"], ..none },
+            (EccNistEdwards25519, KeyUsage::SignVerify) => Algorithms { signing: &["ED25519_SHA_512", "ED25519_PH_SHA_512"], ..none },
+            (MlDsa44 | MlDsa65 | MlDsa87, KeyUsage::SignVerify) => Algorithms { signing: &["ML_DSA_SHAKE_256"], ..none },
+            (Hmac224, _) => Algorithms { mac: &["HMAC_SHA_224"], ..none },
+            (Hmac256, _) => Algorithms { mac: &["HMAC_SHA_256"], ..none },
+            (Hmac384, _) => Algorithms { mac: &["HMAC_SHA_384"], ..none },
+            (Hmac512, _) => Algorithms { mac: &["HMAC_SHA_512"], ..none },
+            (MlKem512 | MlKem768 | MlKem1024, _) => Algorithms { encapsulation: &["ML_KEM"], ..none },
+            _ => none,
+        }
+    }
+}
 
 wire_enum!(
     /// Where a key's material comes from (AWS `Origin`).
@@ -516,10 +606,13 @@ mod tests {
 
     #[test]
     fn alias_names() {
-        assert!(AliasName::parse("alias/my-key_1:/x", "aliasName").is_ok());
-        assert!(matches!(AliasName::parse("my-key", "aliasName"), Err(KmsError::InvalidAliasName(_))));
-        assert!(matches!(AliasName::parse("alias/", "aliasName"), Err(KmsError::InvalidAliasName(_))));
-        assert!(matches!(AliasName::parse("alias/aws/s3", "aliasName"), Err(KmsError::InvalidAliasName(_))));
+        // AWS's codes (#17): the prefix and a colon are ValidationException, the reserved
+        // prefix NotAuthorizedException.
+        assert!(AliasName::parse("alias/my-key_1/x", "aliasName").is_ok());
+        assert!(matches!(AliasName::parse("alias/my:key", "aliasName"), Err(KmsError::Validation(_))));
+        assert!(matches!(AliasName::parse("my-key", "aliasName"), Err(KmsError::Validation(_))));
+        assert!(matches!(AliasName::parse("alias/", "aliasName"), Err(KmsError::Validation(_))));
+        assert!(matches!(AliasName::parse("alias/aws/s3", "aliasName"), Err(KmsError::NotAuthorized(_))));
         assert!(matches!(AliasName::parse("alias/sp ace", "aliasName"), Err(KmsError::Validation(_))));
         assert!(matches!(AliasName::parse(&format!("alias/{}", "a".repeat(251)), "aliasName"), Err(KmsError::Validation(_))));
     }

@@ -1,7 +1,7 @@
 //! The only Clavis crate that touches the cryptography library (aws-lc-rs).
 //!
 //! It owns: secret byte buffers that zeroize on drop and never print ([`SecretBytes`]),
-//! AES-256-GCM ([`aead`]), SHA-256 and HMAC-SHA256 ([`digest`]), the system random number
+//! AES-256-GCM ([`aead`]), asymmetric and HMAC keys ([`asymmetric`]), SHA-256 and HMAC-SHA256 ([`digest`]), the system random number
 //! generator ([`random`]) and the root of trust that seals key material at rest ([`seal`]; an
 //! HSM through PKCS#11 in `pkcs11`, with the default `pkcs11` feature).
 //!
@@ -10,6 +10,7 @@
 //! replace it without touching any other crate.
 
 pub mod aead;
+pub mod asymmetric;
 pub mod digest;
 mod error;
 pub mod import;

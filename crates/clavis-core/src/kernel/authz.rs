@@ -149,7 +149,8 @@ impl Kms {
         }
         let mut extra = access.new_grant.map(super::grant_check::GrantSpec::condition_keys).unwrap_or_default();
         extra.extend(access.params.iter().cloned());
-        if ENCRYPTION_ALGORITHM_ACTIONS.contains(&access.action) {
+        // An operation that takes an algorithm other than the default passes it as a parameter.
+        if ENCRYPTION_ALGORITHM_ACTIONS.contains(&access.action) && !extra.iter().any(|(k, _)| k == "kms:encryptionalgorithm") {
             extra.push(param("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT));
         }
         if matches!(access.action, "CreateGrant" | "ListGrants" | "RevokeGrant") {

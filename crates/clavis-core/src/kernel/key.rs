@@ -8,6 +8,7 @@ use crate::KmsError;
 use crate::policy::Policy;
 use crate::types::{KeyId, KeySpec, KeyState, KeyUsage, Origin, key_arn};
 use clavis_crypto::aead::AeadKey;
+use clavis_crypto::asymmetric::{MacHash, MacKey, PairSpec, PrivateKey};
 use clavis_store::KeyRecord;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -65,12 +66,31 @@ impl Key {
         KmsError::InvalidState(format!("{} is {what}.", self.arn))
     }
 
-    /// Symmetric encryption needs an ENCRYPT_DECRYPT key of spec SYMMETRIC_DEFAULT.
-    pub fn check_symmetric_encrypt(&self) -> Result<(), KmsError> {
-        if self.usage != KeyUsage::EncryptDecrypt || self.spec != KeySpec::SymmetricDefault {
+    /// The key's usage must be `usage` for `operation` (AWS's words).
+    pub fn check_usage(&self, usage: KeyUsage, operation: &str) -> Result<(), KmsError> {
+        if self.usage != usage {
             return Err(KmsError::InvalidKeyUsage(format!(
-                "{} key usage is {} and key spec is {}; this operation needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key.",
-                self.arn, self.rec.key_usage, self.rec.key_spec
+                "{} key usage is {} which is not valid for {operation}.",
+                self.arn, self.rec.key_usage
+            )));
+        }
+        Ok(())
+    }
+
+    /// Symmetric encryption needs an ENCRYPT_DECRYPT key of spec SYMMETRIC_DEFAULT.
+    /// AWS's words: the usage first ("key usage is SIGN_VERIFY which is not valid for ..."),
+    /// then the algorithm ("Algorithm SYMMETRIC_DEFAULT is incompatible with key spec RSA_2048.").
+    pub fn check_symmetric_encrypt(&self) -> Result<(), KmsError> {
+        if self.usage != KeyUsage::EncryptDecrypt {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "{} key usage is {} which is not valid for symmetric encryption (SYMMETRIC_DEFAULT).",
+                self.arn, self.rec.key_usage
+            )));
+        }
+        if self.spec != KeySpec::SymmetricDefault {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "Algorithm SYMMETRIC_DEFAULT is incompatible with key spec {}.",
+                self.rec.key_spec
             )));
         }
         Ok(())
@@ -105,19 +125,66 @@ pub(crate) fn import_params_seal_context(key_id: &crate::types::KeyId, token_id:
     c
 }
 
-/// Unsealed key material of one version, by key family. AES-256 (SYMMETRIC_DEFAULT) today;
-/// asymmetric, HMAC and post-quantum keys add their variants.
+/// Unsealed key material of one version, by key family, parsed once (the cache holds it
+/// expanded, so a request does no key parsing).
+// Material lives only behind an `Arc` in the cache, one allocation per version, so the size
+// of its largest variant costs nothing per use.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Material {
     /// A SYMMETRIC_DEFAULT key's AES-256-GCM key.
     Aes256(AeadKey),
+    /// An HMAC key.
+    Mac(MacKey),
+    /// A key pair (RSA, ECC, ML-DSA, ML-KEM).
+    Pair(PrivateKey),
+}
+
+/// The crypto layer's kind of key pair for a key spec.
+pub(crate) fn pair_spec(spec: KeySpec) -> Option<PairSpec> {
+    Some(match spec {
+        KeySpec::Rsa2048 => PairSpec::Rsa2048,
+        KeySpec::Rsa3072 => PairSpec::Rsa3072,
+        KeySpec::Rsa4096 => PairSpec::Rsa4096,
+        KeySpec::EccNistP256 => PairSpec::P256,
+        KeySpec::EccNistP384 => PairSpec::P384,
+        KeySpec::EccNistP521 => PairSpec::P521,
+        KeySpec::EccSecgP256k1 => PairSpec::Secp256k1,
+        KeySpec::EccNistEdwards25519 => PairSpec::Ed25519,
+        KeySpec::MlDsa44 => PairSpec::MlDsa44,
+        KeySpec::MlDsa65 => PairSpec::MlDsa65,
+        KeySpec::MlDsa87 => PairSpec::MlDsa87,
+        KeySpec::MlKem512 => PairSpec::MlKem512,
+        KeySpec::MlKem768 => PairSpec::MlKem768,
+        KeySpec::MlKem1024 => PairSpec::MlKem1024,
+        KeySpec::SymmetricDefault | KeySpec::Hmac224 | KeySpec::Hmac256 | KeySpec::Hmac384 | KeySpec::Hmac512 | KeySpec::Sm2 => {
+            return None;
+        }
+    })
+}
+
+/// The hash and key length (bytes) of an HMAC key spec.
+pub(crate) fn mac_params(spec: KeySpec) -> Option<(MacHash, usize)> {
+    Some(match spec {
+        KeySpec::Hmac224 => (MacHash::Sha224, 28),
+        KeySpec::Hmac256 => (MacHash::Sha256, 32),
+        KeySpec::Hmac384 => (MacHash::Sha384, 48),
+        KeySpec::Hmac512 => (MacHash::Sha512, 64),
+        _ => return None,
+    })
 }
 
 impl Material {
     /// Material of a key of this spec from its unsealed bytes.
     pub fn from_bytes(spec: KeySpec, bytes: &clavis_crypto::SecretBytes) -> Result<Material, KmsError> {
-        match spec {
-            KeySpec::SymmetricDefault => Ok(Material::Aes256(AeadKey::new(bytes)?)),
-            other => Err(KmsError::Internal(format!("no material of key spec {} can be loaded", other.as_str()))),
+        if spec == KeySpec::SymmetricDefault {
+            return Ok(Material::Aes256(AeadKey::new(bytes)?));
+        }
+        if let Some((hash, _)) = mac_params(spec) {
+            return Ok(Material::Mac(MacKey::new(hash, bytes)));
+        }
+        match pair_spec(spec) {
+            Some(kind) => Ok(Material::Pair(PrivateKey::from_der(kind, bytes)?)),
+            None => Err(KmsError::Internal(format!("no material of key spec {} can be loaded", spec.as_str()))),
         }
     }
 
@@ -125,6 +192,23 @@ impl Material {
     pub fn aes(&self) -> Result<&AeadKey, KmsError> {
         match self {
             Material::Aes256(k) => Ok(k),
+            _ => Err(KmsError::Internal("not a symmetric key's material".into())),
+        }
+    }
+
+    /// The HMAC key of an HMAC key.
+    pub fn mac(&self) -> Result<&MacKey, KmsError> {
+        match self {
+            Material::Mac(k) => Ok(k),
+            _ => Err(KmsError::Internal("not an HMAC key's material".into())),
+        }
+    }
+
+    /// The private key of a key pair.
+    pub fn pair(&self) -> Result<&PrivateKey, KmsError> {
+        match self {
+            Material::Pair(k) => Ok(k),
+            _ => Err(KmsError::Internal("not a key pair's material".into())),
         }
     }
 }

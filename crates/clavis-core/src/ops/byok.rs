@@ -23,8 +23,6 @@ use crate::types::{KeyState, secs};
 use crate::{Caller, Kms, KmsError, validate};
 use clavis_crypto::import::{ImportWrapping, generate_wrapping_key, material_fingerprint, unwrap_import, verify_nonce};
 use clavis_store::{ImportParamsRecord, KeyMaterialRecord, KeyRecord, StoreError};
-use std::sync::{Arc, OnceLock};
-use tokio::sync::Semaphore;
 
 const PARAMS_VALID_MS: i64 = 24 * 3_600_000;
 /// The most import tokens a key may have unused and unexpired at once. AWS documents no such
@@ -39,44 +37,6 @@ const MAX_VALID_TO_MS: i64 = 365 * 86_400_000;
 
 fn import_key_context(key: &Key, token_id: &str) -> Vec<u8> {
     import_params_seal_context(&key.id, token_id)
-}
-
-/// Permits for wrapping-key generation, shared by the whole process (they bound CPU, which the
-/// process shares): half the cores, at least one, so that a burst of RSA-4096 requests leaves
-/// the other half to everything else.
-fn generation_permits() -> Arc<Semaphore> {
-    static PERMITS: OnceLock<Arc<Semaphore>> = OnceLock::new();
-    PERMITS
-        .get_or_init(|| {
-            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-            Arc::new(Semaphore::new((cores / 2).max(1)))
-        })
-        .clone()
-}
-
-/// Generates an RSA wrapping key pair on tokio's blocking pool under a generation permit.
-/// Requests beyond the permits wait here, as cheap suspended tasks, not on a worker thread.
-/// The permit moves into the blocking task, so a request abandoned by its client mid-generation
-/// still holds it until its generation ends: the bound is on running generations, not on
-/// waiting requests.
-async fn generate_off_runtime(bits: u32) -> Result<(clavis_crypto::SecretBytes, Vec<u8>), KmsError> {
-    let permit = generation_permits()
-        .acquire_owned()
-        .await
-        .map_err(|_| KmsError::Internal("the wrapping-key generation semaphore is closed".into()))?;
-    let generate = move || {
-        let _permit = permit;
-        generate_wrapping_key(bits)
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn_blocking(generate).await.map_err(|e| KmsError::Internal(format!("wrapping-key generation failed: {e}")))?
-        }
-        // Driven by an executor other than tokio: no blocking pool to use, so generate here;
-        // the permit still bounds how many run at once.
-        Err(_) => generate(),
-    }
-    .map_err(KmsError::from)
 }
 
 fn too_many_tokens(key: &Key) -> KmsError {
@@ -138,7 +98,7 @@ impl Kms {
         if self.imports().count_import_params(&key.rec.key_id, now).await? >= MAX_OUTSTANDING_IMPORT_TOKENS {
             return Err(too_many_tokens(&key));
         }
-        let (private, public) = generate_off_runtime(bits).await?;
+        let (private, public) = super::generate_off_runtime(move || generate_wrapping_key(bits)).await?;
         let token = clavis_crypto::random::bytes(32)?;
         let token_id = hex::encode(&token);
         let nonce = clavis_crypto::random::bytes(16)?;

@@ -5,8 +5,9 @@ use crate::api::*;
 use crate::ciphertext::{self, Header};
 use crate::kernel::{Access, Key, param};
 use crate::operation::Operation;
-use crate::types::{EncryptionContext, KeyRef, SYMMETRIC_DEFAULT};
+use crate::types::{EncryptionContext, KeyRef, KeyUsage, SYMMETRIC_DEFAULT};
 use crate::{Caller, Kms, KmsError, validate};
+use clavis_crypto::asymmetric::Oaep;
 use clavis_crypto::{SecretBytes, random};
 
 /// The most plaintext Encrypt accepts (AWS limit).
@@ -14,13 +15,60 @@ pub const MAX_PLAINTEXT: usize = 4096;
 /// The most ciphertext Decrypt accepts (AWS limit).
 pub const MAX_CIPHERTEXT: usize = 6144;
 /// `Recipient` (Nitro Enclaves attestation) is an AWS feature Clavis does not offer.
-fn refuse_recipient(recipient: Option<&serde_json::Value>) -> Result<(), KmsError> {
+pub(crate) fn refuse_recipient(recipient: Option<&serde_json::Value>) -> Result<(), KmsError> {
     match recipient {
         Some(_) => Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported by Clavis.".into())),
         None => Ok(()),
     }
 }
+/// Every `EncryptionAlgorithmSpec` (botocore's model).
+const ENCRYPTION_ALGORITHMS: &[&str] = &[SYMMETRIC_DEFAULT, "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE"];
+
+/// The request's `EncryptionAlgorithm` (default `SYMMETRIC_DEFAULT`), one of AWS's names.
+fn encryption_algorithm(v: Option<&str>) -> Result<&str, KmsError> {
+    let algorithm = v.unwrap_or(SYMMETRIC_DEFAULT);
+    validate::one_of(algorithm, "encryptionAlgorithm", ENCRYPTION_ALGORITHMS)
+}
+
+/// The OAEP hash of an RSA encryption algorithm (`None`: SYMMETRIC_DEFAULT, or SM2PKE, which
+/// no Clavis key offers).
+fn oaep(algorithm: &str) -> Option<Oaep> {
+    match algorithm {
+        "RSAES_OAEP_SHA_1" => Some(Oaep::Sha1),
+        "RSAES_OAEP_SHA_256" => Some(Oaep::Sha256),
+        _ => None,
+    }
+}
+
 impl Kms {
+    /// The RSA ENCRYPT_DECRYPT key an Encrypt or Decrypt with an RSAES algorithm names. The
+    /// standard asymmetric algorithms take no encryption context (AWS's API reference: "An
+    /// encryption context is valid only for cryptographic operations with a symmetric
+    /// encryption KMS key"); Clavis refuses one rather than ignore it, so that no caller
+    /// believes a context binds an RSA ciphertext.
+    async fn rsa_key(
+        &self,
+        caller: &Caller,
+        access: Access<'_>,
+        key_id: Option<&str>,
+        algorithm: &str,
+        context: &EncryptionContext,
+        operation: &str,
+    ) -> Result<Key, KmsError> {
+        let key = self.key_for(caller, access, key_id, "keyId").await?;
+        key.check_usable()?;
+        key.check_usage(KeyUsage::EncryptDecrypt, operation)?;
+        if !key.spec.algorithms(key.usage).encryption.contains(&algorithm) {
+            return Err(KmsError::InvalidKeyUsage(format!("Algorithm {algorithm} is incompatible with key spec {}.", key.spec.as_str())));
+        }
+        if !context.is_empty() {
+            return Err(KmsError::Validation(format!(
+                "EncryptionContext is not supported with {algorithm}: an encryption context is valid only with symmetric encryption KMS keys."
+            )));
+        }
+        Ok(key)
+    }
+
     /// The key an Encrypt or GenerateDataKey names, usable for symmetric encryption; then the
     /// DryRun answer if one was asked for.
     async fn encryption_key(
@@ -76,9 +124,29 @@ impl Kms {
         self.authorize(caller, Operation::Encrypt)?;
         let plaintext = validate::required(req.plaintext, "plaintext")?;
         validate::blob_len(plaintext.0.len(), "plaintext", 1, MAX_PLAINTEXT)?;
-        validate::symmetric_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
+        let algorithm = encryption_algorithm(req.encryption_algorithm.as_deref())?;
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
+        if algorithm != SYMMETRIC_DEFAULT {
+            let params = [param("kms:EncryptionAlgorithm", algorithm)];
+            let access = Access::with_context("Encrypt", &context).with_params(&params);
+            let key = self.rsa_key(caller, access, req.key_id.as_deref(), algorithm, &context, "Encrypt").await?;
+            let oaep = oaep(algorithm).ok_or_else(|| KmsError::Internal(format!("{algorithm} is not RSA-OAEP")))?;
+            let material = self.material(&key, key.rec.current_version).await?;
+            let pair = material.pair()?;
+            let max = pair.oaep_max_plaintext(oaep).unwrap_or(0);
+            if plaintext.0.len() > max {
+                return Err(KmsError::Validation(format!(
+                    "Plaintext is too long for {algorithm} with key spec {}: at most {max} bytes.",
+                    key.spec.as_str()
+                )));
+            }
+            if req.dry_run == Some(true) {
+                return Err(KmsError::DryRun);
+            }
+            let blob = pair.encrypt_oaep(oaep, plaintext.0.expose_secret())?;
+            return Ok(EncryptResponse { ciphertext_blob: Blob(blob), key_id: key.arn, encryption_algorithm: algorithm.into() });
+        }
         let access = Access::with_context("Encrypt", &context);
         let key = self.encryption_key(caller, access, req.key_id.as_deref(), req.dry_run).await?;
         let blob = self.encrypt_with(&key, &context, plaintext.0.expose_secret()).await?;
@@ -91,10 +159,36 @@ impl Kms {
     pub async fn decrypt(&self, caller: &Caller, req: DecryptRequest) -> Result<DecryptResponse, KmsError> {
         self.authorize(caller, Operation::Decrypt)?;
         let blob = validate::required(req.ciphertext_blob, "ciphertextBlob")?;
-        validate::symmetric_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
+        let algorithm = encryption_algorithm(req.encryption_algorithm.as_deref())?;
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         refuse_recipient(req.recipient.as_ref())?;
         let context = EncryptionContext::parse(req.encryption_context, "encryptionContext")?;
+        if algorithm != SYMMETRIC_DEFAULT {
+            validate::blob_len(blob.0.len(), "ciphertextBlob", 1, MAX_CIPHERTEXT)?;
+            if req.key_id.is_none() {
+                return Err(KmsError::Validation(format!(
+                    "KeyId is required to decrypt with {algorithm}: a ciphertext of an asymmetric key does not name its key."
+                )));
+            }
+            let params = [param("kms:EncryptionAlgorithm", algorithm)];
+            let access = Access::with_context("Decrypt", &context).with_params(&params);
+            let key = self.rsa_key(caller, access, req.key_id.as_deref(), algorithm, &context, "Decrypt").await?;
+            let oaep = oaep(algorithm).ok_or_else(|| KmsError::Internal(format!("{algorithm} is not RSA-OAEP")))?;
+            if req.dry_run == Some(true) {
+                return Err(KmsError::DryRun);
+            }
+            let material = self.material(&key, key.rec.current_version).await?;
+            let plaintext = material.pair()?.decrypt_oaep(oaep, &blob.0).map_err(|_| {
+                KmsError::InvalidCiphertext(format!("The ciphertext is invalid, or was not made by this key with {algorithm}."))
+            })?;
+            return Ok(DecryptResponse {
+                key_id: key.arn,
+                plaintext: SecretBlob(plaintext),
+                encryption_algorithm: algorithm.into(),
+                rewrapped_ciphertext_blob: None,
+                key_material_version: None,
+            });
+        }
         let access = Access::with_context("Decrypt", &context);
         let (key, plaintext) = self.decrypt_blob(caller, access, &blob.0, req.key_id.as_deref(), &context, "keyId").await?;
         if req.dry_run == Some(true) {

@@ -2,19 +2,35 @@
 //! DisableKey, and the KeyMetadata shape every key operation answers with.
 
 use crate::api::*;
-use crate::kernel::key::{Material, material_seal_context};
+use crate::kernel::key::{Material, mac_params, material_seal_context, pair_spec};
 use crate::kernel::{Access, Key, LockoutKey};
 use crate::operation::Operation;
 use crate::paging::{self, Page};
 use crate::policy::Policy;
 use crate::types::{AccountId, KeyId, KeySpec, KeyState, KeyUsage, Origin, SYMMETRIC_DEFAULT, key_arn, secs};
 use crate::{Caller, Kms, KmsError, validate};
-use clavis_crypto::random;
+use clavis_crypto::asymmetric;
+use clavis_crypto::{SecretBytes, random};
 use clavis_store::{KeyMaterialRecord, KeyRecord};
+
+/// New key material of a spec: 32 random bytes for SYMMETRIC_DEFAULT, the spec's key length
+/// for HMAC, a generated key pair (PKCS#8) otherwise, made on the blocking pool (RSA-4096 takes
+/// a core for up to seconds).
+async fn new_material(spec: KeySpec) -> Result<SecretBytes, KmsError> {
+    if let Some((_, len)) = mac_params(spec) {
+        return Ok(random::secret(len)?);
+    }
+    match pair_spec(spec) {
+        Some(kind) => super::generate_off_runtime(move || asymmetric::generate(kind)).await,
+        None => Ok(random::secret(clavis_crypto::aead::KEY_LEN)?),
+    }
+}
 
 impl Kms {
     pub(crate) fn metadata(key: &Key) -> KeyMetadata {
         let r = &key.rec;
+        let algorithms = key.spec.algorithms(key.usage);
+        let list = |l: &'static [&'static str]| (!l.is_empty()).then(|| l.iter().map(|a| (*a).to_owned()).collect());
         KeyMetadata {
             aws_account_id: r.account_id.clone(),
             key_id: r.key_id.clone(),
@@ -29,7 +45,11 @@ impl Kms {
             key_manager: "CUSTOMER".to_owned(),
             customer_master_key_spec: r.key_spec.clone(),
             key_spec: r.key_spec.clone(),
-            encryption_algorithms: vec![SYMMETRIC_DEFAULT.to_owned()],
+            encryption_algorithms: list(algorithms.encryption),
+            signing_algorithms: list(algorithms.signing),
+            mac_algorithms: list(algorithms.mac),
+            key_agreement_algorithms: list(algorithms.key_agreement),
+            encapsulation_algorithms: list(algorithms.encapsulation),
             multi_region: false,
             dual_authorization: r.dual_auth.then_some(true),
             valid_to: r.valid_to_ms.map(secs),
@@ -63,16 +83,20 @@ impl Kms {
         validate::one_of(usage, "keyUsage", &KeyUsage::names())?;
         let origin = req.origin.as_deref().unwrap_or(Origin::AwsKms.as_str());
         validate::one_of(origin, "origin", &Origin::names())?;
-        if KeySpec::parse(spec) != Some(KeySpec::SymmetricDefault) {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "KeySpec {spec} is not supported by this Clavis version; use SYMMETRIC_DEFAULT."
-            )));
+        let key_spec = KeySpec::parse(spec).unwrap_or(KeySpec::SymmetricDefault);
+        if key_spec == KeySpec::Sm2 {
+            return Err(KmsError::UnsupportedOperation("KeySpec SM2 is supported only in the AWS China Regions.".into()));
         }
-        if KeyUsage::parse(usage) != Some(KeyUsage::EncryptDecrypt) {
+        if !KeyUsage::parse(usage).is_some_and(|u| key_spec.usages().contains(&u)) {
             return Err(KmsError::Validation(format!("KeyUsage {usage} is not compatible with KeySpec {spec}.")));
         }
         if !matches!(Origin::parse(origin), Some(Origin::AwsKms | Origin::External)) {
             return Err(KmsError::UnsupportedOperation(format!("Origin {origin} is not supported by Clavis; use AWS_KMS or EXTERNAL.")));
+        }
+        if Origin::parse(origin) == Some(Origin::External) && key_spec != KeySpec::SymmetricDefault {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "Origin EXTERNAL (imported key material) is supported by Clavis for SYMMETRIC_DEFAULT keys only, not {spec}."
+            )));
         }
         if req.custom_key_store_id.is_some() || req.xks_key_id.is_some() {
             return Err(KmsError::UnsupportedOperation("Custom key stores are not supported by Clavis.".into()));
@@ -126,11 +150,11 @@ impl Kms {
             let key = self.insert_key(rec, None, &tags).await?;
             return Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) });
         }
-        let material = random::secret(clavis_crypto::aead::KEY_LEN)?;
+        let material = new_material(key_spec).await?;
         let sealed = self.root().seal(&material_seal_context(&id, 1), &material)?;
         let mat = KeyMaterialRecord { key_id: rec.key_id.clone(), version: 1, sealed, created_ms: now, rotation_type: None };
-        // The material goes into the cache too: the first Encrypt need not unseal.
-        let key = self.insert_key(rec, Some((mat, Material::from_bytes(KeySpec::SymmetricDefault, &material)?)), &tags).await?;
+        // The material goes into the cache too: the first use need not unseal.
+        let key = self.insert_key(rec, Some((mat, Material::from_bytes(key_spec, &material)?)), &tags).await?;
         Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) })
     }
 

@@ -6,6 +6,7 @@
 
 mod admin;
 mod aliases;
+mod asymmetric;
 mod byok;
 mod crypto;
 mod grants;
@@ -15,3 +16,44 @@ mod keys;
 pub(crate) mod lifecycle;
 mod operator;
 mod tags;
+
+use crate::KmsError;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::Semaphore;
+
+/// Permits for key-pair generation (wrapping keys, asymmetric keys, data key pairs), shared by the whole process (they bound CPU, which the
+/// process shares): half the cores, at least one, so that a burst of RSA-4096 requests leaves
+/// the other half to everything else.
+fn generation_permits() -> Arc<Semaphore> {
+    static PERMITS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    PERMITS
+        .get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            Arc::new(Semaphore::new((cores / 2).max(1)))
+        })
+        .clone()
+}
+
+/// Runs a key generation (an RSA key pair: hundreds of milliseconds of a core, sometimes
+/// seconds) on tokio's blocking pool under a generation permit.
+/// Requests beyond the permits wait here, as cheap suspended tasks, not on a worker thread.
+/// The permit moves into the blocking task, so a request abandoned by its client mid-generation
+/// still holds it until its generation ends: the bound is on running generations, not on
+/// waiting requests.
+pub(crate) async fn generate_off_runtime<T: Send + 'static>(
+    generate: impl FnOnce() -> Result<T, clavis_crypto::CryptoError> + Send + 'static,
+) -> Result<T, KmsError> {
+    let permit =
+        generation_permits().acquire_owned().await.map_err(|_| KmsError::Internal("the key generation semaphore is closed".into()))?;
+    let generate = move || {
+        let _permit = permit;
+        generate()
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime.spawn_blocking(generate).await.map_err(|e| KmsError::Internal(format!("key generation failed: {e}")))?,
+        // Driven by an executor other than tokio: no blocking pool to use, so generate here;
+        // the permit still bounds how many run at once.
+        Err(_) => generate(),
+    }
+    .map_err(KmsError::from)
+}
