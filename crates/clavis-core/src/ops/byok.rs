@@ -19,7 +19,7 @@
 use crate::api::*;
 use crate::kernel::key::{EXPIRED_PARAMS_KEPT_MS, Material, import_params_seal_context, material_seal_context};
 use crate::kernel::{Access, Key, key_not_found};
-use crate::types::{KeyState, secs};
+use crate::types::{KeySpec, KeyState, secs};
 use crate::{Caller, Kms, KmsError, validate};
 use clavis_crypto::import::{ImportWrapping, generate_wrapping_key, material_fingerprint, unwrap_import, verify_nonce};
 use clavis_store::{ImportParamsRecord, KeyMaterialRecord, KeyRecord, StoreError};
@@ -37,6 +37,37 @@ const MAX_VALID_TO_MS: i64 = 365 * 86_400_000;
 
 fn import_key_context(key: &Key, token_id: &str) -> Vec<u8> {
     import_params_seal_context(&key.id, token_id)
+}
+
+/// Imported material must be what the key's spec holds: 32 bytes for SYMMETRIC_DEFAULT, AWS's
+/// length range for an HMAC key, a PKCS#8 private key of the spec (curve, modulus size) for a
+/// key pair.
+fn check_imported_material(key: &Key, material: &clavis_crypto::SecretBytes) -> Result<(), KmsError> {
+    let len = material.len();
+    let (min, max) = match key.spec {
+        KeySpec::SymmetricDefault => (32, 32),
+        KeySpec::Hmac224 => (28, 64),
+        KeySpec::Hmac256 => (32, 64),
+        KeySpec::Hmac384 => (48, 128),
+        KeySpec::Hmac512 => (64, 128),
+        spec => {
+            return match Material::from_bytes(spec, material) {
+                Ok(Material::Pair(_)) => Ok(()),
+                _ => Err(KmsError::IncorrectKeyMaterial(format!(
+                    "The key material is not a DER-encoded PKCS#8 private key of key spec {}.",
+                    spec.as_str()
+                ))),
+            };
+        }
+    };
+    if len < min || len > max {
+        return Err(KmsError::IncorrectKeyMaterial(if min == max {
+            format!("Key material for a {} key must be {} bits ({min} bytes), not {len} bytes.", key.spec.as_str(), min * 8)
+        } else {
+            format!("Key material for a {} key must be {min} to {max} bytes, not {len} bytes.", key.spec.as_str())
+        }));
+    }
+    Ok(())
 }
 
 fn too_many_tokens(key: &Key) -> KmsError {
@@ -90,6 +121,14 @@ impl Kms {
         Self::require_external(&key)?;
         if key.state == KeyState::PendingDeletion {
             return Err(key.invalid_state(key.state));
+        }
+        if key.spec.is_asymmetric() && alg.starts_with("RSAES_OAEP") {
+            // A PKCS#8 private key is longer than RSA-OAEP can carry (AWS's table of wrapping
+            // algorithms: asymmetric private keys take the RSA_AES_KEY_WRAP algorithms).
+            return Err(KmsError::Validation(format!(
+                "WrappingAlgorithm {alg} cannot wrap the private key of a {} key; use RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1.",
+                key.spec.as_str()
+            )));
         }
         let now = self.now_ms();
         // Checked before the expensive generation, so a client at the cap costs a count, not an
@@ -192,11 +231,9 @@ impl Kms {
                 params.wrapping_algorithm
             ))
         })?;
-        if material.len() != clavis_crypto::aead::KEY_LEN {
-            return Err(KmsError::IncorrectKeyMaterial(format!(
-                "Key material for a SYMMETRIC_DEFAULT key must be 256 bits (32 bytes), not {} bytes.",
-                material.len()
-            )));
+        check_imported_material(&key, &material)?;
+        if key.spec != KeySpec::SymmetricDefault && (req.encrypted_nonce.is_some() || req.nonce_iv.is_some()) {
+            return Err(KmsError::Validation("The import nonce proof (ClavisEncryptedNonce) is for SYMMETRIC_DEFAULT keys only.".into()));
         }
         match (&req.encrypted_nonce, &req.nonce_iv) {
             (Some(enc), Some(iv)) if !verify_nonce(&material, &iv.0, &enc.0, &params.nonce) => {
@@ -213,6 +250,12 @@ impl Kms {
             _ => {}
         }
         let fingerprint = hex::encode(material_fingerprint(&material, key.id.as_bytes()));
+        if new_material && key.spec != KeySpec::SymmetricDefault {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "ImportType NEW_KEY_MATERIAL (on-demand rotation of imported material) is for SYMMETRIC_DEFAULT keys only, not {}.",
+                key.spec.as_str()
+            )));
+        }
         if new_material {
             return self.stage_new_material(&key, &material, &fingerprint, &token_id, now).await;
         }

@@ -93,9 +93,14 @@ impl Kms {
         if !matches!(Origin::parse(origin), Some(Origin::AwsKms | Origin::External)) {
             return Err(KmsError::UnsupportedOperation(format!("Origin {origin} is not supported by Clavis; use AWS_KMS or EXTERNAL.")));
         }
-        if Origin::parse(origin) == Some(Origin::External) && key_spec != KeySpec::SymmetricDefault {
+        if Origin::parse(origin) == Some(Origin::External)
+            && matches!(
+                key_spec,
+                KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 | KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024
+            )
+        {
             return Err(KmsError::UnsupportedOperation(format!(
-                "Origin EXTERNAL (imported key material) is supported by Clavis for SYMMETRIC_DEFAULT keys only, not {spec}."
+                "Origin EXTERNAL (imported key material) is not supported by Clavis for {spec} keys."
             )));
         }
         if req.custom_key_store_id.is_some() || req.xks_key_id.is_some() {
