@@ -3,10 +3,10 @@
 against Clavis with audit on and off, the protocol-floor baseline server, and moto's server,
 for Encrypt, Decrypt and GenerateDataKey; then CreateKey throughput, startup time and resident
 memory with 100,000 keys. Prints every figure, the ratios, and each issue-#7 target as met or
-missed. Only the standard library."""
+missed. Only the standard library; the servers, `clavis bench` runs and constants are
+tests/support/harness.py's. The clavis measured is $CLAVIS_BIN or target/release/clavis."""
 
 import argparse
-import json
 import os
 import shutil
 import sqlite3
@@ -15,62 +15,52 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CLAVIS = ROOT / "target" / "release" / "clavis"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from harness import AKID, REGION, ROOT, SECRET, Server, free_port, run_bench, wait_http  # noqa: E402  (tests/support/harness.py)
+
 BASELINE = ROOT / "target" / "release" / "clavis-baseline"
-AKID, SECRET = "AKIABENCHMARKADMIN00", "bench-secret-0123456789-abcdefghij"
-ENV = dict(os.environ, CLAVIS_ROOT_ACCESS_KEY_ID=AKID, CLAVIS_ROOT_SECRET_ACCESS_KEY=SECRET, AWS_ACCESS_KEY_ID=AKID,
-           AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1", RUST_LOG="warn")
-
-
-def wait_ready(url, proc, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"{url} did not answer")
+BENCH_ENV = {"RUST_LOG": "warn"}
+# The baseline checks signatures with the access key in its environment, as `clavis bench` signs.
+OTHER_ENV = dict(os.environ, AWS_ACCESS_KEY_ID=AKID, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION=REGION, **BENCH_ENV)
+# Readiness is polled this often, so the startup figure is accurate to about this.
+POLL_SECONDS = 0.02
 
 
 class Servers:
-    def __init__(self, work, moto):
-        self.work, self.procs, self.ports = work, {}, {}
-        self.start("audit-on", 18801, [str(CLAVIS), "serve", "--data-dir", str(work / "on"), "--listen", "127.0.0.1:18801"])
-        self.start(
-            "audit-off",
-            18802,
-            [str(CLAVIS), "serve", "--data-dir", str(work / "off"), "--listen", "127.0.0.1:18802", "--dangerous-no-audit"],
-        )
-        self.start("baseline", 18803, [str(BASELINE), "127.0.0.1:18803"], health="/")
-        if moto:
-            self.start("moto", 18804, [moto, "-H", "127.0.0.1", "-p", "18804"], health="/moto-api/")
+    """The servers compared, side by side: Clavis with audit on and off (harness Servers), the
+    baseline, and moto's server when it is installed."""
 
-    def start(self, name, port, argv, health="/healthz"):
+    def __init__(self, work, moto, baseline):
+        self.work, self.clavis, self.others, self.endpoints = work, [], [], {}
+        for name, data, args in [("audit-on", "on", []), ("audit-off", "off", ["--dangerous-no-audit"])]:
+            server = Server(work / data, env=BENCH_ENV, args=args, poll=POLL_SECONDS).start()
+            self.clavis.append(server)
+            self.endpoints[name] = server.endpoint
+        self.start_other("baseline", lambda port: [str(baseline), f"127.0.0.1:{port}"], health="/")
+        if moto:
+            self.start_other("moto", lambda port: [moto, "-H", "127.0.0.1", "-p", str(port)], health="/moto-api/")
+
+    def start_other(self, name, argv, health):
+        port = free_port()
         log = open(self.work / f"{name}.log", "wb")
-        p = subprocess.Popen(argv, env=ENV, stdout=log, stderr=log)
-        wait_ready(f"http://127.0.0.1:{port}{health}", p)
-        self.procs[name], self.ports[name] = p, port
+        p = subprocess.Popen(argv(port), env=OTHER_ENV, stdout=log, stderr=log)
+        self.others.append(p)
+        wait_http(f"http://127.0.0.1:{port}{health}", p, timeout=30, poll=POLL_SECONDS, any_status=True, name=name)
+        self.endpoints[name] = f"http://127.0.0.1:{port}"
 
     def stop(self):
-        for p in self.procs.values():
+        for p in self.others:
             p.terminate()
-        for p in self.procs.values():
+        for server in self.clavis:
+            server.stop()
+        for p in self.others:
             p.wait()
 
 
-def bench(port, op, connections, duration):
-    out = subprocess.run([str(CLAVIS), "bench", "--endpoint-url", f"http://127.0.0.1:{port}", "--op", op, "--connections", str(connections),
-                          "--duration", str(duration), "--json"], env=ENV, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)["results"][0]
+def bench(endpoint, op, connections, duration):
+    return run_bench(endpoint, op, connections, duration, env=BENCH_ENV)
 
 
 def rss_kib(pid):
@@ -87,27 +77,28 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--moto", default=shutil.which("moto_server") or str(ROOT / ".venv" / "bin" / "moto_server"))
     ap.add_argument("--keys", type=int, default=100_000)
+    ap.add_argument("--baseline", default=str(BASELINE), help="the protocol-floor server (default: target/release/clavis-baseline)")
     args = ap.parse_args()
     moto = args.moto if Path(args.moto).exists() else None
     work = Path(tempfile.mkdtemp(prefix="clavis-bench-"))
     print(f"machine: {os.cpu_count()} cores, {os.uname().release}; load generator on the same machine; "
           f"{args.connections} connections; {args.duration:g}s per run after a 1s warm-up; {args.rounds} rounds, servers alternated")
-    servers = Servers(work, moto)
+    servers = Servers(work, moto, args.baseline)
     results = {}
     try:
-        names = list(servers.ports)
+        names = list(servers.endpoints)
         print(f"\n{'operation':<18} {'server':<10} {'req/s':>9} {'p50 µs':>8} {'p99 µs':>8} {'max µs':>8}  errors")
         for op in ["encrypt", "decrypt", "generate-data-key"]:
             for _ in range(args.rounds):
                 for name in names:
-                    r = bench(servers.ports[name], op, args.connections, args.duration)
+                    r = bench(servers.endpoints[name], op, args.connections, args.duration)
                     results.setdefault((op, name), []).append(r)
                     print(
                         f"{op:<18} {name:<10} {r['requests_per_second']:>9.0f} {r['p50_us']:>8} {r['p99_us']:>8} "
                         f"{r['max_us']:>8}  {r['errors'] or ''}",
                         flush=True,
                     )
-        create = bench(servers.ports["audit-on"], "create-key", args.connections, args.duration)
+        create = bench(servers.endpoints["audit-on"], "create-key", args.connections, args.duration)
     finally:
         servers.stop()
 
@@ -131,48 +122,26 @@ def main():
     targets.append(("CreateKey >= 1,000 durable keys/s", create["requests_per_second"] >= 1000, f"{create['requests_per_second']:.0f}/s"))
 
     # Resident memory with N keys: create them, then measure after a restart and a short load.
-    mem_dir = work / "mem"
-    p = subprocess.Popen(
-        [str(CLAVIS), "serve", "--data-dir", str(mem_dir), "--listen", "127.0.0.1:18805"],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_ready("http://127.0.0.1:18805/healthz", p)
+    mem = Server(work / "mem", env=BENCH_ENV, poll=POLL_SECONDS).start()
     count = 0
     while count < args.keys:
-        bench(18805, "create-key", args.connections, 10)
-        count = sqlite3.connect(f"file:{mem_dir / 'clavis.db'}?mode=ro", uri=True).execute("SELECT COUNT(*) FROM keys").fetchone()[0]
-    rss_after_create = rss_kib(p.pid)
-    p.terminate()
-    p.wait()
+        bench(mem.endpoint, "create-key", args.connections, 10)
+        count = sqlite3.connect(f"file:{mem.data_dir / 'clavis.db'}?mode=ro", uri=True).execute("SELECT COUNT(*) FROM keys").fetchone()[0]
+    rss_after_create = rss_kib(mem.proc.pid)
+    mem.stop()
 
-    # Startup on an initialised data directory with those keys.
+    # Startup on an initialised data directory with those keys (process spawn to /healthz).
     starts = []
     for _ in range(10):
         t = time.time()
-        p = subprocess.Popen(
-            [str(CLAVIS), "serve", "--data-dir", str(mem_dir), "--listen", "127.0.0.1:18805"],
-            env=ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_ready("http://127.0.0.1:18805/healthz", p)
+        mem.start()
         starts.append((time.time() - t) * 1000)
-        p.terminate()
-        p.wait()
-    p = subprocess.Popen(
-        [str(CLAVIS), "serve", "--data-dir", str(mem_dir), "--listen", "127.0.0.1:18805"],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_ready("http://127.0.0.1:18805/healthz", p)
-    rss_idle = rss_kib(p.pid)
-    bench(18805, "encrypt", args.connections, 5)
-    rss_loaded = rss_kib(p.pid)
-    p.terminate()
-    p.wait()
+        mem.stop()
+    mem.start()
+    rss_idle = rss_kib(mem.proc.pid)
+    bench(mem.endpoint, "encrypt", args.connections, 5)
+    rss_loaded = rss_kib(mem.proc.pid)
+    mem.stop()
     print(f"\n{count} keys: RSS right after creating them {rss_after_create / 1024:.0f} MiB; after restart {rss_idle / 1024:.0f} MiB idle, "
           f"{rss_loaded / 1024:.0f} MiB after 5 s of Encrypt")
     print(f"startup to /healthz with {count} keys: median {statistics.median(starts):.1f} ms "

@@ -11,25 +11,14 @@ servers rather than exact). Linux only; standard library only.
 """
 
 import argparse
-import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-KEY_ID, SECRET = "AKIAEXAMPLEBENCH0000", "example-secret-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from harness import CLAVIS, Server, run_bench  # noqa: E402  (the suite's server harness; standard library only)
 
 
 def cpu_ticks(pid: int) -> int:
@@ -38,35 +27,22 @@ def cpu_ticks(pid: int) -> int:
 
 
 def run_one(binary: str, audit: bool, connections: int, duration: float) -> tuple[float, float]:
-    with tempfile.TemporaryDirectory() as data:
-        port = free_port()
-        env = dict(os.environ, CLAVIS_ROOT_ACCESS_KEY_ID=KEY_ID, CLAVIS_ROOT_SECRET_ACCESS_KEY=SECRET, RUST_BACKTRACE="0")
-        cmd = [binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"] + ([] if audit else ["--dangerous-no-audit"])
-        server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory() as work:
+        # The server's log level is the environment's (the binary's default, info, when unset).
+        env = {"RUST_BACKTRACE": "0", "RUST_LOG": os.environ.get("RUST_LOG")}
+        server = Server(Path(work) / "data", env=env, args=[] if audit else ["--dangerous-no-audit"], binary=binary, poll=0.1)
         try:
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            t0 = cpu_ticks(server.pid)
-            env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET)
-            out = subprocess.run(
-                [binary, "bench", "--endpoint-url", f"http://127.0.0.1:{port}", "--op", "encrypt",
-                 "--connections", str(connections), "--duration", str(duration), "--json"],
-                env=env, capture_output=True, text=True, check=True,
-            ).stdout
-            ticks = cpu_ticks(server.pid) - t0
-            r = json.loads(out)["results"][0]
+            server.start()
+            t0 = cpu_ticks(server.proc.pid)
+            r = run_bench(server.endpoint, "encrypt", connections, duration, binary=binary)
+            ticks = cpu_ticks(server.proc.pid) - t0
             if r.get("errors"):
                 sys.exit(f"errors during the bench: {r['errors']}")
             rate = r["requests_per_second"]
             cpu_us = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / r["requests"]
             return rate, cpu_us
         finally:
-            server.terminate()
-            server.wait()
+            server.stop()
 
 
 def main() -> None:
@@ -74,7 +50,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--duration", type=float, default=4)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "clavis"))
+    ap.add_argument("--binary", default=str(CLAVIS), help="the clavis to measure (default: $CLAVIS_BIN or target/release/clavis)")
     ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH", help="another clavis binary, audit on")
     args = ap.parse_args()
     servers = [("audit on", args.binary, True)]

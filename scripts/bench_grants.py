@@ -21,78 +21,40 @@ Needs boto3 (tests/e2e/requirements.txt).
 
 import argparse
 import json
-import os
 import secrets
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-import boto3
-import botocore.auth
-import botocore.awsrequest
-import botocore.credentials
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-ROOT = Path(__file__).resolve().parent.parent
-ACCOUNT, REGION = "111122223333", "us-east-1"
-AKID, SECRET = "AKIAEXAMPLEBENCH0000", "example-secret-0123456789"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from harness import ACCOUNT, CLAVIS, Server  # noqa: E402  (the suite's server harness)
+
 ROOT_ARN = f"arn:aws:iam::{ACCOUNT}:root"
 # Only the root principal: the account's users reach the key through grants alone.
 ROOT_ONLY = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Sid": "root", "Effect": "Allow", "Principal": {"AWS": ROOT_ARN}, "Action": "kms:*", "Resource": "*",
     "Condition": {"StringEquals": {"aws:PrincipalArn": ROOT_ARN}}}]})
+# Refused requests are logged at info: the figures are the server's, not its log's.
+BENCH_ENV = {"RUST_LOG": "warn"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def bench_server(name: str, binary: str, audit: bool, workdir: Path) -> Server:
+    """One build's server (not started), SQLite in workdir/<name>, audit off unless `audit`."""
+    server = Server(workdir / name.replace(" ", "_"), env=BENCH_ENV, args=[] if audit else ["--dangerous-no-audit"], binary=binary)
+    server.name = name
+    return server
 
 
-class Server:
-    def __init__(self, name: str, binary: str, audit: bool, workdir: Path):
-        self.name, self.binary, self.audit = name, binary, audit
-        self.data = workdir / name.replace(" ", "_")
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.proc = None
-
-    def start(self) -> None:
-        env = dict(os.environ, CLAVIS_ROOT_ACCESS_KEY_ID=AKID, CLAVIS_ROOT_SECRET_ACCESS_KEY=SECRET,
-                   CLAVIS_ACCOUNT_ID=ACCOUNT, RUST_LOG="warn")
-        cmd = [self.binary, "serve", "--data-dir", str(self.data), "--listen", f"127.0.0.1:{self.port}"]
-        self.proc = subprocess.Popen(cmd + ([] if self.audit else ["--dangerous-no-audit"]), env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.1)
-        sys.exit(f"{self.name}: the server did not become ready")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
-
-    def client(self, akid=AKID, secret=SECRET):
-        return boto3.client("kms", endpoint_url=self.endpoint, region_name=REGION, aws_access_key_id=akid,
-                            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
-
-    def admin(self, target: str, body: dict) -> dict:
-        req = botocore.awsrequest.AWSRequest(method="POST", url=self.endpoint + "/", data=json.dumps(body).encode(),
-                                             headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target})
-        botocore.auth.SigV4Auth(botocore.credentials.Credentials(AKID, SECRET), "kms", REGION).add_auth(req)
-        p = req.prepare()
-        with urllib.request.urlopen(urllib.request.Request(p.url, data=p.body, headers=dict(p.headers), method="POST")) as r:
-            return json.loads(r.read())
+def admin(server: Server, target: str, body: dict) -> dict:
+    status, reply, _ = server.raw(target, json.dumps(body))
+    if status != 200:
+        sys.exit(f"{server.name}: {target} answered {status}: {reply}")
+    return reply
 
 
 def set_up(server: Server, fillers: int) -> dict:
@@ -101,7 +63,7 @@ def set_up(server: Server, fillers: int) -> dict:
     root = server.client()
     users = {}
     for name in ("app", "other"):
-        out = server.admin("ClavisAdmin.CreateUser", {"UserName": name, "Role": "reader"})
+        out = admin(server, "ClavisAdmin.CreateUser", {"UserName": name, "Role": "reader"})
         users[name] = (out["User"]["Arn"], out["AccessKey"]["AccessKeyId"], out["AccessKey"]["SecretAccessKey"])
     blobs = {}
     for label in ("1 grant", f"{fillers + 1} grants"):
@@ -110,7 +72,7 @@ def set_up(server: Server, fillers: int) -> dict:
         blobs[label] = (kid, root.encrypt(KeyId=kid, Plaintext=b"granted")["CiphertextBlob"])
     server.stop()
     big_key = blobs[f"{fillers + 1} grants"][0]
-    db = sqlite3.connect(server.data / "clavis.db")
+    db = sqlite3.connect(server.data_dir / "clavis.db")
     with db:
         db.executemany(
             "INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, "
@@ -119,7 +81,7 @@ def set_up(server: Server, fillers: int) -> dict:
               "filler") for i in range(fillers)])
     db.close()
     server.start()
-    clients = {name: server.client(akid, secret) for name, (_, akid, secret) in users.items()}
+    clients = {name: server.client(akid=akid, secret=secret) for name, (_, akid, secret) in users.items()}
     return {"clients": clients, "blobs": blobs}
 
 
@@ -149,7 +111,7 @@ def measure(clients: dict, blob: bytes, requests: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "clavis"))
+    ap.add_argument("--binary", default=str(CLAVIS), help="the clavis to measure (default: $CLAVIS_BIN or target/release/clavis)")
     ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH")
     ap.add_argument("--grants", type=int, default=5000, help="filler grants to other principals on the big key")
     ap.add_argument("--requests", type=int, default=400)
@@ -157,8 +119,8 @@ def main() -> None:
     ap.add_argument("--audit", action="store_true", help="keep the audit log on")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="clavis-bench-grants-") as work:
-        servers = [Server("this build", args.binary, args.audit, Path(work))]
-        servers += [Server(n, p, args.audit, Path(work)) for n, p in (a.split("=", 1) for a in args.also)]
+        servers = [bench_server("this build", args.binary, args.audit, Path(work))]
+        servers += [bench_server(n, p, args.audit, Path(work)) for n, p in (a.split("=", 1) for a in args.also)]
         try:
             setups = {s.name: set_up(s, args.grants) for s in servers}
             results = {}  # (server, key label, outcome) -> [(median, p90)]
@@ -177,8 +139,7 @@ def main() -> None:
                 print(f"{name:<14} {label:<14} {outcome:<9} {med:>10.2f} {p90:>8.2f}")
         finally:
             for s in servers:
-                if s.proc and s.proc.poll() is None:
-                    s.stop()
+                s.stop()
 
 
 if __name__ == "__main__":

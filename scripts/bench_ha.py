@@ -8,75 +8,41 @@
 3. propagation: how long after DisableKey returns on node A node B refuses the key (polled
    every 2 ms), over several trials.
 
-Starts its own throwaway PostgreSQL cluster with scripts/pg-cluster.sh. Audit is on for every
-node (the default). Only the standard library.
+Starts its own throwaway PostgreSQL cluster with scripts/pg-cluster.sh, and its nodes, with
+tests/support/harness.py. Audit is on for every node (the default). The standard library, and
+boto3 for the propagation trials. The clavis measured is $CLAVIS_BIN or target/release/clavis.
 
     .venv/bin/python scripts/bench_ha.py [--duration S] [--connections N] [--rounds R] [--trials T]
 """
 
 import argparse
-import json
-import os
 import shutil
 import statistics
-import subprocess
+import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CLAVIS = ROOT / "target" / "release" / "clavis"
-PG = ROOT / "scripts" / "pg-cluster.sh"
-AKID, SECRET = "AKIABENCHMARKADMIN00", "bench-secret-0123456789-abcdefghij"
-ENV = dict(os.environ, CLAVIS_ROOT_ACCESS_KEY_ID=AKID, CLAVIS_ROOT_SECRET_ACCESS_KEY=SECRET, AWS_ACCESS_KEY_ID=AKID,
-           AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1", RUST_LOG="warn")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from harness import Postgres, run_bench, start_node  # noqa: E402  (the suite's server harness)
+
+BENCH_ENV = {"RUST_LOG": "warn"}
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def node(work, name, url=None, master_from=None):
+    """A started node in work/<name>, ready (/readyz) when returned."""
+    return start_node(work / name, url, master_from=master_from, env=BENCH_ENV, ready_path="/readyz")
 
 
-def start_node(work, name, port, url=None, master_from=None):
-    data = work / name
-    if master_from is not None:
-        data.mkdir(mode=0o700)
-        shutil.copy2(master_from / "master.key", data / "master.key")
-    argv = [str(CLAVIS), "serve", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}"]
-    if url:
-        argv += ["--database-url", url]
-    p = subprocess.Popen(argv, env=ENV, stdout=open(work / f"{name}.log", "wb"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                return p, data
-        except (urllib.error.URLError, OSError):
-            if p.poll() is not None:
-                raise RuntimeError(f"{name} exited: {(work / f'{name}.log').read_text()}")
-            time.sleep(0.05)
-    raise RuntimeError(f"{name} did not become ready")
+def bench(server, op, connections, duration):
+    return run_bench(server.endpoint, op, connections, duration, env=BENCH_ENV)
 
 
-def bench(port, op, connections, duration):
-    out = subprocess.run([str(CLAVIS), "bench", "--endpoint-url", f"http://127.0.0.1:{port}", "--op", op, "--connections", str(connections),
-                          "--duration", str(duration), "--json"], env=ENV, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)["results"][0]
-
-
-def propagation(port_a, port_b, trials):
-    import boto3
-    from botocore.config import Config
+def propagation(a_node, b_node, trials):
     from botocore.exceptions import ClientError
-    def mk(port):
-        return boto3.client("kms", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", aws_access_key_id=AKID,
-                            aws_secret_access_key=SECRET, config=Config(retries={"max_attempts": 1}))
-    a, b = mk(port_a), mk(port_b)
+
+    a, b = a_node.client(), b_node.client()
     times = []
     for _ in range(trials):
         key = a.create_key()["KeyMetadata"]["KeyId"]
@@ -102,21 +68,17 @@ def main():
     ap.add_argument("--trials", type=int, default=10)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="clavis-bench-ha-"))
-    work.chmod(0o755)
-    pg_port = free_port()
-    url = subprocess.run([str(PG), "start", str(work / "pg"), str(pg_port)], capture_output=True, text=True, check=True).stdout.strip()
-    procs = []
+    pg = Postgres().start()
+    nodes = []
     try:
-        sq_port, pg1_port = free_port(), free_port()
-        p, _ = start_node(work, "sqlite", sq_port)
-        procs.append(p)
-        p, node_a = start_node(work, "pg-a", pg1_port, url)
-        procs.append(p)
+        nodes.append(node(work, "sqlite"))
+        nodes.append(node(work, "pg-a", pg.url))
+        sqlite, pg_a = nodes
         results = {}
         for r in range(args.rounds):
             for op in ["encrypt", "generate-data-key", "create-key"]:
-                for name, port in [("sqlite", sq_port), ("postgres", pg1_port)]:
-                    res = bench(port, op, args.connections, args.duration)
+                for name, server in [("sqlite", sqlite), ("postgres", pg_a)]:
+                    res = bench(server, op, args.connections, args.duration)
                     results.setdefault((name, op), []).append(res["requests_per_second"])
                     print(
                         f"round {r + 1} {name:8} {op:18} {res['requests_per_second']:9.0f} req/s  "
@@ -124,15 +86,15 @@ def main():
                         flush=True,
                     )
         # Three nodes on one database, loaded at the same time.
-        ports = [pg1_port, free_port(), free_port()]
-        for name, port in [("pg-b", ports[1]), ("pg-c", ports[2])]:
-            p, _ = start_node(work, name, port, url, master_from=node_a)
-            procs.append(p)
+        three = [pg_a]
+        for name in ["pg-b", "pg-c"]:
+            three.append(node(work, name, pg.url, master_from=pg_a.data_dir))
+            nodes.append(three[-1])
         for op in ["encrypt", "create-key"]:
             for r in range(args.rounds):
                 out = [None] * 3
                 def run(i):
-                    out[i] = bench(ports[i], op, max(1, args.connections // 3), args.duration)
+                    out[i] = bench(three[i], op, max(1, args.connections // 3), args.duration)
                 ts = [threading.Thread(target=run, args=(i,)) for i in range(3)]
                 for t in ts:
                     t.start()
@@ -143,7 +105,7 @@ def main():
                 each = ", ".join(str(round(o["requests_per_second"])) for o in out)
                 errors = sum(sum(o["errors"].values()) for o in out)
                 print(f"round {r + 1} 3 nodes  {op:18} {total:9.0f} req/s  ({each}; errors {errors})", flush=True)
-        times = propagation(ports[0], ports[1], args.trials)
+        times = propagation(three[0], three[1], args.trials)
         print()
         print("| setup | operation | req/s (median of rounds) |")
         print("|---|---|---|")
@@ -153,13 +115,10 @@ def main():
         print(f"propagation A->B of DisableKey over {len(times)} trials: min {min(times):.0f} ms, "
               f"median {statistics.median(times):.0f} ms, max {max(times):.0f} ms")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait()
-        subprocess.run([str(PG), "stop", str(work / "pg")], capture_output=True)
+        for n in nodes:
+            n.stop()
+        pg.cleanup()
         shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_grants import ROOT, Server  # noqa: E402  (the same server harness)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from harness import CLAVIS, Server  # noqa: E402  (the suite's server harness)
 
 
 def listkeys_latency(kms, seconds: float) -> list[float]:
@@ -56,7 +56,7 @@ def fig(times: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "clavis"))
+    ap.add_argument("--binary", default=str(CLAVIS), help="the clavis to measure (default: $CLAVIS_BIN or target/release/clavis)")
     ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH")
     ap.add_argument("--generators", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=8)
@@ -64,7 +64,7 @@ def main() -> None:
     binaries = [("this build", args.binary)] + [tuple(a.split("=", 1)) for a in args.also]
     with tempfile.TemporaryDirectory(prefix="clavis-bench-import-") as work:
         for name, binary in binaries:
-            server = Server(name, binary, False, Path(work))
+            server = Server(Path(work) / name.replace(" ", "_"), env={"RUST_LOG": "warn"}, args=["--dangerous-no-audit"], binary=binary)
             server.start()
             try:
                 kms = server.client()

@@ -2,22 +2,17 @@
 under several identities (issue #5's deny matrix). Roles alone are covered in test_identity.py."""
 
 import json
-import os
-import subprocess
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, CLAVIS, REGION, error_code
+from conftest import ACCOUNT, error_code
 
 ROOT_ARN = f"arn:aws:iam::{ACCOUNT}:root"
 
 
 def admin_cli(server, *args, akid=None, secret=None, check=True):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=akid or server.env["CLAVIS_ROOT_ACCESS_KEY_ID"],
-               AWS_SECRET_ACCESS_KEY=secret or server.env["CLAVIS_ROOT_SECRET_ACCESS_KEY"], AWS_REGION=REGION,
-               AWS_ENDPOINT_URL=server.endpoint)
-    p = subprocess.run([str(CLAVIS), *args], env=env, capture_output=True, text=True, timeout=30)
+    p = server.clavis(*args, akid=akid, secret=secret, timeout=30, check=False)
     if not check:
         return p
     assert p.returncode == 0, p.stderr

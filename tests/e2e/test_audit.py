@@ -5,18 +5,21 @@ cannot be written, survives kill -9, and never holds plaintext."""
 import base64
 import json
 import os
-import subprocess
 import threading
 import time
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, CLAVIS, REGION, error_code
+from conftest import ACCOUNT, REGION, error_code
+from harness import run_clavis
+
+# How long the writers load the server before it is killed (enough for dozens of records).
+LOAD_SECONDS = 1.5
 
 
 def audit(server, *args, check=True):
-    p = subprocess.run([str(CLAVIS), "audit", *args, "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=60)
+    p = run_clavis("audit", *args, "--data-dir", server.data_dir, check=False)
     if check:
         assert p.returncode == 0, p.stderr
     return p
@@ -172,7 +175,7 @@ def test_kill_9_under_load_keeps_every_acknowledged_record(fresh_server):
     threads = [threading.Thread(target=worker) for _ in range(6)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    time.sleep(LOAD_SECONDS)
     s.kill9()
     stop.set()
     for t in threads:
@@ -242,19 +245,9 @@ def test_lookup_events_api_and_cli(fresh_server):
     status, body, _ = s.raw("ClavisAdmin.LookupEvents", "{}", secret="wrong-wrong-wrong-wrong-wrong-wrong-00")
     assert body["__type"] == "InvalidSignatureException"
 
-    env = dict(
-        os.environ,
-        AWS_ACCESS_KEY_ID=s.env["CLAVIS_ROOT_ACCESS_KEY_ID"],
-        AWS_SECRET_ACCESS_KEY=s.env["CLAVIS_ROOT_SECRET_ACCESS_KEY"],
-        AWS_REGION=REGION,
-    )
-    p = subprocess.run(
-        [str(CLAVIS), "audit", "lookup", "--endpoint-url", s.endpoint, "--event-name", "CreateKey"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    akid, secret = s.root_credentials
+    env = {"AWS_ACCESS_KEY_ID": akid, "AWS_SECRET_ACCESS_KEY": secret, "AWS_REGION": REGION}
+    p = run_clavis("audit", "lookup", "--endpoint-url", s.endpoint, "--event-name", "CreateKey", env=env, timeout=30, check=False)
     assert p.returncode == 0, p.stderr
     lines = [json.loads(ln) for ln in p.stdout.splitlines()]
     assert [e["eventName"] for e in lines] == ["CreateKey"] and lines[0]["resources"][0]["ARN"] == key["Arn"]

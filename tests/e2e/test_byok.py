@@ -6,10 +6,8 @@ re-import; delete and re-import; material expiry; the CLI's one-command import i
 import json
 import os
 import shutil
-import struct
 import subprocess
 import time
-import uuid
 
 import pytest
 from botocore.exceptions import ClientError
@@ -18,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
-from conftest import CLAVIS, REGION, Server, error_code
+from conftest import Server, error_code
+from harness import decrypt_blob, encrypt_blob, parse_blob, sealed_master_version
 
 ALGORITHMS = ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256"]
 SPECS = ["RSA_2048", "RSA_3072", "RSA_4096"]
@@ -32,17 +31,6 @@ def wrap_with_cryptography(public_der, algorithm, material):
         return public.encrypt(material, oaep)
     ephemeral = os.urandom(32)
     return public.encrypt(ephemeral, oaep) + aes_key_wrap_with_padding(ephemeral, material)
-
-
-def offline_ciphertext(material, key_id, plaintext, context):
-    """A Clavis ciphertext blob made without Clavis, from the documented format (docs/formats.md)."""
-    header = b"\x01" + uuid.UUID(key_id).bytes + struct.pack(">I", 1)
-    ctx = struct.pack(">I", len(context))
-    for k in sorted(context, key=lambda s: s.encode()):
-        for s in (k, context[k]):
-            ctx += struct.pack(">I", len(s.encode())) + s.encode()
-    nonce = os.urandom(12)
-    return header + nonce + AESGCM(material).encrypt(nonce, plaintext, header + ctx)
 
 
 def external_key(kms):
@@ -75,10 +63,10 @@ def test_import_with_python_cryptography(kms, algorithm, spec):
     assert meta["KeyState"] == "Enabled" and meta["ExpirationModel"] == "KEY_MATERIAL_DOES_NOT_EXPIRE"
     # What the client encrypted offline with its own copy of the material decrypts in Clavis,
     # and what Clavis encrypts the client can decrypt offline.
-    blob = offline_ciphertext(material, key, b"encrypted offline", {"src": "client"})
+    blob = encrypt_blob(material, key, b"encrypted offline", {"src": "client"})
     assert kms.decrypt(CiphertextBlob=blob, EncryptionContext={"src": "client"})["Plaintext"] == b"encrypted offline"
     out = kms.encrypt(KeyId=key, Plaintext=b"from clavis")["CiphertextBlob"]
-    assert AESGCM(material).decrypt(out[21:33], out[33:], out[:21] + b"\x00\x00\x00\x00") == b"from clavis"
+    assert decrypt_blob(material, out) == b"from clavis"
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -105,7 +93,7 @@ def test_import_with_openssl(kms, tmp_path, algorithm, spec):
         wrapped = wrapped_aes + wrapped_material
     kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped,
                             ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
-    blob = offline_ciphertext(material, key, b"openssl flow", {})
+    blob = encrypt_blob(material, key, b"openssl flow", {})
     assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"openssl flow"
     assert kms.decrypt(CiphertextBlob=kms.encrypt(KeyId=key, Plaintext=b"round trip")["CiphertextBlob"])["Plaintext"] == b"round trip"
 
@@ -237,11 +225,8 @@ def test_material_expiry(clocked_byok):
 
 
 def test_cli_one_command_import(server, kms, tmp_path):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=server.env["CLAVIS_ROOT_ACCESS_KEY_ID"],
-               AWS_SECRET_ACCESS_KEY=server.env["CLAVIS_ROOT_SECRET_ACCESS_KEY"], AWS_REGION=REGION, AWS_ENDPOINT_URL=server.endpoint)
-
     def clavis(*args):
-        p = subprocess.run([str(CLAVIS), "key", "import", *args], env=env, capture_output=True, text=True, timeout=60)
+        p = server.clavis("key", "import", *args, timeout=60, check=False)
         assert p.returncode == 0, p.stderr
         return json.loads(p.stdout)
 
@@ -251,14 +236,14 @@ def test_cli_one_command_import(server, kms, tmp_path):
     (tmp_path / "m.bin").write_bytes(material)
     assert clavis("--key-id", key, "--material-file", str(tmp_path / "m.bin"), "--wrapping-algorithm", "RSA_AES_KEY_WRAP_SHA_256",
                   "--wrapping-key-spec", "RSA_3072")["Imported"] is True
-    assert kms.decrypt(CiphertextBlob=offline_ciphertext(material, key, b"cli", {}))["Plaintext"] == b"cli"
+    assert kms.decrypt(CiphertextBlob=encrypt_blob(material, key, b"cli", {}))["Plaintext"] == b"cli"
     # Flow 2: generated locally, with the proof-of-possession nonce (Key Protect style).
     key2 = external_key(kms)
     out = clavis("--key-id", key2, "--generate", "--material-out", str(tmp_path / "gen.bin"), "--nonce")
     assert out["NonceVerified"] is True
     gen = (tmp_path / "gen.bin").read_bytes()
     assert len(gen) == 32 and oct(os.stat(tmp_path / "gen.bin").st_mode & 0o777) == "0o600"
-    assert kms.decrypt(CiphertextBlob=offline_ciphertext(gen, key2, b"gen", {}))["Plaintext"] == b"gen"
+    assert kms.decrypt(CiphertextBlob=encrypt_blob(gen, key2, b"gen", {}))["Plaintext"] == b"gen"
 
 
 def test_nonce_proof_is_checked(server, kms):
@@ -299,12 +284,12 @@ def test_on_demand_rotation_with_new_imported_material(kms):
         import_material(kms, key, m1, ImportType="NEW_KEY_MATERIAL")
     assert error_code(e) == "IncorrectKeyMaterialException"
     import_material(kms, key, m2, "RSA_AES_KEY_WRAP_SHA_256", "RSA_2048", ImportType="NEW_KEY_MATERIAL")
-    assert struct.unpack(">I", kms.encrypt(KeyId=key, Plaintext=b"x")["CiphertextBlob"][17:21])[0] == 1, "staged, not yet current"
+    assert parse_blob(kms.encrypt(KeyId=key, Plaintext=b"x")["CiphertextBlob"]).key_version == 1, "staged, not yet current"
     assert kms.list_key_rotations(KeyId=key)["Rotations"] == []
     kms.rotate_key_on_demand(KeyId=key)
     blob2 = kms.encrypt(KeyId=key, Plaintext=b"under m2")["CiphertextBlob"]
-    assert struct.unpack(">I", blob2[17:21])[0] == 2
-    assert AESGCM(m2).decrypt(blob2[21:33], blob2[33:], blob2[:21] + b"\x00\x00\x00\x00") == b"under m2"
+    assert parse_blob(blob2).key_version == 2
+    assert decrypt_blob(m2, blob2) == b"under m2"
     assert kms.decrypt(CiphertextBlob=blob1)["Plaintext"] == b"under m1"
     assert [r["RotationType"] for r in kms.list_key_rotations(KeyId=key)["Rotations"]] == ["ON_DEMAND"]
     assert kms.get_key_rotation_status(KeyId=key)["KeyRotationEnabled"] is False
@@ -317,7 +302,7 @@ def import_rows(s, key):
     db = sqlite3.connect(f"file:{s.data_dir / 'clavis.db'}?mode=ro", uri=True)
     try:
         rows = db.execute("SELECT token_id, sealed_private_key FROM import_params WHERE key_id = ?", (key,)).fetchall()
-        return {token: int.from_bytes(sealed[1:5], "big") for token, sealed in rows}
+        return {token: sealed_master_version(sealed) for token, sealed in rows}
     finally:
         db.close()
 

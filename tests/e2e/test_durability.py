@@ -5,16 +5,13 @@ import os
 import re
 import sqlite3
 import stat
-import struct
-import subprocess
 import time
-import uuid
 
 import pytest
 from botocore.exceptions import ClientError
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from conftest import AKID, CLAVIS, SECRET, Server, error_code
+from conftest import AKID, SECRET, Server, error_code
+from harness import access_key_seal_context, decrypt_blob, key_material_seal_context, parse_blob, run_clavis, unseal
 
 
 def test_kill_9_loses_nothing_acknowledged(fresh_server):
@@ -46,21 +43,6 @@ def test_kill_9_loses_nothing_acknowledged(fresh_server):
     assert kms.decrypt(CiphertextBlob=dk["CiphertextBlob"])["Plaintext"] == dk["Plaintext"]
 
 
-def unseal(master, sealed, context):
-    """The sealed format of docs/formats.md: 0x01 | master-key version u32 | nonce | ct+tag."""
-    assert sealed[0] == 1
-    aad = b"clavis-seal-v1\x00" + sealed[:5] + context
-    return AESGCM(master).decrypt(sealed[5:17], sealed[17:], aad)
-
-
-def context_bytes(ctx):
-    out = struct.pack(">I", len(ctx))
-    for k in sorted(ctx, key=lambda s: s.encode()):
-        for s in (k, ctx[k]):
-            out += struct.pack(">I", len(s.encode())) + s.encode()
-    return out
-
-
 def test_data_directory_holds_no_plaintext_key_material(fresh_server):
     s = fresh_server.start()
     kms = s.client()
@@ -77,13 +59,15 @@ def test_data_directory_holds_no_plaintext_key_material(fresh_server):
     (sealed_secret,) = db.execute("SELECT sealed_secret FROM access_keys WHERE access_key_id = ?", (AKID,)).fetchone()
     db.close()
 
-    kid = uuid.UUID(key["KeyId"]).bytes
-    material = unseal(master, sealed, b"clavis/key-material/v1\x00" + kid + struct.pack(">I", 1))
+    # The sealed format of docs/formats.md: 0x01 | master-key version u32 | nonce | ct+tag.
+    assert sealed[0] == 1 and sealed_secret[0] == 1
+    material = unseal(master, sealed, key_material_seal_context(key["KeyId"], 1))
     assert len(material) == 32
     # The unsealed bytes really are the key: they open the Encrypt ciphertext (docs/formats.md).
-    assert blob[0] == 1 and blob[1:17] == kid and blob[17:21] == struct.pack(">I", 1)
-    assert AESGCM(material).decrypt(blob[21:33], blob[33:], blob[:21] + context_bytes({"a": "b"})) == b"needle"
-    assert unseal(master, sealed_secret, b"clavis/access-key/v1\x00" + AKID.encode()) == SECRET.encode()
+    header = parse_blob(blob)
+    assert header.format == 1 and header.key_id == key["KeyId"] and header.key_version == 1
+    assert decrypt_blob(material, blob, {"a": "b"}) == b"needle"
+    assert unseal(master, sealed_secret, access_key_seal_context(AKID)) == SECRET.encode()
 
     files = [p for p in data.iterdir() if p.is_file() and p.name != "master.key"]
     assert any(p.name == "clavis.db" for p in files)
@@ -130,16 +114,14 @@ def test_restart_refuses_contradicting_configuration(fresh_server):
     fresh_server.start()
     fresh_server.stop()
     env = dict(fresh_server.env, CLAVIS_ACCOUNT_ID="999999999999")
-    p = subprocess.run([str(CLAVIS), "serve", "--data-dir", str(fresh_server.data_dir), "--listen", "127.0.0.1:0"],
-                       env=env, capture_output=True, text=True, timeout=20)
+    p = run_clavis("serve", "--data-dir", fresh_server.data_dir, "--listen", "127.0.0.1:0", env=env, timeout=20, check=False)
     assert p.returncode != 0 and "CLAVIS_ACCOUNT_ID" in p.stderr
     env = dict(fresh_server.env, CLAVIS_ROOT_SECRET_ACCESS_KEY="another-secret-0123456789")
-    p = subprocess.run([str(CLAVIS), "serve", "--data-dir", str(fresh_server.data_dir), "--listen", "127.0.0.1:0"],
-                       env=env, capture_output=True, text=True, timeout=20)
+    p = run_clavis("serve", "--data-dir", fresh_server.data_dir, "--listen", "127.0.0.1:0", env=env, timeout=20, check=False)
     assert p.returncode != 0 and "do not match" in p.stderr
     (fresh_server.data_dir / "master.key").rename(fresh_server.data_dir / "master.key.bak")
-    p = subprocess.run([str(CLAVIS), "serve", "--data-dir", str(fresh_server.data_dir), "--listen", "127.0.0.1:0"],
-                       env=fresh_server.env, capture_output=True, text=True, timeout=20)
+    p = run_clavis("serve", "--data-dir", fresh_server.data_dir, "--listen", "127.0.0.1:0", env=fresh_server.env, timeout=20,
+                   check=False)
     assert p.returncode != 0 and "master key" in p.stderr
     assert not (fresh_server.data_dir / "master.key").exists(), "a new master key must not be created over existing data"
 

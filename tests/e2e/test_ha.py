@@ -4,54 +4,23 @@ scripts/pg-cluster.sh, three `clavis serve --database-url` processes on loopback
 clients."""
 
 import json
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import CACHE_WAIT_SECONDS, ROOT, Server, error_code, free_port
+from conftest import CACHE_WAIT_SECONDS, Server, error_code
+from harness import Postgres, start_nodes
 
-PG_SCRIPT = ROOT / "scripts" / "pg-cluster.sh"
-
-
-class Postgres:
-    """A PostgreSQL cluster of the test's own."""
-
-    def __init__(self):
-        self.dir = Path(tempfile.mkdtemp(prefix="clavis-pg-"))
-        self.dir.chmod(0o755)  # the server may run as the postgres user
-        self.port = free_port()
-        self.bin = Path(subprocess.run([str(PG_SCRIPT), "bin"], capture_output=True, text=True, check=True).stdout.strip())
-        self.url = None
-
-    def start(self):
-        out = subprocess.run([str(PG_SCRIPT), "start", str(self.dir / "data"), str(self.port)], capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr
-        self.url = out.stdout.strip()
-        return self
-
-    def stop(self):
-        subprocess.run([str(PG_SCRIPT), "stop", str(self.dir / "data")], capture_output=True, text=True, check=True)
-
-    def database(self, name):
-        psql = self.bin / "psql"
-        for sql in [f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"]:
-            subprocess.run([str(psql), self.url, "-q", "-c", sql], capture_output=True, text=True, check=True)
-        return self.url.rsplit("/", 1)[0] + "/" + name
-
-    def cleanup(self):
-        try:
-            self.stop()
-        except subprocess.CalledProcessError:
-            pass
-        shutil.rmtree(self.dir, ignore_errors=True)
+# The scheduler period the rotation test gives every node, and how long it then waits for
+# every node's scheduler to have run many more times after the first rotation appeared.
+SCHEDULER_INTERVAL_MS = 50
+SCHEDULER_RUNS_AFTER = 20
+# How long writers load a node before it is killed (enough for a few dozen acknowledged keys).
+LOAD_SECONDS = 1.5
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +28,6 @@ def pg():
     p = Postgres().start()
     yield p
     p.cleanup()
-
-
-def start_nodes(tmp_path, url, n=3, args=()):
-    """Node A initialises the database and makes the master key; the others get a copy of it, as
-    the operator's runbook says."""
-    nodes = []
-    for i in range(n):
-        data = tmp_path / f"node-{'abc'[i]}"
-        if i > 0:
-            data.mkdir(mode=0o700)
-            shutil.copy2(nodes[0].data_dir / "master.key", data / "master.key")
-        node = Server(data, args=["--database-url", url, *args]).start()
-        nodes.append(node)
-    return nodes
 
 
 @pytest.fixture()
@@ -150,7 +105,7 @@ def test_three_nodes_serve_one_database(three_nodes):
 
 def test_background_rotation_runs_once_across_nodes(pg, tmp_path):
     url = pg.database("ha_rotation_once")
-    nodes = start_nodes(tmp_path, url, args=["--dangerous-test-clock", "--scheduler-interval-ms", "50"])
+    nodes = start_nodes(tmp_path, url, args=["--dangerous-test-clock", "--scheduler-interval-ms", str(SCHEDULER_INTERVAL_MS)])
     try:
         a = nodes[0].client()
         key = a.create_key()["KeyMetadata"]["KeyId"]
@@ -162,7 +117,7 @@ def test_background_rotation_runs_once_across_nodes(pg, tmp_path):
         deadline = time.time() + 20
         while time.time() < deadline and not a.list_key_rotations(KeyId=key)["Rotations"]:
             time.sleep(0.1)
-        time.sleep(1.0)  # every scheduler has run several more times by now
+        time.sleep(SCHEDULER_RUNS_AFTER * SCHEDULER_INTERVAL_MS / 1000)  # every scheduler has run many more times by now
         rotations = a.list_key_rotations(KeyId=key)["Rotations"]
         assert len(rotations) == 1 and rotations[0]["RotationType"] == "AUTOMATIC", rotations
     finally:
@@ -188,7 +143,7 @@ def test_node_killed_under_load_loses_no_acknowledged_write(three_nodes):
     workers = [threading.Thread(target=load, args=(a_node,)) for _ in range(4)]
     for w in workers:
         w.start()
-    time.sleep(1.5)
+    time.sleep(LOAD_SECONDS)
     a_node.kill9()
     stop.set()
     for w in workers:

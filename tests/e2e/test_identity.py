@@ -2,22 +2,13 @@
 authorization for deletion (which needs two principals)."""
 
 import json
-import os
-import subprocess
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, CLAVIS, REGION, error_code
-
-
-def admin_cli(server, *args):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=server.env["CLAVIS_ROOT_ACCESS_KEY_ID"],
-               AWS_SECRET_ACCESS_KEY=server.env["CLAVIS_ROOT_SECRET_ACCESS_KEY"], AWS_REGION=REGION,
-               AWS_ENDPOINT_URL=server.endpoint)
-    p = subprocess.run([str(CLAVIS), *args], env=env, capture_output=True, text=True, timeout=30)
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
+from conftest import ACCOUNT, error_code
+from harness import run_clavis
+from test_access_control import admin_cli
 
 
 def new_user(server, name, role="manager"):
@@ -52,7 +43,7 @@ def test_users_and_access_keys(fresh_server):
     for p in list((s.data_dir / "audit").iterdir()) + [p for p in s.data_dir.iterdir() if p.name.startswith("clavis.db")]:
         if p.is_file():
             assert alice["SecretAccessKey"].encode() not in p.read_bytes(), p.name
-    events = subprocess.run([str(CLAVIS), "audit", "export", "--data-dir", str(s.data_dir)], capture_output=True, text=True).stdout
+    events = run_clavis("audit", "export", "--data-dir", s.data_dir, check=False).stdout
     created = [json.loads(ln) for ln in events.splitlines() if '"CreateUser"' in ln and "errorCode" not in ln]
     assert created and created[0]["responseElements"]["accessKey"]["accessKeyId"] == alice["AccessKeyId"]
 
@@ -190,7 +181,7 @@ def test_built_in_roles_deny_matrix(fresh_server):
     assert (status, body["__type"]) == (400, "ValidationException")
     # Every refusal is in the audit log with the principal.
     s.stop()
-    events = subprocess.run([str(CLAVIS), "audit", "export", "--data-dir", str(s.data_dir)], capture_output=True, text=True).stdout
+    events = run_clavis("audit", "export", "--data-dir", s.data_dir, check=False).stdout
     refused = [json.loads(ln) for ln in events.splitlines() if "AccessDeniedException" in ln]
     assert any(e["eventName"] == "DisableKey" and e["userIdentity"]["arn"].endswith(":user/reader1") for e in refused)
 

@@ -4,23 +4,24 @@ deletion, cancellation and destruction, and the key-state refusals."""
 
 import base64
 import json
-import os
 import sqlite3
-import struct
-import subprocess
 import time
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import CLAVIS, REGION, Server, error_code
+from conftest import REGION, Server, error_code
+from harness import parse_blob, run_clavis
 
 DAY = 86_400
+# The scheduler period of the `clocked` servers.
+SCHEDULER_INTERVAL_MS = 200
 
 
 @pytest.fixture()
 def clocked(tmp_root, request):
-    s = Server(tmp_root / f"clock-{request.node.name}", args=["--dangerous-test-clock", "--scheduler-interval-ms", "200"]).start()
+    args = ["--dangerous-test-clock", "--scheduler-interval-ms", str(SCHEDULER_INTERVAL_MS)]
+    s = Server(tmp_root / f"clock-{request.node.name}", args=args).start()
     yield s
     s.stop()
 
@@ -32,7 +33,7 @@ def advance(server, days, run_scheduler=True):
 
 
 def version_of(blob):
-    return struct.unpack(">I", blob[17:21])[0]
+    return parse_blob(blob).key_version
 
 
 def test_rotate_on_demand_keeps_old_versions_decryptable(kms):
@@ -88,12 +89,12 @@ def test_automatic_rotation_when_the_period_passes(clocked):
     assert abs(kms.get_key_rotation_status(KeyId=key)["NextRotationDate"].timestamp() - (first_due + 90 * DAY)) < 5
     assert version_of(kms.encrypt(KeyId=key, Plaintext=b"x")["CiphertextBlob"]) == 2
     assert kms.decrypt(CiphertextBlob=old)["Plaintext"] == b"before rotation"
-    # The background scheduler (every 200 ms here) rotates without being asked, exactly once.
+    # The background scheduler (every SCHEDULER_INTERVAL_MS here) rotates without being asked, exactly once.
     advance(clocked, 91, run_scheduler=False)
     deadline = time.time() + 10
     while time.time() < deadline and len(kms.list_key_rotations(KeyId=key)["Rotations"]) < 2:
         time.sleep(0.1)
-    time.sleep(0.6)  # several more scheduler runs: still one rotation for this period
+    time.sleep(3 * SCHEDULER_INTERVAL_MS / 1000)  # several more scheduler runs: still one rotation for this period
     assert [r["RotationType"] for r in kms.list_key_rotations(KeyId=key)["Rotations"]] == ["AUTOMATIC", "AUTOMATIC"]
 
 
@@ -158,10 +159,10 @@ def test_rewrap_from_the_clavis_cli(server, kms, tmp_path):
     kms.rotate_key_on_demand(KeyId=key)
     src, dst = tmp_path / "old.bin", tmp_path / "new.bin"
     src.write_bytes(blob)
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=server.env["CLAVIS_ROOT_ACCESS_KEY_ID"],
-               AWS_SECRET_ACCESS_KEY=server.env["CLAVIS_ROOT_SECRET_ACCESS_KEY"], AWS_REGION=REGION)
-    p = subprocess.run([str(CLAVIS), "key", "rewrap", "--endpoint-url", server.endpoint, "--ciphertext-file", str(src),
-                        "--out", str(dst), "--encryption-context", "a=b"], env=env, capture_output=True, text=True, timeout=30)
+    akid, secret = server.root_credentials
+    env = {"AWS_ACCESS_KEY_ID": akid, "AWS_SECRET_ACCESS_KEY": secret, "AWS_REGION": REGION}
+    p = run_clavis("key", "rewrap", "--endpoint-url", server.endpoint, "--ciphertext-file", src, "--out", dst,
+                   "--encryption-context", "a=b", env=env, timeout=30, check=False)
     assert p.returncode == 0, p.stderr
     result = json.loads(p.stdout)
     assert result["Rewrapped"] is True and result["KeyMaterialVersion"] == 2

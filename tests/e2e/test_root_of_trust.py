@@ -13,18 +13,17 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import AKID, CLAVIS, REGION, SECRET, Server, error_code
+from conftest import AKID, SECRET, Server, error_code
+from harness import run_clavis, sealed_master_version
 
 
 def operator(server, *args, stdin=None, check=True, creds=True):
-    env = dict(os.environ, AWS_ENDPOINT_URL=server.endpoint, AWS_REGION=REGION)
-    if creds:
-        env.update(AWS_ACCESS_KEY_ID=AKID, AWS_SECRET_ACCESS_KEY=SECRET)
+    env = {}
     # An unseal's later shares carry the nonce its first share's answer gave (as the share
     # holders of one unseal pass it to each other).
     if args and args[0] == "unseal" and getattr(server, "unseal_nonce", None):
         env["CLAVIS_UNSEAL_NONCE"] = server.unseal_nonce
-    p = subprocess.run([str(CLAVIS), "operator", *args], env=env, input=stdin, capture_output=True, text=True, timeout=30)
+    p = server.clavis("operator", *args, akid=AKID, secret=SECRET, creds=creds, env=env, input=stdin, timeout=30, check=False)
     if not check:
         return p
     assert p.returncode == 0, p.stderr
@@ -142,9 +141,9 @@ def test_shamir_init_unseal_seal(tmp_path):
             f = tmp_path / f"audit-share-{i}"
             f.write_text(shares[i])
             files += ["--share-file", str(f)]
-        out = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir), *files], capture_output=True, text=True)
+        out = run_clavis("audit", "verify", "--data-dir", s.data_dir, *files, check=False)
         assert out.returncode == 0, out.stderr
-        out = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir)], capture_output=True, text=True)
+        out = run_clavis("audit", "verify", "--data-dir", s.data_dir, check=False)
         assert out.returncode != 0 and "share" in out.stderr
     finally:
         s.stop()
@@ -219,11 +218,9 @@ def test_pkcs11_softhsm_end_to_end(tmp_path):
         s.stop()
         # No master key in the data directory: no key file, and a file root cannot read it.
         assert not (s.data_dir / "master.key").exists() and not (s.data_dir / "shamir.conf").exists()
-        p = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir)], capture_output=True, text=True,
-                           env=dict(os.environ, **env))
+        p = run_clavis("audit", "verify", "--data-dir", s.data_dir, env=env, check=False)
         assert p.returncode != 0, "the audit key is sealed by the HSM, not by a key file"
-        p = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir), *hsm_args()], capture_output=True, text=True,
-                           env=dict(os.environ, **env))
+        p = run_clavis("audit", "verify", "--data-dir", s.data_dir, *hsm_args(), env=env, check=False)
         assert p.returncode == 0, p.stderr
 
         # A wrong PIN or a missing token stops the start with a clear message.
@@ -248,7 +245,7 @@ def sealed_versions(data_dir):
     import sqlite3
     db = sqlite3.connect(f"file:{data_dir / 'clavis.db'}?mode=ro", uri=True)
     try:
-        return {table: {int.from_bytes(row[0][1:5], "big") for row in db.execute(f"SELECT {col} FROM {table}")}
+        return {table: {sealed_master_version(row[0]) for row in db.execute(f"SELECT {col} FROM {table}")}
                 for table, col in [("key_material", "sealed"), ("access_keys", "sealed_secret"), ("import_params", "sealed_private_key")]}
     finally:
         db.close()
@@ -296,7 +293,7 @@ def test_master_key_rotation_survives_a_crash_in_the_middle(tmp_path):
         )
         assert (status, body["__type"]) == (400, "AccessDeniedException")
         s.stop()
-        p = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir)], capture_output=True, text=True)
+        p = run_clavis("audit", "verify", "--data-dir", s.data_dir, check=False)
         assert p.returncode == 0, p.stderr
     finally:
         s.stop()
@@ -330,8 +327,7 @@ def test_migration_from_key_file_to_hsm(tmp_path):
             assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == k.encode()
         assert kms.create_key()["KeyMetadata"]["Enabled"]
         s.stop()
-        p = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir), *hsm_args()], capture_output=True, text=True,
-                           env=dict(os.environ, **env))
+        p = run_clavis("audit", "verify", "--data-dir", s.data_dir, *hsm_args(), env=env, check=False)
         assert p.returncode == 0, p.stderr
     finally:
         s.stop()
@@ -377,10 +373,10 @@ def test_migration_from_key_file_to_shamir(tmp_path):
             f = tmp_path / f"share-{i}"
             f.write_text(out["Shares"][i])
             files += ["--share-file", str(f)]
-        p = subprocess.run([str(CLAVIS), "audit", "verify", "--data-dir", str(s.data_dir), *files], capture_output=True, text=True)
+        p = run_clavis("audit", "verify", "--data-dir", s.data_dir, *files, check=False)
         assert p.returncode == 0, p.stderr
         # The shares never reach the audit log (the RotateMasterKey response is redacted).
-        p = subprocess.run([str(CLAVIS), "audit", "export", "--data-dir", str(s.data_dir), *files], capture_output=True, text=True)
+        p = run_clavis("audit", "export", "--data-dir", s.data_dir, *files, check=False)
         assert p.returncode == 0 and "RotateMasterKey" in p.stdout, p.stderr
         for share in out["Shares"]:
             assert share.split("-", 1)[1] not in p.stdout

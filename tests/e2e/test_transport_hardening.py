@@ -20,7 +20,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import AKID, AWS_CLI, CLAVIS, REGION, SECRET, Server, error_code, free_port
+from conftest import AKID, REGION, SECRET, Server, error_code, free_port
+from harness import run_aws, run_clavis
 from test_lifecycle import rewrap_client
 from test_root_of_trust import operator, start_sealed, wait_until, http_status
 
@@ -88,15 +89,12 @@ def test_tls_with_boto3_cli_and_admin_and_reload(tmp_path):
         kid = kms.create_key(Description="over tls")["KeyMetadata"]["KeyId"]
         blob = kms.encrypt(KeyId=kid, Plaintext=b"secret over tls")["CiphertextBlob"]
         # The AWS CLI with AWS_CA_BUNDLE.
-        env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AWS_ACCESS_KEY_ID": AKID, "AWS_SECRET_ACCESS_KEY": SECRET,
-               "AWS_DEFAULT_REGION": REGION, "AWS_CA_BUNDLE": str(cert)}
-        p = subprocess.run([str(AWS_CLI), "--endpoint-url", s.endpoint, "kms", "describe-key", "--key-id", kid], env=env,
-                           capture_output=True, text=True)
+        p = run_aws("kms", "describe-key", "--key-id", kid, endpoint=s.endpoint, home=tmp_path, env={"AWS_CA_BUNDLE": str(cert)},
+                    check=False)
         assert p.returncode == 0, p.stderr
         assert json.loads(p.stdout)["KeyMetadata"]["Description"] == "over tls"
         # clavis admin over https, trusting AWS_CA_BUNDLE.
-        p = subprocess.run([str(CLAVIS), "admin", "user", "list"], env=dict(env, AWS_ENDPOINT_URL=s.endpoint),
-                           capture_output=True, text=True)
+        p = s.clavis("admin", "user", "list", env={"AWS_CA_BUNDLE": str(cert)}, check=False)
         assert p.returncode == 0, p.stderr
         # Without the CA the client refuses the certificate; plain HTTP is not served.
         with pytest.raises(Exception):
@@ -151,17 +149,13 @@ def test_mutual_tls(tmp_path):
 
 def test_plain_http_refused_off_loopback(tmp_path):
     port = free_port()
-    p = subprocess.run([str(CLAVIS), "serve", "--data-dir", str(tmp_path / "d"), "--listen", f"0.0.0.0:{port}"],
-                       capture_output=True, text=True, timeout=30,
-                       env=dict(os.environ, CLAVIS_ROOT_ACCESS_KEY_ID=AKID, CLAVIS_ROOT_SECRET_ACCESS_KEY=SECRET))
+    p = run_clavis("serve", "--data-dir", tmp_path / "d", "--listen", f"0.0.0.0:{port}", timeout=30, check=False,
+                   env={"CLAVIS_ROOT_ACCESS_KEY_ID": AKID, "CLAVIS_ROOT_SECRET_ACCESS_KEY": SECRET})
     assert p.returncode != 0 and "--tls-cert" in p.stderr and "--insecure-http" in p.stderr
     assert not (tmp_path / "d").exists(), "refused before anything was created"
-    s = Server(tmp_path / "insecure", args=["--insecure-http"])
-    s.args = ["--insecure-http"]
-    s.proc = subprocess.Popen([str(CLAVIS), "serve", "--data-dir", str(s.data_dir), "--listen", f"0.0.0.0:{s.port}", "--insecure-http"],
-                              env=s.env, stdout=subprocess.PIPE, stderr=open(s.log_path, "ab"))
+    s = Server(tmp_path / "insecure", args=["--insecure-http"], host="0.0.0.0")
     try:
-        s.wait_ready()
+        s.start()
     finally:
         s.stop()
 
@@ -269,8 +263,8 @@ def test_operator_endpoints_refuse_cross_site_requests(tmp_path):
         assert status == 400 and reply["__type"] == "AccessDeniedException"
         assert operator(s, "status", creds=False)["Initialized"] is False
         # The operator CLI sends CLAVIS_INIT_TOKEN from its environment.
-        env = dict(os.environ, AWS_ENDPOINT_URL=s.endpoint, CLAVIS_INIT_TOKEN="init-token-123")
-        p = subprocess.run([str(CLAVIS), "operator", "init", "--shares", "3", "--threshold", "2"], env=env, capture_output=True, text=True)
+        env = {"AWS_ENDPOINT_URL": s.endpoint, "CLAVIS_INIT_TOKEN": "init-token-123"}
+        p = run_clavis("operator", "init", "--shares", "3", "--threshold", "2", env=env, check=False)
         assert p.returncode == 0, p.stderr
         assert len(json.loads(p.stdout)["Shares"]) == 3
     finally:
