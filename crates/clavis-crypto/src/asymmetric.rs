@@ -267,11 +267,30 @@ pub fn generate(spec: PairSpec) -> Result<SecretBytes, CryptoError> {
 }
 
 enum Inner {
-    Rsa { pair: rsa::KeyPair, decrypt: rsa::OaepPrivateDecryptingKey, encrypt: rsa::OaepPublicEncryptingKey },
-    Ec { pair: signature::EcdsaKeyPair, verify: signature::ParsedPublicKey, agree: Option<agreement::PrivateKey> },
-    Ed25519 { pair: signature::Ed25519KeyPair, verify: signature::ParsedPublicKey },
-    MlDsa { pair: signature::PqdsaKeyPair, verify: signature::ParsedPublicKey },
-    MlKem { key: kem::DecapsulationKey, public: kem::EncapsulationKey },
+    Rsa {
+        pair: rsa::KeyPair,
+        decrypt: rsa::OaepPrivateDecryptingKey,
+        encrypt: rsa::OaepPublicEncryptingKey,
+        /// The public key parsed once per signature scheme (PSS and PKCS#1 v1.5, each hash).
+        verify: Vec<(Scheme, signature::ParsedPublicKey)>,
+    },
+    Ec {
+        pair: signature::EcdsaKeyPair,
+        verify: signature::ParsedPublicKey,
+        agree: Option<agreement::PrivateKey>,
+    },
+    Ed25519 {
+        pair: signature::Ed25519KeyPair,
+        verify: signature::ParsedPublicKey,
+    },
+    MlDsa {
+        pair: signature::PqdsaKeyPair,
+        verify: signature::ParsedPublicKey,
+    },
+    MlKem {
+        key: kem::DecapsulationKey,
+        public: kem::EncapsulationKey,
+    },
 }
 
 /// A parsed private key with its public key, ready for many operations. Deliberately not
@@ -295,7 +314,14 @@ impl PrivateKey {
             let public = spki(pair.public_key())?;
             let encrypt = rsa::OaepPublicEncryptingKey::new(private.public_key()).map_err(bad("RSA public key"))?;
             let decrypt = rsa::OaepPrivateDecryptingKey::new(private).map_err(bad("RSA private key"))?;
-            (Inner::Rsa { pair, decrypt, encrypt }, public)
+            let mut verify = Vec::new();
+            for h in [Hash::Sha256, Hash::Sha384, Hash::Sha512] {
+                for scheme in [Scheme::RsaPss(h), Scheme::RsaPkcs1(h)] {
+                    let key = signature::ParsedPublicKey::new(rsa_parameters(scheme, h), &public).map_err(rejected("RSA public key"))?;
+                    verify.push((scheme, key));
+                }
+            }
+            (Inner::Rsa { pair, decrypt, encrypt, verify }, public)
         } else if let (Some(sign_alg), Some(verify_alg)) = (ecdsa_signing(spec), ecdsa_verification(spec)) {
             let pair =
                 signature::EcdsaKeyPair::from_pkcs8(sign_alg, der).map_err(rejected("not an EC PKCS#8 private key of this curve"))?;
@@ -392,9 +418,8 @@ impl PrivateKey {
         let unsupported = || CryptoError::Unsupported("this signing algorithm for this key");
         let digest_of = |h: Hash, d: &[u8]| digest::Digest::import_less_safe(d, h.algorithm()).map_err(bad("digest length"));
         let ok = match (&self.inner, scheme) {
-            (Inner::Rsa { .. }, Scheme::RsaPss(h) | Scheme::RsaPkcs1(h)) => {
-                let params = rsa_parameters(scheme, h);
-                let key = signature::ParsedPublicKey::new(params, &self.public).map_err(rejected("RSA public key"))?;
+            (Inner::Rsa { verify, .. }, Scheme::RsaPss(h) | Scheme::RsaPkcs1(h)) => {
+                let Some((_, key)) = verify.iter().find(|(s, _)| *s == scheme) else { return Err(unsupported()) };
                 match input {
                     Input::Raw(m) => key.verify_sig(m, sig).is_ok(),
                     Input::Digest(d) => key.verify_digest_sig(&digest_of(h, d)?, sig).is_ok(),
