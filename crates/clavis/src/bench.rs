@@ -20,9 +20,14 @@ pub struct BenchArgs {
     /// Signing region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1).
     #[arg(long)]
     region: Option<String>,
-    /// Operation: encrypt, decrypt, generate-data-key, re-encrypt, create-key or mix.
+    /// Operation: encrypt, decrypt, generate-data-key, re-encrypt, create-key, sign, verify,
+    /// generate-mac or mix (the first four).
     #[arg(long, default_value = "encrypt")]
     op: String,
+    /// Key spec of the signing key for sign and verify: ECC_NIST_P256, ECC_NIST_P384,
+    /// RSA_2048, RSA_3072, ECC_NIST_EDWARDS25519 or ML_DSA_44/65/87.
+    #[arg(long, default_value = "ECC_NIST_P256")]
+    sign_key_spec: String,
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 32)]
     connections: usize,
@@ -37,15 +42,33 @@ pub struct BenchArgs {
     json: bool,
 }
 
-const OPS: &[&str] = &["encrypt", "decrypt", "generate-data-key", "re-encrypt", "create-key"];
+const OPS: &[&str] = &["encrypt", "decrypt", "generate-data-key", "re-encrypt", "create-key", "sign", "verify", "generate-mac"];
+/// The operations `mix` runs.
+const MIX: &[&str] = &["encrypt", "decrypt", "generate-data-key", "re-encrypt"];
+
+/// The signing algorithm the benchmark uses for a key spec.
+fn signing_algorithm(spec: &str) -> anyhow::Result<&'static str> {
+    Ok(match spec {
+        "ECC_NIST_P256" => "ECDSA_SHA_256",
+        "ECC_NIST_P384" => "ECDSA_SHA_384",
+        "RSA_2048" | "RSA_3072" => "RSASSA_PSS_SHA_256",
+        "ECC_NIST_EDWARDS25519" => "ED25519_SHA_512",
+        "ML_DSA_44" | "ML_DSA_65" | "ML_DSA_87" => "ML_DSA_SHAKE_256",
+        other => anyhow::bail!("--sign-key-spec {other} is not one the benchmark knows"),
+    })
+}
 
 /// What a worker needs to build each request.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Fixture {
     key_arn: String,
     other_key_arn: String,
     ciphertext_b64: String,
     plaintext_b64: String,
+    sign_key_arn: String,
+    signing_algorithm: String,
+    signature_b64: String,
+    mac_key_arn: String,
 }
 
 fn request(op: &str, f: &Fixture) -> (&'static str, Value) {
@@ -54,6 +77,16 @@ fn request(op: &str, f: &Fixture) -> (&'static str, Value) {
         "decrypt" => ("TrentService.Decrypt", json!({"CiphertextBlob": f.ciphertext_b64})),
         "generate-data-key" => ("TrentService.GenerateDataKey", json!({"KeyId": f.key_arn, "KeySpec": "AES_256"})),
         "re-encrypt" => ("TrentService.ReEncrypt", json!({"CiphertextBlob": f.ciphertext_b64, "DestinationKeyId": f.other_key_arn})),
+        "sign" => {
+            ("TrentService.Sign", json!({"KeyId": f.sign_key_arn, "Message": f.plaintext_b64, "SigningAlgorithm": f.signing_algorithm}))
+        }
+        "verify" => (
+            "TrentService.Verify",
+            json!({"KeyId": f.sign_key_arn, "Message": f.plaintext_b64, "Signature": f.signature_b64, "SigningAlgorithm": f.signing_algorithm}),
+        ),
+        "generate-mac" => {
+            ("TrentService.GenerateMac", json!({"KeyId": f.mac_key_arn, "Message": f.plaintext_b64, "MacAlgorithm": "HMAC_SHA_256"}))
+        }
         _ => ("TrentService.CreateKey", json!({"Description": "clavis bench"})),
     }
 }
@@ -123,7 +156,7 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 /// Runs `clavis bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let ops: Vec<String> = match args.op.as_str() {
-        "mix" => OPS.iter().filter(|o| **o != "create-key").map(|s| (*s).to_owned()).collect(),
+        "mix" => MIX.iter().map(|s| (*s).to_owned()).collect(),
         op if OPS.contains(&op) => vec![op.to_owned()],
         other => anyhow::bail!("unknown --op {other}; one of {} or mix", OPS.join(", ")),
     };
@@ -145,7 +178,37 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .as_str()
                 .context("Encrypt returned no CiphertextBlob")?
                 .to_owned();
-        let fixture = Fixture { key_arn: key_arn.clone(), other_key_arn: other_key_arn.clone(), ciphertext_b64, plaintext_b64 };
+        let mut fixture =
+            Fixture { key_arn: key_arn.clone(), other_key_arn: other_key_arn.clone(), ciphertext_b64, plaintext_b64, ..Fixture::default() };
+        let mut extra_keys = Vec::new();
+        if ops.iter().any(|o| o == "sign" || o == "verify") {
+            let algorithm = signing_algorithm(&args.sign_key_spec)?;
+            let created = setup
+                .call_json(
+                    "TrentService.CreateKey",
+                    json!({"Description": "clavis bench", "KeySpec": args.sign_key_spec, "KeyUsage": "SIGN_VERIFY"}),
+                )
+                .await?;
+            let arn = created["KeyMetadata"]["Arn"].as_str().context("CreateKey returned no Arn")?.to_owned();
+            let signed = setup
+                .call_json("TrentService.Sign", json!({"KeyId": arn, "Message": fixture.plaintext_b64, "SigningAlgorithm": algorithm}))
+                .await?;
+            fixture.signature_b64 = signed["Signature"].as_str().context("Sign returned no Signature")?.to_owned();
+            fixture.signing_algorithm = algorithm.to_owned();
+            fixture.sign_key_arn = arn.clone();
+            extra_keys.push(arn);
+        }
+        if ops.iter().any(|o| o == "generate-mac") {
+            let created = setup
+                .call_json(
+                    "TrentService.CreateKey",
+                    json!({"Description": "clavis bench", "KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"}),
+                )
+                .await?;
+            let arn = created["KeyMetadata"]["Arn"].as_str().context("CreateKey returned no Arn")?.to_owned();
+            fixture.mac_key_arn = arn.clone();
+            extra_keys.push(arn);
+        }
 
         let start = Instant::now();
         let warmup_end = start + Duration::from_secs(1);
@@ -189,6 +252,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let mut created: Vec<String> = total.values().flat_map(|s| s.created_keys.iter().cloned()).collect();
         created.push(key_arn);
         created.push(other_key_arn);
+        created.extend(extra_keys);
         let mut cleanup_note = None;
         for arn in &created {
             if let Err(e) = setup.call_json("TrentService.ScheduleKeyDeletion", json!({"KeyId": arn, "PendingWindowInDays": 7})).await {
