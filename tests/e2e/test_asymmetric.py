@@ -508,3 +508,35 @@ def test_imported_ec_and_rsa_private_keys_sign_for_their_public_keys(kms):
         "ValidationException",
     )
     fails(lambda: kms.create_key(KeySpec="ML_DSA_65", KeyUsage="SIGN_VERIFY", Origin="EXTERNAL"), "UnsupportedOperationException")
+
+
+def test_re_encrypt_between_symmetric_and_rsa_keys(kms, keys):
+    rsa_key, sym = keys["rsa_enc"]["KeyId"], keys["sym"]["KeyId"]
+    blob = kms.encrypt(KeyId=sym, Plaintext=b"moves between keys", EncryptionContext={"c": "1"})["CiphertextBlob"]
+    to_rsa = kms.re_encrypt(
+        CiphertextBlob=blob,
+        SourceEncryptionContext={"c": "1"},
+        DestinationKeyId=rsa_key,
+        DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_256",
+    )
+    assert to_rsa["SourceEncryptionAlgorithm"] == "SYMMETRIC_DEFAULT" and to_rsa["DestinationEncryptionAlgorithm"] == "RSAES_OAEP_SHA_256"
+    assert len(to_rsa["CiphertextBlob"]) == 256
+    back = kms.re_encrypt(
+        CiphertextBlob=to_rsa["CiphertextBlob"],
+        SourceKeyId=rsa_key,
+        SourceEncryptionAlgorithm="RSAES_OAEP_SHA_256",
+        DestinationKeyId=sym,
+        DestinationEncryptionContext={"c": "2"},
+    )
+    assert back["SourceKeyId"] == keys["rsa_enc"]["Arn"]
+    assert kms.decrypt(CiphertextBlob=back["CiphertextBlob"], EncryptionContext={"c": "2"})["Plaintext"] == b"moves between keys"
+    fails(
+        lambda: kms.re_encrypt(
+            CiphertextBlob=to_rsa["CiphertextBlob"], SourceEncryptionAlgorithm="RSAES_OAEP_SHA_256", DestinationKeyId=sym
+        ),
+        "ValidationException",
+    )
+    fails(
+        lambda: kms.re_encrypt(CiphertextBlob=blob, SourceEncryptionContext={"c": "1"}, DestinationKeyId=rsa_key),
+        "InvalidKeyUsageException",
+    )

@@ -108,18 +108,6 @@ pub fn grant_tokens(v: Option<&Vec<String>>) -> Result<(), KmsError> {
     Ok(())
 }
 
-/// The encryption algorithm of a symmetric operation: absent or `SYMMETRIC_DEFAULT`.
-pub fn symmetric_algorithm(v: Option<&str>, field: &str) -> Result<(), KmsError> {
-    let Some(alg) = v else { return Ok(()) };
-    one_of(alg, field, &["SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE"])?;
-    if alg != "SYMMETRIC_DEFAULT" {
-        return Err(KmsError::InvalidKeyUsage(format!(
-            "The encryption algorithm {alg} is not compatible with the key spec SYMMETRIC_DEFAULT."
-        )));
-    }
-    Ok(())
-}
-
 /// The most tags a key may carry (the AWS quota).
 pub const MAX_TAGS_PER_KEY: usize = 50;
 

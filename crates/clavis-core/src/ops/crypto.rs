@@ -26,8 +26,12 @@ const ENCRYPTION_ALGORITHMS: &[&str] = &[SYMMETRIC_DEFAULT, "RSAES_OAEP_SHA_1", 
 
 /// The request's `EncryptionAlgorithm` (default `SYMMETRIC_DEFAULT`), one of AWS's names.
 fn encryption_algorithm(v: Option<&str>) -> Result<&str, KmsError> {
-    let algorithm = v.unwrap_or(SYMMETRIC_DEFAULT);
-    validate::one_of(algorithm, "encryptionAlgorithm", ENCRYPTION_ALGORITHMS)
+    algorithm_member(v, "encryptionAlgorithm")
+}
+
+/// An encryption algorithm member (default `SYMMETRIC_DEFAULT`), one of AWS's names.
+fn algorithm_member<'a>(v: Option<&'a str>, field: &str) -> Result<&'a str, KmsError> {
+    validate::one_of(v.unwrap_or(SYMMETRIC_DEFAULT), field, ENCRYPTION_ALGORITHMS)
 }
 
 /// The OAEP hash of an RSA encryption algorithm (`None`: SYMMETRIC_DEFAULT, or SM2PKE, which
@@ -243,36 +247,84 @@ impl Kms {
         self.authorize(caller, Operation::ReEncrypt)?;
         let blob = validate::required(req.ciphertext_blob, "ciphertextBlob")?;
         let dest_raw = validate::required(req.destination_key_id.as_deref(), "destinationKeyId")?;
-        validate::symmetric_algorithm(req.source_encryption_algorithm.as_deref(), "sourceEncryptionAlgorithm")?;
-        validate::symmetric_algorithm(req.destination_encryption_algorithm.as_deref(), "destinationEncryptionAlgorithm")?;
+        let source_alg = algorithm_member(req.source_encryption_algorithm.as_deref(), "sourceEncryptionAlgorithm")?;
+        let dest_alg = algorithm_member(req.destination_encryption_algorithm.as_deref(), "destinationEncryptionAlgorithm")?;
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         let source_ctx = EncryptionContext::parse(req.source_encryption_context, "sourceEncryptionContext")?;
         let dest_ctx = EncryptionContext::parse(req.destination_encryption_context, "destinationEncryptionContext")?;
         // kms:ReEncryptOnSameKey, worked out before either key is authorized: a reference that
         // does not resolve is not the same key (its error comes from the step that needs it).
-        let source_id = ciphertext::parse_header(&blob.0).ok().map(|h| h.key_id);
+        // An RSA ciphertext does not name its key: its source is SourceKeyId.
+        let source_id = if source_alg == SYMMETRIC_DEFAULT {
+            ciphertext::parse_header(&blob.0).ok().map(|h| h.key_id)
+        } else {
+            match req.source_key_id.as_deref().map(|raw| KeyRef::parse(raw, "sourceKeyId")) {
+                Some(Ok(r)) => self.key_id_of(caller, "ReEncryptFrom", &r).await,
+                _ => None,
+            }
+        };
         let dest_id = match KeyRef::parse(dest_raw, "destinationKeyId") {
             Ok(r) => self.key_id_of(caller, "ReEncryptTo", &r).await,
             Err(_) => None,
         };
         let same_key = [param("kms:ReEncryptOnSameKey", source_id.is_some() && source_id == dest_id)];
-        let access = Access::with_context("ReEncryptFrom", &source_ctx).with_params(&same_key);
-        let (source, plaintext) =
-            self.decrypt_blob(caller, access, &blob.0, req.source_key_id.as_deref(), &source_ctx, "sourceKeyId").await?;
-        let access = Access::with_context("ReEncryptTo", &dest_ctx).with_params(&same_key);
-        let dest = self.key_for(caller, access, Some(dest_raw), "destinationKeyId").await?;
-        dest.check_usable()?;
-        dest.check_symmetric_encrypt()?;
-        if req.dry_run == Some(true) {
-            return Err(KmsError::DryRun);
-        }
-        let out = self.encrypt_with(&dest, &dest_ctx, plaintext.expose_secret()).await?;
+        let (source, plaintext) = if source_alg == SYMMETRIC_DEFAULT {
+            let access = Access::with_context("ReEncryptFrom", &source_ctx).with_params(&same_key);
+            self.decrypt_blob(caller, access, &blob.0, req.source_key_id.as_deref(), &source_ctx, "sourceKeyId").await?
+        } else {
+            validate::blob_len(blob.0.len(), "ciphertextBlob", 1, MAX_CIPHERTEXT)?;
+            if req.source_key_id.is_none() {
+                return Err(KmsError::Validation(format!(
+                    "SourceKeyId is required to re-encrypt from {source_alg}: a ciphertext of an asymmetric key does not name its key."
+                )));
+            }
+            let params = [same_key[0].clone(), param("kms:EncryptionAlgorithm", source_alg)];
+            let access = Access::with_context("ReEncryptFrom", &source_ctx).with_params(&params);
+            let key = self.rsa_key(caller, access, req.source_key_id.as_deref(), source_alg, &source_ctx, "ReEncrypt").await?;
+            let oaep = oaep(source_alg).ok_or_else(|| KmsError::Internal(format!("{source_alg} is not RSA-OAEP")))?;
+            let material = self.material(&key, key.rec.current_version).await?;
+            let plaintext = material.pair()?.decrypt_oaep(oaep, &blob.0).map_err(|_| {
+                KmsError::InvalidCiphertext(format!("The ciphertext is invalid, or was not made by the source key with {source_alg}."))
+            })?;
+            (key, plaintext)
+        };
+        let out = if dest_alg == SYMMETRIC_DEFAULT {
+            let access = Access::with_context("ReEncryptTo", &dest_ctx).with_params(&same_key);
+            let dest = self.key_for(caller, access, Some(dest_raw), "destinationKeyId").await?;
+            dest.check_usable()?;
+            dest.check_symmetric_encrypt()?;
+            if req.dry_run == Some(true) {
+                return Err(KmsError::DryRun);
+            }
+            let out = self.encrypt_with(&dest, &dest_ctx, plaintext.expose_secret()).await?;
+            (dest, out)
+        } else {
+            let params = [same_key[0].clone(), param("kms:EncryptionAlgorithm", dest_alg)];
+            let access = Access::with_context("ReEncryptTo", &dest_ctx).with_params(&params);
+            let dest = self.rsa_key(caller, access, Some(dest_raw), dest_alg, &dest_ctx, "ReEncrypt").await?;
+            let oaep = oaep(dest_alg).ok_or_else(|| KmsError::Internal(format!("{dest_alg} is not RSA-OAEP")))?;
+            let material = self.material(&dest, dest.rec.current_version).await?;
+            let pair = material.pair()?;
+            let max = pair.oaep_max_plaintext(oaep).unwrap_or(0);
+            if plaintext.len() > max {
+                return Err(KmsError::Validation(format!(
+                    "The plaintext is too long for {dest_alg} with key spec {}: at most {max} bytes.",
+                    dest.spec.as_str()
+                )));
+            }
+            if req.dry_run == Some(true) {
+                return Err(KmsError::DryRun);
+            }
+            let out = pair.encrypt_oaep(oaep, plaintext.expose_secret())?;
+            (dest, out)
+        };
+        let (dest, out) = out;
         Ok(ReEncryptResponse {
             ciphertext_blob: Blob(out),
             source_key_id: source.arn,
             key_id: dest.arn,
-            source_encryption_algorithm: SYMMETRIC_DEFAULT.into(),
-            destination_encryption_algorithm: SYMMETRIC_DEFAULT.into(),
+            source_encryption_algorithm: source_alg.into(),
+            destination_encryption_algorithm: dest_alg.into(),
         })
     }
 
