@@ -540,3 +540,130 @@ def test_re_encrypt_between_symmetric_and_rsa_keys(kms, keys):
         lambda: kms.re_encrypt(CiphertextBlob=blob, SourceEncryptionContext={"c": "1"}, DestinationKeyId=rsa_key),
         "InvalidKeyUsageException",
     )
+
+
+# Regressions from the adversarial review of #17.
+
+
+def test_constrained_grants_and_grants_a_key_cannot_use_are_refused(kms, keys):
+    grantee = "arn:aws:iam::111122223333:user/nobody"
+    constraint = {"EncryptionContextEquals": {"a": "b"}}
+    # A constraint would not apply to Sign (no encryption context): AWS refuses it on
+    # asymmetric and HMAC keys rather than let the grant open up.
+    for key, ops in (("p384", ["Sign"]), ("mlkem", ["Decapsulate"]), ("hmac", ["GenerateMac"]), ("rsa_enc", ["Decrypt"])):
+        fails(
+            lambda: kms.create_grant(KeyId=keys[key]["KeyId"], GranteePrincipal=grantee, Operations=ops, Constraints=constraint),
+            "ValidationException",
+        )
+    # An operation the key cannot do is not a grant AWS makes.
+    for key, ops in (("sym", ["Sign"]), ("rsa_enc", ["GenerateDataKey"]), ("p256", ["GenerateMac"]), ("sym", ["GetPublicKey"])):
+        fails(lambda: kms.create_grant(KeyId=keys[key]["KeyId"], GranteePrincipal=grantee, Operations=ops), "ValidationException")
+    assert kms.create_grant(KeyId=keys["p256"]["KeyId"], GranteePrincipal=grantee, Operations=["Sign", "Verify", "GetPublicKey"])["GrantId"]
+
+
+def policy_with(account, deny_action, condition):
+    import json
+
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Action": "kms:*", "Resource": "*"},
+                {"Effect": "Deny", "Principal": "*", "Action": deny_action, "Resource": "*", "Condition": {"StringEquals": condition}},
+            ],
+        }
+    )
+
+
+def test_condition_keys_of_the_new_operations(kms):
+    account = kms.describe_key(KeyId=kms.create_key()["KeyMetadata"]["KeyId"])["KeyMetadata"]["AWSAccountId"]
+    rsa_key = create(kms, "RSA_2048", "SIGN_VERIFY")["KeyId"]
+    kms.put_key_policy(
+        KeyId=rsa_key, PolicyName="default", Policy=policy_with(account, "kms:Sign", {"kms:SigningAlgorithm": "RSASSA_PKCS1_V1_5_SHA_256"})
+    )
+    fails(lambda: kms.sign(KeyId=rsa_key, Message=b"m", SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256"), "AccessDeniedException")
+    assert kms.sign(KeyId=rsa_key, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")["Signature"]
+    kms.put_key_policy(KeyId=rsa_key, PolicyName="default", Policy=policy_with(account, "kms:Sign", {"kms:MessageType": "DIGEST"}))
+    fails(
+        lambda: kms.sign(KeyId=rsa_key, Message=b"d" * 32, MessageType="DIGEST", SigningAlgorithm="RSASSA_PSS_SHA_256"),
+        "AccessDeniedException",
+    )
+    assert kms.sign(KeyId=rsa_key, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")["Signature"]
+
+    mac_key = create(kms, "HMAC_256", "GENERATE_VERIFY_MAC")["KeyId"]
+    kms.put_key_policy(
+        KeyId=mac_key, PolicyName="default", Policy=policy_with(account, "kms:GenerateMac", {"kms:MacAlgorithm": "HMAC_SHA_256"})
+    )
+    fails(lambda: kms.generate_mac(KeyId=mac_key, Message=b"m", MacAlgorithm="HMAC_SHA_256"), "AccessDeniedException")
+
+    agree = create(kms, "ECC_NIST_P256", "KEY_AGREEMENT")["KeyId"]
+    kms.put_key_policy(
+        KeyId=agree, PolicyName="default", Policy=policy_with(account, "kms:DeriveSharedSecret", {"kms:KeyAgreementAlgorithm": "ECDH"})
+    )
+    peer = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    fails(lambda: kms.derive_shared_secret(KeyId=agree, KeyAgreementAlgorithm="ECDH", PublicKey=peer), "AccessDeniedException")
+
+    sym = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.put_key_policy(
+        KeyId=sym, PolicyName="default", Policy=policy_with(account, "kms:GenerateDataKeyPair*", {"kms:DataKeyPairSpec": "RSA_2048"})
+    )
+    fails(lambda: kms.generate_data_key_pair(KeyId=sym, KeyPairSpec="RSA_2048"), "AccessDeniedException")
+    assert kms.generate_data_key_pair(KeyId=sym, KeyPairSpec="ECC_NIST_P256")["PublicKey"]
+    kms.put_key_policy(
+        KeyId=sym,
+        PolicyName="default",
+        Policy=policy_with(account, "kms:GenerateDataKeyPair", {"kms:EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}),
+    )
+    fails(lambda: kms.generate_data_key_pair(KeyId=sym, KeyPairSpec="ECC_NIST_P256"), "AccessDeniedException")
+
+
+def test_public_keys_and_private_keys_are_parsed_strictly(kms, keys):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    agree = create(kms, "ECC_NIST_P256", "KEY_AGREEMENT")["KeyId"]
+    local = ec.generate_private_key(ec.SECP256R1()).public_key()
+    spki = local.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    point = local.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    assert kms.derive_shared_secret(KeyId=agree, KeyAgreementAlgorithm="ECDH", PublicKey=spki)["SharedSecret"]
+    for bad in (spki + b"\x00", point):
+        fails(lambda: kms.derive_shared_secret(KeyId=agree, KeyAgreementAlgorithm="ECDH", PublicKey=bad), "ValidationException")
+        fails(
+            lambda: kms.derive_shared_secret(KeyId=agree, KeyAgreementAlgorithm="ECDH", PublicKey=bad, DryRun=True), "ValidationException"
+        )
+    # The exact modulus size and a public exponent above 2^16; no trailing bytes.
+    der = serialization.Encoding.DER
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    none = serialization.NoEncryption()
+    short = rsa.generate_private_key(public_exponent=65537, key_size=3070).private_bytes(der, pkcs8, none)
+    fails(lambda: import_into(kms, "RSA_3072", "SIGN_VERIFY", short), "IncorrectKeyMaterialException")
+    e3 = rsa.generate_private_key(public_exponent=3, key_size=2048).private_bytes(der, pkcs8, none)
+    fails(lambda: import_into(kms, "RSA_2048", "SIGN_VERIFY", e3), "IncorrectKeyMaterialException")
+    ok = ec.generate_private_key(ec.SECP256R1()).private_bytes(der, pkcs8, none)
+    fails(lambda: import_into(kms, "ECC_NIST_P256", "SIGN_VERIFY", ok + b"\x00"), "IncorrectKeyMaterialException")
+
+
+def test_rsa_generation_floods_are_bounded(kms, keys):
+    import concurrent.futures
+
+    sym = keys["sym"]["KeyId"]
+
+    def rsa_pair(_):
+        try:
+            kms.generate_data_key_pair_without_plaintext(KeyId=sym, KeyPairSpec="RSA_4096")
+            return "ok"
+        except ClientError as e:
+            return e.response["Error"]["Code"]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=48) as pool:
+        flood = [pool.submit(rsa_pair, i) for i in range(48)]
+        # An EC pair does not queue behind the RSA generations: it is made inline.
+        assert kms.generate_data_key_pair(KeyId=sym, KeyPairSpec="ECC_NIST_P256")["PrivateKeyPlaintext"]
+        outcomes = [f.result() for f in flood]
+    # At most half the cores running and 16 waiting: the rest of a burst is throttled, as AWS
+    # throttles (48 requests exceed that on any machine up to 64 cores).
+    assert outcomes.count("ThrottlingException") >= 1, outcomes
+    assert set(outcomes) <= {"ok", "ThrottlingException"}, outcomes

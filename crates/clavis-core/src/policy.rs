@@ -121,6 +121,11 @@ pub const CONDITION_KEYS: &[&str] = &[
     "kms:expirationmodel",
     "kms:validto",
     "kms:reencryptonsamekey",
+    "kms:signingalgorithm",
+    "kms:messagetype",
+    "kms:macalgorithm",
+    "kms:keyagreementalgorithm",
+    "kms:datakeypairspec",
 ];
 
 /// Condition key families with a name part after the prefix (lower case), which must not be
@@ -1519,7 +1524,7 @@ mod tests {
             "kms:EncryptionContext:",
             "aws:ResourceTag/",
             "s3:prefix",
-            "kms:SigningAlgorithm",
+            "kms:SigningAlgorithms",
             "aws:SourceVpc",
         ] {
             let doc = serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*",

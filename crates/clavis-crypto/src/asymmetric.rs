@@ -241,6 +241,19 @@ fn ml_kem_spki_key(arc: u8, spki: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// Whether `der` is exactly one DER SEQUENCE (tag, length, and nothing after its contents).
+pub fn is_single_der_sequence(der: &[u8]) -> bool {
+    let Some((&0x30, rest)) = der.split_first() else { return false };
+    let (len, header) = match rest {
+        [n, ..] if *n < 0x80 => (usize::from(*n), 2),
+        [0x81, n, ..] if *n >= 0x80 => (usize::from(*n), 3),
+        [0x82, hi, lo, ..] if *hi != 0 => ((usize::from(*hi) << 8) | usize::from(*lo), 4),
+        [0x83, a, b, c, ..] if *a != 0 => ((usize::from(*a) << 16) | (usize::from(*b) << 8) | usize::from(*c), 5),
+        _ => return false,
+    };
+    der.len() == header + len
+}
+
 /// Generates a private key of this kind: PKCS#8 DER (ML-KEM: the decapsulation key).
 pub fn generate(spec: PairSpec) -> Result<SecretBytes, CryptoError> {
     if let Some(size) = rsa_size(spec) {
@@ -305,10 +318,24 @@ impl PrivateKey {
     /// Parses a private key of this kind (as [`generate`] makes them, or imported PKCS#8).
     pub fn from_der(spec: PairSpec, der: &SecretBytes) -> Result<PrivateKey, CryptoError> {
         let der = der.expose_secret();
+        // One DER structure exactly: trailing bytes after the PKCS#8 are not a key.
+        if !is_single_der_sequence(der) && ml_kem(spec).is_none() {
+            return Err(CryptoError::Malformed("not a single DER-encoded private key"));
+        }
         let (inner, public) = if let Some(size) = rsa_size(spec) {
             let pair = rsa::KeyPair::from_pkcs8(der).map_err(rejected("not an RSA PKCS#8 private key"))?;
-            if pair.public_modulus_len() * 8 != size.len() * 8 || pair.public_modulus_len() != size.len() {
+            // The exact modulus size in bits (a 4092-bit key is not an RSA_4096 key), and a
+            // public exponent above 2^16 (FIPS 186-5), so e = 3 keys are refused.
+            let modulus = pair.public_key().modulus();
+            let bytes = modulus.big_endian_without_leading_zero();
+            let bits = bytes.len() * 8 - modulus.first_byte().leading_zeros() as usize;
+            if bits != size.len() * 8 {
                 return Err(CryptoError::Malformed("the RSA key's size does not match its key spec"));
+            }
+            let exponent = pair.public_key().exponent();
+            let e = exponent.big_endian_without_leading_zero();
+            if e.len() < 3 || e.last().is_some_and(|b| b & 1 == 0) {
+                return Err(CryptoError::Malformed("the RSA key's public exponent must be odd and above 65536"));
             }
             let private = rsa::PrivateDecryptingKey::from_pkcs8(der).map_err(rejected("not an RSA PKCS#8 private key"))?;
             let public = spki(pair.public_key())?;
@@ -471,6 +498,10 @@ impl PrivateKey {
     /// the curve.
     pub fn derive(&self, peer_spki: &[u8]) -> Result<SecretBytes, CryptoError> {
         let Inner::Ec { agree: Some(private), .. } = &self.inner else { return Err(CryptoError::Unsupported("ECDH for this key")) };
+        // A SubjectPublicKeyInfo exactly: not a bare point, nothing after it.
+        if !is_single_der_sequence(peer_spki) {
+            return Err(CryptoError::Malformed("the public key is not one DER-encoded SubjectPublicKeyInfo"));
+        }
         let peer = agreement::UnparsedPublicKey::new(private.algorithm(), peer_spki);
         agreement::agree(private, peer, CryptoError::Malformed("the public key is not a valid key of this curve"), |secret| {
             Ok(SecretBytes::from_slice(secret))
@@ -685,6 +716,25 @@ mod tests {
         assert_eq!(kem.decapsulate(&ct).unwrap().expose_secret(), secret.expose_secret());
         let (ct2, secret2) = kem.encapsulate().unwrap();
         assert_eq!(kem.decapsulate(&ct2).unwrap().expose_secret(), secret2.expose_secret());
+    }
+
+    #[test]
+    fn der_framing_is_exact() {
+        let der = generate(PairSpec::P256).unwrap();
+        assert!(is_single_der_sequence(der.expose_secret()));
+        let mut trailing = der.expose_secret().to_vec();
+        trailing.push(0);
+        assert!(!is_single_der_sequence(&trailing));
+        assert!(PrivateKey::from_der(PairSpec::P256, &SecretBytes::new(trailing)).is_err());
+        let key = PrivateKey::from_der(PairSpec::P256, &der).unwrap();
+        let point = &key.public_key_der()[key.public_key_der().len() - 65..];
+        assert!(!is_single_der_sequence(point), "a bare point is not an SPKI");
+        let agree = PrivateKey::from_der(PairSpec::P256, &generate(PairSpec::P256).unwrap()).unwrap();
+        assert!(agree.derive(point).is_err());
+        let mut spki = key.public_key_der().to_vec();
+        assert!(agree.derive(&spki).is_ok());
+        spki.push(0);
+        assert!(agree.derive(&spki).is_err());
     }
 
     #[test]

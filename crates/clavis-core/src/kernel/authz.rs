@@ -59,11 +59,19 @@ pub(crate) fn request_tag_params<'a>(tags: impl Iterator<Item = (&'a str, &'a st
     params
 }
 
-/// The actions whose requests carry `kms:EncryptionAlgorithm`. Clavis refuses every algorithm
-/// but `SYMMETRIC_DEFAULT` before authorization, and AWS gives the key its default value when
-/// the request omits it, so the value is always `SYMMETRIC_DEFAULT`.
-const ENCRYPTION_ALGORITHM_ACTIONS: &[&str] =
-    &["Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext"];
+/// The actions whose requests carry `kms:EncryptionAlgorithm`. An operation that uses another
+/// algorithm than `SYMMETRIC_DEFAULT` (RSA-OAEP) passes it as a parameter; otherwise the value
+/// is `SYMMETRIC_DEFAULT`, as AWS gives it when the request omits it.
+const ENCRYPTION_ALGORITHM_ACTIONS: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+];
 
 /// The role operation that stands for a policy action (a role allows `ReEncrypt` as a whole).
 pub(crate) fn role_operation(action: &str) -> &str {

@@ -45,12 +45,18 @@ fn stored_constraints(json: Option<&str>) -> Result<Option<GrantConstraints>, ()
     }
 }
 
-/// Whether a request's encryption context meets a grant's constraints. Operations that take no
-/// encryption context (DescribeKey, CreateGrant, RetireGrant) are not constrained, as in AWS;
-/// a grant made through a constrained grant must carry the same constraint instead.
-fn constraints_met(constraints: Option<&GrantConstraints>, context: Option<&BTreeMap<String, String>>) -> bool {
+/// The operations a constrained grant allows without an encryption context, as in AWS: they
+/// take none, so the constraint does not apply (a grant made through a constrained grant must
+/// carry the same constraint instead).
+pub(crate) const UNCONSTRAINED_OPERATIONS: &[&str] = &["DescribeKey", "CreateGrant", "RetireGrant"];
+
+/// Whether a request's encryption context meets a grant's constraints. Only the operations in
+/// [`UNCONSTRAINED_OPERATIONS`] pass without a context; any other request without one (Sign,
+/// GetPublicKey, GenerateMac, Decapsulate, ...) fails closed, so a constraint can never be
+/// side-stepped by an operation that takes no context.
+fn constraints_met(constraints: Option<&GrantConstraints>, action: &str, context: Option<&BTreeMap<String, String>>) -> bool {
     let Some(c) = constraints else { return true };
-    let Some(ctx) = context else { return true };
+    let Some(ctx) = context else { return UNCONSTRAINED_OPERATIONS.contains(&action) };
     if let Some(eq) = &c.encryption_context_equals
         && eq != ctx
     {
@@ -92,7 +98,7 @@ impl Kms {
             // key policy naming the account does: as far as their roles allow the action.
             let grantee_ok = g.grantee_principal == caller.principal_arn
                 || (g.grantee_principal == caller.account.root_arn() && caller.role.allows(role_operation(access.action)));
-            grantee_ok && ops.contains(&access.action) && constraints_met(constraints.as_ref(), context) && child_ok
+            grantee_ok && ops.contains(&access.action) && constraints_met(constraints.as_ref(), access.action, context) && child_ok
         }))
     }
 }

@@ -278,6 +278,9 @@ impl Kms {
         validate::one_of(algorithm, "keyAgreementAlgorithm", &["ECDH"])?;
         let public_key = validate::required(req.public_key, "publicKey")?;
         validate::blob_len(public_key.0.len(), "publicKey", 1, MAX_PUBLIC_KEY)?;
+        if !asymmetric::is_single_der_sequence(&public_key.0) {
+            return Err(KmsError::Validation("The PublicKey is not a DER-encoded SubjectPublicKeyInfo.".into()));
+        }
         validate::grant_tokens(req.grant_tokens.as_ref())?;
         refuse_recipient(req.recipient.as_ref())?;
         let params = [param("kms:KeyAgreementAlgorithm", algorithm)];
@@ -391,7 +394,7 @@ impl Kms {
         if req.dry_run == Some(true) {
             return Err(KmsError::DryRun);
         }
-        let private = super::generate_off_runtime(move || asymmetric::generate(spec)).await?;
+        let private = super::generate_pair(spec).await?;
         let public = match Material::from_bytes(KeySpec::parse(spec_name).unwrap_or(KeySpec::Sm2), &private)? {
             Material::Pair(pair) => pair.public_key_der().to_vec(),
             _ => return Err(KmsError::Internal("a data key pair is not a key pair".into())),

@@ -13,9 +13,10 @@
 //! principals, a check, allowed or refused, costs what it costs with one.
 
 use crate::api::*;
-use crate::kernel::{Access, GrantSpec};
+use crate::kernel::{Access, GrantSpec, Key};
 use crate::paging::Page;
 use crate::types::secs;
+use crate::types::{KeySpec, KeyUsage};
 use crate::{Caller, Kms, KmsError, validate};
 use clavis_store::{GrantRecord, StoreError};
 
@@ -48,6 +49,22 @@ fn names_caller(principal: &str, caller: &Caller) -> bool {
 
 fn parse_constraints(json: Option<&str>) -> Option<GrantConstraints> {
     json.and_then(|j| serde_json::from_str(j).ok())
+}
+
+/// Whether a grant operation is one the key can do (AWS refuses the others at CreateGrant).
+fn grant_operation_fits(op: &str, key: &Key) -> bool {
+    let symmetric = key.spec == KeySpec::SymmetricDefault;
+    match op {
+        "DescribeKey" | "CreateGrant" | "RetireGrant" => true,
+        "Encrypt" | "Decrypt" | "ReEncryptFrom" | "ReEncryptTo" => key.usage == KeyUsage::EncryptDecrypt,
+        "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" | "GenerateDataKeyPair" | "GenerateDataKeyPairWithoutPlaintext" => symmetric,
+        "Sign" | "Verify" => key.usage == KeyUsage::SignVerify,
+        "GetPublicKey" => key.spec.is_asymmetric(),
+        "GenerateMac" | "VerifyMac" => key.usage == KeyUsage::GenerateVerifyMac,
+        "DeriveSharedSecret" => key.usage == KeyUsage::KeyAgreement,
+        "Encapsulate" | "Decapsulate" => key.usage == KeyUsage::EncapsulateDecapsulate,
+        _ => false,
+    }
 }
 
 fn entry(g: GrantRecord, key_arn: String) -> GrantListEntry {
@@ -122,6 +139,23 @@ impl Kms {
         let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
         if key.state == crate::types::KeyState::PendingDeletion {
             return Err(key.invalid_state(key.state));
+        }
+        if let Some(op) = operations.iter().find(|op| !grant_operation_fits(op, &key)) {
+            return Err(KmsError::Validation(format!(
+                "Grant operation {op} is not valid for {} (key spec {}, key usage {}).",
+                key.arn,
+                key.spec.as_str(),
+                key.usage.as_str()
+            )));
+        }
+        if spec.constraints.is_some() && key.spec != KeySpec::SymmetricDefault {
+            // AWS: "You cannot use an encryption context grant constraint for cryptographic
+            // operations with asymmetric KMS keys or HMAC KMS keys."
+            return Err(KmsError::Validation(format!(
+                "Encryption context grant constraints are valid only on symmetric encryption KMS keys, not on {} (key spec {}).",
+                key.arn,
+                key.spec.as_str()
+            )));
         }
         if req.dry_run == Some(true) {
             return Err(KmsError::DryRun);

@@ -9,7 +9,6 @@ use crate::paging::{self, Page};
 use crate::policy::Policy;
 use crate::types::{AccountId, KeyId, KeySpec, KeyState, KeyUsage, Origin, SYMMETRIC_DEFAULT, key_arn, secs};
 use crate::{Caller, Kms, KmsError, validate};
-use clavis_crypto::asymmetric;
 use clavis_crypto::{SecretBytes, random};
 use clavis_store::{KeyMaterialRecord, KeyRecord};
 
@@ -21,7 +20,7 @@ async fn new_material(spec: KeySpec) -> Result<SecretBytes, KmsError> {
         return Ok(random::secret(len)?);
     }
     match pair_spec(spec) {
-        Some(kind) => super::generate_off_runtime(move || asymmetric::generate(kind)).await,
+        Some(kind) => super::generate_pair(kind).await,
         None => Ok(random::secret(clavis_crypto::aead::KEY_LEN)?),
     }
 }

@@ -34,17 +34,59 @@ fn generation_permits() -> Arc<Semaphore> {
         .clone()
 }
 
+/// How many RSA generations may wait for a permit, process-wide, before further requests are
+/// refused with `ThrottlingException` (AWS throttles with request quotas too): a flood of
+/// RSA-4096 requests queues a bounded amount of work, so the wait of a later request is bounded.
+const MAX_WAITING_GENERATIONS: usize = 16;
+
+/// Requests waiting for a generation permit now.
+static WAITING_GENERATIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts a request among the waiting ones while it lives.
+struct Waiting;
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        WAITING_GENERATIONS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// A new private key of this kind (PKCS#8; ML-KEM: its decapsulation key). RSA generation
+/// (hundreds of milliseconds of a core, sometimes seconds) runs off the request threads under
+/// a generation permit ([`generate_off_runtime`]); EC, Ed25519, ML-DSA and ML-KEM keys take
+/// microseconds and are made inline, so they never queue behind RSA.
+pub(crate) async fn generate_pair(kind: clavis_crypto::asymmetric::PairSpec) -> Result<clavis_crypto::SecretBytes, KmsError> {
+    use clavis_crypto::asymmetric::{PairSpec, generate};
+    match kind {
+        PairSpec::Rsa2048 | PairSpec::Rsa3072 | PairSpec::Rsa4096 => generate_off_runtime(move || generate(kind)).await,
+        _ => Ok(generate(kind)?),
+    }
+}
+
 /// Runs a key generation (an RSA key pair: hundreds of milliseconds of a core, sometimes
 /// seconds) on tokio's blocking pool under a generation permit.
-/// Requests beyond the permits wait here, as cheap suspended tasks, not on a worker thread.
+/// Requests beyond the permits wait here, as cheap suspended tasks, not on a worker thread, at
+/// most [`MAX_WAITING_GENERATIONS`] of them (then `ThrottlingException`).
 /// The permit moves into the blocking task, so a request abandoned by its client mid-generation
 /// still holds it until its generation ends: the bound is on running generations, not on
 /// waiting requests.
 pub(crate) async fn generate_off_runtime<T: Send + 'static>(
     generate: impl FnOnce() -> Result<T, clavis_crypto::CryptoError> + Send + 'static,
 ) -> Result<T, KmsError> {
-    let permit =
-        generation_permits().acquire_owned().await.map_err(|_| KmsError::Internal("the key generation semaphore is closed".into()))?;
+    let permits = generation_permits();
+    let permit = match permits.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            if WAITING_GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MAX_WAITING_GENERATIONS {
+                WAITING_GENERATIONS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                return Err(KmsError::Throttling(
+                    "Rate exceeded: too many RSA key generations are waiting on this server; retry later.".into(),
+                ));
+            }
+            let _waiting = Waiting;
+            permits.acquire_owned().await.map_err(|_| KmsError::Internal("the key generation semaphore is closed".into()))?
+        }
+    };
     let generate = move || {
         let _permit = permit;
         generate()
