@@ -190,10 +190,6 @@ impl KeyStore for PostgresStore {
     }
 }
 
-fn rev_i64(rev: u64) -> StoreResult<i64> {
-    i64::try_from(rev).map_err(|_| corrupt("revision"))
-}
-
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_usage, key_spec, origin, key_state, \
      creation_date_ms, deletion_date_ms, policy, current_version, revision, rotation_period_days, next_rotation_ms, \
      dual_auth, deletion_requested_by, deletion_requested_ms, deletion_request_window_days, valid_to_ms, expiration_model, \

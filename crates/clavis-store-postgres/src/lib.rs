@@ -26,12 +26,13 @@ mod identity;
 mod imports;
 mod keys;
 mod sealed;
+mod secrets;
 mod settings;
 mod tags;
 
 use clavis_store::{
     AccessKeyRecord, AccountRecord, AliasRecord, DeletionRequest, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord,
-    SealedRecord, SealedTable, StoreError, StoreResult, Tag, UserRecord,
+    SealedRecord, SealedTable, SecretRecord, SecretVersionRecord, StoreError, StoreResult, Tag, UserRecord,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use std::str::FromStr;
@@ -72,6 +73,10 @@ fn u32_of(v: i64, what: &str) -> StoreResult<u32> {
 
 fn limit_i64(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn rev_i64(rev: u64) -> StoreResult<i64> {
+    i64::try_from(rev).map_err(|_| corrupt("revision"))
 }
 
 impl PostgresStore {

@@ -127,6 +127,44 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX import_params_by_key ON import_params (key_id, expires_ms);
     CREATE INDEX import_params_expiry ON import_params (expires_ms);
 ",
+    // Secrets of the Secrets Manager API and their encrypted versions (SQLite migration 8). A
+    // name is unique in its account and region (the unique index also serves listing by name);
+    // `secrets_due` reads the two date indexes. A version's staging labels are comma-joined, as
+    // in SQLite (a label is never empty and has no comma; empty text is no label).
+    "
+    CREATE TABLE secrets (
+        arn               TEXT COLLATE \"C\" PRIMARY KEY,
+        account_id        TEXT COLLATE \"C\" NOT NULL,
+        region            TEXT COLLATE \"C\" NOT NULL,
+        name              TEXT COLLATE \"C\" NOT NULL,
+        description       TEXT,
+        kms_key_id        TEXT,
+        created_ms        BIGINT NOT NULL,
+        last_changed_ms   BIGINT NOT NULL,
+        last_accessed_ms  BIGINT,
+        deletion_date_ms  BIGINT,
+        tags_json         TEXT NOT NULL,
+        policy            TEXT,
+        rotation_json     TEXT,
+        next_rotation_ms  BIGINT,
+        revision          BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX secrets_by_name ON secrets (account_id, region, name);
+    CREATE INDEX secrets_deletion ON secrets (deletion_date_ms) WHERE deletion_date_ms IS NOT NULL;
+    CREATE INDEX secrets_next_rotation ON secrets (next_rotation_ms) WHERE next_rotation_ms IS NOT NULL;
+    CREATE TABLE secret_versions (
+        secret_arn          TEXT COLLATE \"C\" NOT NULL REFERENCES secrets (arn),
+        version_id          TEXT COLLATE \"C\" NOT NULL,
+        stages              TEXT NOT NULL,
+        created_ms          BIGINT NOT NULL,
+        last_accessed_ms    BIGINT,
+        kms_key_arn         TEXT NOT NULL,
+        encrypted_data_key  BYTEA NOT NULL,
+        ciphertext          BYTEA NOT NULL,
+        is_binary           BOOLEAN NOT NULL,
+        PRIMARY KEY (secret_arn, version_id)
+    );
+",
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations across nodes.

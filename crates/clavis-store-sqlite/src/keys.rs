@@ -326,30 +326,10 @@ fn update_key_row(conn: &Connection, key: &KeyRecord, expected_revision: u64) ->
     Err(if exists { StoreError::Conflict } else { StoreError::NotFound })
 }
 
-/// After deleting key material: secure_delete zeroed the pages in the WAL's newest frames; a
-/// truncating checkpoint writes them over the main file and discards the WAL frames that still
-/// held the material. Readers can delay it briefly.
-fn erase_checkpoint(conn: &Connection) -> StoreResult<()> {
-    for _ in 0..50 {
-        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(unavailable)?;
-        if busy == 0 {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Err(StoreError::Unavailable(
-        "the material is deleted but the WAL checkpoint that erases it stayed busy; it will complete at the next checkpoint".into(),
-    ))
-}
-
 /// Consumes an import token: its parameters are deleted (a used token has no further use, and
 /// its sealed wrapping key should not wait for a purge); [`StoreError::Conflict`] if it was
 /// already consumed (or is unknown).
 fn consume_token(conn: &Connection, token_id: &str) -> StoreResult<()> {
     let n = conn.execute("DELETE FROM import_params WHERE token_id = ?1 AND used = 0", params![token_id]).map_err(unavailable)?;
     if n == 1 { Ok(()) } else { Err(StoreError::Conflict) }
-}
-
-fn rev_i64(rev: u64) -> StoreResult<i64> {
-    i64::try_from(rev).map_err(|_| StoreError::Corrupt("revision out of range".into()))
 }

@@ -20,12 +20,13 @@ mod identity;
 mod imports;
 mod keys;
 mod sealed;
+mod secrets;
 mod settings;
 mod tags;
 
 use clavis_store::{
     AccessKeyRecord, AccountRecord, AliasRecord, DeletionRequest, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord,
-    SealedRecord, SealedTable, StoreError, StoreResult, Tag, UserRecord,
+    SealedRecord, SealedTable, SecretRecord, SecretVersionRecord, StoreError, StoreResult, Tag, UserRecord,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -112,4 +113,24 @@ impl SqliteStore {
 
 fn limit_i64(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn rev_i64(rev: u64) -> StoreResult<i64> {
+    i64::try_from(rev).map_err(|_| StoreError::Corrupt("revision out of range".into()))
+}
+
+/// After deleting key material or a secret's values: secure_delete zeroed the pages in the WAL's
+/// newest frames; a truncating checkpoint writes them over the main file and discards the WAL
+/// frames that still held the deleted bytes. Readers can delay it briefly.
+fn erase_checkpoint(conn: &Connection) -> StoreResult<()> {
+    for _ in 0..50 {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(unavailable)?;
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(StoreError::Unavailable(
+        "the data is deleted but the WAL checkpoint that erases it stayed busy; it will complete at the next checkpoint".into(),
+    ))
 }

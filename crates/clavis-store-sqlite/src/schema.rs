@@ -130,6 +130,45 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX import_params_by_key ON import_params (key_id, expires_ms);
     CREATE INDEX import_params_expiry ON import_params (expires_ms);
 ",
+    // Secrets of the Secrets Manager API and their encrypted versions. A name is unique in its
+    // account and region (the unique index also serves listing by name); `secrets_due` reads
+    // the two date indexes. A version's staging labels are comma-joined (a label is never empty
+    // and has no comma; empty text is no label). `is_binary`, not `binary`, which PostgreSQL
+    // reserves: both backends use the same column names.
+    "
+    CREATE TABLE secrets (
+        arn               TEXT PRIMARY KEY,
+        account_id        TEXT NOT NULL,
+        region            TEXT NOT NULL,
+        name              TEXT NOT NULL,
+        description       TEXT,
+        kms_key_id        TEXT,
+        created_ms        INTEGER NOT NULL,
+        last_changed_ms   INTEGER NOT NULL,
+        last_accessed_ms  INTEGER,
+        deletion_date_ms  INTEGER,
+        tags_json         TEXT NOT NULL,
+        policy            TEXT,
+        rotation_json     TEXT,
+        next_rotation_ms  INTEGER,
+        revision          INTEGER NOT NULL
+    ) STRICT;
+    CREATE UNIQUE INDEX secrets_by_name ON secrets (account_id, region, name);
+    CREATE INDEX secrets_deletion ON secrets (deletion_date_ms) WHERE deletion_date_ms IS NOT NULL;
+    CREATE INDEX secrets_next_rotation ON secrets (next_rotation_ms) WHERE next_rotation_ms IS NOT NULL;
+    CREATE TABLE secret_versions (
+        secret_arn          TEXT NOT NULL REFERENCES secrets (arn),
+        version_id          TEXT NOT NULL,
+        stages              TEXT NOT NULL,
+        created_ms          INTEGER NOT NULL,
+        last_accessed_ms    INTEGER,
+        kms_key_arn         TEXT NOT NULL,
+        encrypted_data_key  BLOB NOT NULL,
+        ciphertext          BLOB NOT NULL,
+        is_binary           INTEGER NOT NULL,
+        PRIMARY KEY (secret_arn, version_id)
+    ) STRICT;
+",
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.

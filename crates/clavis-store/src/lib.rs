@@ -1,6 +1,6 @@
 //! The Clavis storage boundary: plain records, the [`Store`] trait every backend implements (one
 //! sub-trait per family: [`KeyStore`], [`AliasStore`], [`TagStore`], [`GrantStore`],
-//! [`IdentityStore`], [`ImportStore`], [`SettingStore`], [`SealedStore`]), and, with the
+//! [`IdentityStore`], [`ImportStore`], [`SettingStore`], [`SealedStore`], [`SecretStore`]), and, with the
 //! `testing` feature, the conformance suite every backend must pass and a failure-injecting
 //! wrapper store (`testing`).
 //!
@@ -17,7 +17,7 @@ pub mod testing;
 pub use error::StoreError;
 pub use records::{
     AccessKeyRecord, AccountRecord, AliasRecord, DeletionRequest, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord,
-    SealedRecord, SealedTable, Tag, UserRecord,
+    SealedRecord, SealedTable, SecretRecord, SecretVersionRecord, Tag, UserRecord,
 };
 
 /// Result alias for storage operations.
@@ -45,12 +45,12 @@ pub const KEY_DESTRUCTION: &[(&str, &str)] = &[
 /// its database returns [`StoreError::Unavailable`], which is never confused with "not found"
 /// (`Ok(None)`).
 pub trait Store:
-    KeyStore + AliasStore + TagStore + GrantStore + IdentityStore + ImportStore + SettingStore + SealedStore + 'static
+    KeyStore + AliasStore + TagStore + GrantStore + IdentityStore + ImportStore + SettingStore + SealedStore + SecretStore + 'static
 {
 }
 
 impl<T> Store for T where
-    T: KeyStore + AliasStore + TagStore + GrantStore + IdentityStore + ImportStore + SettingStore + SealedStore + 'static
+    T: KeyStore + AliasStore + TagStore + GrantStore + IdentityStore + ImportStore + SettingStore + SealedStore + SecretStore + 'static
 {
 }
 
@@ -273,4 +273,47 @@ pub trait SealedStore: Send + Sync {
     /// Replaces a sealed value if it still holds `record.sealed` (compare-and-swap):
     /// [`StoreError::Conflict`] if it changed, [`StoreError::NotFound`] if its row is gone.
     async fn replace_sealed(&self, record: &SealedRecord, new_sealed: &[u8]) -> StoreResult<()>;
+}
+
+/// Secrets of the Secrets Manager API and their encrypted versions. Part of [`Store`].
+#[async_trait::async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Stores a new secret with its first version, if any, atomically.
+    /// [`StoreError::AlreadyExists`] if a secret of the same account, region and name exists
+    /// (one scheduled for deletion included).
+    async fn create_secret(&self, secret: &SecretRecord, version: Option<&SecretVersionRecord>) -> StoreResult<()>;
+
+    /// A secret by ARN.
+    async fn get_secret(&self, arn: &str) -> StoreResult<Option<SecretRecord>>;
+
+    /// A secret by account, region and name.
+    async fn get_secret_by_name(&self, account_id: &str, region: &str, name: &str) -> StoreResult<Option<SecretRecord>>;
+
+    /// Every secret of an account and region (scheduled for deletion included), ordered by name.
+    async fn list_secrets(&self, account_id: &str, region: &str) -> StoreResult<Vec<SecretRecord>>;
+
+    /// Replaces a secret's record if its revision is still `expected_revision` (compare-and-swap;
+    /// [`StoreError::Conflict`] otherwise, [`StoreError::NotFound`] if it is gone), and in the
+    /// same transaction inserts or replaces `upsert_versions` (by secret ARN and version id) and
+    /// deletes the versions named in `delete_versions`.
+    async fn update_secret(
+        &self,
+        secret: &SecretRecord,
+        expected_revision: u64,
+        upsert_versions: &[SecretVersionRecord],
+        delete_versions: &[String],
+    ) -> StoreResult<()>;
+
+    /// A secret's versions, oldest first (by creation time, then version id).
+    async fn list_secret_versions(&self, arn: &str) -> StoreResult<Vec<SecretVersionRecord>>;
+
+    /// One version of a secret.
+    async fn get_secret_version(&self, arn: &str, version_id: &str) -> StoreResult<Option<SecretVersionRecord>>;
+
+    /// Destroys a secret and all its versions, if its revision is still `expected_revision`
+    /// ([`StoreError::Conflict`] otherwise, [`StoreError::NotFound`] if it is gone).
+    async fn destroy_secret(&self, arn: &str, expected_revision: u64) -> StoreResult<()>;
+
+    /// Secrets whose deletion date or next rotation is at or before `now_ms`, at most `limit`.
+    async fn secrets_due(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<SecretRecord>>;
 }

@@ -255,3 +255,66 @@ impl std::fmt::Debug for SealedRecord {
             .finish_non_exhaustive()
     }
 }
+
+/// A secret of the Secrets Manager API (its versions are [`SecretVersionRecord`]s). Values never
+/// reach this record: a version holds its value encrypted under a data key wrapped by a KMS key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRecord {
+    /// `arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 random characters>`; the id.
+    pub arn: String,
+    /// The owning account.
+    pub account_id: String,
+    /// The region.
+    pub region: String,
+    /// The name, unique in its account and region among secrets not yet destroyed (one pending
+    /// deletion keeps its name).
+    pub name: String,
+    /// The description, if any.
+    pub description: Option<String>,
+    /// The KMS key the user chose (key id, ARN or alias, as given); `None` for the account's
+    /// default key.
+    pub kms_key_id: Option<String>,
+    /// Creation time (Unix ms).
+    pub created_ms: i64,
+    /// Last change of the secret or its values (Unix ms).
+    pub last_changed_ms: i64,
+    /// Last read of a value (Unix ms, kept to the day as AWS does), if any.
+    pub last_accessed_ms: Option<i64>,
+    /// When the secret is destroyed, if deletion is scheduled (Unix ms).
+    pub deletion_date_ms: Option<i64>,
+    /// The tags, as the core serialises them (JSON); opaque here.
+    pub tags_json: String,
+    /// The resource policy document, if any.
+    pub policy: Option<String>,
+    /// The rotation configuration, as the core serialises it (JSON); opaque here.
+    pub rotation_json: Option<String>,
+    /// When the next rotation is due (Unix ms), if rotation is on.
+    pub next_rotation_ms: Option<i64>,
+    /// Optimistic-concurrency revision, starting at 1.
+    pub revision: u64,
+}
+
+/// One version of a secret's value, encrypted: the value sealed with AES-256-GCM under a data
+/// key, and that data key as a KMS ciphertext. The store sees neither in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretVersionRecord {
+    /// The secret's ARN.
+    pub secret_arn: String,
+    /// The version id (the ClientRequestToken that made it: a UUID unless the client chose).
+    pub version_id: String,
+    /// Its staging labels (`AWSCURRENT`, `AWSPREVIOUS`, `AWSPENDING`, custom); empty for a
+    /// deprecated version.
+    pub stages: Vec<String>,
+    /// Creation time (Unix ms).
+    pub created_ms: i64,
+    /// Last read (Unix ms, to the day), if any.
+    pub last_accessed_ms: Option<i64>,
+    /// The ARN of the KMS key that wrapped the data key.
+    pub kms_key_arn: String,
+    /// The data key, as the KMS key's ciphertext.
+    pub encrypted_data_key: Vec<u8>,
+    /// The value, sealed under the data key (opaque here).
+    pub ciphertext: Vec<u8>,
+    /// Whether the value is SecretBinary (else SecretString).
+    pub binary: bool,
+}

@@ -1,6 +1,6 @@
 //! The storage conformance suite: one set of behaviours every [`Store`] backend must show, one
 //! function per family trait ([`key_store`], [`alias_store`], [`tag_store`], [`identity_store`],
-//! [`setting_store`], [`import_store`], [`grant_store`], [`sealed_store`]), each of which passes
+//! [`setting_store`], [`import_store`], [`grant_store`], [`sealed_store`], [`secret_store`]), each of which passes
 //! on a fresh, empty store. Each backend's tests call [`run`], which runs them all on one store,
 //! as a deployment holds every family in one database.
 //!
@@ -9,7 +9,7 @@
 
 use crate::{
     AccessKeyRecord, AccountRecord, AliasRecord, DeletionRequest, GrantRecord, ImportParamsRecord, KeyMaterialRecord, KeyRecord,
-    SealedTable, Store, StoreError, Tag, UserRecord,
+    SealedTable, SecretRecord, SecretVersionRecord, Store, StoreError, Tag, UserRecord,
 };
 
 fn key(id: &str, account: &str, region: &str) -> KeyRecord {
@@ -61,6 +61,7 @@ pub async fn run(store: &dyn Store) {
     import_store(store).await;
     grant_store(store).await;
     sealed_store(store).await;
+    secret_store(store).await;
 }
 
 /// [`KeyStore`](crate::KeyStore): records with optimistic concurrency, material versions, due
@@ -111,6 +112,359 @@ pub async fn grant_store(s: &dyn Store) {
 /// [`SealedStore`](crate::SealedStore): listing and replacing every sealed value (reseal).
 pub async fn sealed_store(s: &dyn Store) {
     sealed_values(s).await;
+}
+
+/// [`SecretStore`](crate::SecretStore): secrets by ARN and by name (unique per account and
+/// region), versions with compare-and-swap updates, destruction, due work, and values that
+/// round-trip byte for byte. Its secrets live in accounts of their own, so its listings are
+/// exact on any store.
+pub async fn secret_store(s: &dyn Store) {
+    secrets_create_and_get(s).await;
+    secrets_update_and_versions(s).await;
+    secrets_values_round_trip(s).await;
+    secrets_destroy(s).await;
+    secrets_due(s).await;
+    secrets_labels(s).await;
+}
+
+/// The accounts the secret checks use (no other check touches them).
+const SECRETS_ACCOUNT: &str = "777777777777";
+const SECRETS_OTHER_ACCOUNT: &str = "888888888888";
+
+fn secret(name: &str, account: &str, region: &str) -> SecretRecord {
+    SecretRecord {
+        arn: format!("arn:aws:secretsmanager:{region}:{account}:secret:{name}-AbCdEf"),
+        account_id: account.to_owned(),
+        region: region.to_owned(),
+        name: name.to_owned(),
+        description: None,
+        kms_key_id: None,
+        created_ms: 1_700_000_000_000,
+        last_changed_ms: 1_700_000_000_000,
+        last_accessed_ms: None,
+        deletion_date_ms: None,
+        tags_json: "[]".to_owned(),
+        policy: None,
+        rotation_json: None,
+        next_rotation_ms: None,
+        revision: 1,
+    }
+}
+
+fn secret_version(secret: &SecretRecord, version_id: &str, stages: &[&str], created_ms: i64) -> SecretVersionRecord {
+    SecretVersionRecord {
+        secret_arn: secret.arn.clone(),
+        version_id: version_id.to_owned(),
+        stages: stages.iter().map(|s| (*s).to_owned()).collect(),
+        created_ms,
+        last_accessed_ms: None,
+        kms_key_arn: format!("arn:aws:kms:{}:{}:key/00000000-0000-4000-8000-00000000e001", secret.region, secret.account_id),
+        encrypted_data_key: vec![1, 2, 0, 3, version_id.len() as u8],
+        ciphertext: format!("sealed {version_id}").into_bytes(),
+        binary: false,
+    }
+}
+
+async fn secrets_create_and_get(s: &dyn Store) {
+    let (acct, region) = (SECRETS_ACCOUNT, "us-east-1");
+    let db = secret("app/db", acct, region);
+    assert_eq!(s.get_secret(&db.arn).await.unwrap(), None);
+    assert_eq!(s.get_secret_by_name(acct, region, "app/db").await.unwrap(), None);
+    assert!(s.list_secrets(acct, region).await.unwrap().is_empty());
+
+    // With a first version: the secret and its version, by ARN and by name.
+    let v1 = secret_version(&db, "v1", &["AWSCURRENT"], 10);
+    s.create_secret(&db, Some(&v1)).await.unwrap();
+    assert_eq!(s.get_secret(&db.arn).await.unwrap().as_ref(), Some(&db));
+    assert_eq!(s.get_secret_by_name(acct, region, "app/db").await.unwrap().as_ref(), Some(&db));
+    assert_eq!(s.get_secret_version(&db.arn, "v1").await.unwrap().as_ref(), Some(&v1));
+    assert_eq!(s.get_secret_version(&db.arn, "v2").await.unwrap(), None);
+    assert_eq!(s.list_secret_versions(&db.arn).await.unwrap(), vec![v1.clone()]);
+
+    // Without a version, every optional member set: the record round-trips exactly.
+    let mut full = secret("app/full", acct, region);
+    full.description = Some("every member".into());
+    full.kms_key_id = Some("alias/app".into());
+    full.last_changed_ms = 1_700_000_000_500;
+    full.last_accessed_ms = Some(1_699_999_200_000);
+    full.tags_json = r#"[{"Key":"team","Value":"db"}]"#.into();
+    full.policy = Some(r#"{"Version":"2012-10-17","Statement":[]}"#.into());
+    full.rotation_json = Some(r#"{"AutomaticallyAfterDays":30}"#.into());
+    full.next_rotation_ms = Some(4_000_000_000_000);
+    full.revision = 7;
+    s.create_secret(&full, None).await.unwrap();
+    assert_eq!(s.get_secret(&full.arn).await.unwrap().as_ref(), Some(&full));
+    assert!(s.list_secret_versions(&full.arn).await.unwrap().is_empty(), "created without a version");
+
+    // The name is unique in its account and region, whatever the ARN; a refused creation
+    // stores nothing, its version included.
+    let mut dup = secret("app/db", acct, region);
+    dup.arn = format!("{}-dup", db.arn);
+    let dup_v = secret_version(&dup, "dup-v", &["AWSCURRENT"], 10);
+    assert!(matches!(s.create_secret(&dup, Some(&dup_v)).await, Err(StoreError::AlreadyExists)));
+    assert_eq!(s.get_secret(&dup.arn).await.unwrap(), None);
+    assert!(s.list_secret_versions(&dup.arn).await.unwrap().is_empty(), "a refused creation stores no version");
+    assert_eq!(s.get_secret_by_name(acct, region, "app/db").await.unwrap().as_ref(), Some(&db));
+    // The same ARN is taken too.
+    let mut same_arn = full.clone();
+    same_arn.name = "app/other".into();
+    assert!(matches!(s.create_secret(&same_arn, None).await, Err(StoreError::AlreadyExists)));
+    assert_eq!(s.get_secret_by_name(acct, region, "app/other").await.unwrap(), None);
+
+    // The same name in another region or another account is another secret.
+    let eu = secret("app/db", acct, "eu-west-1");
+    s.create_secret(&eu, Some(&secret_version(&eu, "v1", &["AWSCURRENT"], 10))).await.unwrap();
+    let other = secret("app/db", SECRETS_OTHER_ACCOUNT, region);
+    s.create_secret(&other, None).await.unwrap();
+    assert_eq!(s.get_secret_by_name(acct, "eu-west-1", "app/db").await.unwrap().as_ref(), Some(&eu));
+    assert_eq!(s.get_secret_by_name(SECRETS_OTHER_ACCOUNT, region, "app/db").await.unwrap().as_ref(), Some(&other));
+    assert_eq!(s.get_secret_by_name(acct, region, "app/db").await.unwrap().as_ref(), Some(&db));
+    assert_eq!(s.get_secret_version(&db.arn, "v1").await.unwrap().as_ref(), Some(&v1), "versions are per secret");
+
+    // Listing: one account and region, ordered by name in byte order.
+    for name in ["zeta", "Zeta", "alpha/b", "alpha-b", "alpha"] {
+        s.create_secret(&secret(name, acct, region), None).await.unwrap();
+    }
+    let names = |v: Vec<SecretRecord>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
+    assert_eq!(names(s.list_secrets(acct, region).await.unwrap()), ["Zeta", "alpha", "alpha-b", "alpha/b", "app/db", "app/full", "zeta"]);
+    assert_eq!(s.list_secrets(acct, region).await.unwrap()[5], full, "listed records are whole");
+    assert_eq!(names(s.list_secrets(acct, "eu-west-1").await.unwrap()), ["app/db"]);
+    assert_eq!(names(s.list_secrets(SECRETS_OTHER_ACCOUNT, region).await.unwrap()), ["app/db"]);
+    assert!(s.list_secrets("999999999999", region).await.unwrap().is_empty());
+}
+
+async fn secrets_update_and_versions(s: &dyn Store) {
+    let (acct, region) = (SECRETS_ACCOUNT, "us-west-2");
+    let s1 = secret("rotating", acct, region);
+    let v1 = secret_version(&s1, "v1", &["AWSCURRENT"], 100);
+    s.create_secret(&s1, Some(&v1)).await.unwrap();
+
+    // A new value: v2 becomes current, v1 previous (its stages replaced), the record changes.
+    let mut s2 = s1.clone();
+    s2.revision = 2;
+    s2.last_changed_ms = 1_700_000_100_000;
+    s2.description = Some("now described".into());
+    let mut v1_prev = v1.clone();
+    v1_prev.stages = vec!["AWSPREVIOUS".into()];
+    v1_prev.last_accessed_ms = Some(1_700_000_000_000);
+    let v2 = secret_version(&s1, "v2", &["AWSCURRENT", "custom-label"], 200);
+    s.update_secret(&s2, 1, &[v1_prev.clone(), v2.clone()], &[]).await.unwrap();
+    assert_eq!(s.get_secret(&s1.arn).await.unwrap().as_ref(), Some(&s2));
+    assert_eq!(s.get_secret_version(&s1.arn, "v1").await.unwrap().as_ref(), Some(&v1_prev), "an upsert replaces the version");
+    assert_eq!(s.list_secret_versions(&s1.arn).await.unwrap(), vec![v1_prev.clone(), v2.clone()]);
+
+    // A stale revision conflicts and changes nothing, its versions included.
+    let mut stale = s2.clone();
+    stale.revision = 3;
+    stale.description = Some("stale".into());
+    let v3 = secret_version(&s1, "v3", &["AWSCURRENT"], 300);
+    assert!(matches!(s.update_secret(&stale, 1, std::slice::from_ref(&v3), &["v1".into()]).await, Err(StoreError::Conflict)));
+    assert_eq!(s.get_secret(&s1.arn).await.unwrap().as_ref(), Some(&s2));
+    assert_eq!(s.get_secret_version(&s1.arn, "v3").await.unwrap(), None, "a conflicting update adds no version");
+    assert_eq!(s.list_secret_versions(&s1.arn).await.unwrap(), vec![v1_prev.clone(), v2.clone()], "nor deletes one");
+
+    // A secret that does not exist.
+    let mut ghost = secret("ghost", acct, region);
+    ghost.revision = 2;
+    assert!(matches!(s.update_secret(&ghost, 1, &[], &[]).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.update_secret(&ghost, 1, &[secret_version(&ghost, "g1", &["AWSCURRENT"], 1)], &[]).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.get_secret(&ghost.arn).await.unwrap(), None);
+    assert!(s.list_secret_versions(&ghost.arn).await.unwrap().is_empty());
+
+    // Deleting versions (a deprecated one, here), in the same call as an upsert.
+    let mut s3 = s2.clone();
+    s3.revision = 3;
+    let v2_plain = secret_version(&s1, "v2", &["AWSCURRENT"], 200);
+    s.update_secret(&s3, 2, std::slice::from_ref(&v2_plain), &["v1".into()]).await.unwrap();
+    assert_eq!(s.get_secret_version(&s1.arn, "v1").await.unwrap(), None);
+    assert_eq!(s.list_secret_versions(&s1.arn).await.unwrap(), vec![v2_plain.clone()]);
+    assert_eq!(s.get_secret(&s1.arn).await.unwrap().unwrap().revision, 3);
+
+    // Versions are listed by creation time, then version id in byte order; a deprecated
+    // version (no stages) round-trips.
+    let mut s4 = s3.clone();
+    s4.revision = 4;
+    let later = [
+        secret_version(&s1, "b", &[], 300),
+        secret_version(&s1, "z", &[], 150),
+        secret_version(&s1, "a", &["AWSPENDING"], 300),
+        secret_version(&s1, "B", &[], 300),
+        secret_version(&s1, "m", &["x", "y", "z"], 250),
+    ];
+    s.update_secret(&s4, 3, &later, &[]).await.unwrap();
+    let listed = s.list_secret_versions(&s1.arn).await.unwrap();
+    let ids = listed.iter().map(|v| v.version_id.as_str()).collect::<Vec<_>>();
+    assert_eq!(ids, ["z", "v2", "m", "B", "a", "b"]);
+    assert_eq!(listed[0], later[1]);
+    assert_eq!(listed[2].stages, ["x", "y", "z"], "labels keep their order");
+    assert!(listed[5].stages.is_empty());
+
+    // Clearing optional members.
+    let mut s5 = s4.clone();
+    s5.revision = 5;
+    s5.description = None;
+    s.update_secret(&s5, 4, &[], &[]).await.unwrap();
+    assert_eq!(s.get_secret(&s1.arn).await.unwrap().as_ref(), Some(&s5));
+    assert_eq!(s.list_secret_versions(&s1.arn).await.unwrap().len(), 6, "an update without versions leaves them");
+}
+
+/// Encrypted values are opaque bytes: NUL bytes, every byte value and a 64 KiB value round-trip
+/// exactly, with the binary flag.
+async fn secrets_values_round_trip(s: &dyn Store) {
+    let sec = secret("blobs", SECRETS_ACCOUNT, "ap-southeast-2");
+    let mut bin = secret_version(&sec, "bin", &["AWSCURRENT"], 1);
+    bin.binary = true;
+    bin.encrypted_data_key = (0..=255u8).chain([0, 0, 255, 0]).collect();
+    bin.ciphertext = (0..65_536u32).map(|i| (i.wrapping_mul(31) % 251) as u8).collect();
+    assert!(bin.ciphertext.contains(&0) && bin.ciphertext.len() == 65_536);
+    s.create_secret(&sec, Some(&bin)).await.unwrap();
+    let got = s.get_secret_version(&sec.arn, "bin").await.unwrap().unwrap();
+    assert!(got.binary);
+    assert_eq!(got.encrypted_data_key, bin.encrypted_data_key);
+    assert_eq!(got.ciphertext, bin.ciphertext);
+    assert_eq!(got, bin);
+
+    let mut text = secret_version(&sec, "text", &["AWSPENDING"], 2);
+    text.ciphertext = vec![0, 0, 0];
+    let mut sec2 = sec.clone();
+    sec2.revision = 2;
+    s.update_secret(&sec2, 1, &[text.clone()], &[]).await.unwrap();
+    assert_eq!(s.list_secret_versions(&sec.arn).await.unwrap(), vec![bin.clone(), text.clone()]);
+    assert!(!s.get_secret_version(&sec.arn, "text").await.unwrap().unwrap().binary);
+    // A replacement flips the flag and the bytes.
+    let mut flipped = bin.clone();
+    flipped.binary = false;
+    flipped.ciphertext = vec![0x00];
+    let mut sec3 = sec2.clone();
+    sec3.revision = 3;
+    s.update_secret(&sec3, 2, &[flipped.clone()], &[]).await.unwrap();
+    assert_eq!(s.get_secret_version(&sec.arn, "bin").await.unwrap().as_ref(), Some(&flipped));
+    s.destroy_secret(&sec.arn, 3).await.unwrap();
+}
+
+async fn secrets_destroy(s: &dyn Store) {
+    let (acct, region) = (SECRETS_ACCOUNT, "ca-central-1");
+    // Scheduled for deletion: still listed, and it keeps its name.
+    let mut doomed = secret("doomed", acct, region);
+    doomed.deletion_date_ms = Some(5_000);
+    let versions = [secret_version(&doomed, "d1", &["AWSPREVIOUS"], 1), secret_version(&doomed, "d2", &["AWSCURRENT"], 2)];
+    s.create_secret(&doomed, Some(&versions[0])).await.unwrap();
+    let mut doomed2 = doomed.clone();
+    doomed2.revision = 2;
+    s.update_secret(&doomed2, 1, &[versions[1].clone()], &[]).await.unwrap();
+    let mut taken = secret("doomed", acct, region);
+    taken.arn.push_str("-again");
+    assert!(matches!(s.create_secret(&taken, None).await, Err(StoreError::AlreadyExists)), "a secret pending deletion keeps its name");
+    assert_eq!(s.list_secrets(acct, region).await.unwrap(), vec![doomed2.clone()]);
+    let neighbour = secret("neighbour", acct, region);
+    s.create_secret(&neighbour, Some(&secret_version(&neighbour, "d1", &["AWSCURRENT"], 1))).await.unwrap();
+
+    // Compare-and-swap: a stale revision conflicts and destroys nothing; an unknown ARN is not found.
+    assert!(matches!(s.destroy_secret(&doomed.arn, 1).await, Err(StoreError::Conflict)));
+    assert_eq!(s.get_secret(&doomed.arn).await.unwrap().as_ref(), Some(&doomed2));
+    assert_eq!(s.list_secret_versions(&doomed.arn).await.unwrap(), versions.to_vec());
+    assert!(matches!(s.destroy_secret(&taken.arn, 1).await, Err(StoreError::NotFound)));
+
+    s.destroy_secret(&doomed.arn, 2).await.unwrap();
+    assert_eq!(s.get_secret(&doomed.arn).await.unwrap(), None);
+    assert_eq!(s.get_secret_by_name(acct, region, "doomed").await.unwrap(), None);
+    assert!(s.list_secret_versions(&doomed.arn).await.unwrap().is_empty());
+    assert_eq!(s.get_secret_version(&doomed.arn, "d2").await.unwrap(), None);
+    assert_eq!(s.list_secrets(acct, region).await.unwrap(), vec![neighbour.clone()]);
+    assert_eq!(s.list_secret_versions(&neighbour.arn).await.unwrap().len(), 1, "another secret's versions stay");
+    assert!(matches!(s.destroy_secret(&doomed.arn, 2).await, Err(StoreError::NotFound)));
+    let mut after = doomed2.clone();
+    after.revision = 3;
+    assert!(matches!(s.update_secret(&after, 2, &[], &[]).await, Err(StoreError::NotFound)));
+
+    // The name is free again, under a new ARN or the old one, with no trace of the old versions.
+    s.create_secret(&taken, None).await.unwrap();
+    assert_eq!(s.get_secret_by_name(acct, region, "doomed").await.unwrap().as_ref(), Some(&taken));
+    s.destroy_secret(&taken.arn, 1).await.unwrap();
+    let reborn = secret("doomed", acct, region);
+    let fresh = secret_version(&reborn, "d1", &["AWSCURRENT"], 9);
+    s.create_secret(&reborn, Some(&fresh)).await.unwrap();
+    assert_eq!(s.list_secret_versions(&reborn.arn).await.unwrap(), vec![fresh]);
+    s.destroy_secret(&reborn.arn, 1).await.unwrap();
+    s.destroy_secret(&neighbour.arn, 1).await.unwrap();
+    assert!(s.list_secrets(acct, region).await.unwrap().is_empty());
+}
+
+async fn secrets_due(s: &dyn Store) {
+    let (acct, region) = (SECRETS_ACCOUNT, "sa-east-1");
+    let mut rotate = secret("due-rotation", acct, region);
+    rotate.next_rotation_ms = Some(1_000);
+    rotate.rotation_json = Some(r#"{"AutomaticallyAfterDays":1}"#.into());
+    let mut delete = secret("due-deletion", acct, region);
+    delete.deletion_date_ms = Some(2_000);
+    let mut both = secret("due-both", acct, region);
+    both.next_rotation_ms = Some(3_000);
+    both.deletion_date_ms = Some(3_000);
+    let idle = secret("due-never", acct, region);
+    for sec in [&rotate, &delete, &both, &idle] {
+        s.create_secret(sec, None).await.unwrap();
+    }
+    // Only this section's secrets (other checks may leave dated secrets behind).
+    let ours = |v: Vec<SecretRecord>| {
+        let mut names = v.into_iter().filter(|s| s.account_id == acct && s.region == region).map(|s| s.name).collect::<Vec<_>>();
+        names.sort();
+        names
+    };
+    assert!(ours(s.secrets_due(999, 100).await.unwrap()).is_empty());
+    assert_eq!(ours(s.secrets_due(1_000, 100).await.unwrap()), ["due-rotation"], "due at the very millisecond");
+    assert_eq!(ours(s.secrets_due(2_000, 100).await.unwrap()), ["due-deletion", "due-rotation"]);
+    assert_eq!(ours(s.secrets_due(i64::MAX, 100).await.unwrap()), ["due-both", "due-deletion", "due-rotation"]);
+    let due = s.secrets_due(i64::MAX, 100).await.unwrap();
+    assert!(due.contains(&rotate), "due records are whole");
+    // The limit.
+    assert_eq!(s.secrets_due(i64::MAX, 2).await.unwrap().len(), 2);
+    assert_eq!(s.secrets_due(i64::MAX, 1).await.unwrap().len(), 1);
+    // Rotation turned off, deletion cancelled: no longer due.
+    let mut off = rotate.clone();
+    off.next_rotation_ms = None;
+    off.rotation_json = None;
+    off.revision = 2;
+    s.update_secret(&off, 1, &[], &[]).await.unwrap();
+    let mut cancelled = delete.clone();
+    cancelled.deletion_date_ms = None;
+    cancelled.revision = 2;
+    s.update_secret(&cancelled, 1, &[], &[]).await.unwrap();
+    assert_eq!(ours(s.secrets_due(i64::MAX, 100).await.unwrap()), ["due-both"]);
+    for (sec, revision) in [(&rotate, 2), (&delete, 2), (&both, 1), (&idle, 1)] {
+        s.destroy_secret(&sec.arn, revision).await.unwrap();
+    }
+    assert!(ours(s.secrets_due(i64::MAX, 100).await.unwrap()).is_empty());
+}
+
+/// A staging label the backend cannot hold (here, one with a comma, which AWS labels never
+/// contain) is refused as the client's error, storing nothing, or stored exactly; never
+/// mangled.
+async fn secrets_labels(s: &dyn Store) {
+    let sec = secret("labels", SECRETS_ACCOUNT, "us-east-2");
+    let odd = secret_version(&sec, "odd", &["a,b", "c"], 1);
+    match s.create_secret(&sec, Some(&odd)).await {
+        Ok(()) => {
+            assert_eq!(s.get_secret_version(&sec.arn, "odd").await.unwrap().as_ref(), Some(&odd));
+            s.destroy_secret(&sec.arn, 1).await.unwrap();
+        }
+        Err(StoreError::InvalidInput(_)) => assert_eq!(s.get_secret(&sec.arn).await.unwrap(), None, "a refused creation stores nothing"),
+        Err(e) => panic!("a comma in a staging label must be stored or invalid input, got {e:?}"),
+    }
+    s.create_secret(&sec, None).await.unwrap();
+    let mut sec2 = sec.clone();
+    sec2.revision = 2;
+    match s.update_secret(&sec2, 1, std::slice::from_ref(&odd), &[]).await {
+        Ok(()) => assert_eq!(s.get_secret_version(&sec.arn, "odd").await.unwrap().as_ref(), Some(&odd)),
+        Err(StoreError::InvalidInput(_)) => {
+            assert_eq!(s.get_secret(&sec.arn).await.unwrap().unwrap().revision, 1, "a refused update changes nothing");
+            sec2.revision = 1;
+        }
+        Err(e) => panic!("a comma in a staging label must be stored or invalid input, got {e:?}"),
+    }
+    s.destroy_secret(&sec.arn, sec2.revision).await.unwrap();
 }
 
 async fn sealed_values(s: &dyn Store) {

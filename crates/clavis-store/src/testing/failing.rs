@@ -4,8 +4,8 @@
 
 use crate::{
     AccessKeyRecord, AccountRecord, AliasRecord, AliasStore, GrantRecord, GrantStore, IdentityStore, ImportParamsRecord, ImportStore,
-    KeyMaterialRecord, KeyRecord, KeyStore, SealedRecord, SealedStore, SealedTable, SettingStore, StoreError, StoreResult, Tag, TagStore,
-    UserRecord,
+    KeyMaterialRecord, KeyRecord, KeyStore, SealedRecord, SealedStore, SealedTable, SecretRecord, SecretStore, SecretVersionRecord,
+    SettingStore, StoreError, StoreResult, Tag, TagStore, UserRecord,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -135,4 +135,16 @@ forward!(SettingStore {
 forward!(SealedStore {
     fn list_sealed(&self, table: SealedTable, after: Option<(&str, u32)>, limit: usize) -> StoreResult<Vec<SealedRecord>>;
     fn replace_sealed(&self, record: &SealedRecord, new_sealed: &[u8]) -> StoreResult<()>;
+});
+
+forward!(SecretStore {
+    fn create_secret(&self, secret: &SecretRecord, version: Option<&SecretVersionRecord>) -> StoreResult<()>;
+    fn get_secret(&self, arn: &str) -> StoreResult<Option<SecretRecord>>;
+    fn get_secret_by_name(&self, account_id: &str, region: &str, name: &str) -> StoreResult<Option<SecretRecord>>;
+    fn list_secrets(&self, account_id: &str, region: &str) -> StoreResult<Vec<SecretRecord>>;
+    fn update_secret(&self, secret: &SecretRecord, expected_revision: u64, upsert_versions: &[SecretVersionRecord], delete_versions: &[String]) -> StoreResult<()>;
+    fn list_secret_versions(&self, arn: &str) -> StoreResult<Vec<SecretVersionRecord>>;
+    fn get_secret_version(&self, arn: &str, version_id: &str) -> StoreResult<Option<SecretVersionRecord>>;
+    fn destroy_secret(&self, arn: &str, expected_revision: u64) -> StoreResult<()>;
+    fn secrets_due(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<SecretRecord>>;
 });
