@@ -1114,3 +1114,281 @@ pub struct DecapsulateResponse {
     pub shared_secret: SecretBlob,
     pub encapsulation_algorithm: String,
 }
+
+// ----- Secrets Manager (`secretsmanager.<Operation>`) -----
+
+/// A Secrets Manager tag (`Key`, `Value`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SmTag {
+    pub key: Option<String>,
+    pub value: Option<String>,
+}
+audit_params!(SmTag { key, value });
+
+/// A ListSecrets / BatchGetSecretValue filter.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SmFilter {
+    pub key: Option<String>,
+    pub values: Option<Vec<String>>,
+}
+audit_params!(SmFilter { key, values });
+
+request!(
+    /// CreateSecret.
+    CreateSecretRequest {
+        name: String,
+        client_request_token: String,
+        description: String,
+        kms_key_id: String,
+        secret_binary: SecretBlob,
+        secret_string: SecretText,
+        tags: Vec<SmTag>,
+        add_replica_regions: serde_json::Value,
+        force_overwrite_replica_secret: bool,
+    }
+);
+
+/// CreateSecret response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateSecretResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+}
+
+request!(
+    /// GetSecretValue.
+    GetSecretValueRequest { secret_id: String, version_id: String, version_stage: String }
+);
+
+/// GetSecretValue response (and one entry of BatchGetSecretValue's `SecretValues`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetSecretValueResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    pub version_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_binary: Option<SecretBlob>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_string: Option<SecretText>,
+    pub version_stages: Vec<String>,
+    pub created_date: f64,
+}
+
+request!(
+    /// PutSecretValue.
+    PutSecretValueRequest {
+        secret_id: String,
+        client_request_token: String,
+        secret_binary: SecretBlob,
+        secret_string: SecretText,
+        version_stages: Vec<String>,
+        rotation_token: String,
+    }
+);
+
+/// PutSecretValue response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutSecretValueResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    pub version_id: String,
+    pub version_stages: Vec<String>,
+}
+
+request!(
+    /// UpdateSecret.
+    UpdateSecretRequest {
+        secret_id: String,
+        client_request_token: String,
+        description: String,
+        kms_key_id: String,
+        secret_binary: SecretBlob,
+        secret_string: SecretText,
+    }
+);
+
+/// UpdateSecret response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateSecretResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+}
+
+request!(
+    /// DescribeSecret, RestoreSecret.
+    SecretIdRequest { secret_id: String }
+);
+
+/// DescribeSecret response (and one entry of ListSecrets' `SecretList`, without
+/// `VersionIdsToStages` unless asked for).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeSecretResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_changed_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_accessed_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_date: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<SmTag>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_ids_to_stages: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_versions_to_stages: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    pub created_date: f64,
+}
+
+request!(
+    /// ListSecrets.
+    ListSecretsRequest {
+        include_planned_deletion: bool,
+        max_results: i64,
+        next_token: String,
+        filters: Vec<SmFilter>,
+        sort_order: String,
+        sort_by: String,
+    }
+);
+
+/// ListSecrets response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListSecretsResponse {
+    pub secret_list: Vec<DescribeSecretResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+request!(
+    /// DeleteSecret.
+    DeleteSecretRequest { secret_id: String, recovery_window_in_days: i64, force_delete_without_recovery: bool }
+);
+
+/// DeleteSecret response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteSecretResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    pub deletion_date: f64,
+}
+
+/// RestoreSecret, UpdateSecretVersionStage response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretArnNameResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+}
+
+request!(
+    /// TagResource (Secrets Manager).
+    SmTagResourceRequest { secret_id: String, tags: Vec<SmTag> }
+);
+request!(
+    /// UntagResource (Secrets Manager).
+    SmUntagResourceRequest { secret_id: String, tag_keys: Vec<String> }
+);
+request!(
+    /// ListSecretVersionIds.
+    ListSecretVersionIdsRequest { secret_id: String, max_results: i64, next_token: String, include_deprecated: bool }
+);
+
+/// One entry of ListSecretVersionIds.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretVersionEntry {
+    pub version_id: String,
+    pub version_stages: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_accessed_date: Option<f64>,
+    pub created_date: f64,
+    pub kms_key_ids: Vec<String>,
+}
+
+/// ListSecretVersionIds response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListSecretVersionIdsResponse {
+    pub versions: Vec<SecretVersionEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+}
+
+request!(
+    /// UpdateSecretVersionStage.
+    UpdateSecretVersionStageRequest { secret_id: String, version_stage: String, remove_from_version_id: String, move_to_version_id: String }
+);
+request!(
+    /// BatchGetSecretValue.
+    BatchGetSecretValueRequest { secret_id_list: Vec<String>, filters: Vec<SmFilter>, max_results: i64, next_token: String }
+);
+
+/// One error of BatchGetSecretValue.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SmApiError {
+    pub secret_id: String,
+    pub error_code: String,
+    pub message: String,
+}
+
+/// BatchGetSecretValue response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BatchGetSecretValueResponse {
+    pub secret_values: Vec<GetSecretValueResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    pub errors: Vec<SmApiError>,
+}
+
+request!(
+    /// GetRandomPassword.
+    GetRandomPasswordRequest {
+        password_length: i64,
+        exclude_characters: String,
+        exclude_numbers: bool,
+        exclude_punctuation: bool,
+        exclude_uppercase: bool,
+        exclude_lowercase: bool,
+        include_space: bool,
+        require_each_included_type: bool,
+    }
+);
+
+/// GetRandomPassword response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetRandomPasswordResponse {
+    pub random_password: SecretText,
+}

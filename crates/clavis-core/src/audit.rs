@@ -110,6 +110,7 @@ pub const REDACTED_MEMBERS: &[&str] = &[
     "Recipient",
     "SharedSecret",
     "SharedSecretCiphertextBlob",
+    "RandomPassword",
     "PrivateKeyCiphertextBlob",
 ];
 

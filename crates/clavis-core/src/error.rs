@@ -48,6 +48,27 @@ pub enum KmsError {
     /// `InvalidKeyUsageException`: the key cannot do this operation or algorithm.
     #[error("{0}")]
     InvalidKeyUsage(String),
+    /// Secrets Manager's `ResourceNotFoundException`.
+    #[error("{0}")]
+    ResourceNotFound(String),
+    /// Secrets Manager's `InvalidParameterException` (its word for a bad member).
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// Secrets Manager's `InvalidRequestException` (the resource's state forbids the request).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Secrets Manager's `ResourceExistsException`.
+    #[error("{0}")]
+    ResourceExists(String),
+    /// Secrets Manager's `DecryptionFailure`: the KMS key cannot decrypt the value.
+    #[error("{0}")]
+    DecryptionFailure(String),
+    /// Secrets Manager's `EncryptionFailure`: the KMS key cannot encrypt the value.
+    #[error("{0}")]
+    EncryptionFailure(String),
+    /// Secrets Manager's `InvalidNextTokenException`.
+    #[error("{0}")]
+    InvalidNextToken(String),
     /// `NotAuthorizedException`: an alias name reserved for AWS (`alias/aws/...`).
     #[error("{0}")]
     NotAuthorized(String),
@@ -149,6 +170,13 @@ impl KmsError {
             InvalidGrantToken(_) => "InvalidGrantTokenException",
             InvalidKeyUsage(_) => "InvalidKeyUsageException",
             NotAuthorized(_) => "NotAuthorizedException",
+            ResourceNotFound(_) => "ResourceNotFoundException",
+            InvalidParameter(_) => "InvalidParameterException",
+            InvalidRequest(_) => "InvalidRequestException",
+            ResourceExists(_) => "ResourceExistsException",
+            DecryptionFailure(_) => "DecryptionFailure",
+            EncryptionFailure(_) => "EncryptionFailure",
+            InvalidNextToken(_) => "InvalidNextTokenException",
             KmsInvalidSignature(_) => "KMSInvalidSignatureException",
             KmsInvalidMac(_) => "KMSInvalidMacException",
             InvalidMarker => "InvalidMarkerException",

@@ -15,6 +15,9 @@ pub enum Family {
     Kms,
     /// Clavis's administration API (`ClavisAdmin.<Operation>`, actions `clavis:<Operation>`).
     Admin,
+    /// The AWS Secrets Manager API (`secretsmanager.<Operation>`, actions
+    /// `secretsmanager:<Operation>`, signed for the `secretsmanager` service).
+    SecretsManager,
 }
 
 impl Family {
@@ -23,6 +26,21 @@ impl Family {
         match self {
             Family::Kms => "TrentService.",
             Family::Admin => "ClavisAdmin.",
+            Family::SecretsManager => "secretsmanager.",
+        }
+    }
+
+    /// The family whose `X-Amz-Target` prefix `target` has.
+    pub fn from_target(target: &str) -> Option<Family> {
+        [Family::Kms, Family::Admin, Family::SecretsManager].into_iter().find(|f| target.starts_with(f.target_prefix()))
+    }
+
+    /// The service name a request of this family is signed for (SigV4 credential scope): the
+    /// administration API is signed as KMS, which its clients speak.
+    pub fn signing_service(self) -> &'static str {
+        match self {
+            Family::Kms | Family::Admin => "kms",
+            Family::SecretsManager => "secretsmanager",
         }
     }
 
@@ -31,6 +49,7 @@ impl Family {
         match self {
             Family::Kms => "kms",
             Family::Admin => "clavis",
+            Family::SecretsManager => "secretsmanager",
         }
     }
 
@@ -39,6 +58,7 @@ impl Family {
         match self {
             Family::Kms => "kms.amazonaws.com",
             Family::Admin => "admin.clavis",
+            Family::SecretsManager => "secretsmanager.amazonaws.com",
         }
     }
 }
@@ -61,8 +81,19 @@ pub struct Spec {
     pub grantable: bool,
 }
 
+/// An entry's wire name: its variant's, unless the entry gives one (`as "TagResource"`) because
+/// another family has an operation of the same name.
+macro_rules! wire_name {
+    ($op:ident) => {
+        stringify!($op)
+    };
+    ($op:ident $wire:literal) => {
+        $wire
+    };
+}
+
 macro_rules! catalogue {
-    ($( $op:ident => $method:ident: $family:ident, $role:ident, read_only: $ro:literal, on_key: $key:literal, cross_account: $cross:literal, grantable: $grant:literal; )*) => {
+    ($( $op:ident $(as $wire:literal)? => $method:ident: $family:ident, $role:ident, read_only: $ro:literal, on_key: $key:literal, cross_account: $cross:literal, grantable: $grant:literal; )*) => {
         /// Every operation Clavis serves.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Operation {
@@ -79,15 +110,15 @@ macro_rules! catalogue {
             /// The operation's name, as `X-Amz-Target` and policies spell it.
             pub fn name(self) -> &'static str {
                 match self {
-                    $(Operation::$op => stringify!($op),)*
+                    $(Operation::$op => wire_name!($op $($wire)?),)*
                 }
             }
 
-            /// The operation with this name in any family (a `match` on the names, so it costs
-            /// no scan of the catalogue: it runs for every request).
-            pub fn from_name(name: &str) -> Option<Operation> {
-                match name {
-                    $(stringify!($op) => Some(Operation::$op),)*
+            /// The operation with this name in a family (a `match` on the names, so it costs no
+            /// scan of the catalogue: it runs for every request).
+            pub fn from_name_in(family: Family, name: &str) -> Option<Operation> {
+                match (family, name) {
+                    $((Family::$family, wire_name!($op $($wire)?)) => Some(Operation::$op),)*
                     _ => None,
                 }
             }
@@ -194,14 +225,35 @@ catalogue! {
     EnableKeyDualAuthorization => enable_key_dual_authorization: Admin, Manager, read_only: false, on_key: false, cross_account: false, grantable: false;
     Seal => seal: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
     RotateMasterKey => rotate_master_key: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
+    // The AWS Secrets Manager API.
+    CreateSecret => create_secret: SecretsManager, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
+    GetSecretValue => get_secret_value: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
+    BatchGetSecretValue => batch_get_secret_value: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
+    PutSecretValue => put_secret_value: SecretsManager, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
+    UpdateSecret => update_secret: SecretsManager, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
+    DescribeSecret => describe_secret: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
+    ListSecrets => list_secrets: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
+    ListSecretVersionIds => list_secret_version_ids: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
+    UpdateSecretVersionStage => update_secret_version_stage: SecretsManager, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
+    DeleteSecret => delete_secret: SecretsManager, Manager, read_only: false, on_key: false, cross_account: false, grantable: false;
+    RestoreSecret => restore_secret: SecretsManager, Manager, read_only: false, on_key: false, cross_account: false, grantable: false;
+    TagSecret as "TagResource" => tag_secret: SecretsManager, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
+    UntagSecret as "UntagResource" => untag_secret: SecretsManager, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
+    GetRandomPassword => get_random_password: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
 }
 
 impl Operation {
     /// The operation an `X-Amz-Target` names (`TrentService.Encrypt`, `ClavisAdmin.CreateUser`):
     /// its name under its own family's prefix.
     pub fn from_target(target: &str) -> Option<Operation> {
-        let (prefix, name) = target.split_at(target.find('.')? + 1);
-        Operation::from_name(name).filter(|op| op.family().target_prefix() == prefix)
+        let family = Family::from_target(target)?;
+        Operation::from_name_in(family, &target[family.target_prefix().len()..])
+    }
+
+    /// The operation of the KMS or administration API with this name (policy actions and
+    /// roles, whose names are unique across those two families).
+    pub fn from_name(name: &str) -> Option<Operation> {
+        Operation::from_name_in(Family::Kms, name).or_else(|| Operation::from_name_in(Family::Admin, name))
     }
 
     /// The operation a policy action stands for (`ReEncryptFrom` and `ReEncryptTo` are
@@ -254,7 +306,10 @@ mod tests {
     #[test]
     fn names_are_unique_and_round_trip() {
         for op in Operation::ALL {
-            assert_eq!(Operation::from_name(op.name()), Some(*op));
+            assert_eq!(Operation::from_name_in(op.family(), op.name()), Some(*op));
+            if op.family() != Family::SecretsManager {
+                assert_eq!(Operation::from_name(op.name()), Some(*op));
+            }
             let target = format!("{}{}", op.family().target_prefix(), op.name());
             assert_eq!(Operation::from_target(&target), Some(*op));
         }
@@ -262,6 +317,10 @@ mod tests {
         assert_eq!(Operation::from_target("TrentService.CreateUser"), None);
         assert_eq!(Operation::from_target("ClavisAdmin.Encrypt"), None);
         assert_eq!(Operation::from_target("Encrypt"), None);
+        // The same name in two families is two operations.
+        assert_eq!(Operation::from_target("secretsmanager.TagResource"), Some(Operation::TagSecret));
+        assert_eq!(Operation::from_target("TrentService.TagResource"), Some(Operation::TagResource));
+        assert_eq!(Operation::from_target("secretsmanager.Encrypt"), None);
     }
 
     #[test]

@@ -166,8 +166,8 @@ impl RequestContext<'_> {
             "kms:keyorigin" => self.key.and_then(|k| one(k.origin)),
             "kms:requestalias" => self.request_alias.and_then(one),
             "kms:resourcealiases" => (!self.resource_aliases.is_empty()).then(|| self.resource_aliases.to_vec()),
-            // Clavis has no integrated services: kms:ViaService is never present.
-            "kms:viaservice" => None,
+            // kms:ViaService is present only on the calls Secrets Manager makes for a caller
+            // (`secretsmanager.<region>.amazonaws.com`, from the operation's parameters).
             _ => self.extra.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
         }
     }
@@ -1161,7 +1161,7 @@ mod tests {
                 ),
                 ctx(alice, ACCT, "kms:Encrypt", None),
                 NotApplicable,
-                "ViaService never present",
+                "ViaService absent on a direct call",
             ),
             (
                 allow(
@@ -1336,6 +1336,11 @@ mod tests {
             ("kms:expirationmodel", vec!["KEY_MATERIAL_EXPIRES"]),
             ("kms:validto", vec!["1767225600"]),
             ("kms:reencryptonsamekey", vec!["true"]),
+            ("kms:signingalgorithm", vec!["RSASSA_PSS_SHA_256"]),
+            ("kms:messagetype", vec!["DIGEST"]),
+            ("kms:macalgorithm", vec!["HMAC_SHA_256"]),
+            ("kms:keyagreementalgorithm", vec!["ECDH"]),
+            ("kms:datakeypairspec", vec!["RSA_2048"]),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
@@ -1491,6 +1496,26 @@ mod tests {
                 serde_json::json!({"DateLessThan": {"kms:ValidTo": "2025-12-31T23:59:59Z"}}),
             ),
             (serde_json::json!({"Bool": {"kms:ReEncryptOnSameKey": true}}), serde_json::json!({"Bool": {"kms:ReEncryptOnSameKey": false}})),
+            (
+                serde_json::json!({"StringLike": {"kms:SigningAlgorithm": "RSASSA_PSS_*"}}),
+                serde_json::json!({"StringEquals": {"kms:SigningAlgorithm": "ECDSA_SHA_256"}}),
+            ),
+            (
+                serde_json::json!({"StringEquals": {"kms:MessageType": "DIGEST"}}),
+                serde_json::json!({"StringEquals": {"kms:MessageType": "RAW"}}),
+            ),
+            (
+                serde_json::json!({"StringEquals": {"kms:MacAlgorithm": "HMAC_SHA_256"}}),
+                serde_json::json!({"StringEquals": {"kms:MacAlgorithm": "HMAC_SHA_512"}}),
+            ),
+            (
+                serde_json::json!({"StringEquals": {"kms:KeyAgreementAlgorithm": "ECDH"}}),
+                serde_json::json!({"StringNotEquals": {"kms:KeyAgreementAlgorithm": "ECDH"}}),
+            ),
+            (
+                serde_json::json!({"StringEquals": {"kms:DataKeyPairSpec": "RSA_2048"}}),
+                serde_json::json!({"StringEquals": {"kms:DataKeyPairSpec": "ECC_NIST_P256"}}),
+            ),
             (
                 serde_json::json!({"BinaryEquals": {"aws:username": "YWxpY2U="}}),
                 serde_json::json!({"NumericGreaterThan": {"aws:username": 1}}),

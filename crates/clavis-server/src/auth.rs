@@ -9,9 +9,6 @@ use clavis_core::types::Region;
 use clavis_core::{Caller, Kms, KmsError};
 use clavis_sigv4::{Authorization, Request, SigV4Error, format_amz_date, parse_amz_date};
 
-/// The service name in the credential scope.
-pub const SERVICE: &str = "kms";
-
 /// Headers every signature must cover besides `host` (lower-case).
 const REQUIRED_SIGNED_HEADERS: [&str; 2] = ["x-amz-date", "x-amz-target"];
 
@@ -27,8 +24,17 @@ fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Authenticates `parts` + `body`, signed at most `config.max_clock_skew_secs` from `now_secs`.
-pub async fn authenticate(kms: &Kms, config: &ServerConfig, parts: &Parts, body: &[u8], now_secs: i64) -> Result<Caller, KmsError> {
+/// Authenticates `parts` + `body`, signed for `service` (the credential scope's service name:
+/// `kms`, or `secretsmanager` for that API) at most `config.max_clock_skew_secs` from
+/// `now_secs`.
+pub async fn authenticate(
+    kms: &Kms,
+    config: &ServerConfig,
+    parts: &Parts,
+    body: &[u8],
+    service: &str,
+    now_secs: i64,
+) -> Result<Caller, KmsError> {
     // A sealed server (or one finishing its unseal) serves nothing.
     if kms.is_sealed() {
         return Err(KmsError::Sealed);
@@ -61,8 +67,8 @@ pub async fn authenticate(kms: &Kms, config: &ServerConfig, parts: &Parts, body:
             &amz_date[..8]
         )));
     }
-    if auth.service != SERVICE {
-        return Err(KmsError::InvalidSignature(format!("Credential should be scoped to correct service: '{SERVICE}'. ")));
+    if auth.service != service {
+        return Err(KmsError::InvalidSignature(format!("Credential should be scoped to correct service: '{service}'. ")));
     }
     let region = Region::parse(&auth.region)
         .filter(|r| config.allowed_regions.as_ref().is_none_or(|allowed| allowed.iter().any(|a| a == r.as_str())))

@@ -66,6 +66,15 @@ impl Recorded {
 fn unknown_target(target: &str) -> KmsError {
     if let Some(name) = target.strip_prefix(ADMIN_PREFIX) {
         KmsError::UnknownOperation(format!("Administration operation {name} does not exist."))
+    } else if let Some(name) = target.strip_prefix(Family::SecretsManager.target_prefix()) {
+        match name {
+            // Secrets Manager has no "unsupported" error: AWS's own word for a request the
+            // resource cannot take is InvalidRequestException.
+            "ReplicateSecretToRegions" | "RemoveRegionsFromReplication" | "StopReplicationToReplica" => {
+                KmsError::InvalidRequest(format!("{name}: Clavis serves one region; secrets cannot be replicated to others."))
+            }
+            _ => KmsError::UnknownOperation(format!("Secrets Manager operation {name} is not supported by this Clavis version.")),
+        }
     } else if let Some(name) = target.strip_prefix(TARGET_PREFIX) {
         KmsError::UnknownOperation(format!("Operation {name} is not supported by this Clavis version."))
     } else {
@@ -104,15 +113,15 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
     let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     let known = Operation::from_target(target);
-    let is_admin = known.map_or(target.starts_with(ADMIN_PREFIX), |op| op.family() == Family::Admin);
-    let operation = target.strip_prefix(TARGET_PREFIX).or_else(|| target.strip_prefix(ADMIN_PREFIX)).unwrap_or(target);
+    let family = Family::from_target(target);
+    let operation = family.map_or(target, |f| &target[f.target_prefix().len()..]);
     let claimed = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|h| clavis_sigv4::Authorization::parse(h).ok());
     let event = RequestEvent {
         request_id: &request_id,
         source_ip: source_ip(&parts),
         user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
         operation,
-        event_source: if is_admin { "admin.clavis" } else { "kms.amazonaws.com" },
+        event_source: family.unwrap_or(Family::Kms).event_source(),
         claimed_access_key_id: claimed.as_ref().map(|a| a.access_key_id.as_str()),
         region: claimed.as_ref().map(|a| a.region.as_str()),
     };
@@ -152,7 +161,9 @@ async fn serve_request(
     rec: &mut Recorded,
 ) -> Result<Vec<u8>, KmsError> {
     let (body, _in_flight) = read_body(state, parts, body).await?;
-    let mut caller = match auth::authenticate(&state.kms, &state.config, parts, &body, now_secs()).await {
+    // A request is signed for its family's service (`kms`, or `secretsmanager`).
+    let service = Family::from_target(target).unwrap_or(Family::Kms).signing_service();
+    let mut caller = match auth::authenticate(&state.kms, &state.config, parts, &body, service, now_secs()).await {
         Ok(c) => c,
         // Not the client's failure: nothing to rate-limit.
         Err(e @ (KmsError::Sealed | KmsError::Unavailable(_) | KmsError::Internal(_))) => return Err(e),

@@ -109,15 +109,21 @@ fn no_ignored_or_should_panic_tests() {
     }
 }
 
-/// The entries of the catalogue (`clavis-core/src/operation.rs`): (operation, method).
-fn catalogue_entries() -> Vec<(String, String)> {
+/// The entries of the catalogue (`clavis-core/src/operation.rs`): (variant, wire name,
+/// method). An entry is `Variant [as "WireName"] => method: Family, ...;`.
+fn catalogue_entries() -> Vec<(String, String, String)> {
     let catalogue = std::fs::read_to_string(workspace().join("crates/clavis-core/src/operation.rs")).unwrap();
     catalogue
         .lines()
         .filter_map(|l| {
-            let (entry, _) = l.strip_prefix("    ")?.split_once(": Kms,").or_else(|| l.strip_prefix("    ")?.split_once(": Admin,"))?;
+            let line = l.strip_prefix("    ")?;
+            let (entry, _) = [": Kms,", ": Admin,", ": SecretsManager,"].iter().find_map(|f| line.split_once(f))?;
             let (op, method) = entry.split_once(" => ")?;
-            Some((op.to_owned(), method.to_owned()))
+            let (variant, wire) = match op.split_once(" as ") {
+                Some((v, w)) => (v.to_owned(), w.trim_matches('"').to_owned()),
+                None => (op.to_owned(), op.to_owned()),
+            };
+            Some((variant, wire, method.to_owned()))
         })
         .collect()
 }
@@ -134,7 +140,7 @@ fn every_catalogue_method_authorizes_its_own_operation_first() {
     let texts: Vec<(PathBuf, String)> = files.into_iter().map(|f| (f.clone(), std::fs::read_to_string(&f).unwrap())).collect();
     let entries = catalogue_entries();
     assert!(entries.len() > 40, "catalogue entries found: {entries:?}");
-    for (op, method) in &entries {
+    for (op, _, method) in &entries {
         let signature = format!("    pub async fn {method}(");
         let found: Vec<_> = texts.iter().filter(|(_, t)| t.contains(&signature)).collect();
         assert_eq!(found.len(), 1, "{op}: its method {method} must be defined once in clavis-core/src/ops");
@@ -156,7 +162,7 @@ fn every_catalogue_method_authorizes_its_own_operation_first() {
 #[test]
 fn the_catalogue_is_the_one_list_of_operations() {
     let entries = catalogue_entries();
-    let names: Vec<&str> = entries.iter().map(|(op, _)| op.as_str()).collect();
+    let names: Vec<&str> = entries.iter().map(|(_, wire, _)| wire.as_str()).collect();
     assert!(names.len() > 40, "catalogue entries found: {names:?}");
     let api = std::fs::read_to_string(workspace().join("docs/api.md")).unwrap();
     for name in &names {

@@ -36,7 +36,7 @@ use crate::{Clock, KmsError, TestClock};
 use clavis_crypto::SecretBytes;
 use clavis_crypto::random;
 use clavis_crypto::seal::RootOfTrust;
-use clavis_store::{AliasStore, GrantStore, IdentityStore, ImportStore, SettingStore, Store, TagStore};
+use clavis_store::{AliasStore, GrantStore, IdentityStore, ImportStore, SecretStore, SettingStore, Store, TagStore};
 use key::{KeyCache, MaterialCache};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -249,6 +249,10 @@ impl Kms {
     }
 
     pub(crate) fn settings(&self) -> &dyn SettingStore {
+        &*self.store
+    }
+
+    pub(crate) fn secret_store(&self) -> &dyn SecretStore {
         &*self.store
     }
 

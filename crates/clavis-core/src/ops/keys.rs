@@ -162,6 +162,39 @@ impl Kms {
         Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) })
     }
 
+    /// A symmetric key the service makes for itself in an account (the Secrets Manager default
+    /// key behind `alias/aws/secretsmanager`), with the default key policy.
+    pub(crate) async fn create_service_key(&self, account: &AccountId, region: &str, description: &str) -> Result<Key, KmsError> {
+        let id = KeyId::generate();
+        let now = self.now_ms();
+        let rec = KeyRecord {
+            key_id: id.to_string(),
+            account_id: account.as_str().to_owned(),
+            region: region.to_owned(),
+            description: description.to_owned(),
+            key_usage: KeyUsage::EncryptDecrypt.as_str().to_owned(),
+            key_spec: KeySpec::SymmetricDefault.as_str().to_owned(),
+            origin: Origin::AwsKms.as_str().to_owned(),
+            key_state: KeyState::Enabled.as_str().to_owned(),
+            creation_date_ms: now,
+            deletion_date_ms: None,
+            policy: Self::default_policy(account),
+            current_version: 1,
+            rotation_period_days: None,
+            next_rotation_ms: None,
+            dual_auth: false,
+            deletion_request: None,
+            valid_to_ms: None,
+            expiration_model: None,
+            import_fingerprint: None,
+            revision: 1,
+        };
+        let material = new_material(KeySpec::SymmetricDefault).await?;
+        let sealed = self.root().seal(&material_seal_context(&id, 1), &material)?;
+        let mat = KeyMaterialRecord { key_id: rec.key_id.clone(), version: 1, sealed, created_ms: now, rotation_type: None };
+        self.insert_key(rec, Some((mat, Material::from_bytes(KeySpec::SymmetricDefault, &material)?)), &[]).await
+    }
+
     /// DescribeKey.
     pub async fn describe_key(&self, caller: &Caller, req: DescribeKeyRequest) -> Result<KeyMetadataResponse, KmsError> {
         self.authorize(caller, Operation::DescribeKey)?;

@@ -35,6 +35,8 @@ pub struct DueWork {
     pub expired: usize,
     /// Import parameters deleted because they were used or long expired.
     pub purged_import_params: u64,
+    /// Secrets destroyed at the end of their recovery window.
+    pub secrets_destroyed: usize,
 }
 
 impl Kms {
@@ -372,6 +374,7 @@ impl Kms {
         }
         // Import parameters of keys no one asks about again would otherwise stay for ever (and
         // be resealed by every master-key rotation).
+        done.secrets_destroyed = self.destroy_due_secrets(now).await?;
         done.purged_import_params =
             self.imports().purge_import_params(None, now.saturating_sub(crate::kernel::key::EXPIRED_PARAMS_KEPT_MS)).await?;
         Ok(done)

@@ -15,6 +15,7 @@ mod key_policy;
 mod keys;
 pub(crate) mod lifecycle;
 mod operator;
+mod secrets;
 mod tags;
 
 use crate::KmsError;

@@ -1,0 +1,271 @@
+"""The Secrets Manager API (#18) through boto3, the AWS CLI and AWS's client-side caching
+library: versions and staging labels, encryption under a Clavis key (with the KMS records in
+the audit log), deletion and restore, filters and pagination, GetRandomPassword, and no secret
+value in the data directory."""
+
+import json
+import string
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import ACCOUNT, REGION, error_code
+from harness import run_clavis
+
+
+def fails(call, code):
+    with pytest.raises(ClientError) as e:
+        call()
+    assert error_code(e) == code, e.value.response["Error"]
+    return e.value.response["Error"]["Message"]
+
+
+@pytest.fixture()
+def sm(server):
+    return server.client(service="secretsmanager")
+
+
+def name():
+    return f"test/{uuid.uuid4().hex[:12]}"
+
+
+def test_create_get_and_arn_forms(sm):
+    n = name()
+    created = sm.create_secret(Name=n, SecretString="hunter2", Description="a password")
+    arn = created["ARN"]
+    assert (
+        arn.startswith(f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{n}-")
+        and len(arn) == len(f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{n}-") + 6
+    )
+    assert created["Name"] == n and len(created["VersionId"]) == 36
+    # SecretId is a name, a full ARN or a partial ARN (without the random suffix).
+    for secret_id in (n, arn, arn[:-7]):
+        got = sm.get_secret_value(SecretId=secret_id)
+        assert got["SecretString"] == "hunter2" and got["VersionStages"] == ["AWSCURRENT"] and got["ARN"] == arn
+    binary = sm.create_secret(Name=name(), SecretBinary=b"\x00\x01binary")
+    assert sm.get_secret_value(SecretId=binary["ARN"])["SecretBinary"] == b"\x00\x01binary"
+    fails(lambda: sm.create_secret(Name=n, SecretString="again"), "ResourceExistsException")
+    fails(lambda: sm.get_secret_value(SecretId="test/does-not-exist"), "ResourceNotFoundException")
+    fails(lambda: sm.create_secret(Name=name(), SecretString="a", SecretBinary=b"b"), "InvalidParameterException")
+    fails(lambda: sm.create_secret(Name="bad name!"), "InvalidParameterException")
+    fails(lambda: sm.create_secret(Name=name(), SecretString="x" * 65537), "ValidationException")
+    assert sm.create_secret(Name=name(), SecretString="x" * 65536)["VersionId"]
+
+
+def test_versions_labels_and_idempotency(sm):
+    n = name()
+    v1 = sm.create_secret(Name=n, SecretString="one", ClientRequestToken="a" * 32)["VersionId"]
+    assert v1 == "a" * 32
+    v2 = sm.put_secret_value(SecretId=n, SecretString="two")
+    assert v2["VersionStages"] == ["AWSCURRENT"]
+    # The same token and value is the same version; another value is ResourceExists.
+    again = sm.put_secret_value(SecretId=n, SecretString="two", ClientRequestToken=v2["VersionId"])
+    assert again["VersionId"] == v2["VersionId"]
+    fails(lambda: sm.put_secret_value(SecretId=n, SecretString="other", ClientRequestToken=v2["VersionId"]), "ResourceExistsException")
+    stages = sm.describe_secret(SecretId=n)["VersionIdsToStages"]
+    assert stages == {v1: ["AWSPREVIOUS"], v2["VersionId"]: ["AWSCURRENT"]}
+    assert sm.get_secret_value(SecretId=n, VersionStage="AWSPREVIOUS")["SecretString"] == "one"
+    assert sm.get_secret_value(SecretId=n, VersionId=v1)["SecretString"] == "one"
+    # A pending version, then promoted with UpdateSecretVersionStage.
+    v3 = sm.put_secret_value(SecretId=n, SecretString="three", VersionStages=["AWSPENDING"])["VersionId"]
+    assert sm.get_secret_value(SecretId=n)["SecretString"] == "two"
+    fails(lambda: sm.update_secret_version_stage(SecretId=n, VersionStage="AWSCURRENT", MoveToVersionId=v3), "InvalidParameterException")
+    sm.update_secret_version_stage(SecretId=n, VersionStage="AWSCURRENT", MoveToVersionId=v3, RemoveFromVersionId=v2["VersionId"])
+    stages = sm.describe_secret(SecretId=n)["VersionIdsToStages"]
+    assert stages[v3] == ["AWSPENDING", "AWSCURRENT"] and stages[v2["VersionId"]] == ["AWSPREVIOUS"] and v1 not in stages
+    assert sm.get_secret_value(SecretId=n)["SecretString"] == "three"
+    listed = sm.list_secret_version_ids(SecretId=n)["Versions"]
+    assert {v["VersionId"] for v in listed} == {v2["VersionId"], v3}
+    with_deprecated = sm.list_secret_version_ids(SecretId=n, IncludeDeprecated=True)["Versions"]
+    assert {v["VersionId"] for v in with_deprecated} == {v1, v2["VersionId"], v3}
+    fails(lambda: sm.get_secret_value(SecretId=n, VersionStage="NOPE"), "ResourceNotFoundException")
+    fails(
+        lambda: sm.update_secret_version_stage(SecretId=n, VersionStage="AWSCURRENT", RemoveFromVersionId=v3), "InvalidParameterException"
+    )
+
+
+def test_update_secret_and_kms_key(server, sm):
+    kms = server.client()
+    key = kms.create_key(Description="for secrets")["KeyMetadata"]
+    n = name()
+    sm.create_secret(Name=n, SecretString="v1")
+    updated = sm.update_secret(SecretId=n, Description="new", KmsKeyId=key["KeyId"], SecretString="v2")
+    assert updated["VersionId"]
+    d = sm.describe_secret(SecretId=n)
+    assert d["Description"] == "new" and d["KmsKeyId"] == key["KeyId"]
+    assert sm.get_secret_value(SecretId=n)["SecretString"] == "v2"
+    assert sm.get_secret_value(SecretId=n, VersionStage="AWSPREVIOUS")["SecretString"] == "v1"
+    versions = {v["VersionId"]: v["KmsKeyIds"] for v in sm.list_secret_version_ids(SecretId=n)["Versions"]}
+    assert all(ids == [key["Arn"]] for ids in versions.values()), versions
+    # The key disabled: reads fail with DecryptionFailure, writes with EncryptionFailure.
+    kms.disable_key(KeyId=key["KeyId"])
+    fails(lambda: sm.get_secret_value(SecretId=n), "DecryptionFailure")
+    fails(lambda: sm.put_secret_value(SecretId=n, SecretString="v3"), "EncryptionFailure")
+    kms.enable_key(KeyId=key["KeyId"])
+    assert sm.get_secret_value(SecretId=n)["SecretString"] == "v2"
+    # The default key is the account's alias/aws/secretsmanager key.
+    aliases = [a["AliasName"] for a in kms.list_aliases()["Aliases"]]
+    assert "alias/aws/secretsmanager" in aliases
+
+
+def test_kms_key_policy_applies_to_secrets(server, sm):
+    kms = server.client()
+    key = kms.create_key()["KeyMetadata"]
+    n = name()
+    sm.create_secret(Name=n, SecretString="guarded", KmsKeyId=key["Arn"])
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"},
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}},
+            },
+        ],
+    }
+    kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=json.dumps(policy))
+    assert fails(lambda: sm.get_secret_value(SecretId=n), "AccessDeniedException") == "Access to KMS is not allowed"
+
+
+def test_delete_restore_and_force(sm):
+    n = name()
+    sm.create_secret(Name=n, SecretString="to delete")
+    fails(lambda: sm.delete_secret(SecretId=n, RecoveryWindowInDays=6), "InvalidParameterException")
+    fails(lambda: sm.delete_secret(SecretId=n, RecoveryWindowInDays=7, ForceDeleteWithoutRecovery=True), "InvalidParameterException")
+    deleted = sm.delete_secret(SecretId=n, RecoveryWindowInDays=7)
+    assert deleted["Name"] == n
+    fails(lambda: sm.get_secret_value(SecretId=n), "InvalidRequestException")
+    fails(lambda: sm.put_secret_value(SecretId=n, SecretString="x"), "InvalidRequestException")
+    fails(lambda: sm.delete_secret(SecretId=n), "InvalidRequestException")
+    assert "DeletedDate" in sm.describe_secret(SecretId=n)
+    names = [s["Name"] for s in sm.list_secrets(Filters=[{"Key": "name", "Values": [n]}])["SecretList"]]
+    assert names == []
+    names = [s["Name"] for s in sm.list_secrets(IncludePlannedDeletion=True, Filters=[{"Key": "name", "Values": [n]}])["SecretList"]]
+    assert names == [n]
+    fails(lambda: sm.create_secret(Name=n, SecretString="same name"), "ResourceExistsException")
+    sm.restore_secret(SecretId=n)
+    assert sm.get_secret_value(SecretId=n)["SecretString"] == "to delete"
+    sm.delete_secret(SecretId=n, ForceDeleteWithoutRecovery=True)
+    fails(lambda: sm.describe_secret(SecretId=n), "ResourceNotFoundException")
+    # Idempotent for a secret that does not exist, as AWS documents.
+    assert sm.delete_secret(SecretId=n, ForceDeleteWithoutRecovery=True)["Name"] == n
+    assert sm.create_secret(Name=n, SecretString="reused")["ARN"]
+
+
+def test_list_filters_sort_and_pagination(sm):
+    prefix = f"list/{uuid.uuid4().hex[:8]}/"
+    for i in range(5):
+        sm.create_secret(Name=f"{prefix}{i}", SecretString=str(i), Description=f"desc {i}", Tags=[{"Key": "team", "Value": f"t{i % 2}"}])
+    names = [
+        s["Name"] for s in sm.list_secrets(Filters=[{"Key": "name", "Values": [prefix]}], SortBy="name", SortOrder="asc")["SecretList"]
+    ]
+    assert names == [f"{prefix}{i}" for i in range(5)]
+    page = sm.list_secrets(Filters=[{"Key": "name", "Values": [prefix]}], SortBy="name", SortOrder="asc", MaxResults=2)
+    assert [s["Name"] for s in page["SecretList"]] == [f"{prefix}0", f"{prefix}1"] and page["NextToken"]
+    rest = sm.list_secrets(
+        Filters=[{"Key": "name", "Values": [prefix]}], SortBy="name", SortOrder="asc", MaxResults=2, NextToken=page["NextToken"]
+    )
+    assert [s["Name"] for s in rest["SecretList"]] == [f"{prefix}2", f"{prefix}3"]
+    paginator = sm.get_paginator("list_secrets")
+    everything = [
+        s["Name"]
+        for p in paginator.paginate(Filters=[{"Key": "name", "Values": [prefix]}], PaginationConfig={"PageSize": 2})
+        for s in p["SecretList"]
+    ]
+    assert sorted(everything) == [f"{prefix}{i}" for i in range(5)]
+    odd = sm.list_secrets(Filters=[{"Key": "name", "Values": [prefix]}, {"Key": "tag-value", "Values": ["t1"]}])["SecretList"]
+    assert sorted(s["Name"] for s in odd) == [f"{prefix}1", f"{prefix}3"]
+    not_odd = sm.list_secrets(Filters=[{"Key": "name", "Values": [prefix]}, {"Key": "tag-value", "Values": ["!t1"]}])["SecretList"]
+    assert sorted(s["Name"] for s in not_odd) == [f"{prefix}0", f"{prefix}2", f"{prefix}4"]
+    entry = [s for s in odd if s["Name"] == f"{prefix}1"][0]
+    assert entry["Tags"] == [{"Key": "team", "Value": "t1"}] and list(entry["SecretVersionsToStages"].values()) == [["AWSCURRENT"]]
+    fails(lambda: sm.list_secrets(NextToken="junk"), "InvalidNextTokenException")
+    fails(lambda: sm.list_secrets(Filters=[{"Key": "colour", "Values": ["x"]}]), "ValidationException")
+
+
+def test_batch_get_and_tags(sm):
+    a, b = name(), name()
+    sm.create_secret(Name=a, SecretString="A")
+    sm.create_secret(Name=b, SecretString="B")
+    out = sm.batch_get_secret_value(SecretIdList=[a, b, "test/missing"])
+    assert sorted(v["SecretString"] for v in out["SecretValues"]) == ["A", "B"]
+    assert [(e["SecretId"], e["ErrorCode"]) for e in out["Errors"]] == [("test/missing", "ResourceNotFoundException")]
+    fails(lambda: sm.batch_get_secret_value(SecretIdList=[a], Filters=[{"Key": "name", "Values": [a]}]), "InvalidParameterException")
+    sm.tag_resource(SecretId=a, Tags=[{"Key": "env", "Value": "prod"}, {"Key": "owner", "Value": "me"}])
+    sm.untag_resource(SecretId=a, TagKeys=["owner"])
+    assert sm.describe_secret(SecretId=a)["Tags"] == [{"Key": "env", "Value": "prod"}]
+    fails(lambda: sm.tag_resource(SecretId=a, Tags=[{"Key": "aws:x", "Value": "y"}]), "InvalidParameterException")
+
+
+def test_get_random_password(server, sm):
+    p = sm.get_random_password()["RandomPassword"]
+    assert len(p) == 32
+    for cls in (string.ascii_lowercase, string.ascii_uppercase, string.digits):
+        assert any(c in cls for c in p)
+    p = sm.get_random_password(PasswordLength=64, ExcludePunctuation=True, ExcludeCharacters="abc", IncludeSpace=True)["RandomPassword"]
+    assert len(p) == 64 and not set(p) & set(string.punctuation + "abc")
+    digits = sm.get_random_password(PasswordLength=12, ExcludeLowercase=True, ExcludeUppercase=True, ExcludePunctuation=True)[
+        "RandomPassword"
+    ]
+    assert digits.isdigit()
+    # boto3 checks the bounds itself; a raw request reaches the server's check.
+    status, out, _ = server.raw("secretsmanager.GetRandomPassword", '{"PasswordLength": 0}', service="secretsmanager")
+    assert status == 400 and out["__type"] == "ValidationException"
+    fails(
+        lambda: sm.get_random_password(ExcludeLowercase=True, ExcludeUppercase=True, ExcludeNumbers=True, ExcludePunctuation=True),
+        "InvalidParameterException",
+    )
+
+
+def test_aws_cli_and_the_caching_library(server, sm):
+    n = name()
+    out = server.cli("secretsmanager", "create-secret", "--name", n, "--secret-string", '{"user":"app","password":"p@ss"}')
+    assert out["Name"] == n
+    got = server.cli("secretsmanager", "get-secret-value", "--secret-id", n)
+    assert json.loads(got["SecretString"]) == {"user": "app", "password": "p@ss"}
+    from aws_secretsmanager_caching import SecretCache, SecretCacheConfig
+
+    cache = SecretCache(config=SecretCacheConfig(), client=sm)
+    assert json.loads(cache.get_secret_string(n))["password"] == "p@ss"
+    sm.put_secret_value(SecretId=n, SecretString='{"user":"app","password":"new"}')
+    # The cache serves its copy until its refresh interval; a new cache reads the new value.
+    assert json.loads(SecretCache(config=SecretCacheConfig(), client=sm).get_secret_string(n))["password"] == "new"
+
+
+def test_replication_and_unsupported_operations(server):
+    body = json.dumps({"SecretId": "x", "AddReplicaRegions": [{"Region": "eu-west-1"}]})
+    status, out, _ = server.raw("secretsmanager.ReplicateSecretToRegions", body, service="secretsmanager")
+    assert status == 400 and out["__type"] == "InvalidRequestException"
+    # A KMS-scoped signature is refused for the Secrets Manager API, and the other way round.
+    status, out, _ = server.raw("secretsmanager.ListSecrets", "{}", service="kms")
+    assert status == 400 and out["__type"] == "InvalidSignatureException"
+    status, out, _ = server.raw("TrentService.ListKeys", "{}", service="secretsmanager")
+    assert status == 400 and out["__type"] == "InvalidSignatureException"
+
+
+def test_secret_values_never_reach_disk_or_audit_in_clear(fresh_server):
+    s = fresh_server.start()
+    sm = s.client(service="secretsmanager")
+    needle = "needle-" + uuid.uuid4().hex
+    n = name()
+    sm.create_secret(Name=n, SecretString=needle)
+    sm.put_secret_value(SecretId=n, SecretBinary=needle.encode() + b"-binary")
+    assert sm.get_secret_value(SecretId=n)["SecretBinary"] == needle.encode() + b"-binary"
+    s.kill9()
+    files = [p for p in s.data_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "clavis.db" for p in files)
+    for p in files:
+        assert needle.encode() not in p.read_bytes(), f"a secret value in clear in {p}"
+    log = (s.data_dir.parent / f"{s.data_dir.name}.log").read_bytes()
+    assert needle.encode() not in log
+    # Both the Secrets Manager records and the KMS records Secrets Manager made.
+    exported = run_clavis("audit", "export", "--data-dir", s.data_dir)
+    assert needle.encode() not in exported.stdout.encode()
+    records = [json.loads(line) for line in exported.stdout.splitlines() if line.strip()]
+    sources = {(r.get("eventSource"), r.get("eventName")) for r in records}
+    assert ("secretsmanager.amazonaws.com", "CreateSecret") in sources and ("secretsmanager.amazonaws.com", "GetSecretValue") in sources
+    assert ("kms.amazonaws.com", "GenerateDataKey") in sources and ("kms.amazonaws.com", "Decrypt") in sources
