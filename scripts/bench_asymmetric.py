@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Asymmetric and HMAC operations beside Encrypt, on one server, in one run (#17): requests per
-second and p99 of `clavis bench` for Encrypt (AES-256-GCM), Sign and Verify with ECDSA P-256,
-RSA-2048 PSS and ML-DSA-65, and GenerateMac with HMAC-256. Operations alternate round by round,
-so a noisy machine affects them alike; the figure per operation is the median of the rounds,
-and each is also shown as a ratio to Encrypt. Standard library only (the suite's harness).
+"""Operations beside a reference operation, on one server, in one run: requests per second and
+p99 of `clavis bench`. `--cases asymmetric` (#17, the default): Encrypt (AES-256-GCM), Sign and
+Verify with ECDSA P-256, RSA-2048 PSS and ML-DSA-65, and GenerateMac with HMAC-256, each as a
+ratio to Encrypt. `--cases secrets` (#18): GetSecretValue as a ratio to Decrypt. Operations
+alternate round by round, so a noisy machine affects them alike; the figure per operation is the
+median of the rounds. Standard library only (the suite's harness).
 
-    python3 scripts/bench_asymmetric.py [--connections 32] [--duration 4] [--rounds 3]
-        [--binary target/release/clavis]
+    python3 scripts/bench_asymmetric.py [--cases asymmetric|secrets] [--connections 32]
+        [--duration 4] [--rounds 3] [--binary target/release/clavis]
 """
 
 import argparse
@@ -20,7 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 from harness import AKID, CLAVIS, REGION, SECRET, Server, run_clavis  # noqa: E402  (the suite's server harness)
 
-CASES = [
+SECRETS = [
+    ("Decrypt (AES-256-GCM)", "decrypt", None),
+    ("GetSecretValue", "get-secret-value", None),
+]
+
+ASYMMETRIC = [
     ("Encrypt (AES-256-GCM)", "encrypt", None),
     ("GenerateMac HMAC-256", "generate-mac", None),
     ("Sign ECDSA P-256", "sign", "ECC_NIST_P256"),
@@ -48,14 +54,16 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--binary", default=str(CLAVIS))
+    ap.add_argument("--cases", choices=["asymmetric", "secrets"], default="asymmetric")
     a = ap.parse_args()
-    results = {name: [] for name, _, _ in CASES}
+    cases = SECRETS if a.cases == "secrets" else ASYMMETRIC
+    results = {name: [] for name, _, _ in cases}
     with tempfile.TemporaryDirectory() as work:
         server = Server(Path(work) / "data", env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")}, binary=a.binary, poll=0.1)
         try:
             server.start()
             for r in range(a.rounds):
-                for name, op, spec in CASES:
+                for name, op, spec in cases:
                     out = bench(server.endpoint, a.binary, op, spec, a.connections, a.duration)
                     if out.get("errors"):
                         sys.exit(f"errors during {name}: {out['errors']}")
@@ -63,10 +71,11 @@ def main() -> None:
                     print(f"round {r + 1}: {name}: {out['requests_per_second']:.0f} req/s, p99 {out['p99_us']} us", file=sys.stderr)
         finally:
             server.stop()
-    base = statistics.median(rps for rps, _ in results[CASES[0][0]])
-    print(f"| operation ({a.connections} connections, {a.duration:g} s x {a.rounds} rounds, medians) | req/s | x Encrypt | p99 (us) |")
+    base = statistics.median(rps for rps, _ in results[cases[0][0]])
+    reference = cases[0][0].split(" ")[0]
+    print(f"| operation ({a.connections} connections, {a.duration:g} s x {a.rounds} rounds, medians) | req/s | x {reference} | p99 (us) |")
     print("|---|---|---|---|")
-    for name, _, _ in CASES:
+    for name, _, _ in cases:
         rps = statistics.median(x for x, _ in results[name])
         p99 = statistics.median(y for _, y in results[name])
         print(f"| {name} | {rps:.0f} | {rps / base:.2f} | {p99:.0f} |")

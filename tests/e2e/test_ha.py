@@ -206,3 +206,41 @@ def test_postgres_restart_is_survived(tmp_path):
             n.stop()
     finally:
         own.cleanup()
+
+
+def test_secrets_across_nodes_and_deletion_runs_once(pg, tmp_path):
+    url = pg.database("ha_secrets")
+    nodes = start_nodes(tmp_path, url, args=["--dangerous-test-clock", "--scheduler-interval-ms", str(SCHEDULER_INTERVAL_MS)])
+    try:
+        a, b, c = (n.client(service="secretsmanager") for n in nodes)
+        arn = a.create_secret(Name="shared/secret", SecretString="written on A")["ARN"]
+        # Written on A, read at once on B and C (values are not cached).
+        assert b.get_secret_value(SecretId="shared/secret")["SecretString"] == "written on A"
+        b.put_secret_value(SecretId=arn, SecretString="written on B")
+        assert c.get_secret_value(SecretId=arn)["SecretString"] == "written on B"
+        assert c.get_secret_value(SecretId=arn, VersionStage="AWSPREVIOUS")["SecretString"] == "written on A"
+        a.delete_secret(SecretId=arn, RecoveryWindowInDays=7)
+        assert refused(lambda: b.get_secret_value(SecretId=arn)) == "InvalidRequestException"
+        # Every node's clock passes the deletion date; every scheduler competes for it.
+        for n in nodes:
+            status, body, _ = n.raw("ClavisAdmin.AdvanceTestClock", json.dumps({"Seconds": 8 * 86400, "RunScheduler": False}))
+            assert status == 200, body
+        def gone():
+            try:
+                c.describe_secret(SecretId=arn)
+                return False
+            except ClientError as e:
+                return e.response["Error"]["Code"] == "ResourceNotFoundException"
+
+        deadline = time.time() + 20
+        while time.time() < deadline and not gone():
+            time.sleep(0.1)
+        time.sleep(SCHEDULER_RUNS_AFTER * SCHEDULER_INTERVAL_MS / 1000)
+        assert refused(lambda: a.describe_secret(SecretId=arn)) == "ResourceNotFoundException"
+        destroyed = sum(n.log_path.read_text().count("secret destroyed at the end of its recovery window") for n in nodes)
+        assert destroyed == 1, destroyed
+        # The name is free again.
+        assert b.create_secret(Name="shared/secret", SecretString="again")["ARN"] != arn
+    finally:
+        for n in nodes:
+            n.stop()

@@ -21,7 +21,7 @@ pub struct BenchArgs {
     #[arg(long)]
     region: Option<String>,
     /// Operation: encrypt, decrypt, generate-data-key, re-encrypt, create-key, sign, verify,
-    /// generate-mac or mix (the first four).
+    /// generate-mac, get-secret-value or mix (the first four).
     #[arg(long, default_value = "encrypt")]
     op: String,
     /// Key spec of the signing key for sign and verify: ECC_NIST_P256, ECC_NIST_P384,
@@ -42,7 +42,8 @@ pub struct BenchArgs {
     json: bool,
 }
 
-const OPS: &[&str] = &["encrypt", "decrypt", "generate-data-key", "re-encrypt", "create-key", "sign", "verify", "generate-mac"];
+const OPS: &[&str] =
+    &["encrypt", "decrypt", "generate-data-key", "re-encrypt", "create-key", "sign", "verify", "generate-mac", "get-secret-value"];
 /// The operations `mix` runs.
 const MIX: &[&str] = &["encrypt", "decrypt", "generate-data-key", "re-encrypt"];
 
@@ -69,6 +70,7 @@ struct Fixture {
     signing_algorithm: String,
     signature_b64: String,
     mac_key_arn: String,
+    secret_arn: String,
 }
 
 fn request(op: &str, f: &Fixture) -> (&'static str, Value) {
@@ -84,6 +86,7 @@ fn request(op: &str, f: &Fixture) -> (&'static str, Value) {
             "TrentService.Verify",
             json!({"KeyId": f.sign_key_arn, "Message": f.plaintext_b64, "Signature": f.signature_b64, "SigningAlgorithm": f.signing_algorithm}),
         ),
+        "get-secret-value" => ("secretsmanager.GetSecretValue", json!({"SecretId": f.secret_arn})),
         "generate-mac" => {
             ("TrentService.GenerateMac", json!({"KeyId": f.mac_key_arn, "Message": f.plaintext_b64, "MacAlgorithm": "HMAC_SHA_256"}))
         }
@@ -198,6 +201,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             fixture.sign_key_arn = arn.clone();
             extra_keys.push(arn);
         }
+        let mut secret_arn = None;
+        if ops.iter().any(|o| o == "get-secret-value") {
+            let suffix: String = clavis_crypto::random::bytes(8)?.iter().map(|b| format!("{b:02x}")).collect();
+            let name = format!("clavis-bench/{suffix}");
+            let created =
+                setup.call_json("secretsmanager.CreateSecret", json!({"Name": name, "SecretString": fixture.plaintext_b64})).await?;
+            let arn = created["ARN"].as_str().context("CreateSecret returned no ARN")?.to_owned();
+            fixture.secret_arn = arn.clone();
+            secret_arn = Some(arn);
+        }
         if ops.iter().any(|o| o == "generate-mac") {
             let created = setup
                 .call_json(
@@ -254,6 +267,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         created.push(other_key_arn);
         created.extend(extra_keys);
         let mut cleanup_note = None;
+        if let Some(arn) = &secret_arn {
+            let _ = setup.call_json("secretsmanager.DeleteSecret", json!({"SecretId": arn, "ForceDeleteWithoutRecovery": true})).await;
+        }
         for arn in &created {
             if let Err(e) = setup.call_json("TrentService.ScheduleKeyDeletion", json!({"KeyId": arn, "PendingWindowInDays": 7})).await {
                 cleanup_note.get_or_insert(format!("could not schedule deletion of the {} bench keys: {e}", created.len()));

@@ -140,7 +140,8 @@ impl Client {
             access_key_id: self.endpoint.access_key_id.clone(),
             date: amz_date[..8].to_owned(),
             region: self.endpoint.region.clone(),
-            service: "kms".to_owned(),
+            // The Secrets Manager API is signed for its own service.
+            service: if target.starts_with("secretsmanager.") { "secretsmanager" } else { "kms" }.to_owned(),
             signed_headers: headers.iter().map(|(n, _)| (*n).to_owned()).collect(),
             signature: String::new(),
         };
