@@ -269,3 +269,179 @@ def test_secret_values_never_reach_disk_or_audit_in_clear(fresh_server):
     sources = {(r.get("eventSource"), r.get("eventName")) for r in records}
     assert ("secretsmanager.amazonaws.com", "CreateSecret") in sources and ("secretsmanager.amazonaws.com", "GetSecretValue") in sources
     assert ("kms.amazonaws.com", "GenerateDataKey") in sources and ("kms.amazonaws.com", "Decrypt") in sources
+
+
+def sm_user(server, role):
+    out = json.loads(server.clavis("admin", "user", "create", f"sm-{role}-{uuid.uuid4().hex[:6]}", "--role", role, timeout=30).stdout)
+    kms = server.client(akid=out["AccessKeyId"], secret=out["SecretAccessKey"])
+    return out, server.client(service="secretsmanager", akid=out["AccessKeyId"], secret=out["SecretAccessKey"]), kms
+
+
+def test_roles_and_resource_policies(server, sm):
+    reader, reader_sm, _ = sm_user(server, "reader")
+    nobody, nobody_sm, _ = sm_user(server, "none")
+    _, writer_sm, _ = sm_user(server, "writer")
+    n = name()
+    arn = writer_sm.create_secret(Name=n, SecretString="team secret")["ARN"]
+    # Roles: a reader reads but cannot write or delete; a writer cannot delete; none does nothing.
+    assert reader_sm.get_secret_value(SecretId=n)["SecretString"] == "team secret"
+    fails(lambda: reader_sm.put_secret_value(SecretId=n, SecretString="x"), "AccessDeniedException")
+    fails(lambda: writer_sm.delete_secret(SecretId=n), "AccessDeniedException")
+    fails(lambda: nobody_sm.describe_secret(SecretId=n), "AccessDeniedException")
+    fails(lambda: nobody_sm.list_secrets(), "AccessDeniedException")
+    # A resource policy: an explicit Deny beats the reader's role; an Allow naming a user lets
+    # it describe the secret (reading the value also needs kms:Decrypt on the key, which a
+    # role of none does not have under the default key policy).
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Deny", "Principal": {"AWS": reader["Arn"]}, "Action": "secretsmanager:GetSecretValue", "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": nobody["Arn"]},
+                "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
+                "Resource": "*",
+            },
+        ],
+    }
+    fails(lambda: writer_sm.put_resource_policy(SecretId=n, ResourcePolicy=json.dumps(doc)), "AccessDeniedException")
+    sm.put_resource_policy(SecretId=n, ResourcePolicy=json.dumps(doc))
+    assert json.loads(sm.get_resource_policy(SecretId=arn)["ResourcePolicy"]) == doc
+    fails(lambda: reader_sm.get_secret_value(SecretId=n), "AccessDeniedException")
+    assert reader_sm.describe_secret(SecretId=n)["Name"] == n
+    assert nobody_sm.describe_secret(SecretId=n)["Name"] == n
+    assert fails(lambda: nobody_sm.get_secret_value(SecretId=n), "AccessDeniedException") == "Access to KMS is not allowed"
+    sm.delete_resource_policy(SecretId=n)
+    assert "ResourcePolicy" not in sm.get_resource_policy(SecretId=n)
+    assert reader_sm.get_secret_value(SecretId=n)["SecretString"] == "team secret"
+    # BlockPublicPolicy, an unknown condition key, and ValidateResourcePolicy.
+    public = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "secretsmanager:*", "Resource": "*"}]}
+    fails(lambda: sm.put_resource_policy(SecretId=n, ResourcePolicy=json.dumps(public), BlockPublicPolicy=True), "PublicPolicyException")
+    odd = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "*", "Resource": "*", "Condition": {"StringEquals": {"x:y": "z"}}}],
+    }
+    fails(lambda: sm.put_resource_policy(SecretId=n, ResourcePolicy=json.dumps(odd)), "MalformedPolicyDocumentException")
+    checked = sm.validate_resource_policy(ResourcePolicy=json.dumps(odd))
+    assert checked["PolicyValidationPassed"] is False and checked["ValidationErrors"][0]["CheckName"] == "SYNTAX_CHECKING"
+    assert sm.validate_resource_policy(SecretId=n, ResourcePolicy=json.dumps(doc))["PolicyValidationPassed"] is True
+    fails(lambda: sm.validate_resource_policy(ResourcePolicy="{not json"), "MalformedPolicyDocumentException")
+
+
+# Regressions from the adversarial review of #18.
+
+
+def test_kms_key_changes_are_checked_and_atomic(server, sm):
+    import base64
+    import threading
+
+    kms = server.client()
+    k1, k2 = kms.create_key()["KeyMetadata"]["KeyId"], kms.create_key()["KeyMetadata"]["KeyId"]
+    n = name()
+    sm.create_secret(Name=n, SecretString="start", KmsKeyId=k1)
+    # A key the caller cannot use is refused, and nothing changes.
+    fails(lambda: sm.update_secret(SecretId=n, KmsKeyId="alias/does-not-exist"), "EncryptionFailure")
+    assert sm.describe_secret(SecretId=n)["KmsKeyId"] == k1
+    # Key changes racing value writes never leave two AWSCURRENT versions.
+    errors = []
+
+    def flip():
+        for i in range(15):
+            try:
+                sm.update_secret(SecretId=n, KmsKeyId=(k2 if i % 2 == 0 else k1))
+            except ClientError as e:
+                errors.append(e.response["Error"]["Code"])
+
+    def put():
+        for _ in range(15):
+            try:
+                sm.put_secret_value(SecretId=n, SecretString=base64.b64encode(os_random(12)).decode())
+            except ClientError as e:
+                errors.append(e.response["Error"]["Code"])
+
+    threads = [threading.Thread(target=flip), threading.Thread(target=put), threading.Thread(target=put)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(errors) <= {"InternalServiceError"}, errors
+    stages = sm.describe_secret(SecretId=n)["VersionIdsToStages"]
+    holders = [v for v, labels in stages.items() if "AWSCURRENT" in labels]
+    assert len(holders) == 1, stages
+    assert sum("AWSPREVIOUS" in labels for labels in stages.values()) == 1, stages
+    assert sm.get_secret_value(SecretId=n)["VersionId"] == holders[0]
+
+
+def os_random(n):
+    import os
+
+    return os.urandom(n)
+
+
+def test_a_writer_without_decrypt_cannot_move_a_secret_to_its_own_key(server, sm):
+    kms = server.client()
+    writer, writer_sm, writer_kms = sm_user(server, "writer")
+    guarded = kms.create_key()["KeyMetadata"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Deny", "Principal": {"AWS": writer["Arn"]}, "Action": "kms:Decrypt", "Resource": "*"},
+        ],
+    }
+    kms.put_key_policy(KeyId=guarded["KeyId"], PolicyName="default", Policy=json.dumps(policy))
+    n = name()
+    sm.create_secret(Name=n, SecretString="write-only for the writer", KmsKeyId=guarded["KeyId"])
+    fails(lambda: writer_sm.get_secret_value(SecretId=n), "AccessDeniedException")
+    own = writer_kms.create_key()["KeyMetadata"]["KeyId"]
+    fails(lambda: writer_sm.update_secret(SecretId=n, KmsKeyId=own), "AccessDeniedException")
+    assert sm.describe_secret(SecretId=n)["KmsKeyId"] == guarded["KeyId"]
+    sm.put_secret_value(SecretId=n, SecretString="rotated by the application")
+    fails(lambda: writer_sm.get_secret_value(SecretId=n), "AccessDeniedException")
+
+
+def test_labels_are_unique_and_bounded(server, sm):
+    n = name()
+    first = sm.create_secret(Name=n, SecretString="one")["VersionId"]
+    second = sm.put_secret_value(SecretId=n, SecretString="two", VersionStages=["AWSCURRENT", "AWSPREVIOUS", "dup", "dup"])
+    assert second["VersionStages"] == ["AWSCURRENT", "AWSPREVIOUS", "dup"]
+    assert first not in sm.describe_secret(SecretId=n)["VersionIdsToStages"]
+    fails(lambda: sm.put_secret_value(SecretId=n, SecretString="x", VersionStages=["a,b"]), "ValidationException")
+    fails(lambda: sm.create_secret(Name=name(), SecretString="x", Description="nul\x00"), "ValidationException")
+    fails(lambda: sm.create_secret(Name=name(), Tags=[{"Key": "k", "Value": "1"}, {"Key": "k", "Value": "2"}]), "InvalidParameterException")
+    # At most 100 versions: labelled or younger than a day, none can be removed yet.
+    many = name()
+    sm.create_secret(Name=many, SecretString="0")
+    for i in range(99):
+        sm.put_secret_value(SecretId=many, SecretString=str(i + 1))
+    fails(lambda: sm.put_secret_value(SecretId=many, SecretString="101"), "LimitExceededException")
+    assert sm.get_secret_value(SecretId=many)["SecretString"] == "99"
+    # A token Clavis did not issue, past the end of the list.
+    import base64
+
+    huge = base64.b64encode(b"clavis-page:18446744073709551615").decode()
+    fails(lambda: sm.list_secrets(NextToken=huge), "InvalidNextTokenException")
+
+
+def test_password_with_narrow_classes_is_prompt_and_complete(sm):
+    lower = "bcdefghijklmnopqrstuvwxyz"
+    upper = "BCDEFGHIJKLMNOPQRSTUVWXYZ"
+    for _ in range(20):
+        p = sm.get_random_password(PasswordLength=5, ExcludeCharacters=lower + upper + "123456789", IncludeSpace=True)["RandomPassword"]
+        assert len(p) == 5 and {"a", "A", "0", " "} <= set(p), p
+
+
+def test_the_default_key_is_protected_and_records_name_the_secret(server, sm, tmp_path):
+    kms = server.client()
+    n = name()
+    sm.create_secret(Name=n, SecretString="under the default key")
+    default = kms.describe_key(KeyId="alias/aws/secretsmanager")["KeyMetadata"]["KeyId"]
+    fails(lambda: kms.disable_key(KeyId=default), "UnsupportedOperationException")
+    fails(lambda: kms.schedule_key_deletion(KeyId=default, PendingWindowInDays=7), "UnsupportedOperationException")
+    open_policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*"}]}
+    fails(lambda: kms.put_key_policy(KeyId=default, PolicyName="default", Policy=json.dumps(open_policy)), "UnsupportedOperationException")
+    assert sm.get_secret_value(SecretId=n)["SecretString"] == "under the default key"
+    arn = sm.describe_secret(SecretId=n)["ARN"]
+    exported = run_clavis("audit", "export", "--data-dir", server.data_dir).stdout
+    named = [json.loads(line) for line in exported.splitlines() if arn in line]
+    assert any(r["eventName"] == "GetSecretValue" and r["resources"][0]["type"] == "AWS::SecretsManager::Secret" for r in named)

@@ -1392,3 +1392,44 @@ request!(
 pub struct GetRandomPasswordResponse {
     pub random_password: SecretText,
 }
+
+request!(
+    /// PutResourcePolicy.
+    PutResourcePolicyRequest { secret_id: String, resource_policy: String, policy_name: String, block_public_policy: bool }
+);
+request!(
+    /// GetResourcePolicy, DeleteResourcePolicy.
+    ResourcePolicyRequest { secret_id: String, policy_name: String }
+);
+
+/// PutResourcePolicy, GetResourcePolicy and DeleteResourcePolicy response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResourcePolicyResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_policy: Option<String>,
+}
+
+request!(
+    /// ValidateResourcePolicy.
+    ValidateResourcePolicyRequest { secret_id: String, resource_policy: String }
+);
+
+/// One finding of ValidateResourcePolicy.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PolicyValidationError {
+    pub check_name: String,
+    pub error_message: String,
+}
+
+/// ValidateResourcePolicy response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ValidateResourcePolicyResponse {
+    pub policy_validation_passed: bool,
+    pub validation_errors: Vec<PolicyValidationError>,
+}

@@ -614,8 +614,14 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
         },
     };
     let arns = caller.map(|c| c.resources.arns()).unwrap_or_default();
-    let resources: Vec<Resource<'_>> =
-        arns.iter().map(|arn| Resource { arn, account_id: arn.split(':').nth(4).unwrap_or_default(), kind: "AWS::KMS::Key" }).collect();
+    let resources: Vec<Resource<'_>> = arns
+        .iter()
+        .map(|arn| Resource {
+            arn,
+            account_id: arn.split(':').nth(4).unwrap_or_default(),
+            kind: if arn.starts_with("arn:aws:secretsmanager:") { "AWS::SecretsManager::Secret" } else { "AWS::KMS::Key" },
+        })
+        .collect();
     let mut event_id = uuid::Uuid::encode_buffer();
     let event_id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut event_id);
     let limit = if caller.is_some() { MAX_RECORD_BYTES } else { MAX_UNAUTHENTICATED_RECORD_BYTES };

@@ -66,6 +66,14 @@ pub enum KmsError {
     /// Secrets Manager's `EncryptionFailure`: the KMS key cannot encrypt the value.
     #[error("{0}")]
     EncryptionFailure(String),
+    /// Secrets Manager's `InternalServiceError` (HTTP 500, retried by AWS SDKs): a change lost
+    /// to concurrent changes of the same secret too many times.
+    #[error("{0}")]
+    InternalServiceError(String),
+    /// Secrets Manager's `PublicPolicyException`: BlockPublicPolicy refused a policy that grants
+    /// broad access.
+    #[error("{0}")]
+    PublicPolicy(String),
     /// Secrets Manager's `InvalidNextTokenException`.
     #[error("{0}")]
     InvalidNextToken(String),
@@ -177,6 +185,8 @@ impl KmsError {
             DecryptionFailure(_) => "DecryptionFailure",
             EncryptionFailure(_) => "EncryptionFailure",
             InvalidNextToken(_) => "InvalidNextTokenException",
+            PublicPolicy(_) => "PublicPolicyException",
+            InternalServiceError(_) => "InternalServiceError",
             KmsInvalidSignature(_) => "KMSInvalidSignatureException",
             KmsInvalidMac(_) => "KMSInvalidMacException",
             InvalidMarker => "InvalidMarkerException",
@@ -206,7 +216,7 @@ impl KmsError {
     /// The HTTP status AWS uses for this error.
     pub fn http_status(&self) -> u16 {
         match self {
-            KmsError::Internal(_) => 500,
+            KmsError::Internal(_) | KmsError::InternalServiceError(_) => 500,
             KmsError::Unavailable(_) | KmsError::AuditUnavailable(_) | KmsError::Sealed => 503,
             KmsError::RequestEntityTooLarge(_) => 413,
             KmsError::RequestTimeout(_) => 408,

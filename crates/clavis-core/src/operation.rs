@@ -72,8 +72,8 @@ pub struct Spec {
     pub min_role: Role,
     /// Reads only (CloudTrail's `readOnly`; no `responseElements` in its record).
     pub read_only: bool,
-    /// Decided per key: the key's policy and grants weigh the role (`Kms::authorize_key`)
-    /// rather than the role alone up front.
+    /// Decided per resource: the key's policy and grants (`Kms::authorize_key`), or the
+    /// secret's resource policy, weigh the role rather than the role alone up front.
     pub on_key: bool,
     /// May name another account's key (by ARN), when that key's policy or a grant allows it.
     pub cross_account: bool,
@@ -227,19 +227,23 @@ catalogue! {
     RotateMasterKey => rotate_master_key: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
     // The AWS Secrets Manager API.
     CreateSecret => create_secret: SecretsManager, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
-    GetSecretValue => get_secret_value: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
+    GetSecretValue => get_secret_value: SecretsManager, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
     BatchGetSecretValue => batch_get_secret_value: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
-    PutSecretValue => put_secret_value: SecretsManager, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
-    UpdateSecret => update_secret: SecretsManager, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
-    DescribeSecret => describe_secret: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
+    PutSecretValue => put_secret_value: SecretsManager, Writer, read_only: false, on_key: true, cross_account: false, grantable: false;
+    UpdateSecret => update_secret: SecretsManager, Writer, read_only: false, on_key: true, cross_account: false, grantable: false;
+    DescribeSecret => describe_secret: SecretsManager, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
     ListSecrets => list_secrets: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
-    ListSecretVersionIds => list_secret_version_ids: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
-    UpdateSecretVersionStage => update_secret_version_stage: SecretsManager, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
-    DeleteSecret => delete_secret: SecretsManager, Manager, read_only: false, on_key: false, cross_account: false, grantable: false;
-    RestoreSecret => restore_secret: SecretsManager, Manager, read_only: false, on_key: false, cross_account: false, grantable: false;
-    TagSecret as "TagResource" => tag_secret: SecretsManager, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
-    UntagSecret as "UntagResource" => untag_secret: SecretsManager, Writer, read_only: false, on_key: false, cross_account: false, grantable: false;
+    ListSecretVersionIds => list_secret_version_ids: SecretsManager, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
+    UpdateSecretVersionStage => update_secret_version_stage: SecretsManager, Writer, read_only: false, on_key: true, cross_account: false, grantable: false;
+    DeleteSecret => delete_secret: SecretsManager, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    RestoreSecret => restore_secret: SecretsManager, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    TagSecret as "TagResource" => tag_secret: SecretsManager, Writer, read_only: false, on_key: true, cross_account: false, grantable: false;
+    UntagSecret as "UntagResource" => untag_secret: SecretsManager, Writer, read_only: false, on_key: true, cross_account: false, grantable: false;
     GetRandomPassword => get_random_password: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
+    PutResourcePolicy => put_resource_policy: SecretsManager, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    GetResourcePolicy => get_resource_policy: SecretsManager, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
+    DeleteResourcePolicy => delete_resource_policy: SecretsManager, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    ValidateResourcePolicy => validate_resource_policy: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
 }
 
 impl Operation {

@@ -90,7 +90,10 @@ impl SecretStore for PostgresStore {
     async fn list_secret_versions(&self, arn: &str) -> StoreResult<Vec<SecretVersionRecord>> {
         let client = self.client().await?;
         let r = client
-            .query(&format!("SELECT {VERSION_COLUMNS} FROM secret_versions WHERE secret_arn = $1 ORDER BY created_ms, version_id"), &[&arn])
+            .query(
+                &format!("SELECT {VERSION_META_COLUMNS} FROM secret_versions WHERE secret_arn = $1 ORDER BY created_ms, version_id"),
+                &[&arn],
+            )
             .await
             .map_err(pg)?;
         rows(r, version_from_row)
@@ -140,6 +143,9 @@ impl SecretStore for PostgresStore {
 const SECRET_COLUMNS: &str = "arn, account_id, region, name, description, kms_key_id, created_ms, last_changed_ms, \
      last_accessed_ms, deletion_date_ms, tags_json, policy, rotation_json, next_rotation_ms, revision";
 
+/// A version's columns without its value (the blobs as empty ones), for listings.
+const VERSION_META_COLUMNS: &str = "secret_arn, version_id, stages, created_ms, last_accessed_ms, kms_key_arn, \
+     ''::bytea AS encrypted_data_key, ''::bytea AS ciphertext, is_binary";
 const VERSION_COLUMNS: &str =
     "secret_arn, version_id, stages, created_ms, last_accessed_ms, kms_key_arn, encrypted_data_key, ciphertext, is_binary";
 

@@ -101,7 +101,7 @@ impl SecretStore for SqliteStore {
         self.read(move |conn| {
             let mut st = conn
                 .prepare_cached(&format!(
-                    "SELECT {VERSION_COLUMNS} FROM secret_versions WHERE secret_arn = ?1 ORDER BY created_ms, version_id"
+                    "SELECT {VERSION_META_COLUMNS} FROM secret_versions WHERE secret_arn = ?1 ORDER BY created_ms, version_id"
                 ))
                 .map_err(unavailable)?;
             st.query_map(params![arn], version_from_row).and_then(Iterator::collect).map_err(unavailable)
@@ -156,6 +156,9 @@ impl SecretStore for SqliteStore {
 const SECRET_COLUMNS: &str = "arn, account_id, region, name, description, kms_key_id, created_ms, last_changed_ms, \
      last_accessed_ms, deletion_date_ms, tags_json, policy, rotation_json, next_rotation_ms, revision";
 
+/// A version's columns without its value (the blobs as empty ones), for listings.
+const VERSION_META_COLUMNS: &str = "secret_arn, version_id, stages, created_ms, last_accessed_ms, kms_key_arn, \
+     X'' AS encrypted_data_key, X'' AS ciphertext, is_binary";
 const VERSION_COLUMNS: &str =
     "secret_arn, version_id, stages, created_ms, last_accessed_ms, kms_key_arn, encrypted_data_key, ciphertext, is_binary";
 

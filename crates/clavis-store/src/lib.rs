@@ -304,7 +304,9 @@ pub trait SecretStore: Send + Sync {
         delete_versions: &[String],
     ) -> StoreResult<()>;
 
-    /// A secret's versions, oldest first (by creation time, then version id).
+    /// A secret's versions, oldest first (by creation time, then version id), without their
+    /// values: `encrypted_data_key` and `ciphertext` are empty (read a value with
+    /// [`SecretStore::get_secret_version`]), so listing costs the same however large the values.
     async fn list_secret_versions(&self, arn: &str) -> StoreResult<Vec<SecretVersionRecord>>;
 
     /// One version of a secret.

@@ -20,6 +20,7 @@ impl Kms {
         let params = [param("kms:BypassPolicyLockoutSafetyCheck", req.bypass_policy_lockout_safety_check.unwrap_or(false))];
         let access = Access::to("PutKeyPolicy").with_params(&params);
         let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
+        self.refuse_service_key(&key, "given another key policy").await?;
         if name != "default" {
             return Err(KmsError::NotFound(format!("Policy {name} does not exist on key {}", key.arn)));
         }

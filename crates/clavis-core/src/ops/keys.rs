@@ -195,6 +195,20 @@ impl Kms {
         self.insert_key(rec, Some((mat, Material::from_bytes(KeySpec::SymmetricDefault, &material)?)), &[]).await
     }
 
+    /// Refuses to manage a key the service made for itself (the target of an `alias/aws/...`
+    /// alias, such as the Secrets Manager default key): like an AWS managed key, it cannot be
+    /// disabled, scheduled for deletion or given another policy, since every secret of the
+    /// account that uses the default key depends on it.
+    pub(crate) async fn refuse_service_key(&self, key: &Key, what: &str) -> Result<(), KmsError> {
+        let aliases = self.aliases().list_aliases(&key.rec.account_id, &key.rec.region, Some(&key.rec.key_id), None, 100).await?;
+        match aliases.iter().find(|a| a.alias_name.starts_with("alias/aws/")) {
+            Some(a) => {
+                Err(KmsError::UnsupportedOperation(format!("{} is an AWS managed key ({}); it cannot be {what}.", key.arn, a.alias_name)))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// DescribeKey.
     pub async fn describe_key(&self, caller: &Caller, req: DescribeKeyRequest) -> Result<KeyMetadataResponse, KmsError> {
         self.authorize(caller, Operation::DescribeKey)?;
@@ -248,6 +262,9 @@ impl Kms {
     async fn set_enabled(&self, caller: &Caller, req: KeyIdRequest, enable: bool) -> Result<Empty, KmsError> {
         let access = Access::to(if enable { "EnableKey" } else { "DisableKey" });
         let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
+        if !enable {
+            self.refuse_service_key(&key, "disabled").await?;
+        }
         let target = if enable { KeyState::Enabled } else { KeyState::Disabled };
         self.update_key(key, |k| match k.state {
             s if s == target => Ok(None),

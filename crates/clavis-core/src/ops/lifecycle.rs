@@ -227,6 +227,7 @@ impl Kms {
         let params = [crate::kernel::param("kms:ScheduleKeyDeletionPendingWindowInDays", window_days)];
         let access = Access::to("ScheduleKeyDeletion").with_params(&params);
         let key = self.key_for_no_alias(caller, access, req.key_id.as_deref(), "keyId").await?;
+        self.refuse_service_key(&key, "scheduled for deletion").await?;
         let now = self.now_ms();
         let me = caller.principal_arn.clone();
         // The request this call approved, if any (set inside the retried closure).

@@ -15,6 +15,7 @@ use crate::api::*;
 use crate::audit::{self, RequestEvent};
 use crate::kernel::{Access, Key, param};
 use crate::operation::Operation;
+use crate::policy::{Decision, Policy, RequestContext};
 use crate::types::{EncryptionContext, KeyRef, key_arn, secs};
 use crate::{Caller, Kms, KmsError};
 use clavis_crypto::aead::AeadKey;
@@ -44,6 +45,13 @@ fn not_found() -> KmsError {
     KmsError::ResourceNotFound("Secrets Manager can't find the specified secret.".into())
 }
 
+/// A change that lost to concurrent changes of the same secret too many times. Secrets Manager
+/// has no conflict error; its retryable server error is InternalServiceError, which AWS SDKs
+/// retry.
+fn conflict() -> KmsError {
+    KmsError::InternalServiceError("The secret was changed by concurrent requests; retry.".into())
+}
+
 fn marked_for_deletion() -> KmsError {
     KmsError::InvalidRequest("You can't perform this operation on the secret because it was marked for deletion.".into())
 }
@@ -53,6 +61,12 @@ fn required<T>(v: Option<T>, member: &str) -> Result<T, KmsError> {
 }
 
 fn length(v: &str, member: &str, min: usize, max: usize) -> Result<(), KmsError> {
+    // The same on every backend: PostgreSQL text cannot hold NUL, so no member may.
+    if v.contains('\0') {
+        return Err(KmsError::validation(format!(
+            "Value at '{member}' failed to satisfy constraint: Member must not contain NUL characters"
+        )));
+    }
     let n = v.chars().count();
     if n < min || n > max {
         let bound = if n < min { format!("greater than or equal to {min}") } else { format!("less than or equal to {max}") };
@@ -72,9 +86,16 @@ fn check_name(name: &str, member: &str) -> Result<(), KmsError> {
     Ok(())
 }
 
-/// A staging label: 1–256 characters.
+/// A staging label: 1–256 characters, no comma (Clavis stores a version's labels as one
+/// comma-separated text).
 fn check_label(label: &str, member: &str) -> Result<(), KmsError> {
-    length(label, member, 1, 256)
+    length(label, member, 1, 256)?;
+    if label.contains(',') {
+        return Err(KmsError::validation(format!(
+            "Value '{label}' at '{member}' failed to satisfy constraint: Member must not contain a comma"
+        )));
+    }
+    Ok(())
 }
 
 /// The version id of a new version: the client's token (32–64 characters) or a new UUID.
@@ -146,7 +167,11 @@ fn tags_of(rec: &SecretRecord) -> Vec<SmTag> {
 }
 
 fn check_tags(tags: &[SmTag]) -> Result<(), KmsError> {
+    let mut seen = BTreeSet::new();
     for t in tags {
+        if !seen.insert(t.key.clone()) {
+            return Err(KmsError::InvalidParameter(format!("Duplicate tag key: {}", t.key.as_deref().unwrap_or_default())));
+        }
         let key = required(t.key.as_deref(), "tags.member.key")?;
         length(key, "tags.member.key", 1, 128)?;
         length(t.value.as_deref().unwrap_or_default(), "tags.member.value", 0, 256)?;
@@ -173,7 +198,8 @@ fn move_labels(versions: &[SecretVersionRecord], new_id: &str, stages: &[String]
     let mut out = Vec::new();
     for v in versions.iter().filter(|v| v.version_id != new_id) {
         let mut labels: Vec<String> = v.stages.iter().filter(|s| !stages.contains(s)).cloned().collect();
-        if moving_current && old_current.is_some() {
+        // A request that places AWSPREVIOUS itself decides where it goes.
+        if moving_current && old_current.is_some() && !stages.iter().any(|s| s == PREVIOUS) {
             if Some(&v.version_id) == old_current.as_ref() {
                 if !labels.iter().any(|s| s == PREVIOUS) {
                     labels.push(PREVIOUS.to_owned());
@@ -273,7 +299,21 @@ fn decode_token(token: Option<&str>) -> Result<usize, KmsError> {
     let Some(t) = token else { return Ok(0) };
     let invalid = || KmsError::InvalidNextToken("The NextToken value is not valid.".into());
     let text = base64::engine::general_purpose::STANDARD.decode(t).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(invalid)?;
-    text.strip_prefix("clavis-page:").and_then(|n| n.parse().ok()).ok_or_else(invalid)
+    text.strip_prefix("clavis-page:")
+        .filter(|n| !n.is_empty() && n.len() <= 12 && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(invalid)
+}
+
+/// One page of `items` from `offset` (a token's), and the next page's token. An offset past the
+/// end is a token Clavis did not issue.
+fn page<T>(items: Vec<T>, offset: usize, limit: usize) -> Result<(Vec<T>, Option<String>), KmsError> {
+    if offset > items.len() {
+        return Err(KmsError::InvalidNextToken("The NextToken value is not valid.".into()));
+    }
+    let end = offset.saturating_add(limit);
+    let next = (end < items.len()).then(|| encode_token(end));
+    Ok((items.into_iter().skip(offset).take(limit).collect(), next))
 }
 
 fn max_results(v: Option<i64>, max: i64) -> Result<usize, KmsError> {
@@ -308,9 +348,66 @@ impl Kms {
         format!("secretsmanager.{}.amazonaws.com", caller.region.as_str())
     }
 
-    /// A secret of the caller's account and region by `SecretId`: its name, its full ARN, or a
-    /// partial ARN (the ARN without the six random characters), as AWS resolves them.
-    async fn find_secret(&self, caller: &Caller, secret_id: Option<&str>) -> Result<SecretRecord, KmsError> {
+    /// A secret of the caller's account and region by `SecretId` (its name, its full ARN, or a
+    /// partial ARN: the ARN without the six random characters, as AWS resolves them),
+    /// authorized for `op` ([`Kms::authorize_secret`]). The only way an operation gets a secret.
+    async fn find_secret(&self, caller: &Caller, op: Operation, secret_id: Option<&str>) -> Result<SecretRecord, KmsError> {
+        let secret = self.lookup_secret(caller, secret_id).await?;
+        // The secret is the record's resource, allowed or refused.
+        caller.resources.add(&secret.arn);
+        self.authorize_secret(caller, op, &secret)?;
+        Ok(secret)
+    }
+
+    /// The resource step for a secret, AWS's evaluation for a caller of the secret's own
+    /// account: an explicit `Deny` in the secret's resource policy refuses (so does a stored
+    /// policy that no longer parses); an `Allow` naming the caller allows; otherwise the
+    /// caller's role (its identity policy) decides.
+    fn authorize_secret(&self, caller: &Caller, op: Operation, secret: &SecretRecord) -> Result<(), KmsError> {
+        let action = format!("secretsmanager:{}", op.name());
+        let refusal = |why: &str| {
+            KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: {action} on resource: {} {why}",
+                caller.principal_arn, secret.arn
+            ))
+        };
+        let decision = match &secret.policy {
+            None => Decision::NotApplicable,
+            Some(text) => {
+                let policy = Policy::for_stored(text);
+                if policy.is_unreadable() {
+                    return Err(refusal("with an explicit deny in a resource-based policy (the secret's stored policy is not valid)"));
+                }
+                let tags: Vec<(String, String)> =
+                    tags_of(secret).into_iter().map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())).collect();
+                let ctx = RequestContext {
+                    principal_arn: &caller.principal_arn,
+                    principal_account: caller.account.as_str(),
+                    action: &action,
+                    resource: &secret.arn,
+                    encryption_context: None,
+                    source_ip: caller.source_ip,
+                    secure_transport: caller.secure_transport,
+                    now_ms: self.now_ms(),
+                    key: None,
+                    resource_tags: &tags,
+                    resource_aliases: &[],
+                    request_alias: None,
+                    extra: &[],
+                };
+                policy.evaluate(&ctx)
+            }
+        };
+        match decision {
+            Decision::ExplicitDeny => Err(refusal("with an explicit deny in a resource-based policy")),
+            Decision::AllowPrincipal => Ok(()),
+            _ if caller.role.allows_operation(op) => Ok(()),
+            _ => Err(refusal(&format!("because no identity-based policy allows the {action} action"))),
+        }
+    }
+
+    /// A secret by `SecretId`, without authorization (see [`Kms::find_secret`]).
+    async fn lookup_secret(&self, caller: &Caller, secret_id: Option<&str>) -> Result<SecretRecord, KmsError> {
         let id = required(secret_id, "secretId")?;
         length(id, "secretId", 1, 2048)?;
         let (account, region) = (caller.account.as_str(), caller.region.as_str());
@@ -462,7 +559,7 @@ impl Kms {
         for _ in 0..5 {
             let versions = self.secret_store().list_secret_versions(&secret.arn).await?;
             if let Some(existing) = versions.iter().find(|v| v.version_id == token) {
-                let old = self.open_value(caller, existing).await?;
+                let old = self.open_value(caller, &self.full_version(existing).await?).await?;
                 if old.same(value) {
                     return Ok((secret, existing.stages.clone()));
                 }
@@ -477,15 +574,25 @@ impl Kms {
             let changes = move_labels(&versions, token, stages);
             for (id, labels) in &changes {
                 if let Some(v) = versions.iter().find(|v| &v.version_id == id) {
-                    upserts.push(SecretVersionRecord { stages: labels.clone(), ..v.clone() });
+                    // Rows are written whole: a listed one has no value, so read it.
+                    upserts.push(SecretVersionRecord { stages: labels.clone(), ..self.full_version(v).await? });
                 }
             }
             let mut after: Vec<SecretVersionRecord> = versions
                 .iter()
-                .map(|v| upserts.iter().find(|u| u.version_id == v.version_id).cloned().unwrap_or_else(|| v.clone()))
+                .map(|v| {
+                    let stages =
+                        upserts.iter().find(|u| u.version_id == v.version_id).map_or_else(|| v.stages.clone(), |u| u.stages.clone());
+                    SecretVersionRecord { stages, ..v.clone() }
+                })
                 .collect();
-            after.push(version.clone());
+            after.push(SecretVersionRecord { encrypted_data_key: Vec::new(), ciphertext: Vec::new(), ..version.clone() });
             let deletes = prune(&after, self.now_ms());
+            if after.len() - deletes.len() > MAX_VERSIONS {
+                return Err(KmsError::LimitExceeded(format!(
+                    "The secret already has {MAX_VERSIONS} versions, the most it may keep; versions without a staging label are removed once a day old. Retry later."
+                )));
+            }
             upserts.push(version.clone());
             let mut rec = secret.clone();
             rec.last_changed_ms = self.now_ms();
@@ -504,7 +611,7 @@ impl Kms {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(KmsError::Unavailable("too many concurrent changes to the secret; retry".into()))
+        Err(conflict())
     }
 
     /// Replaces a secret's record (compare-and-swap, retried on conflict), with `change`
@@ -525,7 +632,7 @@ impl Kms {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(KmsError::Unavailable("too many concurrent changes to the secret; retry".into()))
+        Err(conflict())
     }
 
     /// CreateSecret.
@@ -635,6 +742,7 @@ impl Kms {
         secret: &SecretRecord,
         version: &SecretVersionRecord,
     ) -> Result<GetSecretValueResponse, KmsError> {
+        let version = &self.full_version(version).await?;
         let value = self.open_value(caller, version).await?;
         let today = day(self.now_ms());
         if secret.last_accessed_ms != Some(today) || version.last_accessed_ms != Some(today) {
@@ -664,7 +772,7 @@ impl Kms {
     /// GetSecretValue.
     pub async fn get_secret_value(&self, caller: &Caller, req: GetSecretValueRequest) -> Result<GetSecretValueResponse, KmsError> {
         self.authorize(caller, Operation::GetSecretValue)?;
-        let secret = self.find_secret(caller, req.secret_id.as_deref()).await?;
+        let secret = self.find_secret(caller, Operation::GetSecretValue, req.secret_id.as_deref()).await?;
         if secret.deletion_date_ms.is_some() {
             return Err(marked_for_deletion());
         }
@@ -686,6 +794,8 @@ impl Kms {
             }
             (None, None) => return Err(KmsError::InvalidParameter("Either 'SecretIdList' or 'Filters' must be provided.".into())),
             (Some(ids), None) => {
+                let mut seen = BTreeSet::new();
+                let ids: Vec<String> = ids.into_iter().filter(|id| seen.insert(id.clone())).collect();
                 if ids.is_empty() || ids.len() > 20 {
                     return Err(KmsError::validation(
                         "Value at 'secretIdList' failed to satisfy constraint: Member must have length between 1 and 20",
@@ -707,15 +817,15 @@ impl Kms {
                     .into_iter()
                     .filter(|s| s.deletion_date_ms.is_none() && filters_match(&filters, s))
                     .collect();
-                let next = (offset + limit < all.len()).then(|| encode_token(offset + limit));
-                (all.into_iter().skip(offset).take(limit).map(|s| s.arn).collect(), next)
+                let (items, next) = page(all, offset, limit)?;
+                (items.into_iter().map(|s| s.arn).collect(), next)
             }
         };
         let mut secret_values = Vec::new();
         let mut errors = Vec::new();
         for id in ids {
             let read = async {
-                let secret = self.find_secret(caller, Some(&id)).await?;
+                let secret = self.find_secret(caller, Operation::GetSecretValue, Some(&id)).await?;
                 if secret.deletion_date_ms.is_some() {
                     return Err(marked_for_deletion());
                 }
@@ -740,7 +850,9 @@ impl Kms {
         let value = value_of(req.secret_string, req.secret_binary)?
             .ok_or_else(|| KmsError::InvalidParameter("You must provide either SecretString or SecretBinary.".into()))?;
         let token = client_token(req.client_request_token)?;
-        let stages = req.version_stages.unwrap_or_else(|| vec![CURRENT.to_owned()]);
+        let mut stages = req.version_stages.unwrap_or_else(|| vec![CURRENT.to_owned()]);
+        let mut seen = BTreeSet::new();
+        stages.retain(|s| seen.insert(s.clone()));
         if stages.is_empty() || stages.len() > MAX_LABELS_PER_VERSION {
             return Err(KmsError::validation(
                 "Value at 'versionStages' failed to satisfy constraint: Member must have length between 1 and 20",
@@ -749,7 +861,7 @@ impl Kms {
         for s in &stages {
             check_label(s, "versionStages.member")?;
         }
-        let secret = self.find_secret(caller, req.secret_id.as_deref()).await?;
+        let secret = self.find_secret(caller, Operation::PutSecretValue, req.secret_id.as_deref()).await?;
         if secret.deletion_date_ms.is_some() {
             return Err(marked_for_deletion());
         }
@@ -769,32 +881,34 @@ impl Kms {
         }
         let value = value_of(req.secret_string, req.secret_binary)?;
         let token = client_token(req.client_request_token)?;
-        let secret = self.find_secret(caller, req.secret_id.as_deref()).await?;
+        let secret = self.find_secret(caller, Operation::UpdateSecret, req.secret_id.as_deref()).await?;
         if secret.deletion_date_ms.is_some() {
             return Err(marked_for_deletion());
         }
-        let (description, kms_key_id) = (req.description.clone(), req.kms_key_id.clone());
-        let apply = move |rec: &mut SecretRecord| {
+        let key_changes = req.kms_key_id.is_some() && req.kms_key_id != secret.kms_key_id;
+        let description = req.description.clone();
+        if value.is_none() && description.is_none() && req.kms_key_id.is_none() {
+            return Err(KmsError::InvalidParameter(
+                "Specify at least one of Description, KmsKeyId, SecretString or SecretBinary to update.".into(),
+            ));
+        }
+        let mut rec = secret;
+        if let (true, Some(new_key)) = (key_changes, req.kms_key_id.as_deref()) {
+            rec = self.change_secret_key(caller, rec, new_key, description.as_deref()).await?;
+        }
+        let has_description = description.is_some();
+        let apply = move |r: &mut SecretRecord| {
             if let Some(d) = &description {
-                rec.description = Some(d.clone());
-            }
-            if let Some(k) = &kms_key_id {
-                rec.kms_key_id = Some(k.clone());
+                r.description = Some(d.clone());
             }
         };
-        let key_changes = req.kms_key_id.is_some() && req.kms_key_id != secret.kms_key_id;
-        let mut target = secret.clone();
-        apply(&mut target);
         let (rec, version_id) = match &value {
-            Some(v) => {
-                // The new version is encrypted under the new key.
-                let (rec, _) = self.add_secret_version(caller, target.clone(), &token, v, &[CURRENT.to_owned()], &apply).await?;
-                (rec, Some(token))
-            }
-            None => {
+            // The new version is encrypted under the secret's (new) key.
+            Some(v) => (self.add_secret_version(caller, rec, &token, v, &[CURRENT.to_owned()], &apply).await?.0, Some(token)),
+            None if !key_changes && has_description => {
                 let now = self.now_ms();
                 let rec = self
-                    .change_secret(secret, |r| {
+                    .change_secret(rec, |r| {
                         apply(r);
                         r.last_changed_ms = now;
                         Ok(())
@@ -802,35 +916,75 @@ impl Kms {
                     .await?;
                 (rec, None)
             }
+            None => (rec, None),
         };
-        if key_changes {
-            self.reencrypt_labelled(caller, &rec).await?;
-        }
         Ok(UpdateSecretResponse { arn: rec.arn, name: rec.name, version_id })
     }
 
-    /// After a KmsKeyId change, re-encrypts the versions labelled AWSCURRENT, AWSPENDING and
-    /// AWSPREVIOUS under the new key, as AWS does (others keep their old key).
-    async fn reencrypt_labelled(&self, caller: &Caller, secret: &SecretRecord) -> Result<(), KmsError> {
-        let versions = self.secret_store().list_secret_versions(&secret.arn).await?;
-        let mut upserts = Vec::new();
-        for v in versions.iter().filter(|v| v.stages.iter().any(|s| s == CURRENT || s == PREVIOUS || s == "AWSPENDING")) {
-            let value = self.open_value(caller, v).await?;
-            let mut fresh = self.seal_value(caller, secret, &v.version_id, &value).await?;
-            fresh.stages = v.stages.clone();
-            fresh.created_ms = v.created_ms;
-            fresh.last_accessed_ms = v.last_accessed_ms;
-            upserts.push(fresh);
-        }
-        let current = self.secret_store().get_secret(&secret.arn).await?.ok_or_else(not_found)?;
-        let rec = SecretRecord { revision: current.revision + 1, ..current.clone() };
-        match self.secret_store().update_secret(&rec, current.revision, &upserts, &[]).await {
-            Ok(()) => Ok(()),
-            Err(StoreError::Conflict) => {
-                Err(KmsError::Unavailable("the secret changed while its versions were re-encrypted; retry".into()))
+    /// Whether the caller may have data keys made under `key_ref` for Secrets Manager: the
+    /// key resolves, is usable and symmetric, and its policy or grants allow the caller
+    /// GenerateDataKey through Secrets Manager. Checked before a secret is moved to the key.
+    async fn check_secret_key(&self, caller: &Caller, key_ref: &str) -> Result<(), KmsError> {
+        let via = [param("kms:ViaService", Self::via_service(caller))];
+        let inner = Caller { resources: Default::default(), ..caller.clone() };
+        let access = Access::to("GenerateDataKey").with_params(&via);
+        let key = self.key_for(&inner, access, Some(key_ref), "keyId").await.map_err(|e| kms_error(e, KmsError::EncryptionFailure))?;
+        key.check_usable().and_then(|()| key.check_symmetric_encrypt()).map_err(|e| kms_error(e, KmsError::EncryptionFailure))
+    }
+
+    /// Moves a secret to another KMS key: the new key is checked for the caller, the versions
+    /// labelled AWSCURRENT, AWSPENDING and AWSPREVIOUS are decrypted (as the caller, under
+    /// their key) and encrypted again under the new key, as AWS does (older versions keep
+    /// theirs), and the key change and the re-encrypted versions are one compare-and-swap
+    /// against the revision at which the versions were read: a concurrent change makes the
+    /// whole step run again, and a failure anywhere changes nothing.
+    async fn change_secret_key(
+        &self,
+        caller: &Caller,
+        mut secret: SecretRecord,
+        new_key: &str,
+        description: Option<&str>,
+    ) -> Result<SecretRecord, KmsError> {
+        for _ in 0..3 {
+            self.check_secret_key(caller, new_key).await?;
+            let target = SecretRecord {
+                kms_key_id: Some(new_key.to_owned()),
+                description: description.map(str::to_owned).or_else(|| secret.description.clone()),
+                last_changed_ms: self.now_ms(),
+                revision: secret.revision + 1,
+                ..secret.clone()
+            };
+            let versions = self.secret_store().list_secret_versions(&secret.arn).await?;
+            let mut upserts = Vec::new();
+            for meta in versions.iter().filter(|v| v.stages.iter().any(|s| s == CURRENT || s == PREVIOUS || s == "AWSPENDING")) {
+                let full = self.full_version(meta).await?;
+                let value = self.open_value(caller, &full).await?;
+                let fresh = self.seal_value(caller, &target, &full.version_id, &value).await?;
+                upserts.push(SecretVersionRecord {
+                    kms_key_arn: fresh.kms_key_arn,
+                    encrypted_data_key: fresh.encrypted_data_key,
+                    ciphertext: fresh.ciphertext,
+                    ..full
+                });
             }
-            Err(e) => Err(e.into()),
+            match self.secret_store().update_secret(&target, secret.revision, &upserts, &[]).await {
+                Ok(()) => return Ok(target),
+                Err(StoreError::Conflict) => {
+                    secret = self.secret_store().get_secret(&secret.arn).await?.ok_or_else(not_found)?;
+                    if secret.deletion_date_ms.is_some() {
+                        return Err(marked_for_deletion());
+                    }
+                }
+                Err(StoreError::NotFound) => return Err(not_found()),
+                Err(e) => return Err(e.into()),
+            }
         }
+        Err(conflict())
+    }
+
+    /// A listed version with its value (listings carry none).
+    async fn full_version(&self, meta: &SecretVersionRecord) -> Result<SecretVersionRecord, KmsError> {
+        self.secret_store().get_secret_version(&meta.secret_arn, &meta.version_id).await?.ok_or_else(conflict)
     }
 
     fn describe(&self, secret: &SecretRecord, versions: Option<&[SecretVersionRecord]>, list_entry: bool) -> DescribeSecretResponse {
@@ -855,7 +1009,7 @@ impl Kms {
     /// DescribeSecret.
     pub async fn describe_secret(&self, caller: &Caller, req: SecretIdRequest) -> Result<DescribeSecretResponse, KmsError> {
         self.authorize(caller, Operation::DescribeSecret)?;
-        let secret = self.find_secret(caller, req.secret_id.as_deref()).await?;
+        let secret = self.find_secret(caller, Operation::DescribeSecret, req.secret_id.as_deref()).await?;
         let versions = self.secret_store().list_secret_versions(&secret.arn).await?;
         Ok(self.describe(&secret, Some(&versions), false))
     }
@@ -898,9 +1052,9 @@ impl Kms {
             .then_with(|| a.arn.cmp(&b.arn));
             if order == "asc" { o } else { o.reverse() }
         });
-        let next_token = (offset + limit < all.len()).then(|| encode_token(offset + limit));
+        let (items, next_token) = page(all, offset, limit)?;
         let mut secret_list = Vec::new();
-        for s in all.into_iter().skip(offset).take(limit) {
+        for s in items {
             let versions = self.secret_store().list_secret_versions(&s.arn).await?;
             secret_list.push(self.describe(&s, Some(&versions), true));
         }
@@ -916,7 +1070,7 @@ impl Kms {
         self.authorize(caller, Operation::ListSecretVersionIds)?;
         let limit = max_results(req.max_results, 100)?;
         let offset = decode_token(req.next_token.as_deref())?;
-        let secret = self.find_secret(caller, req.secret_id.as_deref()).await?;
+        let secret = self.find_secret(caller, Operation::ListSecretVersionIds, req.secret_id.as_deref()).await?;
         let mut versions: Vec<SecretVersionRecord> = self
             .secret_store()
             .list_secret_versions(&secret.arn)
@@ -925,11 +1079,9 @@ impl Kms {
             .filter(|v| req.include_deprecated == Some(true) || !v.stages.is_empty())
             .collect();
         versions.reverse();
-        let next_token = (offset + limit < versions.len()).then(|| encode_token(offset + limit));
-        let versions = versions
+        let (items, next_token) = page(versions, offset, limit)?;
+        let versions = items
             .into_iter()
-            .skip(offset)
-            .take(limit)
             .map(|v| SecretVersionEntry {
                 version_id: v.version_id,
                 version_stages: v.stages,
@@ -953,7 +1105,7 @@ impl Kms {
         for id in [&req.remove_from_version_id, &req.move_to_version_id].into_iter().flatten() {
             length(id, "versionId", 32, 64)?;
         }
-        let secret = self.find_secret(caller, req.secret_id.as_deref()).await?;
+        let secret = self.find_secret(caller, Operation::UpdateSecretVersionStage, req.secret_id.as_deref()).await?;
         if secret.deletion_date_ms.is_some() {
             return Err(marked_for_deletion());
         }
@@ -973,11 +1125,11 @@ impl Kms {
             let Some(from) = req.remove_from_version_id else {
                 return Err(KmsError::InvalidParameter("Specify RemoveFromVersionId, MoveToVersionId or both.".into()));
             };
-            let upserts: Vec<SecretVersionRecord> = versions
-                .iter()
-                .filter(|v| v.version_id == from)
-                .map(|v| SecretVersionRecord { stages: v.stages.iter().filter(|s| **s != stage).cloned().collect(), ..v.clone() })
-                .collect();
+            let mut upserts: Vec<SecretVersionRecord> = Vec::new();
+            for v in versions.iter().filter(|v| v.version_id == from) {
+                let stages = v.stages.iter().filter(|s| **s != stage).cloned().collect();
+                upserts.push(SecretVersionRecord { stages, ..self.full_version(v).await? });
+            }
             let rec = SecretRecord { revision: secret.revision + 1, last_changed_ms: self.now_ms(), ..secret.clone() };
             self.commit_versions(&secret, &rec, &upserts).await?;
             return Ok(SecretArnNameResponse { arn: secret.arn, name: secret.name });
@@ -999,14 +1151,14 @@ impl Kms {
         let mut upserts: Vec<SecretVersionRecord> = Vec::new();
         for (id, labels) in move_labels(&versions, &to, std::slice::from_ref(&stage)) {
             if let Some(v) = versions.iter().find(|v| v.version_id == id) {
-                upserts.push(SecretVersionRecord { stages: labels, ..v.clone() });
+                upserts.push(SecretVersionRecord { stages: labels, ..self.full_version(v).await? });
             }
         }
         if !target.stages.contains(&stage) {
             let mut labels = target.stages.clone();
             labels.push(stage.clone());
             labels.retain(|s| stage != CURRENT || s != PREVIOUS);
-            upserts.push(SecretVersionRecord { stages: labels, ..target.clone() });
+            upserts.push(SecretVersionRecord { stages: labels, ..self.full_version(target).await? });
         }
         let rec = SecretRecord { revision: secret.revision + 1, last_changed_ms: self.now_ms(), ..secret.clone() };
         self.commit_versions(&secret, &rec, &upserts).await?;
@@ -1016,7 +1168,7 @@ impl Kms {
     async fn commit_versions(&self, before: &SecretRecord, after: &SecretRecord, upserts: &[SecretVersionRecord]) -> Result<(), KmsError> {
         match self.secret_store().update_secret(after, before.revision, upserts, &[]).await {
             Ok(()) => Ok(()),
-            Err(StoreError::Conflict) => Err(KmsError::Unavailable("the secret changed concurrently; retry".into())),
+            Err(StoreError::Conflict) => Err(conflict()),
             Err(StoreError::NotFound) => Err(not_found()),
             Err(e) => Err(e.into()),
         }
@@ -1037,7 +1189,7 @@ impl Kms {
             return Err(KmsError::InvalidParameter("The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).".into()));
         }
         let now = self.now_ms();
-        let secret = match self.find_secret(caller, req.secret_id.as_deref()).await {
+        let secret = match self.find_secret(caller, Operation::DeleteSecret, req.secret_id.as_deref()).await {
             Ok(s) => s,
             Err(KmsError::ResourceNotFound(_)) if force => {
                 let id = req.secret_id.unwrap_or_default();
@@ -1049,7 +1201,7 @@ impl Kms {
         if force {
             match self.secret_store().destroy_secret(&secret.arn, secret.revision).await {
                 Ok(()) | Err(StoreError::NotFound) => {}
-                Err(StoreError::Conflict) => return Err(KmsError::Unavailable("the secret changed concurrently; retry".into())),
+                Err(StoreError::Conflict) => return Err(conflict()),
                 Err(e) => return Err(e.into()),
             }
             return Ok(DeleteSecretResponse { arn: secret.arn, name: secret.name, deletion_date: secs(now) });
@@ -1073,7 +1225,7 @@ impl Kms {
     /// RestoreSecret: cancels a scheduled deletion (a no-op for a secret not scheduled).
     pub async fn restore_secret(&self, caller: &Caller, req: SecretIdRequest) -> Result<SecretArnNameResponse, KmsError> {
         self.authorize(caller, Operation::RestoreSecret)?;
-        let secret = self.find_secret(caller, req.secret_id.as_deref()).await?;
+        let secret = self.find_secret(caller, Operation::RestoreSecret, req.secret_id.as_deref()).await?;
         let rec = if secret.deletion_date_ms.is_some() {
             self.change_secret(secret, |r| {
                 r.deletion_date_ms = None;
@@ -1091,7 +1243,7 @@ impl Kms {
         self.authorize(caller, Operation::TagSecret)?;
         let tags = required(req.tags, "tags")?;
         check_tags(&tags)?;
-        let secret = self.find_secret(caller, req.secret_id.as_deref()).await?;
+        let secret = self.find_secret(caller, Operation::TagSecret, req.secret_id.as_deref()).await?;
         if secret.deletion_date_ms.is_some() {
             return Err(marked_for_deletion());
         }
@@ -1115,7 +1267,15 @@ impl Kms {
     pub async fn untag_secret(&self, caller: &Caller, req: SmUntagResourceRequest) -> Result<Empty, KmsError> {
         self.authorize(caller, Operation::UntagSecret)?;
         let keys: BTreeSet<String> = required(req.tag_keys, "tagKeys")?.into_iter().collect();
-        let secret = self.find_secret(caller, req.secret_id.as_deref()).await?;
+        if keys.len() > 200 {
+            return Err(KmsError::validation(
+                "Value at 'tagKeys' failed to satisfy constraint: Member must have length less than or equal to 200",
+            ));
+        }
+        for k in &keys {
+            length(k, "tagKeys.member", 1, 128)?;
+        }
+        let secret = self.find_secret(caller, Operation::UntagSecret, req.secret_id.as_deref()).await?;
         if secret.deletion_date_ms.is_some() {
             return Err(marked_for_deletion());
         }
@@ -1164,16 +1324,102 @@ impl Kms {
                 classes.len()
             )));
         }
-        let pick = |from: &[char]| -> Result<char, KmsError> { Ok(from[uniform(from.len())?]) };
-        loop {
-            let mut password = String::with_capacity(len);
-            for _ in 0..len {
-                password.push(pick(&all)?);
-            }
-            if !require_each || classes.iter().all(|c| password.chars().any(|p| c.contains(&p))) {
-                return Ok(GetRandomPasswordResponse { random_password: SecretText::new(password) });
+        // One character of each required type, the rest from all of them, then a uniform
+        // shuffle: bounded work whatever the exclusions (no retry until every type appears).
+        let mut chars: Vec<char> = Vec::with_capacity(len);
+        if require_each {
+            for c in &classes {
+                chars.push(c[uniform(c.len())?]);
             }
         }
+        while chars.len() < len {
+            chars.push(all[uniform(all.len())?]);
+        }
+        for i in (1..chars.len()).rev() {
+            chars.swap(i, uniform(i + 1)?);
+        }
+        Ok(GetRandomPasswordResponse { random_password: SecretText::new(chars.into_iter().collect()) })
+    }
+
+    /// PutResourcePolicy: validated by the key-policy engine (condition keys it does not
+    /// evaluate are refused, so a policy never silently fails to apply); with
+    /// BlockPublicPolicy, a policy that allows a wildcard principal is refused.
+    pub async fn put_resource_policy(&self, caller: &Caller, req: PutResourcePolicyRequest) -> Result<ResourcePolicyResponse, KmsError> {
+        self.authorize(caller, Operation::PutResourcePolicy)?;
+        let text = required(req.resource_policy, "resourcePolicy")?;
+        length(&text, "resourcePolicy", 1, 20_480)?;
+        check_policy_name(req.policy_name.as_deref())?;
+        Policy::parse(&text)?;
+        if req.block_public_policy == Some(true) && allows_public(&text) {
+            return Err(KmsError::PublicPolicy(
+                "The BlockPublicPolicy parameter is set to true, and the resource policy did not prevent broad access to the secret."
+                    .into(),
+            ));
+        }
+        let secret = self.find_secret(caller, Operation::PutResourcePolicy, req.secret_id.as_deref()).await?;
+        if secret.deletion_date_ms.is_some() {
+            return Err(marked_for_deletion());
+        }
+        let rec = self
+            .change_secret(secret, |r| {
+                r.policy = Some(text.clone());
+                Ok(())
+            })
+            .await?;
+        Ok(ResourcePolicyResponse { arn: rec.arn, name: rec.name, resource_policy: None })
+    }
+
+    /// GetResourcePolicy.
+    pub async fn get_resource_policy(&self, caller: &Caller, req: ResourcePolicyRequest) -> Result<ResourcePolicyResponse, KmsError> {
+        self.authorize(caller, Operation::GetResourcePolicy)?;
+        check_policy_name(req.policy_name.as_deref())?;
+        let secret = self.find_secret(caller, Operation::GetResourcePolicy, req.secret_id.as_deref()).await?;
+        Ok(ResourcePolicyResponse { arn: secret.arn, name: secret.name, resource_policy: secret.policy })
+    }
+
+    /// DeleteResourcePolicy.
+    pub async fn delete_resource_policy(&self, caller: &Caller, req: ResourcePolicyRequest) -> Result<ResourcePolicyResponse, KmsError> {
+        self.authorize(caller, Operation::DeleteResourcePolicy)?;
+        check_policy_name(req.policy_name.as_deref())?;
+        let secret = self.find_secret(caller, Operation::DeleteResourcePolicy, req.secret_id.as_deref()).await?;
+        let rec = self
+            .change_secret(secret, |r| {
+                r.policy = None;
+                Ok(())
+            })
+            .await?;
+        Ok(ResourcePolicyResponse { arn: rec.arn, name: rec.name, resource_policy: None })
+    }
+
+    /// ValidateResourcePolicy: whether PutResourcePolicy would accept the document. Not JSON is
+    /// MalformedPolicyDocumentException; a document the policy engine refuses is a failed
+    /// validation with the engine's reason; a policy with a wildcard principal passes with a
+    /// finding that BlockPublicPolicy would refuse it.
+    pub async fn validate_resource_policy(
+        &self,
+        caller: &Caller,
+        req: ValidateResourcePolicyRequest,
+    ) -> Result<ValidateResourcePolicyResponse, KmsError> {
+        self.authorize(caller, Operation::ValidateResourcePolicy)?;
+        let text = required(req.resource_policy, "resourcePolicy")?;
+        length(&text, "resourcePolicy", 1, 20_480)?;
+        if serde_json::from_str::<serde_json::Value>(&text).is_err() {
+            return Err(KmsError::MalformedPolicyDocument("The resource policy is not valid JSON.".into()));
+        }
+        if req.secret_id.is_some() {
+            self.find_secret(caller, Operation::GetResourcePolicy, req.secret_id.as_deref()).await?;
+        }
+        let mut validation_errors = Vec::new();
+        if let Err(e) = Policy::parse(&text) {
+            validation_errors.push(PolicyValidationError { check_name: "SYNTAX_CHECKING".into(), error_message: e.to_string() });
+        } else if allows_public(&text) {
+            validation_errors.push(PolicyValidationError {
+                check_name: "PUBLIC_ACCESS_CHECKING".into(),
+                error_message: "The policy allows a wildcard principal: PutResourcePolicy with BlockPublicPolicy refuses it.".into(),
+            });
+        }
+        let passed = validation_errors.iter().all(|e| e.check_name != "SYNTAX_CHECKING");
+        Ok(ValidateResourcePolicyResponse { policy_validation_passed: passed, validation_errors })
     }
 
     /// The scheduler's part for secrets: destroys every secret whose recovery window ended.
@@ -1195,6 +1441,36 @@ impl Kms {
         }
         Ok(destroyed)
     }
+}
+
+/// A policy name, if given: 1–140 characters (Secrets Manager keeps one policy per secret).
+fn check_policy_name(name: Option<&str>) -> Result<(), KmsError> {
+    name.map_or(Ok(()), |n| length(n, "policyName", 1, 140))
+}
+
+/// Whether a policy has an `Allow` statement for a wildcard principal (`"*"` or
+/// `{"AWS": "*"}`): broad access, which BlockPublicPolicy refuses. Conservative: conditions do
+/// not count as narrowing it.
+fn allows_public(text: &str) -> bool {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(text) else { return false };
+    let statements = match &doc["Statement"] {
+        serde_json::Value::Array(list) => list.clone(),
+        other => vec![other.clone()],
+    };
+    let wildcard = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s == "*",
+        serde_json::Value::Array(list) => list.iter().any(|x| x.as_str() == Some("*")),
+        _ => false,
+    };
+    statements.iter().any(|s| {
+        s["Effect"] == "Allow"
+            && (s.get("NotPrincipal").is_some()
+                || match &s["Principal"] {
+                    serde_json::Value::String(p) => p == "*",
+                    serde_json::Value::Object(m) => m.get("AWS").is_some_and(wildcard),
+                    _ => false,
+                })
+    })
 }
 
 /// A uniformly random index below `n` (rejection sampling over 32-bit draws).
