@@ -625,9 +625,15 @@ impl AuditSink for AuditLog {
     }
 
     async fn append(&self, record: Vec<u8>) -> Result<(), AuditFailure> {
+        self.append_many(vec![record]).await
+    }
+
+    /// The records go into the queue together, in order, so they commit in the same batch and
+    /// one wait covers them all.
+    async fn append_many(&self, records: Vec<Vec<u8>>) -> Result<(), AuditFailure> {
         let batch = {
             let mut q = self.shared.queue.lock().map_err(|_| AuditFailure("the audit queue is poisoned".into()))?;
-            q.records.push(record);
+            q.records.extend(records);
             if std::mem::take(&mut q.idle) {
                 self.shared.wake.notify_one();
             }

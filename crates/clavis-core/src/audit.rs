@@ -42,6 +42,15 @@ pub trait AuditSink: Send + Sync {
     /// Appends one record (a compact JSON object) and returns once it is durable.
     async fn append(&self, record: Vec<u8>) -> Result<(), AuditFailure>;
 
+    /// Appends several records, in order, and returns once all are durable. A sink that batches
+    /// commits makes them durable together (one wait); the default appends them one by one.
+    async fn append_many(&self, records: Vec<Vec<u8>>) -> Result<(), AuditFailure> {
+        for r in records {
+            self.append(r).await?;
+        }
+        Ok(())
+    }
+
     /// Up to `max` records (parsed), newest first, with sequence numbers below `before`, that
     /// pass `keep`; and where to continue. Sinks that cannot be read back return an error.
     async fn lookup(&self, query: LookupQuery) -> Result<(Vec<Value>, Option<u64>), AuditFailure>;

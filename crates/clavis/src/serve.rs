@@ -149,6 +149,13 @@ impl AuditSink for DeferredAudit {
         }
     }
 
+    async fn append_many(&self, records: Vec<Vec<u8>>) -> Result<(), clavis_core::audit::AuditFailure> {
+        match (self.open.load(std::sync::atomic::Ordering::Acquire), self.log.get()) {
+            (true, Some(log)) => log.append_many(records).await,
+            _ => Err(clavis_core::audit::AuditFailure("the audit log opens when the server is unsealed".into())),
+        }
+    }
+
     async fn append_or_hold(&self, record: Vec<u8>) -> Result<(), clavis_core::audit::AuditFailure> {
         {
             let mut held = self.held.lock().map_err(|_| clavis_core::audit::AuditFailure("held records lock poisoned".into()))?;

@@ -41,6 +41,11 @@ use key::{KeyCache, MaterialCache};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+tokio::task_local! {
+    /// The records of nested calls of the request [`Kms::audited`] is running.
+    static NESTED_RECORDS: std::cell::RefCell<Vec<Vec<u8>>>;
+}
+
 /// An authenticated caller, as established by the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -187,7 +192,15 @@ impl Kms {
                 sink.release_hold();
             }
         };
-        let outcome = work.await;
+        // Records of the calls the core makes for this request on the caller's behalf (the KMS
+        // calls of a Secrets Manager request) wait here and are appended with its own record,
+        // in one batch: none is durable later than the request's own, and none costs a wait.
+        let (outcome, nested) = NESTED_RECORDS
+            .scope(std::cell::RefCell::new(Vec::new()), async {
+                let outcome = work.await;
+                (outcome, NESTED_RECORDS.with(std::cell::RefCell::take))
+            })
+            .await;
         let Some(sink) = &self.audit else { return outcome.result };
         // While sealed the audit key is sealed too, so the log cannot be written; nothing can
         // succeed while sealed (every request fails authenticating), and a refusal for being
@@ -212,11 +225,56 @@ impl Kms {
             suppressed_before: outcome.suppressed_before,
             operator: hold,
         });
-        let appended = if hold { sink.append_or_hold(record).await } else { sink.append(record).await };
+        let appended = if hold {
+            sink.append_or_hold(record).await
+        } else if nested.is_empty() {
+            sink.append(record).await
+        } else {
+            let mut records = nested;
+            records.push(record);
+            sink.append_many(records).await
+        };
         match appended {
             Ok(()) => outcome.result,
             Err(e) => Err(KmsError::AuditUnavailable(e.to_string())),
         }
+    }
+
+    /// Runs a call the core makes on a caller's behalf inside a request (Secrets Manager's
+    /// GenerateDataKey and Decrypt), with its own record. Inside [`Kms::audited`] the record is
+    /// appended with the request's own, in the same batch (so it is durable before anything of
+    /// the request leaves, at no extra wait); outside it, it is appended before the result is
+    /// released.
+    pub(crate) async fn audited_nested<T>(
+        &self,
+        event: &audit::RequestEvent<'_>,
+        work: impl Future<Output = audit::Outcome<T>>,
+    ) -> Result<T, KmsError> {
+        let time_ms = self.clock.now_ms();
+        let started = std::time::Instant::now();
+        let outcome = work.await;
+        let Some(sink) = &self.audit else { return outcome.result };
+        let record = audit::record(audit::RecordInput {
+            event,
+            time_ms,
+            duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            caller: outcome.caller.as_ref(),
+            request_parameters: outcome.request_parameters,
+            response_elements: outcome.response_elements,
+            error: outcome.result.as_ref().err(),
+            suppressed_before: 0,
+            operator: false,
+        });
+        let mut pending = Some(record);
+        let _ = NESTED_RECORDS.try_with(|n| {
+            if let Some(r) = pending.take() {
+                n.borrow_mut().push(r);
+            }
+        });
+        if let Some(record) = pending {
+            sink.append(record).await.map_err(|e| KmsError::AuditUnavailable(e.to_string()))?;
+        }
+        outcome.result
     }
 
     /// The current time (Unix milliseconds) by the service's clock.

@@ -484,7 +484,7 @@ impl Kms {
         let event = Self::service_event(caller, "GenerateDataKey", &request_id);
         let params = json!({"keyId": key_ref, "encryptionContext": context.as_map(), "keySpec": "AES_256"});
         let generated = self
-            .audited(&event, async {
+            .audited_nested(&event, async {
                 let result = async {
                     let access = Access::with_context("GenerateDataKey", &context).with_params(&via);
                     let key: Key = self.key_for(&inner, access, Some(&key_ref), "keyId").await?;
@@ -526,7 +526,7 @@ impl Kms {
         let params =
             json!({"keyId": version.kms_key_arn, "encryptionContext": context.as_map(), "encryptionAlgorithm": "SYMMETRIC_DEFAULT"});
         let data_key = self
-            .audited(&event, async {
+            .audited_nested(&event, async {
                 let access = Access::with_context("Decrypt", &context).with_params(&via);
                 let result = self
                     .decrypt_blob(&inner, access, &version.encrypted_data_key, Some(&version.kms_key_arn), &context, "keyId")
