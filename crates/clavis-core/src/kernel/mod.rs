@@ -24,6 +24,7 @@ mod keystore;
 pub mod master_key;
 mod resolve;
 mod sealing;
+mod secret_cache;
 
 pub(crate) use authz::{Access, LockoutKey, param, request_tag_params};
 pub(crate) use grant_check::GrantSpec;
@@ -128,6 +129,8 @@ pub struct Kms {
     /// This process's name for leases.
     node_id: String,
     crash_after_reseals: Option<u64>,
+    /// Secrets' records, version lists and read versions (ciphertext), briefly.
+    secrets: secret_cache::SecretCache,
     /// The unseal in progress: its nonce and when its first share arrived (Unix ms).
     unseal_session: std::sync::Mutex<Option<(String, i64)>>,
 }
@@ -151,6 +154,7 @@ impl Kms {
                 .unwrap_or_else(|| format!("node-{}-{}", std::process::id(), hex::encode(random::bytes(6).unwrap_or_default()))),
             crash_after_reseals: config.crash_after_reseals,
             unseal_session: std::sync::Mutex::new(None),
+            secrets: secret_cache::SecretCache::default(),
         }
     }
 
@@ -312,6 +316,44 @@ impl Kms {
 
     pub(crate) fn secret_store(&self) -> &dyn SecretStore {
         &*self.store
+    }
+
+    /// A secret's record and version list (without values), from the cache or the store.
+    pub(crate) async fn secret_snapshot(&self, arn: &str) -> Result<Option<secret_cache::CachedSecret>, KmsError> {
+        if let Some(s) = self.secrets.get(arn) {
+            return Ok(Some(s));
+        }
+        let Some(record) = self.store.get_secret(arn).await? else { return Ok(None) };
+        let versions = self.store.list_secret_versions(arn).await?;
+        let snapshot = secret_cache::CachedSecret { record, versions };
+        self.secrets.put(snapshot.clone());
+        Ok(Some(snapshot))
+    }
+
+    /// The ARN of the secret with this name in an account and region, from the cache or the
+    /// store.
+    pub(crate) async fn secret_arn_by_name(&self, account: &str, region: &str, name: &str) -> Result<Option<String>, KmsError> {
+        if let Some(arn) = self.secrets.arn_of(account, region, name) {
+            return Ok(Some(arn));
+        }
+        Ok(self.store.get_secret_by_name(account, region, name).await?.map(|s| s.arn))
+    }
+
+    /// One version of a secret with its value (ciphertext), from the cache or the store.
+    pub(crate) async fn secret_version(&self, arn: &str, version_id: &str) -> Result<Option<clavis_store::SecretVersionRecord>, KmsError> {
+        if let Some(v) = self.secrets.version(arn, version_id) {
+            return Ok(Some(v));
+        }
+        let found = self.store.get_secret_version(arn, version_id).await?;
+        if let Some(v) = &found {
+            self.secrets.put_version(v.clone());
+        }
+        Ok(found)
+    }
+
+    /// Forgets what this node cached of a secret (after it changed it, or tried to).
+    pub(crate) fn forget_secret(&self, arn: &str) {
+        self.secrets.forget(arn);
     }
 
     /// The root of trust, for sealing new material and secrets (unsealing stored material is

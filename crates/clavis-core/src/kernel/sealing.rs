@@ -22,6 +22,7 @@ impl Kms {
         self.root.seal_now()?;
         self.materials.clear();
         self.keys.clear();
+        self.secrets.clear();
         if let Ok(mut m) = self.credentials.write() {
             m.clear();
         }

@@ -411,15 +411,24 @@ impl Kms {
         let id = required(secret_id, "secretId")?;
         length(id, "secretId", 1, 2048)?;
         let (account, region) = (caller.account.as_str(), caller.region.as_str());
+        let by_name = |name: &str| {
+            let name = name.to_owned();
+            async move {
+                match self.secret_arn_by_name(account, region, &name).await? {
+                    Some(arn) => Ok::<_, KmsError>(self.secret_snapshot(&arn).await?.map(|s| s.record)),
+                    None => Ok(None),
+                }
+            }
+        };
         let found = if let Some(rest) = id.strip_prefix("arn:") {
             let prefix = format!("aws:secretsmanager:{region}:{account}:secret:");
             let Some(name) = rest.strip_prefix(&prefix) else { return Err(not_found()) };
-            match self.secret_store().get_secret(id).await? {
-                Some(s) => Some(s),
-                None => self.secret_store().get_secret_by_name(account, region, name).await?,
+            match self.secret_snapshot(id).await? {
+                Some(s) => Some(s.record),
+                None => by_name(name).await?,
             }
         } else {
-            self.secret_store().get_secret_by_name(account, region, id).await?
+            by_name(id).await?
         };
         found.filter(|s| s.account_id == account && s.region == region).ok_or_else(not_found)
     }
@@ -598,7 +607,7 @@ impl Kms {
             rec.last_changed_ms = self.now_ms();
             rec.revision = secret.revision + 1;
             extra(&mut rec);
-            match self.secret_store().update_secret(&rec, secret.revision, &upserts, &deletes).await {
+            match self.write_secret(&rec, secret.revision, &upserts, &deletes).await {
                 Ok(()) => return Ok((rec, version.stages)),
                 Err(StoreError::Conflict) => {
                     sealed = Some(version);
@@ -625,7 +634,7 @@ impl Kms {
             let mut rec = secret.clone();
             change(&mut rec)?;
             rec.revision = secret.revision + 1;
-            match self.secret_store().update_secret(&rec, secret.revision, &[], &[]).await {
+            match self.write_secret(&rec, secret.revision, &[], &[]).await {
                 Ok(()) => return Ok(rec),
                 Err(StoreError::Conflict) => secret = self.secret_store().get_secret(&secret.arn).await?.ok_or_else(not_found)?,
                 Err(StoreError::NotFound) => return Err(not_found()),
@@ -719,7 +728,7 @@ impl Kms {
         if let Some(s) = stage {
             check_label(s, "versionStage")?;
         }
-        let versions = self.secret_store().list_secret_versions(&secret.arn).await?;
+        let versions = self.secret_snapshot(&secret.arn).await?.map(|s| s.versions).unwrap_or_default();
         let stage = stage.or(if version_id.is_none() { Some(CURRENT) } else { None });
         let found = versions
             .into_iter()
@@ -751,7 +760,7 @@ impl Kms {
             rec.revision = secret.revision + 1;
             let touched = SecretVersionRecord { last_accessed_ms: Some(today), ..version.clone() };
             // Best effort: a concurrent change wins, the date is set by a later read.
-            let _ = self.secret_store().update_secret(&rec, secret.revision, &[touched], &[]).await;
+            let _ = self.write_secret(&rec, secret.revision, &[touched], &[]).await;
         }
         let (secret_string, secret_binary) = if value.binary {
             (None, Some(SecretBlob(value.bytes)))
@@ -967,7 +976,7 @@ impl Kms {
                     ..full
                 });
             }
-            match self.secret_store().update_secret(&target, secret.revision, &upserts, &[]).await {
+            match self.write_secret(&target, secret.revision, &upserts, &[]).await {
                 Ok(()) => return Ok(target),
                 Err(StoreError::Conflict) => {
                     secret = self.secret_store().get_secret(&secret.arn).await?.ok_or_else(not_found)?;
@@ -984,7 +993,28 @@ impl Kms {
 
     /// A listed version with its value (listings carry none).
     async fn full_version(&self, meta: &SecretVersionRecord) -> Result<SecretVersionRecord, KmsError> {
-        self.secret_store().get_secret_version(&meta.secret_arn, &meta.version_id).await?.ok_or_else(conflict)
+        self.secret_version(&meta.secret_arn, &meta.version_id).await?.ok_or_else(conflict)
+    }
+
+    /// [`clavis_store::SecretStore::update_secret`], then this node forgets what it cached of
+    /// the secret (whatever the outcome: a conflict means the cache was stale).
+    async fn write_secret(
+        &self,
+        secret: &SecretRecord,
+        expected_revision: u64,
+        upserts: &[SecretVersionRecord],
+        deletes: &[String],
+    ) -> Result<(), StoreError> {
+        let result = self.secret_store().update_secret(secret, expected_revision, upserts, deletes).await;
+        self.forget_secret(&secret.arn);
+        result
+    }
+
+    /// [`clavis_store::SecretStore::destroy_secret`], then this node forgets the secret.
+    async fn erase_secret(&self, arn: &str, expected_revision: u64) -> Result<(), StoreError> {
+        let result = self.secret_store().destroy_secret(arn, expected_revision).await;
+        self.forget_secret(arn);
+        result
     }
 
     fn describe(&self, secret: &SecretRecord, versions: Option<&[SecretVersionRecord]>, list_entry: bool) -> DescribeSecretResponse {
@@ -1166,7 +1196,7 @@ impl Kms {
     }
 
     async fn commit_versions(&self, before: &SecretRecord, after: &SecretRecord, upserts: &[SecretVersionRecord]) -> Result<(), KmsError> {
-        match self.secret_store().update_secret(after, before.revision, upserts, &[]).await {
+        match self.write_secret(after, before.revision, upserts, &[]).await {
             Ok(()) => Ok(()),
             Err(StoreError::Conflict) => Err(conflict()),
             Err(StoreError::NotFound) => Err(not_found()),
@@ -1199,7 +1229,7 @@ impl Kms {
             Err(e) => return Err(e),
         };
         if force {
-            match self.secret_store().destroy_secret(&secret.arn, secret.revision).await {
+            match self.erase_secret(&secret.arn, secret.revision).await {
                 Ok(()) | Err(StoreError::NotFound) => {}
                 Err(StoreError::Conflict) => return Err(conflict()),
                 Err(e) => return Err(e.into()),
@@ -1429,7 +1459,7 @@ impl Kms {
         let mut destroyed = 0;
         for s in self.secret_store().secrets_due(now_ms, 1000).await? {
             if s.deletion_date_ms.is_some_and(|d| d <= now_ms) {
-                match self.secret_store().destroy_secret(&s.arn, s.revision).await {
+                match self.erase_secret(&s.arn, s.revision).await {
                     Ok(()) => {
                         destroyed += 1;
                         tracing::info!(secret = %s.arn, "secret destroyed at the end of its recovery window");
