@@ -445,3 +445,90 @@ def test_the_default_key_is_protected_and_records_name_the_secret(server, sm, tm
     exported = run_clavis("audit", "export", "--data-dir", server.data_dir).stdout
     named = [json.loads(line) for line in exported.splitlines() if arn in line]
     assert any(r["eventName"] == "GetSecretValue" and r["resources"][0]["type"] == "AWS::SecretsManager::Secret" for r in named)
+
+
+def rotation_server(tmp_root, request, extra_args=()):
+    """A server with two rotation executors: `rotator` runs the template-shaped function with the
+    test's credentials; `broken` always fails."""
+    import os
+    import stat
+    import sys
+    from pathlib import Path
+
+    from conftest import AKID, SECRET, Server
+
+    base = tmp_root / f"rot-{request.node.name}"
+    base.mkdir(parents=True, exist_ok=True)
+    template = Path(__file__).resolve().parent / "rotation" / "template_rotator.py"
+    rotator = base / "rotator.sh"
+    rotator.write_text(f"#!/bin/sh\nexport AWS_ACCESS_KEY_ID={AKID} AWS_SECRET_ACCESS_KEY={SECRET}\nexec {sys.executable} {template}\n")
+    broken = base / "broken.sh"
+    broken.write_text("#!/bin/sh\ncat >/dev/null\nexit 3\n")
+    for p in (rotator, broken):
+        p.chmod(p.stat().st_mode | stat.S_IXUSR)
+    args = ["--rotation-executor", f"rotator={rotator}", "--rotation-executor", f"broken={broken}", *extra_args]
+    s = Server(base / "data", args=args)
+    assert os.access(rotator, os.X_OK)
+    return s
+
+
+LAMBDA = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:rotator"
+
+
+def test_rotation_through_the_template_function(tmp_root, request):
+    s = rotation_server(tmp_root, request).start()
+    try:
+        sm = s.client(service="secretsmanager")
+        n = name()
+        first = sm.create_secret(Name=n, SecretString="initial password")["VersionId"]
+        out = sm.rotate_secret(SecretId=n, RotationLambdaARN=LAMBDA, RotationRules={"AutomaticallyAfterDays": 30})
+        new = out["VersionId"]
+        current = sm.get_secret_value(SecretId=n)
+        assert current["VersionId"] == new and current["SecretString"] != "initial password" and len(current["SecretString"]) == 32
+        assert current["VersionStages"] == ["AWSCURRENT"]
+        assert sm.get_secret_value(SecretId=n, VersionStage="AWSPREVIOUS")["SecretString"] == "initial password"
+        d = sm.describe_secret(SecretId=n)
+        assert d["RotationEnabled"] is True and d["RotationLambdaARN"] == LAMBDA and d["RotationRules"]["AutomaticallyAfterDays"] == 30
+        assert "LastRotatedDate" in d and "NextRotationDate" in d
+        assert d["VersionIdsToStages"] == {first: ["AWSPREVIOUS"], new: ["AWSCURRENT"]}
+        # A failing step leaves AWSPENDING on the new version; the next RotateSecret retries it.
+        fails(lambda: sm.rotate_secret(SecretId=n, RotationLambdaARN=LAMBDA.replace("rotator", "broken")), "InvalidRequestException")
+        pending = [v for v, st in sm.describe_secret(SecretId=n)["VersionIdsToStages"].items() if st == ["AWSPENDING"]]
+        assert len(pending) == 1
+        fails(lambda: sm.get_secret_value(SecretId=n, VersionStage="AWSPENDING"), "ResourceNotFoundException")
+        again = sm.rotate_secret(SecretId=n, RotationLambdaARN=LAMBDA)
+        assert again["VersionId"] == pending[0]
+        assert sm.get_secret_value(SecretId=n)["VersionId"] == pending[0]
+        fails(lambda: sm.rotate_secret(SecretId=n, RotationLambdaARN=LAMBDA.replace("rotator", "nobody")), "InvalidRequestException")
+        fails(lambda: sm.rotate_secret(SecretId=n, RotationRules={"ScheduleExpression": "cron(0 12 * * ? *)"}), "InvalidParameterException")
+        cancelled = sm.cancel_rotate_secret(SecretId=n)
+        assert cancelled["Name"] == n
+        d = sm.describe_secret(SecretId=n)
+        assert d["RotationEnabled"] is False and "NextRotationDate" not in d
+    finally:
+        s.stop()
+
+
+def test_scheduled_rotation_runs_once(tmp_root, request):
+    s = rotation_server(tmp_root, request, ["--dangerous-test-clock", "--scheduler-interval-ms", "50"]).start()
+    try:
+        sm = s.client(service="secretsmanager")
+        n = name()
+        sm.create_secret(Name=n, SecretString="v0")
+        sm.rotate_secret(
+            SecretId=n, RotationLambdaARN=LAMBDA, RotationRules={"ScheduleExpression": "rate(10 days)"}, RotateImmediately=False
+        )
+        assert sm.get_secret_value(SecretId=n)["SecretString"] == "v0"
+        status, body, _ = s.raw("ClavisAdmin.AdvanceTestClock", json.dumps({"Seconds": 11 * 86400}))
+        assert status == 200, body
+        import time
+
+        deadline = time.time() + 20
+        while time.time() < deadline and sm.get_secret_value(SecretId=n)["SecretString"] == "v0":
+            time.sleep(0.1)
+        assert sm.get_secret_value(SecretId=n)["SecretString"] != "v0"
+        time.sleep(0.5)  # ten more scheduler periods: the rotation is not repeated
+        assert len(sm.list_secret_version_ids(SecretId=n)["Versions"]) == 2
+        assert s.log_path.read_text().count("secret rotated") == 1
+    finally:
+        s.stop()

@@ -36,7 +36,15 @@ fn fail(location: impl Into<String>, reason: impl Into<String>) -> VerifyError {
 }
 
 /// Calls `f` with every record's event (exact bytes) in order, after checking the chain.
-fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str)) -> Result<Report, VerifyError> {
+fn walk(dir: &Path, key: &SecretBytes, f: impl FnMut(u64, &str)) -> Result<Report, VerifyError> {
+    walk_observed(dir, key, f, &mut || {})
+}
+
+/// [`walk`], running `at_live_end` when the live segment's records are found to end (at its
+/// first zero byte) and before the bytes after that end are read: the moment at which a commit
+/// running meanwhile makes the bytes read a mix of two states of the file. A test seam (the
+/// tests write there what the writer would); a no-op otherwise.
+fn walk_observed(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str), at_live_end: &mut dyn FnMut()) -> Result<Report, VerifyError> {
     // HEAD first: the writer rewrites it only after the records it names are written, so read
     // before the segments it never names a record they lack, even while the log is being
     // written (LookupEvents reads the live log).
@@ -79,6 +87,7 @@ fn walk(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str)) -> Result<R
             // stop left half-written, which was never acknowledged (as truncation is, its
             // removal is caught by HEAD below).
             if is_last && raw.contains(&0) {
+                at_live_end();
                 let mut rest = Vec::new();
                 std::io::Read::read_to_end(&mut reader, &mut rest).map_err(|e| fail(&name, e.to_string()))?;
                 let torn: Vec<u8> = raw.iter().chain(&rest).copied().collect();
@@ -254,4 +263,86 @@ pub fn lookup(
     matched.truncate(max);
     let next = if more { matched.last().map(|(seq, _)| *seq) } else { None };
     Ok((matched.into_iter().map(|(_, v)| v).collect(), next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AuditConfig, AuditLog};
+    use clavis_core::audit::AuditSink;
+    use std::io::{Seek, SeekFrom};
+    use std::path::PathBuf;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("clavis-audit-unit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn key() -> SecretBytes {
+        SecretBytes::new(vec![7u8; 32])
+    }
+
+    async fn append(d: &Path, segment_bytes: u64, from: usize, to: usize) {
+        let log = AuditLog::open(AuditConfig { dir: d.to_owned(), segment_bytes, stream: None }, key()).unwrap();
+        for i in from..to {
+            // About 1 KiB per record, so that a few dozen fill more than the live segment's
+            // preallocated zeros.
+            log.append(format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(1000)).into_bytes()).await.unwrap();
+        }
+    }
+
+    /// Overwrites `path` in place (the same file, which a reader may hold open) with `bytes`.
+    fn overwrite(path: &Path, bytes: &[u8]) {
+        let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f.write_all(bytes).unwrap();
+        f.set_len(bytes.len() as u64).unwrap();
+    }
+
+    /// A reader reaches the end of the live segment's records (its first zero byte) and, before
+    /// it reads on, the writer commits batch after batch into those zeros and closes the
+    /// segment with its checkpoint: the reader then sees zeros followed by valid records and a
+    /// valid checkpoint, which in a file at rest would be damage. Read live, it is not: the log
+    /// ends, for this reader, at the last record before the zeros (HEAD, read first, names no
+    /// later one). The same bytes at rest are still damage.
+    #[tokio::test]
+    async fn commits_and_a_rotation_during_the_read_of_the_live_end_are_not_damage() {
+        let d = dir("live-end");
+        let seg = d.join(format::segment_name(1));
+        append(&d, 1 << 20, 0, 5).await;
+        // What the reader's first read of the segment (8 KiB, BufReader's buffer) returns: the
+        // five records, then zeros. It reads on from there only after the commits below.
+        let early_seg = std::fs::read(&seg).unwrap()[..8192].to_vec();
+        let early_head = std::fs::read(d.join("HEAD")).unwrap();
+        assert!(early_seg.ends_with(&[0; 100]), "test setup: the records end within the first read");
+        // What the writer goes on to write: records past the zeros the reader has seen, then a
+        // rotation (any segment size is reached) closes segment 1 with a checkpoint.
+        append(&d, 1 << 20, 5, 80).await;
+        append(&d, 1, 80, 81).await;
+        let (late_seg, late_head) = (std::fs::read(&seg).unwrap(), std::fs::read(d.join("HEAD")).unwrap());
+        assert!(late_seg.len() > early_seg.len() && !late_seg.contains(&0), "test setup: segment 1 closed past the early zeros");
+        assert!(String::from_utf8_lossy(&late_seg).contains("{\"checkpoint\":"), "test setup: segment 1 closed");
+
+        // The reader starts on the early state (HEAD names record 5; segment 2 does not exist).
+        std::fs::remove_file(d.join(format::segment_name(2))).unwrap();
+        overwrite(&seg, &early_seg);
+        overwrite(&d.join("HEAD"), &early_head);
+        let mut commits = || {
+            overwrite(&seg, &late_seg);
+            overwrite(&d.join("HEAD"), &late_head);
+        };
+        let report = walk_observed(&d, &key(), |_, _| {}, &mut commits).unwrap();
+        assert_eq!(report.records, 5, "the log ends, for this reader, where HEAD and the records it read end");
+        assert_eq!(report.unacknowledged_tail_bytes, 0, "records appended while reading are not a half-written batch");
+
+        // At rest, zeros over acknowledged records followed by the checkpoint are damage.
+        let mut holed = late_seg.clone();
+        let end_of_5 = holed.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(4).unwrap().0 + 1;
+        holed[end_of_5..end_of_5 + 2000].fill(0);
+        overwrite(&seg, &holed);
+        overwrite(&d.join("HEAD"), &early_head);
+        let e = verify(&d, &key()).unwrap_err().to_string();
+        assert!(e.contains("segment-00000001.jsonl:6") && e.contains("checkpoint") && e.contains("damaged"), "{e}");
+    }
 }

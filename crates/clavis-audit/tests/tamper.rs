@@ -343,3 +343,65 @@ async fn verifying_while_the_log_is_written_never_reports_damage() {
     reader.await.unwrap();
     assert_eq!(verify(&d, &key()).unwrap().records, 4_001);
 }
+
+/// The same race made likely: many writers, segments so small that nearly every commit closes
+/// one with a checkpoint and opens the next, and verification after verification for as long as
+/// they write. A reader that reaches the end of the live segment's records and reads on after
+/// commits (and a rotation) have filled what it saw as zeros must not call that damage; nor
+/// may a read of HEAD that races its rewrite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verifying_while_small_segments_rotate_never_reports_damage() {
+    const WRITERS: usize = 32;
+    const EACH: usize = 60;
+    let d = dir("live-verify-rotating");
+    let log = AuditLog::open(AuditConfig { dir: d.clone(), segment_bytes: 512, stream: None }, key()).unwrap();
+    log.append(b"{\"n\":0}".to_vec()).await.unwrap();
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reader = {
+        let (d, writing) = (d.clone(), writing.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut checks = 0u64;
+            // At least a few verifications, however quickly the writers finish.
+            while writing.load(std::sync::atomic::Ordering::SeqCst) || checks < 20 {
+                if let Err(e) = verify(&d, &key()) {
+                    panic!("verify failed during writes after {checks} checks: {e}");
+                }
+                checks += 1;
+            }
+            checks
+        })
+    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let l = log.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    l.append(format!("{{\"w\":{w},\"i\":{i}}}").into_bytes()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let checks = reader.await.unwrap();
+    let report = verify(&d, &key()).unwrap();
+    assert_eq!(report.records, 1 + (WRITERS * EACH) as u64);
+    assert!(report.segments > 10, "small segments must rotate: {report:?}");
+    eprintln!("{checks} verifications during the writes; {} segments", report.segments);
+}
+
+/// HEAD exists (whole) before the first record is written, so a reader of a new log never finds
+/// records without a HEAD, or an empty one.
+#[tokio::test]
+async fn a_new_log_has_its_head_before_its_first_record() {
+    let d = dir("new-head");
+    let log = AuditLog::open(AuditConfig { dir: d.clone(), segment_bytes: 1 << 20, stream: None }, key()).unwrap();
+    assert_eq!(std::fs::read(d.join("HEAD")).unwrap().len(), 256, "HEAD is written whole when the log is opened");
+    assert_eq!(verify(&d, &key()).unwrap().records, 0);
+    log.append(b"{\"n\":1}".to_vec()).await.unwrap();
+    assert_eq!(verify(&d, &key()).unwrap().records, 1);
+    let names: Vec<String> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "no temporary file is left behind: {names:?}");
+}

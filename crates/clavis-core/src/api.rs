@@ -1247,6 +1247,14 @@ pub struct DescribeSecretResponse {
     pub kms_key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation_enabled: Option<bool>,
+    #[serde(rename = "RotationLambdaARN", skip_serializing_if = "Option::is_none")]
+    pub rotation_lambda_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_rules: Option<RotationRules>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_rotated_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_rotation_date: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_changed_date: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1432,4 +1440,52 @@ pub struct PolicyValidationError {
 pub struct ValidateResourcePolicyResponse {
     pub policy_validation_passed: bool,
     pub validation_errors: Vec<PolicyValidationError>,
+}
+
+/// A secret's rotation schedule (`RotationRules`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RotationRules {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub automatically_after_days: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule_expression: Option<String>,
+}
+audit_params!(RotationRules { automatically_after_days, duration, schedule_expression });
+
+/// RotateSecret (written out: `RotationLambdaARN` is not PascalCase of its member name).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RotateSecretRequest {
+    pub secret_id: Option<String>,
+    pub client_request_token: Option<String>,
+    #[serde(rename = "RotationLambdaARN")]
+    pub rotation_lambda_arn: Option<String>,
+    pub rotation_rules: Option<RotationRules>,
+    pub rotate_immediately: Option<bool>,
+    pub external_secret_rotation_metadata: Option<serde_json::Value>,
+    pub external_secret_rotation_role_arn: Option<String>,
+}
+audit_params!(RotateSecretRequest {
+    secret_id,
+    client_request_token,
+    rotation_lambda_arn,
+    rotation_rules,
+    rotate_immediately,
+    external_secret_rotation_metadata,
+    external_secret_rotation_role_arn,
+});
+impl crate::front::RequestShape for RotateSecretRequest {}
+
+/// RotateSecret and CancelRotateSecret response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RotateSecretResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod ciphertext;
 mod clock;
 mod error;
+pub mod executor;
 pub mod front;
 mod kernel;
 pub mod operation;

@@ -243,6 +243,8 @@ catalogue! {
     PutResourcePolicy => put_resource_policy: SecretsManager, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
     GetResourcePolicy => get_resource_policy: SecretsManager, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
     DeleteResourcePolicy => delete_resource_policy: SecretsManager, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    RotateSecret => rotate_secret: SecretsManager, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
+    CancelRotateSecret => cancel_rotate_secret: SecretsManager, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
     ValidateResourcePolicy => validate_resource_policy: SecretsManager, Reader, read_only: true, on_key: false, cross_account: false, grantable: false;
 }
 

@@ -8,6 +8,7 @@ mod client;
 mod key;
 mod operator;
 mod root;
+mod rotation;
 mod serve;
 mod tls;
 

@@ -43,6 +43,14 @@ pub struct ServeArgs {
     /// Require client certificates issued by this CA (PEM): mutual TLS.
     #[arg(long, env = "CLAVIS_TLS_CLIENT_CA", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// A secret rotation executor, `NAME=PATH` (repeatable): a secret whose RotationLambdaARN's
+    /// function name is NAME is rotated by running PATH for each step (docs/api.md).
+    #[arg(long = "rotation-executor", value_name = "NAME=PATH")]
+    rotation_executor: Vec<String>,
+    /// The URL rotation executors reach this server at (default: http(s)://127.0.0.1:PORT of
+    /// --listen).
+    #[arg(long, env = "CLAVIS_ROTATION_ENDPOINT")]
+    rotation_endpoint: Option<String>,
     /// Allow plain HTTP on a non-loopback address (when a proxy in front terminates TLS).
     #[arg(long, env = "CLAVIS_INSECURE_HTTP")]
     insecure_http: bool,
@@ -663,6 +671,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 test_clock,
                 crash_after_reseals: args.dangerous_test_crash_after_reseals,
                 node_id: Some(node_id(&args.data_dir)?),
+                rotation_executors: rotation_executors(&args)?,
             },
         ));
         let scheduler_interval = std::time::Duration::from_millis(args.scheduler_interval_ms.max(10));
@@ -718,4 +727,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         clavis_server::listener::serve(listener, app, listener_config, handshake, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// The rotation executors of `--rotation-executor`, reaching this server at
+/// `--rotation-endpoint` or its own loopback address.
+fn rotation_executors(
+    args: &ServeArgs,
+) -> anyhow::Result<std::collections::BTreeMap<String, Arc<dyn clavis_core::executor::RotationExecutor>>> {
+    let endpoint = match &args.rotation_endpoint {
+        Some(e) => e.clone(),
+        None => {
+            let port = args.listen.rsplit(':').next().unwrap_or("8484");
+            let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+            format!("{scheme}://127.0.0.1:{port}")
+        }
+    };
+    let mut out: std::collections::BTreeMap<String, Arc<dyn clavis_core::executor::RotationExecutor>> = std::collections::BTreeMap::new();
+    for spec in &args.rotation_executor {
+        let (name, path) = crate::rotation::parse(spec)?;
+        out.insert(name, Arc::new(crate::rotation::CommandExecutor::new(path, endpoint.clone())));
+    }
+    Ok(out)
 }

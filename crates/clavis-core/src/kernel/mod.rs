@@ -110,6 +110,8 @@ pub struct KmsConfig {
     /// A name for this node that survives restarts (leases it held before a crash are its own
     /// again); a random one per process if `None`.
     pub node_id: Option<String>,
+    /// The secret rotation executors, by name (`clavis serve --rotation-executor NAME=PATH`).
+    pub rotation_executors: std::collections::BTreeMap<String, Arc<dyn crate::executor::RotationExecutor>>,
 }
 
 /// The KMS service: operations over a store, a root of trust and a clock.
@@ -131,6 +133,8 @@ pub struct Kms {
     crash_after_reseals: Option<u64>,
     /// Secrets' records, version lists and read versions (ciphertext), briefly.
     secrets: secret_cache::SecretCache,
+    /// The secret rotation executors, by name.
+    rotation_executors: std::collections::BTreeMap<String, Arc<dyn crate::executor::RotationExecutor>>,
     /// The unseal in progress: its nonce and when its first share arrived (Unix ms).
     unseal_session: std::sync::Mutex<Option<(String, i64)>>,
 }
@@ -155,6 +159,7 @@ impl Kms {
             crash_after_reseals: config.crash_after_reseals,
             unseal_session: std::sync::Mutex::new(None),
             secrets: secret_cache::SecretCache::default(),
+            rotation_executors: config.rotation_executors,
         }
     }
 
@@ -349,6 +354,11 @@ impl Kms {
             self.secrets.put_version(v.clone());
         }
         Ok(found)
+    }
+
+    /// The rotation executor registered under `name`.
+    pub(crate) fn rotation_executor(&self, name: &str) -> Option<Arc<dyn crate::executor::RotationExecutor>> {
+        self.rotation_executors.get(name).cloned()
     }
 
     /// Forgets what this node cached of a secret (after it changed it, or tried to).

@@ -567,8 +567,13 @@ impl Kms {
         let mut sealed: Option<SecretVersionRecord> = None;
         for _ in 0..5 {
             let versions = self.secret_store().list_secret_versions(&secret.arn).await?;
-            if let Some(existing) = versions.iter().find(|v| v.version_id == token) {
-                let old = self.open_value(caller, &self.full_version(existing).await?).await?;
+            let existing = match versions.iter().find(|v| v.version_id == token) {
+                Some(v) => Some(self.full_version(v).await?),
+                None => None,
+            };
+            // A rotation's placeholder (no value yet) takes the value: it is not an existing version.
+            if let Some(existing) = existing.as_ref().filter(|v| !v.ciphertext.is_empty()) {
+                let old = self.open_value(caller, existing).await?;
                 if old.same(value) {
                     return Ok((secret, existing.stages.clone()));
                 }
@@ -595,6 +600,7 @@ impl Kms {
                     SecretVersionRecord { stages, ..v.clone() }
                 })
                 .collect();
+            after.retain(|v| v.version_id != token);
             after.push(SecretVersionRecord { encrypted_data_key: Vec::new(), ciphertext: Vec::new(), ..version.clone() });
             let deletes = prune(&after, self.now_ms());
             if after.len() - deletes.len() > MAX_VERSIONS {
@@ -752,6 +758,13 @@ impl Kms {
         version: &SecretVersionRecord,
     ) -> Result<GetSecretValueResponse, KmsError> {
         let version = &self.full_version(version).await?;
+        if version.ciphertext.is_empty() {
+            // A rotation's version that has no value yet.
+            return Err(KmsError::ResourceNotFound(format!(
+                "Secrets Manager can't find the specified secret value for VersionId: {}",
+                version.version_id
+            )));
+        }
         let value = self.open_value(caller, version).await?;
         let today = day(self.now_ms());
         if secret.last_accessed_ms != Some(today) || version.last_accessed_ms != Some(today) {
@@ -967,6 +980,9 @@ impl Kms {
             let mut upserts = Vec::new();
             for meta in versions.iter().filter(|v| v.stages.iter().any(|s| s == CURRENT || s == PREVIOUS || s == "AWSPENDING")) {
                 let full = self.full_version(meta).await?;
+                if full.ciphertext.is_empty() {
+                    continue;
+                }
                 let value = self.open_value(caller, &full).await?;
                 let fresh = self.seal_value(caller, &target, &full.version_id, &value).await?;
                 upserts.push(SecretVersionRecord {
@@ -1018,6 +1034,7 @@ impl Kms {
     }
 
     fn describe(&self, secret: &SecretRecord, versions: Option<&[SecretVersionRecord]>, list_entry: bool) -> DescribeSecretResponse {
+        let rotation = rotation_of(secret);
         let stages: Option<BTreeMap<String, Vec<String>>> =
             versions.map(|vs| vs.iter().filter(|v| !v.stages.is_empty()).map(|v| (v.version_id.clone(), v.stages.clone())).collect());
         DescribeSecretResponse {
@@ -1025,7 +1042,11 @@ impl Kms {
             name: secret.name.clone(),
             description: secret.description.clone(),
             kms_key_id: secret.kms_key_id.clone(),
-            rotation_enabled: secret.rotation_json.as_ref().map(|_| true),
+            rotation_enabled: rotation.as_ref().map(|c| c.enabled),
+            rotation_lambda_arn: rotation.as_ref().map(|c| c.lambda_arn.clone()),
+            rotation_rules: rotation.as_ref().map(|c| c.rules.clone()),
+            last_rotated_date: rotation.as_ref().and_then(|c| c.last_rotated_ms).map(secs),
+            next_rotation_date: secret.next_rotation_ms.map(secs),
             last_changed_date: Some(secs(secret.last_changed_ms)),
             last_accessed_date: secret.last_accessed_ms.map(secs),
             deleted_date: secret.deletion_date_ms.map(secs),
@@ -1117,7 +1138,7 @@ impl Kms {
                 version_stages: v.stages,
                 last_accessed_date: v.last_accessed_ms.map(secs),
                 created_date: secs(v.created_ms),
-                kms_key_ids: vec![v.kms_key_arn],
+                kms_key_ids: if v.kms_key_arn.is_empty() { Vec::new() } else { vec![v.kms_key_arn] },
             })
             .collect();
         Ok(ListSecretVersionIdsResponse { versions, next_token, arn: secret.arn, name: secret.name })
@@ -1452,12 +1473,209 @@ impl Kms {
         Ok(ValidateResourcePolicyResponse { policy_validation_passed: passed, validation_errors })
     }
 
+    /// RotateSecret: sets the secret's rotation (executor and schedule) and, unless
+    /// RotateImmediately is false, rotates it now through the executor's four steps. Unlike
+    /// AWS, which answers at once and rotates in the background, Clavis answers when the steps
+    /// have run (a failure of a step is this call's InvalidRequestException).
+    pub async fn rotate_secret(&self, caller: &Caller, req: RotateSecretRequest) -> Result<RotateSecretResponse, KmsError> {
+        self.authorize(caller, Operation::RotateSecret)?;
+        if req.external_secret_rotation_metadata.is_some() || req.external_secret_rotation_role_arn.is_some() {
+            return Err(KmsError::InvalidRequest("Managed external secret rotation is not supported by Clavis.".into()));
+        }
+        let token = client_token(req.client_request_token)?;
+        if let Some(a) = &req.rotation_lambda_arn {
+            length(a, "rotationLambdaARN", 1, 2048)?;
+        }
+        let secret = self.find_secret(caller, Operation::RotateSecret, req.secret_id.as_deref()).await?;
+        if secret.deletion_date_ms.is_some() {
+            return Err(marked_for_deletion());
+        }
+        let old = rotation_of(&secret).unwrap_or_default();
+        let lambda_arn = req.rotation_lambda_arn.clone().or_else(|| (!old.lambda_arn.is_empty()).then(|| old.lambda_arn.clone()));
+        let Some(lambda_arn) = lambda_arn else {
+            return Err(KmsError::InvalidRequest("No Lambda rotation function ARN is associated with this secret.".into()));
+        };
+        let rules = req.rotation_rules.clone().unwrap_or(old.rules);
+        let period = rotation_period_ms(&rules)?;
+        let name = function_name(&lambda_arn);
+        let executor = self.rotation_executor(name).ok_or_else(|| {
+            KmsError::InvalidRequest(format!(
+                "No rotation executor named '{name}' is registered on this server (clavis serve --rotation-executor NAME=PATH)."
+            ))
+        })?;
+        let now = self.now_ms();
+        let config = RotationConfig { lambda_arn, rules, enabled: true, last_rotated_ms: old.last_rotated_ms };
+        let text = serde_json::to_string(&config).map_err(|e| KmsError::Internal(e.to_string()))?;
+        let rec = self
+            .change_secret(secret, |r| {
+                r.rotation_json = Some(text.clone());
+                r.next_rotation_ms = period.map(|p| now + p);
+                Ok(())
+            })
+            .await?;
+        if req.rotate_immediately == Some(false) {
+            return Ok(RotateSecretResponse { arn: rec.arn, name: rec.name, version_id: None });
+        }
+        let version_id = self.rotate_now(&rec, &token, executor.as_ref()).await?;
+        Ok(RotateSecretResponse { arn: rec.arn, name: rec.name, version_id: Some(version_id) })
+    }
+
+    /// CancelRotateSecret: turns the secret's rotation off (an unfinished rotation's AWSPENDING
+    /// version stays, as on AWS; its id is returned).
+    pub async fn cancel_rotate_secret(&self, caller: &Caller, req: SecretIdRequest) -> Result<RotateSecretResponse, KmsError> {
+        self.authorize(caller, Operation::CancelRotateSecret)?;
+        let secret = self.find_secret(caller, Operation::CancelRotateSecret, req.secret_id.as_deref()).await?;
+        if secret.deletion_date_ms.is_some() {
+            return Err(marked_for_deletion());
+        }
+        let pending = self
+            .secret_store()
+            .list_secret_versions(&secret.arn)
+            .await?
+            .into_iter()
+            .find(|v| v.stages.iter().any(|s| s == PENDING) && !v.stages.iter().any(|s| s == CURRENT))
+            .map(|v| v.version_id);
+        let rec = self
+            .change_secret(secret, |r| {
+                if let Some(mut config) = rotation_of(r) {
+                    config.enabled = false;
+                    r.rotation_json = Some(serde_json::to_string(&config).map_err(|e| KmsError::Internal(e.to_string()))?);
+                }
+                r.next_rotation_ms = None;
+                Ok(())
+            })
+            .await?;
+        Ok(RotateSecretResponse { arn: rec.arn, name: rec.name, version_id: pending })
+    }
+
+    /// Runs a rotation: the new version (`token`, or the AWSPENDING version of an unfinished
+    /// rotation, which is reattempted) is made an AWSPENDING placeholder without a value, as AWS
+    /// does before it calls the function; the executor runs the four steps (and puts the value,
+    /// and moves AWSCURRENT, through the API); then AWSPENDING is removed and the rotation date
+    /// recorded. Returns the version id.
+    async fn rotate_now(
+        &self,
+        secret: &SecretRecord,
+        token: &str,
+        executor: &dyn crate::executor::RotationExecutor,
+    ) -> Result<String, KmsError> {
+        let versions = self.secret_store().list_secret_versions(&secret.arn).await?;
+        let unfinished = versions
+            .iter()
+            .find(|v| v.stages.iter().any(|s| s == PENDING) && !v.stages.iter().any(|s| s == CURRENT))
+            .map(|v| v.version_id.clone());
+        let token = unfinished.unwrap_or_else(|| token.to_owned());
+        if !versions.iter().any(|v| v.version_id == token) {
+            self.add_pending_placeholder(secret, &token).await?;
+        }
+        for step in ROTATION_STEPS {
+            let rotation_token = uuid::Uuid::new_v4().to_string();
+            let event = json!({"Step": step, "SecretId": secret.arn, "ClientRequestToken": token, "RotationToken": rotation_token});
+            if let Err(e) = executor.run_step(&event).await {
+                tracing::warn!(secret = %secret.arn, step, error = %e, "secret rotation step failed");
+                return Err(KmsError::InvalidRequest(format!(
+                    "Rotation of {} failed at step {step}: {e}. AWSPENDING stays on version {token}; the next RotateSecret reattempts it.",
+                    secret.arn
+                )));
+            }
+        }
+        for _ in 0..5 {
+            let current = self.secret_store().get_secret(&secret.arn).await?.ok_or_else(not_found)?;
+            let versions = self.secret_store().list_secret_versions(&secret.arn).await?;
+            let Some(done) = versions.iter().find(|v| v.version_id == token) else { return Err(not_found()) };
+            if !done.stages.iter().any(|s| s == CURRENT) {
+                return Err(KmsError::InvalidRequest(format!(
+                    "The rotation's finishSecret step returned without moving AWSCURRENT to version {token}."
+                )));
+            }
+            let cleaned = SecretVersionRecord {
+                stages: done.stages.iter().filter(|s| *s != PENDING).cloned().collect(),
+                ..self.full_version(done).await?
+            };
+            let mut rec = SecretRecord { revision: current.revision + 1, ..current.clone() };
+            if let Some(mut config) = rotation_of(&rec) {
+                config.last_rotated_ms = Some(self.now_ms());
+                rec.rotation_json = Some(serde_json::to_string(&config).map_err(|e| KmsError::Internal(e.to_string()))?);
+            }
+            match self.write_secret(&rec, current.revision, &[cleaned], &[]).await {
+                Ok(()) => {
+                    tracing::info!(secret = %secret.arn, version = %token, "secret rotated");
+                    return Ok(token);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(StoreError::NotFound) => return Err(not_found()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(conflict())
+    }
+
+    /// Adds the version a rotation is about to create: AWSPENDING, without a value yet (the
+    /// executor's PutSecretValue with this version id gives it one).
+    async fn add_pending_placeholder(&self, secret: &SecretRecord, token: &str) -> Result<(), KmsError> {
+        let mut secret = secret.clone();
+        for _ in 0..5 {
+            let versions = self.secret_store().list_secret_versions(&secret.arn).await?;
+            if versions.iter().any(|v| v.version_id == token) {
+                return Ok(());
+            }
+            let mut upserts = Vec::new();
+            for (id, labels) in move_labels(&versions, token, &[PENDING.to_owned()]) {
+                if let Some(v) = versions.iter().find(|v| v.version_id == id) {
+                    upserts.push(SecretVersionRecord { stages: labels, ..self.full_version(v).await? });
+                }
+            }
+            upserts.push(SecretVersionRecord {
+                secret_arn: secret.arn.clone(),
+                version_id: token.to_owned(),
+                stages: vec![PENDING.to_owned()],
+                created_ms: self.now_ms(),
+                last_accessed_ms: None,
+                kms_key_arn: String::new(),
+                encrypted_data_key: Vec::new(),
+                ciphertext: Vec::new(),
+                binary: false,
+            });
+            let rec = SecretRecord { revision: secret.revision + 1, last_changed_ms: self.now_ms(), ..secret.clone() };
+            match self.write_secret(&rec, secret.revision, &upserts, &[]).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => secret = self.secret_store().get_secret(&secret.arn).await?.ok_or_else(not_found)?,
+                Err(StoreError::NotFound) => return Err(not_found()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(conflict())
+    }
+
+    /// The scheduler's part of a due rotation: claims it (the next date moves one period on,
+    /// compare-and-swap, so one node rotates it once), then runs it.
+    async fn rotate_when_due(&self, s: SecretRecord, now_ms: i64) {
+        let Some(config) = rotation_of(&s).filter(|c| c.enabled) else { return };
+        let period = rotation_period_ms(&config.rules).ok().flatten();
+        let claimed = SecretRecord { next_rotation_ms: period.map(|p| now_ms + p), revision: s.revision + 1, ..s.clone() };
+        if self.write_secret(&claimed, s.revision, &[], &[]).await.is_err() {
+            return;
+        }
+        let Some(executor) = self.rotation_executor(function_name(&config.lambda_arn)) else {
+            tracing::warn!(secret = %s.arn, "the secret's rotation executor is not registered on this node; rotation skipped");
+            return;
+        };
+        let token = uuid::Uuid::new_v4().to_string();
+        if let Err(e) = self.rotate_now(&claimed, &token, executor.as_ref()).await {
+            tracing::warn!(secret = %s.arn, error = %e, "scheduled secret rotation failed");
+        }
+    }
+
     /// The scheduler's part for secrets: destroys every secret whose recovery window ended.
     /// Runs on the node holding the scheduler lease; a secret changed or destroyed meanwhile by
     /// another node is skipped (compare-and-swap), so each is destroyed once.
     pub(crate) async fn destroy_due_secrets(&self, now_ms: i64) -> Result<usize, KmsError> {
         let mut destroyed = 0;
         for s in self.secret_store().secrets_due(now_ms, 1000).await? {
+            if s.deletion_date_ms.is_none() && s.next_rotation_ms.is_some_and(|n| n <= now_ms) {
+                self.rotate_when_due(s, now_ms).await;
+                continue;
+            }
             if s.deletion_date_ms.is_some_and(|d| d <= now_ms) {
                 match self.erase_secret(&s.arn, s.revision).await {
                     Ok(()) => {
@@ -1470,6 +1688,65 @@ impl Kms {
             }
         }
         Ok(destroyed)
+    }
+}
+
+/// The steps of a rotation, in order (AWS's names).
+const ROTATION_STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
+const PENDING: &str = "AWSPENDING";
+
+/// A secret's rotation configuration, as kept in its record (JSON).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct RotationConfig {
+    lambda_arn: String,
+    rules: RotationRules,
+    enabled: bool,
+    last_rotated_ms: Option<i64>,
+}
+
+fn rotation_of(rec: &SecretRecord) -> Option<RotationConfig> {
+    rec.rotation_json.as_deref().and_then(|j| serde_json::from_str(j).ok())
+}
+
+/// The executor name a `RotationLambdaARN` selects: a Lambda ARN's function name
+/// (`arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`), or the value itself.
+fn function_name(lambda_arn: &str) -> &str {
+    let parts: Vec<&str> = lambda_arn.split(':').collect();
+    if parts.len() >= 7 && parts[0] == "arn" && parts[5] == "function" { parts[6] } else { lambda_arn }
+}
+
+/// The interval of a rotation schedule (`None`: no schedule, rotation only when asked).
+fn rotation_period_ms(rules: &RotationRules) -> Result<Option<i64>, KmsError> {
+    if let Some(d) = &rules.duration {
+        let hours = d.strip_suffix('h').and_then(|h| h.parse::<i64>().ok());
+        if !hours.is_some_and(|h| (1..=24).contains(&h)) {
+            return Err(KmsError::InvalidParameter(format!("Duration {d} is not valid: give 1h to 24h.")));
+        }
+    }
+    match (rules.automatically_after_days, rules.schedule_expression.as_deref()) {
+        (Some(_), Some(_)) => {
+            Err(KmsError::InvalidParameter("You can't specify both AutomaticallyAfterDays and ScheduleExpression.".into()))
+        }
+        (Some(days), None) if (1..=1000).contains(&days) => Ok(Some(days * DAY_MS)),
+        (Some(_), None) => Err(KmsError::InvalidParameter("AutomaticallyAfterDays must be between 1 and 1000.".into())),
+        (None, Some(expr)) => {
+            let inner = expr.strip_prefix("rate(").and_then(|r| r.strip_suffix(')'));
+            let Some(inner) = inner else {
+                return Err(KmsError::InvalidParameter(format!(
+                    "ScheduleExpression {expr} is not supported: Clavis takes rate(N days) or rate(N hours) (cron() schedules are not supported yet)."
+                )));
+            };
+            let (n, unit) = inner.split_once(' ').unwrap_or((inner, ""));
+            let n: i64 = n.parse().map_err(|_| KmsError::InvalidParameter(format!("ScheduleExpression {expr} is not valid.")))?;
+            match unit {
+                "day" | "days" if (1..=1000).contains(&n) => Ok(Some(n * DAY_MS)),
+                "hour" | "hours" if (4..=24_000).contains(&n) => Ok(Some(n * 3_600_000)),
+                _ => Err(KmsError::InvalidParameter(format!(
+                    "ScheduleExpression {expr} is not valid: rate() takes 1 to 1000 days or at least 4 hours."
+                ))),
+            }
+        }
+        (None, None) => Ok(None),
     }
 }
 
