@@ -532,3 +532,74 @@ def test_scheduled_rotation_runs_once(tmp_root, request):
         assert s.log_path.read_text().count("secret rotated") == 1
     finally:
         s.stop()
+
+
+def test_rotation_through_a_signed_https_webhook(tmp_root, request):
+    import hashlib
+    import hmac
+    import http.server
+    import os
+    import ssl
+    import subprocess
+    import sys
+    import threading
+    import time
+    from pathlib import Path
+
+    from conftest import AKID, SECRET, Server, free_port
+    from test_transport_hardening import make_ca, make_cert
+
+    d = tmp_root / f"hook-{request.node.name}"
+    d.mkdir(parents=True, exist_ok=True)
+    ca = make_ca(d, "hookca")
+    cert, key = make_cert(d, "hook", ca="hookca")
+    secret_key = os.urandom(32).hex().encode()
+    (d / "webhook.key").write_bytes(secret_key + b"\n")
+    template = Path(__file__).resolve().parent / "rotation" / "template_rotator.py"
+    seen = []
+    endpoint = {}
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            ts = self.headers.get("X-Clavis-Timestamp", "")
+            expected = hmac.new(secret_key, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+            ok = hmac.compare_digest(expected, self.headers.get("X-Clavis-Signature", "")) and abs(time.time() - int(ts or 0)) < 300
+            seen.append((json.loads(body)["Step"], ok))
+            if not ok:
+                self.send_response(403)
+                self.end_headers()
+                return
+            env = {
+                **os.environ,
+                "AWS_ACCESS_KEY_ID": AKID,
+                "AWS_SECRET_ACCESS_KEY": SECRET,
+                "AWS_DEFAULT_REGION": REGION,
+                "SECRETS_MANAGER_ENDPOINT": endpoint["url"],
+            }
+            done = subprocess.run([sys.executable, str(template)], input=body, env=env, capture_output=True)
+            self.send_response(200 if done.returncode == 0 else 500)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    port = free_port()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Hook)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    args = ["--rotation-executor", f"hook=https://127.0.0.1:{port}/rotate", "--rotation-webhook-key-file", str(d / "webhook.key")]
+    s = Server(d / "data", args=args, env={"AWS_CA_BUNDLE": str(ca)}).start()
+    try:
+        endpoint["url"] = s.endpoint
+        sm = s.client(service="secretsmanager")
+        n = name()
+        sm.create_secret(Name=n, SecretString="before the webhook")
+        sm.rotate_secret(SecretId=n, RotationLambdaARN=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hook")
+        assert sm.get_secret_value(SecretId=n)["SecretString"] != "before the webhook"
+        assert seen == [("createSecret", True), ("setSecret", True), ("testSecret", True), ("finishSecret", True)]
+    finally:
+        s.stop()
+        httpd.shutdown()

@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// function name is NAME is rotated by running PATH for each step (docs/api.md).
     #[arg(long = "rotation-executor", value_name = "NAME=PATH")]
     rotation_executor: Vec<String>,
+    /// The key that signs webhook rotation executors' requests (HMAC-SHA256): a file of at least
+    /// 32 bytes (its first line, trimmed, or its raw bytes).
+    #[arg(long, env = "CLAVIS_ROTATION_WEBHOOK_KEY_FILE")]
+    rotation_webhook_key_file: Option<PathBuf>,
     /// The URL rotation executors reach this server at (default: http(s)://127.0.0.1:PORT of
     /// --listen).
     #[arg(long, env = "CLAVIS_ROTATION_ENDPOINT")]
@@ -743,9 +747,21 @@ fn rotation_executors(
         }
     };
     let mut out: std::collections::BTreeMap<String, Arc<dyn clavis_core::executor::RotationExecutor>> = std::collections::BTreeMap::new();
+    let webhook_key = match &args.rotation_webhook_key_file {
+        Some(path) => {
+            let raw = std::fs::read(path).with_context(|| format!("--rotation-webhook-key-file {}", path.display()))?;
+            let text = String::from_utf8_lossy(&raw).lines().next().unwrap_or_default().trim().as_bytes().to_vec();
+            let key = if text.len() >= 32 { text } else { raw };
+            if key.len() < 32 {
+                anyhow::bail!("--rotation-webhook-key-file {}: the key must be at least 32 bytes", path.display());
+            }
+            Some(clavis_crypto::SecretBytes::new(key))
+        }
+        None => None,
+    };
     for spec in &args.rotation_executor {
-        let (name, path) = crate::rotation::parse(spec)?;
-        out.insert(name, Arc::new(crate::rotation::CommandExecutor::new(path, endpoint.clone())));
+        let (name, executor) = crate::rotation::executor(spec, &endpoint, webhook_key.as_ref())?;
+        out.insert(name, executor);
     }
     Ok(out)
 }
