@@ -35,7 +35,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (initialising the data directory on first start).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Verify or export the audit log of a data directory.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -63,7 +63,7 @@ fn main() -> std::process::ExitCode {
         LogFormat::Json => builder.json().init(),
     }
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(args) => bench::run(args),
         Command::Key(cmd) => key::run(cmd),
