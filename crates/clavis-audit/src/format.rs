@@ -152,25 +152,37 @@ pub fn parse_hash(s: &str) -> Option<Hash> {
 /// can be at or before HEAD's sequence number, and it holds no checkpoint. Returns why the bytes
 /// are not such a batch (damage inside acknowledged records, or tampering), if they are not.
 pub fn unacknowledged_tail_problem(tail: &[u8], key: &SecretBytes, segment: u64, head_seq: Option<u64>) -> Option<String> {
+    unacknowledged_tail_problem_at(tail, key, segment, head_seq).map(|(problem, _)| problem)
+}
+
+/// [`unacknowledged_tail_problem`], also returning where in `tail` the line that shows the
+/// problem ends (so that a reader of a live log can tell whether those bytes were still being
+/// written while it read them).
+pub fn unacknowledged_tail_problem_at(tail: &[u8], key: &SecretBytes, segment: u64, head_seq: Option<u64>) -> Option<(String, usize)> {
     let record_key = record_key(key);
+    let mut end = 0usize;
     for line in tail.split(|b| *b == b'\n') {
+        end = (end + line.len() + 1).min(tail.len());
         let line: Vec<u8> = line.iter().copied().filter(|b| *b != 0).collect();
         let Ok(text) = std::str::from_utf8(&line) else { continue };
         if let Ok(cp) = serde_json::from_str::<CheckpointLine>(text)
             && let Some(hash) = parse_hash(&cp.checkpoint.hash)
             && parse_hash(&cp.mac) == Some(position_mac(key, "checkpoint", segment, cp.checkpoint.seq, &hash))
         {
-            return Some(format!("a valid checkpoint (record {}) lies after zero bytes: the segment is damaged", cp.checkpoint.seq));
+            return Some((format!("a valid checkpoint (record {}) lies after zero bytes: the segment is damaged", cp.checkpoint.seq), end));
         }
         if let Ok(rec) = serde_json::from_str::<RecordLine<'_>>(text)
             && let Some(prev) = parse_hash(&rec.prev)
             && parse_hash(&rec.mac) == Some(record_mac(&record_key, rec.seq, &prev, rec.event.get().as_bytes()))
             && head_seq.is_some_and(|h| rec.seq <= h)
         {
-            return Some(format!(
-                "acknowledged record {} (HEAD names record {}) lies after zero bytes: the segment is damaged",
-                rec.seq,
-                head_seq.unwrap_or_default()
+            return Some((
+                format!(
+                    "acknowledged record {} (HEAD names record {}) lies after zero bytes: the segment is damaged",
+                    rec.seq,
+                    head_seq.unwrap_or_default()
+                ),
+                end,
             ));
         }
     }

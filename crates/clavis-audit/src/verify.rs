@@ -1,6 +1,11 @@
 //! Verification and export of an audit directory, for `clavis audit verify` and
 //! `clavis audit export`. Verification reads every segment in order and names the first
 //! place where the log is not exactly what the writer produced.
+//!
+//! It may run while the log is written (LookupEvents reads the live log): it then verifies the
+//! log as far as it had been written when read, HEAD first. A file read while it is written is
+//! not a snapshot, so what only a file at rest could show (data after the live segment's zeros,
+//! a HEAD that does not verify) is judged once it reads the same again.
 
 use crate::format::{self, Hash};
 use clavis_crypto::SecretBytes;
@@ -44,11 +49,16 @@ fn walk(dir: &Path, key: &SecretBytes, f: impl FnMut(u64, &str)) -> Result<Repor
 /// first zero byte) and before the bytes after that end are read: the moment at which a commit
 /// running meanwhile makes the bytes read a mix of two states of the file. A test seam (the
 /// tests write there what the writer would); a no-op otherwise.
-fn walk_observed(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str), at_live_end: &mut dyn FnMut()) -> Result<Report, VerifyError> {
+fn walk_observed(
+    dir: &Path,
+    key: &SecretBytes,
+    mut f: impl FnMut(u64, &str),
+    at_live_end: &mut dyn FnMut(),
+) -> Result<Report, VerifyError> {
     // HEAD first: the writer rewrites it only after the records it names are written, so read
     // before the segments it never names a record they lack, even while the log is being
     // written (LookupEvents reads the live log).
-    let head_text = std::fs::read_to_string(dir.join("HEAD"));
+    let head_text = read_head(key, || std::fs::read_to_string(dir.join("HEAD")));
     let mut indices = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| fail(dir.display().to_string(), e.to_string()))?;
     for e in entries {
@@ -63,7 +73,7 @@ fn walk_observed(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str), at
     let mut hash_at_seq = std::collections::HashMap::new();
     let mut tail_bytes = 0u64;
     // The bytes after the end of the log in the live segment, checked once HEAD is read.
-    let mut tail: Option<(String, u64, Vec<u8>)> = None;
+    let mut tail: Option<Tail> = None;
     for (n, &index) in indices.iter().enumerate() {
         let name = format::segment_name(index);
         if index != n as u64 + 1 {
@@ -75,12 +85,16 @@ fn walk_observed(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str), at
         let mut raw = Vec::new();
         let mut line_no = 0u64;
         let mut closed = false;
+        // Where `raw` starts in the file.
+        let mut offset = 0u64;
         loop {
             raw.clear();
+            let start = offset;
             let read = reader.read_until(b'\n', &mut raw).map_err(|e| fail(&name, e.to_string()))?;
             if read == 0 {
                 break;
             }
+            offset += read as u64;
             // The live segment is preallocated with zero bytes beyond its last record (so a
             // commit's fdatasync never has to persist a new file size); they are not data. Its
             // records end at the first zero byte: what follows can only be a batch an unclean
@@ -93,7 +107,7 @@ fn walk_observed(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str), at
                 let torn: Vec<u8> = raw.iter().chain(&rest).copied().collect();
                 tail_bytes = torn.iter().filter(|b| **b != 0).count() as u64;
                 if tail_bytes > 0 {
-                    tail = Some((format!("{name}:{}", line_no + 1), index, torn));
+                    tail = Some(Tail { at: format!("{name}:{}", line_no + 1), index, path: dir.join(&name), start, torn });
                 }
                 break;
             }
@@ -144,10 +158,30 @@ fn walk_observed(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str), at
     }
     // HEAD pins the end of the live segment.
     let head_seq = head_text.as_ref().ok().and_then(|t| serde_json::from_str::<format::Head>(t.trim()).ok()).map(|h| h.seq);
-    if let Some((at, index, torn)) = &tail
-        && let Some(problem) = format::unacknowledged_tail_problem(torn, key, *index, head_seq)
-    {
-        return Err(fail(at, problem));
+    if let Some(t) = &tail {
+        // Bytes after zeros are judged only if they are still what was read. The writer
+        // appends behind its last record, into the preallocated zeros, so while it commits, a
+        // reader that reached those zeros and then read on can see zeros followed by records
+        // (and, if the segment was closed meanwhile, its checkpoint) that were written after
+        // it read the zeros: a mix of two states of the file, which at rest would mean damage.
+        // Those bytes then no longer read as they did (the zeros are records now), and the log
+        // ends, for this reader, at its last record before the zeros, which is at or after the
+        // record HEAD named when it started. At rest, nothing changes and the rule is strict.
+        match format::unacknowledged_tail_problem_at(&t.torn, key, t.index, head_seq) {
+            Some((problem, end)) => {
+                if t.still_reads(end)? {
+                    return Err(fail(&t.at, problem));
+                }
+                tail_bytes = 0;
+            }
+            None => {
+                let written = t.torn.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
+                if !t.still_reads(written)? {
+                    // Records being appended, not a half-written batch.
+                    tail_bytes = 0;
+                }
+            }
+        }
     }
     match head_text {
         Ok(text) => {
@@ -168,6 +202,71 @@ fn walk_observed(dir: &Path, key: &SecretBytes, mut f: impl FnMut(u64, &str), at
         Err(e) => return Err(fail("HEAD", e.to_string())),
     }
     Ok(Report { segments: indices.len() as u64, records: seq, last_hash: hex::encode(prev), unacknowledged_tail_bytes: tail_bytes })
+}
+
+/// The bytes a reader found after the first zero byte of the live segment.
+struct Tail {
+    /// `segment-…:line` where they start.
+    at: String,
+    /// The segment's index.
+    index: u64,
+    /// The segment's path.
+    path: std::path::PathBuf,
+    /// Their offset in the segment.
+    start: u64,
+    /// The bytes, from the start of the line holding the first zero byte to the end of the file.
+    torn: Vec<u8>,
+}
+
+impl Tail {
+    /// True when the segment still holds the first `len` of these bytes at their offset; false
+    /// when they changed (or the file is shorter) since they were read.
+    fn still_reads(&self, len: usize) -> Result<bool, VerifyError> {
+        let seen = &self.torn[..len.min(self.torn.len())];
+        let failed = |e: std::io::Error| fail(&self.at, format!("reading again: {e}"));
+        let mut file = std::fs::File::open(&self.path).map_err(failed)?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(self.start)).map_err(failed)?;
+        let mut now = vec![0u8; seen.len()];
+        match std::io::Read::read_exact(&mut file, &mut now) {
+            Ok(()) => Ok(now == seen),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(failed(e)),
+        }
+    }
+}
+
+/// At most this many reads of HEAD while it reads differently each time and does not verify.
+const HEAD_READS: usize = 100;
+
+/// Reads HEAD with `read`. The writer rewrites HEAD in place after every commit, and a read that
+/// races the rewrite can return part of the old content and part of the new (a HEAD that does
+/// not verify). Such a read is repeated until HEAD verifies or reads the same twice in a row: a
+/// HEAD that does not verify at rest reads the same every time and is reported.
+fn read_head(key: &SecretBytes, mut read: impl FnMut() -> std::io::Result<String>) -> std::io::Result<String> {
+    let verifies = |text: &str| {
+        serde_json::from_str::<format::Head>(text.trim()).ok().is_some_and(|h| {
+            format::parse_hash(&h.hash)
+                .is_some_and(|hash| format::parse_hash(&h.mac) == Some(format::position_mac(key, "head", h.segment, h.seq, &hash)))
+        })
+    };
+    let mut last = read();
+    for _ in 1..HEAD_READS {
+        if last.as_ref().is_ok_and(|t| verifies(t)) {
+            break;
+        }
+        std::thread::yield_now();
+        let again = read();
+        let same = match (&last, &again) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(a), Err(b)) => a.kind() == b.kind(),
+            _ => false,
+        };
+        last = again;
+        if same {
+            break;
+        }
+    }
+    last
 }
 
 /// Verifies the whole log.
@@ -300,6 +399,29 @@ mod tests {
         f.set_len(bytes.len() as u64).unwrap();
     }
 
+    /// A read of HEAD that races its rewrite (part old, part new) is read again; a HEAD that
+    /// does not verify and reads the same twice (at rest) is returned as it is, to be reported.
+    #[test]
+    fn a_torn_read_of_head_is_read_again() {
+        let old = format::head_content(&key(), 1, 9, &[1; 32]);
+        let new = format::head_content(&key(), 1, 10, &[2; 32]);
+        let torn = format!("{}{}", &new[..100], &old[100..]);
+        let mut reads = [torn.clone(), new.clone()].into_iter();
+        assert_eq!(read_head(&key(), || Ok(reads.next().unwrap())).unwrap(), new);
+        let mut count = 0;
+        let at_rest = read_head(&key(), || {
+            count += 1;
+            Ok(torn.clone())
+        });
+        assert_eq!((at_rest.unwrap(), count), (torn.clone(), 2));
+        let mut count = 0;
+        let missing = read_head(&key(), || {
+            count += 1;
+            Err(std::io::ErrorKind::NotFound.into())
+        });
+        assert_eq!((missing.unwrap_err().kind(), count), (std::io::ErrorKind::NotFound, 2));
+    }
+
     /// A reader reaches the end of the live segment's records (its first zero byte) and, before
     /// it reads on, the writer commits batch after batch into those zeros and closes the
     /// segment with its checkpoint: the reader then sees zeros followed by valid records and a
@@ -336,7 +458,7 @@ mod tests {
         assert_eq!(report.records, 5, "the log ends, for this reader, where HEAD and the records it read end");
         assert_eq!(report.unacknowledged_tail_bytes, 0, "records appended while reading are not a half-written batch");
 
-        // At rest, zeros over acknowledged records followed by the checkpoint are damage.
+        // At rest, the same picture (zeros over records, then the segment's checkpoint) is damage.
         let mut holed = late_seg.clone();
         let end_of_5 = holed.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(4).unwrap().0 + 1;
         holed[end_of_5..end_of_5 + 2000].fill(0);
@@ -344,5 +466,6 @@ mod tests {
         overwrite(&d.join("HEAD"), &early_head);
         let e = verify(&d, &key()).unwrap_err().to_string();
         assert!(e.contains("segment-00000001.jsonl:6") && e.contains("checkpoint") && e.contains("damaged"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

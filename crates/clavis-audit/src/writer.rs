@@ -297,6 +297,12 @@ impl Writer {
                 head.seq, w.seq
             )));
         }
+        // HEAD exists, whole, before any record is written: a reader of the live log (it reads
+        // HEAD first) never finds records and no HEAD, or an empty one.
+        match std::fs::symlink_metadata(w.dir.join("HEAD")) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => w.write_head()?,
+            _ => {}
+        }
         Ok(w)
     }
 
@@ -404,16 +410,30 @@ impl Writer {
     }
 
     /// Rewrites HEAD in place: one `pwrite` of a fixed-size block at offset 0 (smaller than a
-    /// disk sector, so it is not torn). Not fsynced: after a crash HEAD may lag the durable
-    /// log, never lead it, which is all verification needs.
+    /// disk sector, so it is not torn on disk; a reader racing the write may still see part of
+    /// each version, and reads again). Not fsynced: after a crash HEAD may lag the durable
+    /// log, never lead it, which is all verification needs. A missing HEAD is created whole
+    /// (written aside and renamed into place), never seen empty.
     fn write_head(&mut self) -> Result<(), AuditError> {
-        if self.head.is_none() {
-            let f = private_options().write(true).create(true).truncate(false).open(self.dir.join("HEAD")).map_err(io("opening HEAD"))?;
-            self.head = Some(f);
-        }
         let mut content = format::head_content(&self.key, self.segment, self.seq, &self.prev).into_bytes();
         // Pad to a fixed size with spaces so a shorter HEAD never leaves old bytes behind.
         content.resize(HEAD_BLOCK, b' ');
+        if self.head.is_none() {
+            let path = self.dir.join("HEAD");
+            match OpenOptions::new().write(true).open(&path) {
+                Ok(f) => self.head = Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let tmp = self.dir.join("HEAD.tmp");
+                    let _ = std::fs::remove_file(&tmp);
+                    write_durably(&tmp, &content)?;
+                    std::fs::rename(&tmp, &path).map_err(io("creating HEAD"))?;
+                    sync_dir(&path)?;
+                    self.head = Some(OpenOptions::new().write(true).open(&path).map_err(io("opening HEAD"))?);
+                    return Ok(());
+                }
+                Err(e) => return Err(io("opening HEAD")(e)),
+            }
+        }
         let f = self.head.as_ref().ok_or_else(|| AuditError::Inconsistent("HEAD not open".into()))?;
         let result = {
             #[cfg(unix)]
