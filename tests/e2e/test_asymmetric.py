@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from conftest import error_code
 from harness import key_material_seal_context, unseal
+from test_byok import wrap_with_cryptography
 
 HASHES = {"256": "sha256", "384": "sha384", "512": "sha512"}
 
@@ -427,26 +428,11 @@ def test_private_keys_are_sealed_at_rest(fresh_server):
         assert pkcs8 not in content and scalar not in content, f"a private key in clear in {p.name}"
 
 
-def wrap_for_import(public_der, algorithm, material):
-    """The client side of an import, as AWS documents it, with Python `cryptography`."""
-    import os
-
-    from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
-
-    public = serialization.load_der_public_key(public_der)
-    h = hashes.SHA1() if algorithm.endswith("SHA_1") else hashes.SHA256()
-    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=h), algorithm=h, label=None)
-    if algorithm.startswith("RSAES_OAEP"):
-        return public.encrypt(material, oaep)
-    ephemeral = os.urandom(32)
-    return public.encrypt(ephemeral, oaep) + aes_key_wrap_with_padding(ephemeral, material)
-
-
 def import_into(kms, spec, usage, material, algorithm="RSA_AES_KEY_WRAP_SHA_256"):
     key = kms.create_key(KeySpec=spec, KeyUsage=usage, Origin="EXTERNAL")["KeyMetadata"]
     assert key["KeyState"] == "PendingImport"
     params = kms.get_parameters_for_import(KeyId=key["KeyId"], WrappingAlgorithm=algorithm, WrappingKeySpec="RSA_2048")
-    wrapped = wrap_for_import(params["PublicKey"], algorithm, material)
+    wrapped = wrap_with_cryptography(params["PublicKey"], algorithm, material)
     kms.import_key_material(
         KeyId=key["KeyId"], ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE"
     )
@@ -468,7 +454,7 @@ def test_imported_hmac_material_matches_python_hmac(kms):
         lambda: kms.import_key_material(
             KeyId=key,
             ImportToken=params["ImportToken"],
-            EncryptedKeyMaterial=wrap_for_import(params["PublicKey"], "RSAES_OAEP_SHA_256", os.urandom(16)),
+            EncryptedKeyMaterial=wrap_with_cryptography(params["PublicKey"], "RSAES_OAEP_SHA_256", os.urandom(16)),
             ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
         ),
         "IncorrectKeyMaterialException",

@@ -138,20 +138,38 @@ impl Kms {
         Ok(key)
     }
 
+    /// The members Sign and Verify share (SigningAlgorithm, MessageType, GrantTokens, then the
+    /// key, authorized with `kms:SigningAlgorithm` and `kms:MessageType`, usable, SIGN_VERIFY,
+    /// offering the algorithm): the key, the scheme, the algorithm and the message type.
+    async fn signing_key<'a>(
+        &self,
+        caller: &Caller,
+        operation: &'static str,
+        key_id: Option<&str>,
+        algorithm: Option<&'a str>,
+        message_type: Option<&'a str>,
+        grant_tokens: Option<&Vec<String>>,
+    ) -> Result<(Key, Scheme, &'a str, &'a str), KmsError> {
+        let algorithm = validate::required(algorithm, "signingAlgorithm")?;
+        validate::one_of(algorithm, "signingAlgorithm", SIGNING_ALGORITHMS)?;
+        let message_type = message_type.unwrap_or("RAW");
+        validate::one_of(message_type, "messageType", MESSAGE_TYPES)?;
+        validate::grant_tokens(grant_tokens)?;
+        let params = [param("kms:SigningAlgorithm", algorithm), param("kms:MessageType", message_type)];
+        let access = Access::to(operation).with_params(&params);
+        let key = self.key_of_usage(caller, access, key_id, KeyUsage::SignVerify, operation).await?;
+        let scheme = signing_scheme(&key, algorithm)?;
+        Ok((key, scheme, algorithm, message_type))
+    }
+
     /// Sign: a signature of the message (or its digest) with the key's private half.
     pub async fn sign(&self, caller: &Caller, req: SignRequest) -> Result<SignResponse, KmsError> {
         self.authorize(caller, Operation::Sign)?;
         let message = validate::required(req.message, "message")?;
         validate::blob_len(message.0.len(), "message", 1, MAX_PLAINTEXT)?;
-        let algorithm = validate::required(req.signing_algorithm.as_deref(), "signingAlgorithm")?;
-        validate::one_of(algorithm, "signingAlgorithm", SIGNING_ALGORITHMS)?;
-        let message_type = req.message_type.as_deref().unwrap_or("RAW");
-        validate::one_of(message_type, "messageType", MESSAGE_TYPES)?;
-        validate::grant_tokens(req.grant_tokens.as_ref())?;
-        let params = [param("kms:SigningAlgorithm", algorithm), param("kms:MessageType", message_type)];
-        let access = Access::to("Sign").with_params(&params);
-        let key = self.key_of_usage(caller, access, req.key_id.as_deref(), KeyUsage::SignVerify, "Sign").await?;
-        let scheme = signing_scheme(&key, algorithm)?;
+        let (algorithm, message_type) = (req.signing_algorithm.as_deref(), req.message_type.as_deref());
+        let (key, scheme, algorithm, message_type) =
+            self.signing_key(caller, "Sign", req.key_id.as_deref(), algorithm, message_type, req.grant_tokens.as_ref()).await?;
         let input = signing_input(scheme, algorithm, message_type, message.0.expose_secret())?;
         if req.dry_run == Some(true) {
             return Err(KmsError::DryRun);
@@ -169,15 +187,9 @@ impl Kms {
         validate::blob_len(message.0.len(), "message", 1, MAX_PLAINTEXT)?;
         let signature = validate::required(req.signature, "signature")?;
         validate::blob_len(signature.0.len(), "signature", 1, MAX_CIPHERTEXT)?;
-        let algorithm = validate::required(req.signing_algorithm.as_deref(), "signingAlgorithm")?;
-        validate::one_of(algorithm, "signingAlgorithm", SIGNING_ALGORITHMS)?;
-        let message_type = req.message_type.as_deref().unwrap_or("RAW");
-        validate::one_of(message_type, "messageType", MESSAGE_TYPES)?;
-        validate::grant_tokens(req.grant_tokens.as_ref())?;
-        let params = [param("kms:SigningAlgorithm", algorithm), param("kms:MessageType", message_type)];
-        let access = Access::to("Verify").with_params(&params);
-        let key = self.key_of_usage(caller, access, req.key_id.as_deref(), KeyUsage::SignVerify, "Verify").await?;
-        let scheme = signing_scheme(&key, algorithm)?;
+        let (algorithm, message_type) = (req.signing_algorithm.as_deref(), req.message_type.as_deref());
+        let (key, scheme, algorithm, message_type) =
+            self.signing_key(caller, "Verify", req.key_id.as_deref(), algorithm, message_type, req.grant_tokens.as_ref()).await?;
         let input = signing_input(scheme, algorithm, message_type, message.0.expose_secret())?;
         if req.dry_run == Some(true) {
             return Err(KmsError::DryRun);

@@ -25,6 +25,43 @@ async fn new_material(spec: KeySpec) -> Result<SecretBytes, KmsError> {
     }
 }
 
+/// A new key's record: Enabled with material version 1, or (Origin EXTERNAL) PendingImport
+/// without material. `kind` is (key spec, key usage, origin).
+fn new_key_record(
+    id: &KeyId,
+    account: &str,
+    region: &str,
+    kind: (&str, &str, &str),
+    policy: String,
+    description: String,
+    now: i64,
+) -> KeyRecord {
+    let (spec, usage, origin) = kind;
+    let external = Origin::parse(origin) == Some(Origin::External);
+    KeyRecord {
+        key_id: id.to_string(),
+        account_id: account.to_owned(),
+        region: region.to_owned(),
+        description,
+        key_usage: usage.to_owned(),
+        key_spec: spec.to_owned(),
+        origin: origin.to_owned(),
+        key_state: if external { KeyState::PendingImport } else { KeyState::Enabled }.as_str().to_owned(),
+        creation_date_ms: now,
+        deletion_date_ms: None,
+        policy,
+        current_version: if external { 0 } else { 1 },
+        rotation_period_days: None,
+        next_rotation_ms: None,
+        dual_auth: false,
+        deletion_request: None,
+        valid_to_ms: None,
+        expiration_model: None,
+        import_fingerprint: None,
+        revision: 1,
+    }
+}
+
 impl Kms {
     pub(crate) fn metadata(key: &Key) -> KeyMetadata {
         let r = &key.rec;
@@ -126,39 +163,14 @@ impl Kms {
 
         let now = self.now_ms();
         let external = Origin::parse(origin) == Some(Origin::External);
-        let rec = KeyRecord {
-            key_id: id.to_string(),
-            account_id: caller.account.as_str().to_owned(),
-            region: caller.region.as_str().to_owned(),
-            description,
-            key_usage: usage.to_owned(),
-            key_spec: spec.to_owned(),
-            origin: origin.to_owned(),
-            key_state: if external { KeyState::PendingImport } else { KeyState::Enabled }.as_str().to_owned(),
-            creation_date_ms: now,
-            deletion_date_ms: None,
-            policy,
-            current_version: if external { 0 } else { 1 },
-            rotation_period_days: None,
-            next_rotation_ms: None,
-            dual_auth: false,
-            deletion_request: None,
-            valid_to_ms: None,
-            expiration_model: None,
-            import_fingerprint: None,
-            revision: 1,
-        };
+        let rec = new_key_record(&id, caller.account.as_str(), caller.region.as_str(), (spec, usage, origin), policy, description, now);
         caller.resources.add(&key_arn(&rec.region, &rec.account_id, &rec.key_id));
         if external {
             // No material until ImportKeyMaterial.
             let key = self.insert_key(rec, None, &tags).await?;
             return Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) });
         }
-        let material = new_material(key_spec).await?;
-        let sealed = self.root().seal(&material_seal_context(&id, 1), &material)?;
-        let mat = KeyMaterialRecord { key_id: rec.key_id.clone(), version: 1, sealed, created_ms: now, rotation_type: None };
-        // The material goes into the cache too: the first use need not unseal.
-        let key = self.insert_key(rec, Some((mat, Material::from_bytes(key_spec, &material)?)), &tags).await?;
+        let key = self.store_new_key(rec, key_spec, &tags).await?;
         Ok(KeyMetadataResponse { key_metadata: Self::metadata(&key) })
     }
 
@@ -166,33 +178,22 @@ impl Kms {
     /// key behind `alias/aws/secretsmanager`), with the default key policy.
     pub(crate) async fn create_service_key(&self, account: &AccountId, region: &str, description: &str) -> Result<Key, KmsError> {
         let id = KeyId::generate();
-        let now = self.now_ms();
-        let rec = KeyRecord {
-            key_id: id.to_string(),
-            account_id: account.as_str().to_owned(),
-            region: region.to_owned(),
-            description: description.to_owned(),
-            key_usage: KeyUsage::EncryptDecrypt.as_str().to_owned(),
-            key_spec: KeySpec::SymmetricDefault.as_str().to_owned(),
-            origin: Origin::AwsKms.as_str().to_owned(),
-            key_state: KeyState::Enabled.as_str().to_owned(),
-            creation_date_ms: now,
-            deletion_date_ms: None,
-            policy: Self::default_policy(account),
-            current_version: 1,
-            rotation_period_days: None,
-            next_rotation_ms: None,
-            dual_auth: false,
-            deletion_request: None,
-            valid_to_ms: None,
-            expiration_model: None,
-            import_fingerprint: None,
-            revision: 1,
-        };
-        let material = new_material(KeySpec::SymmetricDefault).await?;
+        let (spec, usage, origin) = (KeySpec::SymmetricDefault, KeyUsage::EncryptDecrypt, Origin::AwsKms);
+        let names = (spec.as_str(), usage.as_str(), origin.as_str());
+        let rec =
+            new_key_record(&id, account.as_str(), region, names, Self::default_policy(account), description.to_owned(), self.now_ms());
+        self.store_new_key(rec, spec, &[]).await
+    }
+
+    /// Generates a new key's first material, seals it and stores the key with it; the material
+    /// goes into the cache too, so the first use need not unseal.
+    async fn store_new_key(&self, rec: KeyRecord, spec: KeySpec, tags: &[clavis_store::Tag]) -> Result<Key, KmsError> {
+        let id = KeyId::parse(&rec.key_id).ok_or_else(|| KmsError::Internal("a new key id is not a UUID".into()))?;
+        let material = new_material(spec).await?;
         let sealed = self.root().seal(&material_seal_context(&id, 1), &material)?;
-        let mat = KeyMaterialRecord { key_id: rec.key_id.clone(), version: 1, sealed, created_ms: now, rotation_type: None };
-        self.insert_key(rec, Some((mat, Material::from_bytes(KeySpec::SymmetricDefault, &material)?)), &[]).await
+        let mat =
+            KeyMaterialRecord { key_id: rec.key_id.clone(), version: 1, sealed, created_ms: rec.creation_date_ms, rotation_type: None };
+        self.insert_key(rec, Some((mat, Material::from_bytes(spec, &material)?)), tags).await
     }
 
     /// Refuses to manage a key the service made for itself (the target of an `alias/aws/...`
