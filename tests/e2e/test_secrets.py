@@ -500,7 +500,11 @@ def test_rotation_through_the_template_function(tmp_root, request):
         assert again["VersionId"] == pending[0]
         assert sm.get_secret_value(SecretId=n)["VersionId"] == pending[0]
         fails(lambda: sm.rotate_secret(SecretId=n, RotationLambdaARN=LAMBDA.replace("rotator", "nobody")), "InvalidRequestException")
-        fails(lambda: sm.rotate_secret(SecretId=n, RotationRules={"ScheduleExpression": "cron(0 12 * * ? *)"}), "InvalidParameterException")
+        fails(lambda: sm.rotate_secret(SecretId=n, RotationRules={"ScheduleExpression": "cron(0 12 L * ? *)"}), "InvalidParameterException")
+        # A cron schedule (UTC): the next rotation is at the next 12:00.
+        sm.rotate_secret(SecretId=n, RotationRules={"ScheduleExpression": "cron(0 12 * * ? *)"}, RotateImmediately=False)
+        when = sm.describe_secret(SecretId=n)["NextRotationDate"]
+        assert (when.astimezone(__import__("datetime").timezone.utc).hour, when.minute) == (12, 0)
         cancelled = sm.cancel_rotate_secret(SecretId=n)
         assert cancelled["Name"] == n
         d = sm.describe_secret(SecretId=n)

@@ -19,6 +19,7 @@ pub mod operation;
 mod ops;
 mod paging;
 pub mod policy;
+pub mod schedule;
 pub mod types;
 mod validate;
 

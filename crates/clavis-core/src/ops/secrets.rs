@@ -16,6 +16,7 @@ use crate::audit::{self, RequestEvent};
 use crate::kernel::{Access, Key, param};
 use crate::operation::Operation;
 use crate::policy::{Decision, Policy, RequestContext};
+use crate::schedule::Schedule;
 use crate::types::{EncryptionContext, KeyRef, key_arn, secs};
 use crate::{Caller, Kms, KmsError};
 use clavis_crypto::aead::AeadKey;
@@ -1496,7 +1497,7 @@ impl Kms {
             return Err(KmsError::InvalidRequest("No Lambda rotation function ARN is associated with this secret.".into()));
         };
         let rules = req.rotation_rules.clone().unwrap_or(old.rules);
-        let period = rotation_period_ms(&rules)?;
+        let schedule = rotation_schedule(&rules)?;
         let name = function_name(&lambda_arn);
         let executor = self.rotation_executor(name).ok_or_else(|| {
             KmsError::InvalidRequest(format!(
@@ -1509,7 +1510,7 @@ impl Kms {
         let rec = self
             .change_secret(secret, |r| {
                 r.rotation_json = Some(text.clone());
-                r.next_rotation_ms = period.map(|p| now + p);
+                r.next_rotation_ms = schedule.as_ref().and_then(|sc| sc.next_after(now));
                 Ok(())
             })
             .await?;
@@ -1651,8 +1652,9 @@ impl Kms {
     /// compare-and-swap, so one node rotates it once), then runs it.
     async fn rotate_when_due(&self, s: SecretRecord, now_ms: i64) {
         let Some(config) = rotation_of(&s).filter(|c| c.enabled) else { return };
-        let period = rotation_period_ms(&config.rules).ok().flatten();
-        let claimed = SecretRecord { next_rotation_ms: period.map(|p| now_ms + p), revision: s.revision + 1, ..s.clone() };
+        let schedule = rotation_schedule(&config.rules).ok().flatten();
+        let claimed =
+            SecretRecord { next_rotation_ms: schedule.and_then(|sc| sc.next_after(now_ms)), revision: s.revision + 1, ..s.clone() };
         if self.write_secret(&claimed, s.revision, &[], &[]).await.is_err() {
             return;
         }
@@ -1715,8 +1717,8 @@ fn function_name(lambda_arn: &str) -> &str {
     if parts.len() >= 7 && parts[0] == "arn" && parts[5] == "function" { parts[6] } else { lambda_arn }
 }
 
-/// The interval of a rotation schedule (`None`: no schedule, rotation only when asked).
-fn rotation_period_ms(rules: &RotationRules) -> Result<Option<i64>, KmsError> {
+/// The schedule of rotation rules (`None`: no schedule, rotation only when asked).
+fn rotation_schedule(rules: &RotationRules) -> Result<Option<Schedule>, KmsError> {
     if let Some(d) = &rules.duration {
         let hours = d.strip_suffix('h').and_then(|h| h.parse::<i64>().ok());
         if !hours.is_some_and(|h| (1..=24).contains(&h)) {
@@ -1727,24 +1729,10 @@ fn rotation_period_ms(rules: &RotationRules) -> Result<Option<i64>, KmsError> {
         (Some(_), Some(_)) => {
             Err(KmsError::InvalidParameter("You can't specify both AutomaticallyAfterDays and ScheduleExpression.".into()))
         }
-        (Some(days), None) if (1..=1000).contains(&days) => Ok(Some(days * DAY_MS)),
+        (Some(days), None) if (1..=1000).contains(&days) => Ok(Some(Schedule::Every(days * DAY_MS))),
         (Some(_), None) => Err(KmsError::InvalidParameter("AutomaticallyAfterDays must be between 1 and 1000.".into())),
         (None, Some(expr)) => {
-            let inner = expr.strip_prefix("rate(").and_then(|r| r.strip_suffix(')'));
-            let Some(inner) = inner else {
-                return Err(KmsError::InvalidParameter(format!(
-                    "ScheduleExpression {expr} is not supported: Clavis takes rate(N days) or rate(N hours) (cron() schedules are not supported yet)."
-                )));
-            };
-            let (n, unit) = inner.split_once(' ').unwrap_or((inner, ""));
-            let n: i64 = n.parse().map_err(|_| KmsError::InvalidParameter(format!("ScheduleExpression {expr} is not valid.")))?;
-            match unit {
-                "day" | "days" if (1..=1000).contains(&n) => Ok(Some(n * DAY_MS)),
-                "hour" | "hours" if (4..=24_000).contains(&n) => Ok(Some(n * 3_600_000)),
-                _ => Err(KmsError::InvalidParameter(format!(
-                    "ScheduleExpression {expr} is not valid: rate() takes 1 to 1000 days or at least 4 hours."
-                ))),
-            }
+            crate::schedule::parse(expr).map(Some).map_err(|m| KmsError::InvalidParameter(format!("ScheduleExpression is not valid: {m}")))
         }
         (None, None) => Ok(None),
     }
