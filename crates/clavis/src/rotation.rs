@@ -118,7 +118,7 @@ pub struct WebhookExecutor {
 }
 
 impl WebhookExecutor {
-    /// A webhook at `url` (https://host[:port]/path), signing with `key`.
+    /// A webhook at `url` (`https://host[:port]/path`), signing with `key`.
     pub fn new(url: &str, key: &clavis_crypto::SecretBytes) -> anyhow::Result<WebhookExecutor> {
         let rest = url.strip_prefix("https://").ok_or_else(|| anyhow::anyhow!("a webhook must be https://"))?;
         let (hostport, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
