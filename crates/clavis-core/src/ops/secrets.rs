@@ -618,10 +618,7 @@ impl Kms {
                 Ok(()) => return Ok((rec, version.stages)),
                 Err(StoreError::Conflict) => {
                     sealed = Some(version);
-                    secret = self.secret_store().get_secret(&secret.arn).await?.ok_or_else(not_found)?;
-                    if secret.deletion_date_ms.is_some() {
-                        return Err(marked_for_deletion());
-                    }
+                    secret = self.reload_live_secret(&secret.arn).await?;
                 }
                 Err(StoreError::NotFound) => return Err(not_found()),
                 Err(e) => return Err(e.into()),
@@ -995,17 +992,22 @@ impl Kms {
             }
             match self.write_secret(&target, secret.revision, &upserts, &[]).await {
                 Ok(()) => return Ok(target),
-                Err(StoreError::Conflict) => {
-                    secret = self.secret_store().get_secret(&secret.arn).await?.ok_or_else(not_found)?;
-                    if secret.deletion_date_ms.is_some() {
-                        return Err(marked_for_deletion());
-                    }
-                }
+                Err(StoreError::Conflict) => secret = self.reload_live_secret(&secret.arn).await?,
                 Err(StoreError::NotFound) => return Err(not_found()),
                 Err(e) => return Err(e.into()),
             }
         }
         Err(conflict())
+    }
+
+    /// The freshest record of a secret after a lost compare-and-swap, refused when it was
+    /// scheduled for deletion meanwhile.
+    async fn reload_live_secret(&self, arn: &str) -> Result<SecretRecord, KmsError> {
+        let secret = self.secret_store().get_secret(arn).await?.ok_or_else(not_found)?;
+        if secret.deletion_date_ms.is_some() {
+            return Err(marked_for_deletion());
+        }
+        Ok(secret)
     }
 
     /// A listed version with its value (listings carry none).
