@@ -18,12 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
-from harness import CLAVIS, Server, run_bench  # noqa: E402  (the suite's server harness; standard library only)
-
-
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
+from harness import CLAVIS, Server, cpu_ticks, run_bench  # noqa: E402  (the suite's server harness; standard library only)
 
 
 def run_one(binary: str, audit: bool, connections: int, duration: float) -> tuple[float, float]:

@@ -108,6 +108,12 @@ def run_aws(*args, endpoint, akid=AKID, secret=SECRET, region=REGION, home, env=
     return p
 
 
+def cpu_ticks(pid):
+    """utime + stime of process `pid` so far, in clock ticks (os.sysconf("SC_CLK_TCK") a second)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def run_bench(endpoint, op, connections, duration, *, binary=None, akid=AKID, secret=SECRET, env=None):
     """One `clavis bench --json` run against `endpoint`; returns its first result (requests,
     requests_per_second, p50_us, p99_us, max_us, errors)."""

@@ -17,7 +17,7 @@ pub mod format;
 pub mod verify;
 mod writer;
 
-pub use writer::{AuditConfig, AuditLog, StreamSink};
+pub use writer::{AuditConfig, AuditLog, Durability, StreamSink};
 
 use clavis_crypto::SecretBytes;
 use clavis_crypto::seal::RootOfTrust;

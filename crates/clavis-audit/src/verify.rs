@@ -383,7 +383,7 @@ mod tests {
     }
 
     async fn append(d: &Path, segment_bytes: u64, from: usize, to: usize) {
-        let log = AuditLog::open(AuditConfig { dir: d.to_owned(), segment_bytes, stream: None }, key()).unwrap();
+        let log = AuditLog::open(AuditConfig { dir: d.to_owned(), segment_bytes, stream: None, durability: Default::default() }, key()).unwrap();
         for i in from..to {
             // About 1 KiB per record, so that a few dozen fill more than the live segment's
             // preallocated zeros.

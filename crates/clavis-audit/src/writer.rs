@@ -38,6 +38,33 @@ pub struct AuditConfig {
     pub segment_bytes: u64,
     /// Optional streaming copy of every committed record.
     pub stream: Option<StreamSink>,
+    /// When a record counts as committed (and its request may be answered).
+    pub durability: Durability,
+}
+
+/// When a record counts as committed, so that its request may be answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// After `fdatasync`: the record survives a crash of Clavis and a power loss.
+    #[default]
+    Fsync,
+    /// After `pwrite` (the operating system holds it): the record survives a crash of Clavis
+    /// but not a power loss. The request's own task writes it (no hand-off to another thread);
+    /// a background `fdatasync` follows within [`SYNC_INTERVAL`] plus one sync's latency; if it
+    /// fails, every later request is refused until restart. HEAD is rewritten only after that
+    /// sync, so it never leads the durable log.
+    Write,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Durability, String> {
+        match s {
+            "fsync" => Ok(Durability::Fsync),
+            "write" => Ok(Durability::Write),
+            other => Err(format!("audit durability must be `fsync` or `write`, not `{other}`")),
+        }
+    }
 }
 
 /// Creates `path` with mode 0600 holding `bytes`, durably.
@@ -77,8 +104,12 @@ struct Writer {
     stream_dropped: u64,
     /// Index of the live segment.
     segment: u64,
+    durability: Durability,
+    /// Set when a background sync failed after its records were acknowledged (`write`
+    /// durability): every later commit fails (closed) until restart.
+    failed: Option<String>,
     /// The open live segment, if any (reopened after a failure).
-    file: Option<File>,
+    file: Option<Arc<File>>,
     /// Durable length of the live segment (its records; preallocated zeros follow).
     segment_len: u64,
     /// Bytes of the live segment file that exist on disk (records and preallocated zeros).
@@ -230,6 +261,8 @@ impl Writer {
             record_key: format::record_key(&key),
             key,
             segment_bytes: config.segment_bytes.max(1),
+            durability: config.durability,
+            failed: None,
             stream,
             stream_dropped: 0,
             segment: 1,
@@ -300,13 +333,13 @@ impl Writer {
         // HEAD exists, whole, before any record is written: a reader of the live log (it reads
         // HEAD first) never finds records and no HEAD, or an empty one.
         match std::fs::symlink_metadata(w.dir.join("HEAD")) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => w.write_head()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => w.write_head(w.segment, w.seq, &w.prev.clone())?,
             _ => {}
         }
         Ok(w)
     }
 
-    fn open_segment(&mut self) -> Result<&mut File, AuditError> {
+    fn open_segment(&mut self) -> Result<&Arc<File>, AuditError> {
         if self.file.is_none() {
             let path = self.dir.join(format::segment_name(self.segment));
             let created = !path.exists();
@@ -330,9 +363,9 @@ impl Writer {
                 f.set_len(self.segment_len).map_err(io(format!("truncating {}", path.display())))?;
             }
             self.allocated = self.segment_len;
-            self.file = Some(f);
+            self.file = Some(Arc::new(f));
         }
-        self.file.as_mut().ok_or_else(|| AuditError::Inconsistent("segment not open".into()))
+        self.file.as_ref().ok_or_else(|| AuditError::Inconsistent("segment not open".into()))
     }
 
     /// Makes sure the live segment file has bytes up to `end`: writes zeros ahead in chunks and
@@ -379,7 +412,13 @@ impl Writer {
         Ok(())
     }
 
-    fn commit(&mut self, batch: &[Vec<u8>]) -> Result<(), AuditError> {
+    /// Writes `batch` after the last committed record. With `fsync` durability it is durable
+    /// and HEAD rewritten on return; with `write` it is written to the operating system, and
+    /// the returned [`Unsynced`] is for the syncer to make durable and pin in HEAD.
+    fn commit(&mut self, batch: &[Vec<u8>]) -> Result<Option<Unsynced>, AuditError> {
+        if let Some(failure) = &self.failed {
+            return Err(AuditError::Inconsistent(failure.clone()));
+        }
         self.maybe_rotate()?;
         let mut buf = Vec::with_capacity(batch.iter().map(|e| e.len() + 220).sum());
         let (mut seq, mut prev) = (self.seq, self.prev);
@@ -388,13 +427,16 @@ impl Writer {
             prev = format::write_record(&mut buf, &self.record_key, seq, &prev, event);
         }
         let durable_len = self.segment_len;
+        let sync = self.durability == Durability::Fsync;
         self.open_segment()?;
-        if let Err(e) = self.preallocate(durable_len + buf.len() as u64) {
+        // Preallocation saves the fsync path a size update per commit; with `write`
+        // durability the background sync persists the size and appending is cheaper.
+        if sync && let Err(e) = self.preallocate(durable_len + buf.len() as u64) {
             self.file = None;
             return Err(e);
         }
-        let f = self.open_segment()?;
-        if let Err(e) = write_at(f, &buf, durable_len).and_then(|_| f.sync_data()) {
+        let f = self.open_segment()?.clone();
+        if let Err(e) = write_at(&f, &buf, durable_len).and_then(|_| if sync { f.sync_data() } else { Ok(()) }) {
             // Cut back to the last durable record and reopen next time: nothing of this batch
             // is acknowledged, and the chain continues from the last durable record.
             let _ = f.set_len(durable_len);
@@ -404,9 +446,12 @@ impl Writer {
         self.segment_len += buf.len() as u64;
         self.segment_records += batch.len() as u64;
         (self.seq, self.prev) = (seq, prev);
-        self.write_head()?;
         self.stream_out(&buf);
-        Ok(())
+        if sync {
+            self.write_head(self.segment, seq, &prev)?;
+            return Ok(None);
+        }
+        Ok(Some(Unsynced { file: f, segment: self.segment, seq, prev }))
     }
 
     /// Rewrites HEAD in place: one `pwrite` of a fixed-size block at offset 0 (smaller than a
@@ -414,8 +459,8 @@ impl Writer {
     /// each version, and reads again). Not fsynced: after a crash HEAD may lag the durable
     /// log, never lead it, which is all verification needs. A missing HEAD is created whole
     /// (written aside and renamed into place), never seen empty.
-    fn write_head(&mut self) -> Result<(), AuditError> {
-        let mut content = format::head_content(&self.key, self.segment, self.seq, &self.prev).into_bytes();
+    fn write_head(&mut self, segment: u64, seq: u64, prev: &Hash) -> Result<(), AuditError> {
+        let mut content = format::head_content(&self.key, segment, seq, prev).into_bytes();
         // Pad to a fixed size with spaces so a shorter HEAD never leaves old bytes behind.
         content.resize(HEAD_BLOCK, b' ');
         if self.head.is_none() {
@@ -545,11 +590,46 @@ struct Queue {
     shutdown: bool,
 }
 
-/// What the committer thread and the handles share.
+/// Records written to the operating system but not yet synced (`write` durability): the
+/// newest such position, for the syncer thread.
+struct Unsynced {
+    file: Arc<File>,
+    segment: u64,
+    seq: u64,
+    prev: Hash,
+}
+
+/// The syncer's work: the newest unsynced position, and whether the log is closing.
+#[derive(Default)]
+struct SyncQueue {
+    pending: Option<Unsynced>,
+    /// The syncer waits for work (so a writer must signal it).
+    idle: bool,
+    shutdown: bool,
+}
+
+/// With `write` durability, the syncer starts a sync at most this often.
+pub const SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
+impl Shared {
+    /// Hands the newest written position to the syncer.
+    fn hand_to_syncer(&self, unsynced: Unsynced) {
+        let mut q = lock(&self.sync);
+        q.pending = Some(unsynced);
+        if std::mem::take(&mut q.idle) {
+            self.sync_wake.notify_one();
+        }
+    }
+}
+
+/// What the committer thread, the syncer thread and the handles share.
 struct Shared {
     queue: Mutex<Queue>,
     wake: std::sync::Condvar,
     writer: Mutex<Writer>,
+    sync: Mutex<SyncQueue>,
+    sync_wake: std::sync::Condvar,
+    durability: Durability,
 }
 
 /// Dropped with the last [`AuditLog`] handle: stops the committer thread.
@@ -557,8 +637,13 @@ struct Stop(Arc<Shared>);
 
 impl Drop for Stop {
     fn drop(&mut self) {
-        self.0.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).shutdown = true;
+        lock(&self.0.queue).shutdown = true;
         self.0.wake.notify_one();
+        if self.0.durability == Durability::Write {
+            // Records are written inline in this mode: the syncer makes the last ones durable.
+            lock(&self.0.sync).shutdown = true;
+            self.0.sync_wake.notify_one();
+        }
     }
 }
 
@@ -591,13 +676,47 @@ impl AuditLog {
         builder.create(&config.dir).map_err(io(format!("creating {}", config.dir.display())))?;
         let reader_key = Arc::new(key.clone());
         let writer = Writer::recover(&config, key)?;
-        let shared = Arc::new(Shared { queue: Mutex::default(), wake: std::sync::Condvar::new(), writer: Mutex::new(writer) });
+        let shared = Arc::new(Shared {
+            queue: Mutex::default(),
+            wake: std::sync::Condvar::new(),
+            writer: Mutex::new(writer),
+            sync: Mutex::default(),
+            sync_wake: std::sync::Condvar::new(),
+            durability: config.durability,
+        });
+        if config.durability == Durability::Write {
+            let syncer = shared.clone();
+            std::thread::Builder::new()
+                .name("clavis-audit-sync".into())
+                .spawn(move || sync_forever(&syncer))
+                .map_err(io("starting the audit sync thread"))?;
+            return Ok(AuditLog { _stop: Arc::new(Stop(shared.clone())), shared, dir: config.dir, key: reader_key });
+        }
         let committer = shared.clone();
         std::thread::Builder::new()
             .name("clavis-audit".into())
             .spawn(move || commit_forever(&committer))
             .map_err(io("starting the audit committer thread"))?;
         Ok(AuditLog { _stop: Arc::new(Stop(shared.clone())), shared, dir: config.dir, key: reader_key })
+    }
+}
+
+impl AuditLog {
+    /// `write` durability: the caller's task writes its records itself (one `pwrite` under the
+    /// writer's lock, which is never held across a sync in this mode) and hands the position
+    /// to the syncer. A thread hand-off and wake-up per request would cost more than the write.
+    fn write_inline(&self, records: &[Vec<u8>]) -> Result<(), AuditFailure> {
+        let unsynced = {
+            let mut w = self.shared.writer.lock().map_err(|_| AuditFailure("the audit writer is poisoned".into()))?;
+            w.commit(records).map_err(|e| {
+                tracing::error!(error = %e, records = records.len(), "audit write failed; failing the request");
+                AuditFailure(e.to_string())
+            })?
+        };
+        if let Some(unsynced) = unsynced {
+            self.shared.hand_to_syncer(unsynced);
+        }
+        Ok(())
     }
 }
 
@@ -613,6 +732,9 @@ fn commit_forever(shared: &Shared) {
                     break;
                 }
                 if q.shutdown {
+                    // The syncer (if any) makes the last written records durable, then exits.
+                    lock(&shared.sync).shutdown = true;
+                    shared.sync_wake.notify_one();
                     return;
                 }
                 q.idle = true;
@@ -630,10 +752,64 @@ fn commit_forever(shared: &Shared) {
             }),
             Err(_) => Err("the audit writer is poisoned".to_owned()),
         }))
-        .unwrap_or_else(|_| Err("the audit writer failed".to_owned()));
+        .unwrap_or_else(|_| Err("the audit writer failed".to_owned()))
+        .map(|unsynced| {
+            if let Some(unsynced) = unsynced {
+                shared.hand_to_syncer(unsynced);
+            }
+        });
         if let Some(batch) = batch {
             let _ = batch.result.set(result);
             batch.notify.notify_waiters();
+        }
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (nothing under these
+/// locks panics midway), so a panic elsewhere never leaves a waiter asleep.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The syncer thread (`write` durability): makes the newest written records durable as soon as
+/// they are handed over (one `fdatasync` covers every record written before it), then pins them
+/// in HEAD. Under load the syncs run back to back, so a record is durable within about one
+/// sync's latency of its response. A failed sync cannot un-answer its requests: it marks the
+/// writer failed, so that every later request is refused (fail closed) until restart, whose
+/// recovery keeps only what is on disk.
+fn sync_forever(shared: &Shared) {
+    let mut last_start: Option<std::time::Instant> = None;
+    loop {
+        let next = {
+            let mut q = lock(&shared.sync);
+            loop {
+                if q.pending.is_some() {
+                    // Paced: at most one sync per interval, each covering every record written
+                    // before it (under load that is hundreds of records per sync).
+                    let wait = last_start.map_or(std::time::Duration::ZERO, |t| SYNC_INTERVAL.saturating_sub(t.elapsed()));
+                    if wait.is_zero() || q.shutdown {
+                        break q.pending.take();
+                    }
+                    q = shared.sync_wake.wait_timeout(q, wait).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+                    continue;
+                }
+                if q.shutdown {
+                    return;
+                }
+                q.idle = true;
+                q = shared.sync_wake.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+        };
+        let Some(next) = next else { continue };
+        last_start = Some(std::time::Instant::now());
+        let synced = next.file.sync_data();
+        let mut w = lock(&shared.writer);
+        let result = synced
+            .map_err(|e| AuditError::Io { context: "syncing the audit log".into(), source: e })
+            .and_then(|()| w.write_head(next.segment, next.seq, &next.prev));
+        if let Err(e) = result {
+            tracing::error!(error = %e, seq = next.seq, "audit sync failed after its records were acknowledged; refusing every request until restart");
+            w.failed.get_or_insert_with(|| format!("an earlier audit sync failed ({e}); restart Clavis to recover the log"));
         }
     }
 }
@@ -651,6 +827,9 @@ impl AuditSink for AuditLog {
     /// The records go into the queue together, in order, so they commit in the same batch and
     /// one wait covers them all.
     async fn append_many(&self, records: Vec<Vec<u8>>) -> Result<(), AuditFailure> {
+        if self.shared.durability == Durability::Write {
+            return self.write_inline(&records);
+        }
         let batch = {
             let mut q = self.shared.queue.lock().map_err(|_| AuditFailure("the audit queue is poisoned".into()))?;
             q.records.extend(records);

@@ -9,6 +9,11 @@ use clavis_core::types::Region;
 use clavis_core::{Caller, Kms, KmsError};
 use clavis_sigv4::{Authorization, Request, SigV4Error, format_amz_date, parse_amz_date};
 
+/// Derived signing keys, by access key and scope (an entry is only used with the secret it
+/// was derived from). A scope lives one day, so a few thousand entries cover every active key.
+static SIGNING_KEYS: std::sync::LazyLock<clavis_sigv4::SigningKeyCache> =
+    std::sync::LazyLock::new(|| clavis_sigv4::SigningKeyCache::new(4096));
+
 /// Headers every signature must cover besides `host` (lower-case).
 const REQUIRED_SIGNED_HEADERS: [&str; 2] = ["x-amz-date", "x-amz-target"];
 
@@ -101,7 +106,8 @@ pub async fn authenticate(
     let headers: Vec<(&str, &[u8])> = parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
     let request =
         Request { method: parts.method.as_str(), path: parts.uri.path(), query: parts.uri.query().unwrap_or(""), headers: &headers, body };
-    clavis_sigv4::verify(&request, &auth, amz_date, cred.secret.expose_secret()).map_err(sigv4_error)?;
+    let key = SIGNING_KEYS.signing_key(&auth, cred.secret.expose_secret());
+    clavis_sigv4::verify_with_key(&request, &auth, amz_date, &key).map_err(sigv4_error)?;
     Ok(Caller {
         account: cred.account.clone(),
         region,

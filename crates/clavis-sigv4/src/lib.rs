@@ -155,17 +155,70 @@ pub fn signing_key(secret: &[u8], date: &str, region: &str, service: &str) -> [u
 /// Computes the hex signature of `request` under `secret` for the given authorization's scope
 /// and signed headers, with `amz_date` as the request time.
 pub fn compute_signature(request: &Request<'_>, auth: &Authorization, amz_date: &str, secret: &[u8]) -> Result<String, SigV4Error> {
+    let key = signing_key(secret, &auth.date, &auth.region, &auth.service);
+    signature_with_key(request, auth, amz_date, &key)
+}
+
+/// [`compute_signature`] with the scope's signing key already derived.
+fn signature_with_key(request: &Request<'_>, auth: &Authorization, amz_date: &str, key: &[u8; 32]) -> Result<String, SigV4Error> {
     let creq = canonical_request(request, &auth.signed_headers)?;
     let sts = string_to_sign(amz_date, &auth.scope(), &creq);
-    let key = signing_key(secret, &auth.date, &auth.region, &auth.service);
-    Ok(hex::encode(hmac_sha256(&key, sts.as_bytes())))
+    Ok(hex::encode(hmac_sha256(key, sts.as_bytes())))
 }
 
 /// Verifies the signature in `auth` over `request`. Time and scope checks are the caller's, so
 /// that it can report them with the errors AWS uses.
 pub fn verify(request: &Request<'_>, auth: &Authorization, amz_date: &str, secret: &[u8]) -> Result<(), SigV4Error> {
-    let expected = compute_signature(request, auth, amz_date, secret)?;
+    let key = signing_key(secret, &auth.date, &auth.region, &auth.service);
+    verify_with_key(request, auth, amz_date, &key)
+}
+
+/// [`verify`] with the scope's signing key already derived (see [`SigningKeyCache`]).
+pub fn verify_with_key(request: &Request<'_>, auth: &Authorization, amz_date: &str, key: &[u8; 32]) -> Result<(), SigV4Error> {
+    let expected = signature_with_key(request, auth, amz_date, key)?;
     if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) { Ok(()) } else { Err(SigV4Error::SignatureMismatch) }
+}
+
+/// Signing keys derived recently, by access key id and credential scope, so that a client's
+/// requests on one day cost one key derivation rather than four HMACs each.
+///
+/// An entry is used only while the secret it was derived from is still the access key's
+/// secret (compared in constant time), so a changed or rotated secret is never verified with
+/// a stale key. Bounded: when full, it is emptied (entries are cheap to derive again).
+pub struct SigningKeyCache {
+    entries: std::sync::Mutex<std::collections::HashMap<(String, String, String, String), CachedKey>>,
+    capacity: usize,
+}
+
+struct CachedKey {
+    /// The secret the key was derived from (wiped on drop).
+    secret: clavis_crypto::SecretBytes,
+    key: clavis_crypto::SecretBytes,
+}
+
+impl SigningKeyCache {
+    /// A cache of at most `capacity` scopes.
+    pub fn new(capacity: usize) -> SigningKeyCache {
+        SigningKeyCache { entries: std::sync::Mutex::default(), capacity }
+    }
+
+    /// The signing key for `auth`'s access key and scope under `secret`.
+    pub fn signing_key(&self, auth: &Authorization, secret: &[u8]) -> [u8; 32] {
+        let id = (auth.access_key_id.clone(), auth.date.clone(), auth.region.clone(), auth.service.clone());
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(hit) = entries.get(&id)
+            && constant_time_eq(hit.secret.expose_secret(), secret)
+            && let Ok(key) = <[u8; 32]>::try_from(hit.key.expose_secret())
+        {
+            return key;
+        }
+        let key = signing_key(secret, &auth.date, &auth.region, &auth.service);
+        if entries.len() >= self.capacity {
+            entries.clear();
+        }
+        entries.insert(id, CachedKey { secret: clavis_crypto::SecretBytes::from_slice(secret), key: clavis_crypto::SecretBytes::from_slice(&key) });
+        key
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +251,29 @@ mod tests {
         ] {
             assert!(matches!(Authorization::parse(h), Err(SigV4Error::Incomplete(_))), "{h:?}");
         }
+    }
+
+    #[test]
+    fn cached_keys_follow_the_secret() {
+        let auth = Authorization::parse(
+            "AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc",
+        )
+        .expect("parse");
+        let cache = SigningKeyCache::new(2);
+        let a = cache.signing_key(&auth, b"secret-a");
+        assert_eq!(a, signing_key(b"secret-a", "20150830", "us-east-1", "kms"));
+        assert_eq!(cache.signing_key(&auth, b"secret-a"), a);
+        // A changed secret is never answered from the entry derived from the old one.
+        let b = cache.signing_key(&auth, b"secret-b");
+        assert_eq!(b, signing_key(b"secret-b", "20150830", "us-east-1", "kms"));
+        assert_ne!(a, b);
+        // Full: emptied and refilled, still right.
+        for day in ["20150831", "20150901", "20150902"] {
+            let mut other = auth.clone();
+            other.date = day.into();
+            assert_eq!(cache.signing_key(&other, b"secret-b"), signing_key(b"secret-b", day, "us-east-1", "kms"));
+        }
+        assert!(cache.entries.lock().unwrap().len() <= 2);
     }
 
     /// The example from the AWS General Reference ("Examples of how to derive a signing key").

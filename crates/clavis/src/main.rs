@@ -14,6 +14,11 @@ mod tls;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc's malloc: the server allocates and frees small buffers on every
+/// request, and glibc's allocator took about 13 % of its CPU (BENCHMARKS.md, issue #19).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Clavis: a self-hosted key management service that speaks the AWS KMS API.
 #[derive(Debug, Parser)]
 #[command(name = "clavis", version, about)]

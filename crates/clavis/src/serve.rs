@@ -82,6 +82,12 @@ pub struct ServeArgs {
     /// Close an audit segment once it reaches this many bytes.
     #[arg(long, env = "CLAVIS_AUDIT_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
     audit_segment_bytes: u64,
+    /// When a request's audit record counts as committed: `fsync` (default: synced to disk
+    /// before the response; survives a power loss) or `write` (written to the operating system
+    /// before the response and synced at once in the background; survives a crash of Clavis,
+    /// not a power loss). See docs/operations.md.
+    #[arg(long, env = "CLAVIS_AUDIT_DURABILITY", default_value = "fsync")]
+    audit_durability: clavis_audit::Durability,
     /// Also stream every audit record to `stdout` or `file:PATH` (for a SIEM).
     #[arg(long, env = "CLAVIS_AUDIT_STREAM")]
     audit_stream: Option<String>,
@@ -233,7 +239,7 @@ fn open_audit(args: &ServeArgs, root: &dyn RootOfTrust) -> anyhow::Result<Arc<dy
     // Mode 0700 like the data directory (docs/formats.md), before the key is written into it.
     create_data_dir(&dir)?;
     let key = clavis_audit::load_key(&dir, root, true)?;
-    let log = AuditLog::open(AuditConfig { dir, segment_bytes: args.audit_segment_bytes, stream }, key).context("opening the audit log")?;
+    let log = AuditLog::open(AuditConfig { dir, segment_bytes: args.audit_segment_bytes, stream, durability: args.audit_durability }, key).context("opening the audit log")?;
     Ok(Arc::new(log))
 }
 
