@@ -444,6 +444,8 @@ impl Writer {
             return Err(AuditError::Io { context: format!("appending to {}", format::segment_name(self.segment)), source: e });
         }
         self.segment_len += buf.len() as u64;
+        // Without preallocation (`write` durability) the write extended the file itself.
+        self.allocated = self.allocated.max(self.segment_len);
         self.segment_records += batch.len() as u64;
         (self.seq, self.prev) = (seq, prev);
         self.stream_out(&buf);
