@@ -29,13 +29,29 @@ fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Authenticates `parts` + `body`, signed for `service` (the credential scope's service name:
-/// `kms`, or `secretsmanager` for that API) at most `config.max_clock_skew_secs` from
-/// `now_secs`.
+/// The request's `Authorization` header, parsed once (the audit record and authentication
+/// both use it): `None` when there is no header.
+pub type ParsedAuthorization = Option<Result<Authorization, SigV4Error>>;
+
+/// Parses `parts`'s `Authorization` header, if it has one.
+pub fn parse_authorization(parts: &Parts) -> ParsedAuthorization {
+    let header = parts.headers.get("authorization")?;
+    Some(
+        header
+            .to_str()
+            .map_err(|_| SigV4Error::Incomplete("Authorization header is not valid ASCII.".into()))
+            .and_then(Authorization::parse),
+    )
+}
+
+/// Authenticates `parts` + `body` (whose `Authorization` header is `parsed`), signed for
+/// `service` (the credential scope's service name: `kms`, or `secretsmanager` for that API) at
+/// most `config.max_clock_skew_secs` from `now_secs`.
 pub async fn authenticate(
     kms: &Kms,
     config: &ServerConfig,
     parts: &Parts,
+    parsed: &ParsedAuthorization,
     body: &[u8],
     service: &str,
     now_secs: i64,
@@ -44,11 +60,10 @@ pub async fn authenticate(
     if kms.is_sealed() {
         return Err(KmsError::Sealed);
     }
-    let Some(authz) = parts.headers.get("authorization") else {
+    let Some(parsed) = parsed else {
         return Err(KmsError::MissingAuthenticationToken);
     };
-    let authz = authz.to_str().map_err(|_| KmsError::IncompleteSignature("Authorization header is not valid ASCII.".into()))?;
-    let auth = Authorization::parse(authz).map_err(sigv4_error)?;
+    let auth = parsed.as_ref().map_err(|e| sigv4_error(e.clone()))?;
     // A signature must cover what selects and dates the operation, as AWS requires: a
     // signature over `host` alone could be replayed with another X-Amz-Target.
     if !auth.signed_headers.iter().any(|h| h == "host") {
@@ -106,8 +121,8 @@ pub async fn authenticate(
     let headers: Vec<(&str, &[u8])> = parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
     let request =
         Request { method: parts.method.as_str(), path: parts.uri.path(), query: parts.uri.query().unwrap_or(""), headers: &headers, body };
-    let key = SIGNING_KEYS.signing_key(&auth, cred.secret.expose_secret());
-    clavis_sigv4::verify_with_key(&request, &auth, amz_date, &key).map_err(sigv4_error)?;
+    let key = SIGNING_KEYS.signing_key(auth, cred.secret.expose_secret());
+    clavis_sigv4::verify_with_key(&request, auth, amz_date, &key).map_err(sigv4_error)?;
     Ok(Caller {
         account: cred.account.clone(),
         region,

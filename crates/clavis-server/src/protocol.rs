@@ -115,22 +115,23 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
     let known = Operation::from_target(target);
     let family = Family::from_target(target);
     let operation = family.map_or(target, |f| &target[f.target_prefix().len()..]);
-    let claimed = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|h| clavis_sigv4::Authorization::parse(h).ok());
+    let parsed = auth::parse_authorization(&parts);
+    let claimed = parsed.as_ref().and_then(|r| r.as_ref().ok());
     let event = RequestEvent {
         request_id: &request_id,
         source_ip: source_ip(&parts),
         user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
         operation,
         event_source: family.unwrap_or(Family::Kms).event_source(),
-        claimed_access_key_id: claimed.as_ref().map(|a| a.access_key_id.as_str()),
-        region: claimed.as_ref().map(|a| a.region.as_str()),
+        claimed_access_key_id: claimed.map(|a| a.access_key_id.as_str()),
+        region: claimed.map(|a| a.region.as_str()),
     };
     let started = std::time::Instant::now();
     let result = state
         .kms
         .audited(&event, async {
             let mut rec = Recorded::default();
-            let result = serve_request(&state, &parts, body, target, known, &mut rec).await;
+            let result = serve_request(&state, &parts, &parsed, body, target, known, &mut rec).await;
             rec.outcome(result)
         })
         .await;
@@ -155,6 +156,7 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
 async fn serve_request(
     state: &AppState,
     parts: &Parts,
+    parsed: &auth::ParsedAuthorization,
     body: Body,
     target: &str,
     known: Option<Operation>,
@@ -163,7 +165,7 @@ async fn serve_request(
     let (body, _in_flight) = read_body(state, parts, body).await?;
     // A request is signed for its family's service (`kms`, or `secretsmanager`).
     let service = Family::from_target(target).unwrap_or(Family::Kms).signing_service();
-    let mut caller = match auth::authenticate(&state.kms, &state.config, parts, &body, service, now_secs()).await {
+    let mut caller = match auth::authenticate(&state.kms, &state.config, parts, parsed, &body, service, now_secs()).await {
         Ok(c) => c,
         // Not the client's failure: nothing to rate-limit.
         Err(e @ (KmsError::Sealed | KmsError::Unavailable(_) | KmsError::Internal(_))) => return Err(e),

@@ -21,7 +21,7 @@ use clavis_crypto::digest::{constant_time_eq, hmac_sha256};
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
 /// Why a request's signature could not be verified. Each variant maps to one AWS error.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SigV4Error {
     /// The `Authorization` header is malformed or lacks a required part (AWS:
