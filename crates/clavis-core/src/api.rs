@@ -690,6 +690,30 @@ pub struct GetKeyRotationStatusResponse {
     pub on_demand_rotation_start_date: Option<f64>,
 }
 
+/// GetKeyLastUsage response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetKeyLastUsageResponse {
+    pub key_id: String,
+    /// Empty (`{}`) when the key has not been used since tracking began.
+    pub key_last_usage: KeyLastUsageData,
+    pub tracking_start_date: f64,
+    pub key_creation_date: f64,
+}
+
+/// The last successful cryptographic use of a key.
+#[derive(Debug, Default, Serialize)]
+pub struct KeyLastUsageData {
+    #[serde(rename = "Operation", skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    #[serde(rename = "Timestamp", skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<f64>,
+    #[serde(rename = "CloudTrailEventId", skip_serializing_if = "Option::is_none")]
+    pub cloud_trail_event_id: Option<String>,
+    #[serde(rename = "KmsRequestId", skip_serializing_if = "Option::is_none")]
+    pub kms_request_id: Option<String>,
+}
+
 /// A response carrying only the key ARN (RotateKeyOnDemand, CancelKeyDeletion).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -1488,4 +1512,13 @@ pub struct RotateSecretResponse {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
+}
+
+/// What `Kms::operator_status_local` reports.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalStatus {
+    /// The server is sealed.
+    pub sealed: bool,
+    /// The master key's current version.
+    pub master_key_version: u32,
 }

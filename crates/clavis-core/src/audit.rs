@@ -545,6 +545,8 @@ fn cap_lists(v: &mut Value, path: &mut String, truncated: &mut Vec<String>) {
 /// Everything a record is made from, gathered by [`crate::Kms::audited`].
 pub(crate) struct RecordInput<'a> {
     pub event: &'a RequestEvent<'a>,
+    /// The record's `eventID` (a UUID; GetKeyLastUsage reports it too).
+    pub event_id: &'a str,
     pub time_ms: i64,
     pub duration_us: u64,
     pub caller: Option<&'a Caller>,
@@ -565,6 +567,7 @@ pub(crate) struct RecordInput<'a> {
 pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
     let RecordInput {
         event,
+        event_id,
         time_ms,
         duration_us,
         caller,
@@ -631,8 +634,6 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
             kind: if arn.starts_with("arn:aws:secretsmanager:") { "AWS::SecretsManager::Secret" } else { "AWS::KMS::Key" },
         })
         .collect();
-    let mut event_id = uuid::Uuid::encode_buffer();
-    let event_id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut event_id);
     let limit = if caller.is_some() { MAX_RECORD_BYTES } else { MAX_UNAUTHENTICATED_RECORD_BYTES };
     let mut rec = Record {
         event_version: "1.08",
@@ -736,6 +737,7 @@ mod tests {
         params.insert("keyId".into(), json!("k"));
         let r = record(RecordInput {
             event: &ev,
+            event_id: "00000000-0000-4000-8000-000000000000",
             time_ms: 0,
             duration_us: 5,
             caller: None,
@@ -772,6 +774,7 @@ mod tests {
         params.insert("policy".into(), json!("p".repeat(40_000)));
         let r = record(RecordInput {
             event: &ev,
+            event_id: "00000000-0000-4000-8000-000000000000",
             time_ms: 0,
             duration_us: 5,
             caller: Some(&caller),
@@ -792,6 +795,7 @@ mod tests {
         }
         let r = record(RecordInput {
             event: &ev,
+            event_id: "00000000-0000-4000-8000-000000000000",
             time_ms: 0,
             duration_us: 5,
             caller: Some(&caller),
@@ -825,6 +829,7 @@ mod tests {
         params.insert("operations".into(), json!(vec!["Decrypt"; 20_000]));
         let r = record(RecordInput {
             event: &ev,
+            event_id: "00000000-0000-4000-8000-000000000000",
             time_ms: 0,
             duration_us: 5,
             caller: Some(&caller),

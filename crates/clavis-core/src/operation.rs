@@ -194,6 +194,7 @@ catalogue! {
     EnableKeyRotation => enable_key_rotation: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
     DisableKeyRotation => disable_key_rotation: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
     GetKeyRotationStatus => get_key_rotation_status: Kms, Reader, read_only: true, on_key: true, cross_account: true, grantable: false;
+    GetKeyLastUsage => get_key_last_usage: Kms, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
     RotateKeyOnDemand => rotate_key_on_demand: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;
     ListKeyRotations => list_key_rotations: Kms, Reader, read_only: true, on_key: true, cross_account: false, grantable: false;
     ScheduleKeyDeletion => schedule_key_deletion: Kms, Manager, read_only: false, on_key: true, cross_account: false, grantable: false;

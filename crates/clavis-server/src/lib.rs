@@ -15,6 +15,8 @@ pub mod auth;
 pub mod limiter;
 pub mod listener;
 mod protocol;
+pub mod quota;
+pub mod metrics;
 
 use axum::Router;
 use axum::body::Body;
@@ -42,6 +44,9 @@ pub struct ServerConfig {
     pub public_names: Vec<String>,
     /// A token `/operator/init` must present (`X-Clavis-Init-Token`), when set.
     pub init_token: Option<String>,
+    /// Serve `GET /metrics` on this listener (false when `--metrics-listen` moves it elsewhere
+    /// or turns it off).
+    pub metrics: bool,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +58,7 @@ impl Default for ServerConfig {
             max_clock_skew_secs: 15 * 60,
             public_names: Vec::new(),
             init_token: None,
+            metrics: true,
         }
     }
 }
@@ -84,6 +90,8 @@ pub struct AppState {
     pub failures: Arc<limiter::FailureLimiter>,
     /// Failed operator (init, unseal) attempts per source address.
     pub operator_attempts: Arc<limiter::FailureLimiter>,
+    /// Request quotas per account and region, and per access key.
+    pub quota: Arc<quota::RequestLimiter>,
 }
 
 impl AppState {
@@ -100,7 +108,14 @@ impl AppState {
             config: Arc::new(config),
             failures: Arc::new(limiter::FailureLimiter::new(failures_per_second, failure_burst)),
             operator_attempts: Arc::new(limiter::FailureLimiter::new(10.0 / 60.0, 20.0)),
+            quota: Arc::new(quota::RequestLimiter::new(quota::RateLimits::default())),
         }
+    }
+
+    /// The same state with request quotas `limits` instead of the defaults.
+    pub fn with_quota(mut self, limits: quota::RateLimits) -> AppState {
+        self.quota = Arc::new(quota::RequestLimiter::new(limits));
+        self
     }
 }
 
@@ -108,9 +123,15 @@ impl AppState {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// The metrics alone (`--metrics-listen HOST:PORT`): `GET /metrics` and nothing else.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics::handler)).with_state(state)
+}
+
 /// The whole HTTP application. Tests drive it without a socket; `clavis serve` binds it.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let router = if state.config.metrics { Router::new().route("/metrics", get(metrics::handler)) } else { Router::new() };
+    router
         .route("/", post(protocol::handle))
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))

@@ -174,8 +174,11 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let (app, config, handshake, registry) = (app.clone(), config.clone(), handshake.clone(), registry.clone());
+        clavis_metrics::METRICS.connections_accepted.inc();
+        clavis_metrics::METRICS.connections_open.inc();
         tokio::spawn(async move {
             serve_connection(tcp, addr, app, &config, handshake, busy, close).await;
+            clavis_metrics::METRICS.connections_open.dec();
             if let Ok(mut reg) = registry.lock() {
                 reg.open.remove(&id);
             }

@@ -135,7 +135,9 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
             rec.outcome(result)
         })
         .await;
-    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let elapsed = started.elapsed();
+    crate::metrics::request(known, result.as_ref().err().map(KmsError::code), elapsed.as_secs_f64());
+    let duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     match result {
         Ok(body) => {
             tracing::debug!(request_id, operation, status = 200, duration_us, "request");
@@ -173,6 +175,7 @@ async fn serve_request(
             let verdict = state.failures.failure(source_ip(parts));
             rec.limiter = Some(verdict);
             if verdict.throttled {
+                crate::metrics::auth_failure_throttled();
                 return Err(KmsError::Throttling("Rate exceeded: too many requests that failed authentication from this address.".into()));
             }
             return Err(e);
@@ -181,6 +184,14 @@ async fn serve_request(
     caller.secure_transport = parts.extensions.get::<crate::listener::SecureTransport>().is_some_and(|s| s.0);
     let caller = rec.caller.insert(caller).clone();
     let op = known.ok_or_else(|| unknown_target(target))?;
+    if let Err(exceeded) = state.quota.admit(caller.account.as_str(), caller.region.as_str(), &caller.access_key_id, op) {
+        crate::metrics::throttled(exceeded);
+        // AWS's words for each API's quota (KMS: "Request quotas"; Secrets Manager: "Rate exceeded").
+        return Err(KmsError::Throttling(match op.family() {
+            Family::SecretsManager => "Rate exceeded".into(),
+            _ => "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.".into(),
+        }));
+    }
     // Re-wrap on unwrap is asked for with a header, so that an unmodified AWS client can
     // opt in from an event hook without changing the request body.
     let rewrap = parts.headers.get("x-clavis-rewrap").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));

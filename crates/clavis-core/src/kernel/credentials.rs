@@ -78,8 +78,10 @@ impl Kms {
         if let Some((c, at)) = self.credentials.read().ok().and_then(|m| m.get(access_key_id).cloned())
             && at.elapsed() < CREDENTIAL_CACHE_TTL
         {
+            clavis_metrics::cache_lookup("credential", true);
             return Ok(Some(c));
         }
+        clavis_metrics::cache_lookup("credential", false);
         let Some(rec) = self.store.get_access_key(access_key_id).await? else {
             self.forget_credential(access_key_id);
             return Ok(None);

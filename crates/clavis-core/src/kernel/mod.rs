@@ -21,6 +21,7 @@ mod credentials;
 mod grant_check;
 pub(crate) mod key;
 mod keystore;
+pub mod last_usage;
 pub mod master_key;
 mod resolve;
 mod sealing;
@@ -137,6 +138,8 @@ pub struct Kms {
     rotation_executors: std::collections::BTreeMap<String, Arc<dyn crate::executor::RotationExecutor>>,
     /// The unseal in progress: its nonce and when its first share arrived (Unix ms).
     unseal_session: std::sync::Mutex<Option<(String, i64)>>,
+    /// Keys' last cryptographic uses seen by this node (`GetKeyLastUsage`).
+    last_usage: last_usage::Tracker,
 }
 impl Kms {
     /// Builds the service.
@@ -160,6 +163,7 @@ impl Kms {
             unseal_session: std::sync::Mutex::new(None),
             secrets: secret_cache::SecretCache::default(),
             rotation_executors: config.rotation_executors,
+            last_usage: last_usage::Tracker::default(),
         }
     }
 
@@ -223,8 +227,11 @@ impl Kms {
             release();
             return outcome.result;
         }
+        let mut event_id = uuid::Uuid::encode_buffer();
+        let event_id = &*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut event_id);
         let record = audit::record(audit::RecordInput {
             event,
+            event_id,
             time_ms,
             duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             caller: outcome.caller.as_ref(),
@@ -244,7 +251,14 @@ impl Kms {
             sink.append_many(records).await
         };
         match appended {
-            Ok(()) => outcome.result,
+            Ok(()) => {
+                if outcome.result.is_ok()
+                    && let Some(caller) = &outcome.caller
+                {
+                    self.note_key_use(&caller.resources.arns(), event.operation, time_ms, event.request_id, event_id);
+                }
+                outcome.result
+            }
             Err(e) => Err(KmsError::AuditUnavailable(e.to_string())),
         }
     }
@@ -263,8 +277,17 @@ impl Kms {
         let started = std::time::Instant::now();
         let outcome = work.await;
         let Some(sink) = &self.audit else { return outcome.result };
+        let mut event_id = uuid::Uuid::encode_buffer();
+        let event_id = &*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut event_id);
+        if outcome.result.is_ok()
+            && let Some(caller) = &outcome.caller
+        {
+            // Appended with the outer request's record, which fails the request if it cannot be.
+            self.note_key_use(&caller.resources.arns(), event.operation, time_ms, event.request_id, event_id);
+        }
         let record = audit::record(audit::RecordInput {
             event,
+            event_id,
             time_ms,
             duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             caller: outcome.caller.as_ref(),
@@ -326,8 +349,10 @@ impl Kms {
     /// A secret's record and version list (without values), from the cache or the store.
     pub(crate) async fn secret_snapshot(&self, arn: &str) -> Result<Option<secret_cache::CachedSecret>, KmsError> {
         if let Some(s) = self.secrets.get(arn) {
+            clavis_metrics::cache_lookup("secret", true);
             return Ok(Some(s));
         }
+        clavis_metrics::cache_lookup("secret", false);
         let Some(record) = self.store.get_secret(arn).await? else { return Ok(None) };
         let versions = self.store.list_secret_versions(arn).await?;
         let snapshot = secret_cache::CachedSecret { record, versions };

@@ -29,8 +29,10 @@ impl Kms {
     /// The key with this id in any account (cached).
     async fn store_key(&self, key_id: &KeyId) -> Result<Option<Key>, KmsError> {
         if let Some(k) = self.keys.get(key_id) {
+            clavis_metrics::cache_lookup("key", true);
             return Ok(Some(k));
         }
+        clavis_metrics::cache_lookup("key", false);
         let Some(rec) = self.store.get_key(&key_id.to_string()).await? else { return Ok(None) };
         let k = Key::from_record(rec)?;
         self.keys.put(&k);

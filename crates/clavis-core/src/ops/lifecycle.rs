@@ -141,6 +141,27 @@ impl Kms {
         })
     }
 
+    /// GetKeyLastUsage: the key's last successful cryptographic operation (as this node saw
+    /// it, or as any node wrote it: nodes write at most once per key per minute), and when
+    /// tracking began. Key id or ARN only, as on AWS; no cross-account use.
+    pub async fn get_key_last_usage(&self, caller: &Caller, req: KeyIdRequest) -> Result<GetKeyLastUsageResponse, KmsError> {
+        self.authorize(caller, crate::Operation::GetKeyLastUsage)?;
+        let key = self.key_for_no_alias(caller, Access::to("GetKeyLastUsage"), req.key_id.as_deref(), "keyId").await?;
+        let last = self.key_last_use(&key.rec.key_id).await?;
+        let tracking_start = self.tracking_start_ms().await?.max(key.rec.creation_date_ms);
+        Ok(GetKeyLastUsageResponse {
+            key_id: key.rec.key_id.clone(),
+            key_last_usage: last.map_or_else(KeyLastUsageData::default, |l| KeyLastUsageData {
+                operation: Some(l.operation),
+                timestamp: Some(secs(l.time_ms)),
+                cloud_trail_event_id: Some(l.event_id),
+                kms_request_id: Some(l.request_id),
+            }),
+            tracking_start_date: secs(tracking_start),
+            key_creation_date: secs(key.rec.creation_date_ms),
+        })
+    }
+
     /// AWS's per-key limit on on-demand rotations.
     async fn check_on_demand_limit(&self, key: &Key) -> Result<(), KmsError> {
         let materials = self.material_records(key).await?;
@@ -342,6 +363,10 @@ impl Kms {
     pub async fn run_due_work(&self, node_id: &str) -> Result<DueWork, KmsError> {
         let now = self.now_ms();
         let mut done = DueWork::default();
+        // Every node writes its own keys' last uses (at most once per key per minute).
+        if let Err(e) = self.flush_key_usage().await {
+            tracing::warn!(error = %e, "writing key last-usage failed; retrying at the next run");
+        }
         if !self.settings().try_lease("scheduler", node_id, now, now + SCHEDULER_LEASE_MS).await? {
             return Ok(done);
         }

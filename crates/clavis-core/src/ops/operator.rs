@@ -13,6 +13,13 @@ const UNSEAL_SESSION_MS: i64 = 10 * 60 * 1000;
 impl Kms {
     // ----- root of trust (operator) -----
 
+    /// Whether the server is sealed and its master key's current version, without touching
+    /// the database (for metrics).
+    pub fn operator_status_local(&self) -> LocalStatus {
+        let s = self.root().status();
+        LocalStatus { sealed: s.sealed, master_key_version: s.master_key_version }
+    }
+
     /// The root of trust's state (provider, sealed or not, master-key version, unseal progress).
     pub async fn operator_status(&self) -> OperatorStatus {
         let s = self.root().status();
