@@ -131,6 +131,16 @@ account_requests_per_second = 10000
         assert not (tmp_path / "never").exists()
 
 
+def test_documented_example_config_checks(fresh_server, tmp_path):
+    from conftest import ROOT
+
+    text = (ROOT / "docs" / "operations.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    p = fresh_server.clavis("config", "check", str(write(tmp_path / "clavis.toml", example)), creds=False, check=False)
+    assert p.returncode == 0, p.stderr
+    assert "OK (" in p.stdout
+
+
 def test_account_quota_throttles_and_boto3_retries_through_it(fresh_server):
     s = fresh_server
     # One request a second after a burst of three: sequential calls outrun it however slow the

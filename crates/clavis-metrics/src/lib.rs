@@ -49,13 +49,6 @@ pub struct CacheLabels {
     pub cache: &'static str,
 }
 
-/// Labels of a database error.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BackendLabels {
-    /// `sqlite` or `postgres`.
-    pub backend: &'static str,
-}
-
 /// Every metric.
 pub struct Metrics {
     registry: Registry,
@@ -81,10 +74,6 @@ pub struct Metrics {
     pub sealed: Gauge,
     /// The master key's current version.
     pub master_key_version: Gauge,
-    /// Database errors (the request then fails with DependencyTimeoutException), by backend.
-    pub database_errors: Family<BackendLabels, Counter>,
-    /// Database connections in use / open (PostgreSQL pool; SQLite: the connections in use).
-    pub database_connections_in_use: Gauge,
     /// Runs of the background scheduler (rotations and deletions due).
     pub scheduler_runs: Counter,
     /// Keys rotated or deleted by the scheduler.
@@ -115,8 +104,6 @@ impl Metrics {
             cache_misses: Family::default(),
             sealed: Gauge::default(),
             master_key_version: Gauge::default(),
-            database_errors: Family::default(),
-            database_connections_in_use: Gauge::default(),
             scheduler_runs: Counter::default(),
             scheduler_actions: Counter::default(),
             connections_open: Gauge::default(),
@@ -134,8 +121,6 @@ impl Metrics {
         registry.register("cache_misses", "Cache misses, by cache", m.cache_misses.clone());
         registry.register("sealed", "1 while the server is sealed", m.sealed.clone());
         registry.register("master_key_version", "The master key's current version", m.master_key_version.clone());
-        registry.register("database_errors", "Database errors, by backend", m.database_errors.clone());
-        registry.register("database_connections_in_use", "Database connections in use", m.database_connections_in_use.clone());
         registry.register("scheduler_runs", "Runs of the background scheduler", m.scheduler_runs.clone());
         registry.register("scheduler_actions", "Key rotations and deletions made by the scheduler", m.scheduler_actions.clone());
         registry.register("connections_open", "Client connections open", m.connections_open.clone());
