@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
-from harness import AKID, REGION, ROOT, SECRET, Server, cpu_ticks, free_port, run_bench, wait_http  # noqa: E402  (tests/support/harness.py)
+from harness import AKID, NO_QUOTA, REGION, ROOT, SECRET, Server, cpu_ticks, free_port, run_bench, wait_http  # noqa: E402  (tests/support/harness.py)
 
 BASELINE = ROOT / "target" / "release" / "clavis-baseline"
-BENCH_ENV = {"RUST_LOG": "warn"}
+BENCH_ENV = {"RUST_LOG": "warn", **NO_QUOTA}
 # The baseline checks signatures with the access key in its environment, as `clavis bench` signs.
 OTHER_ENV = dict(os.environ, AWS_ACCESS_KEY_ID=AKID, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION=REGION, **BENCH_ENV)
 # Readiness is polled this often, so the startup figure is accurate to about this.

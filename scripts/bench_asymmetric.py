@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
-from harness import AKID, CLAVIS, REGION, SECRET, Server, run_clavis  # noqa: E402  (the suite's server harness)
+from harness import AKID, CLAVIS, NO_QUOTA, REGION, SECRET, Server, run_clavis  # noqa: E402  (the suite's server harness)
 
 SECRETS = [
     ("Decrypt (AES-256-GCM)", "decrypt", None),
@@ -59,7 +59,7 @@ def main() -> None:
     cases = SECRETS if a.cases == "secrets" else ASYMMETRIC
     results = {name: [] for name, _, _ in cases}
     with tempfile.TemporaryDirectory() as work:
-        server = Server(Path(work) / "data", env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")}, binary=a.binary, poll=0.1)
+        server = Server(Path(work) / "data", env={"RUST_LOG": os.environ.get("RUST_LOG", "warn"), **NO_QUOTA}, binary=a.binary, poll=0.1)
         try:
             server.start()
             for r in range(a.rounds):

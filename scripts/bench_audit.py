@@ -18,13 +18,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
-from harness import CLAVIS, Server, cpu_ticks, run_bench  # noqa: E402  (the suite's server harness; standard library only)
+from harness import CLAVIS, NO_QUOTA, Server, cpu_ticks, run_bench  # noqa: E402  (the suite's server harness; standard library only)
 
 
 def run_one(binary: str, audit: bool, connections: int, duration: float) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as work:
         # The server's log level is the environment's (the binary's default, info, when unset).
-        env = {"RUST_BACKTRACE": "0", "RUST_LOG": os.environ.get("RUST_LOG")}
+        env = {"RUST_BACKTRACE": "0", "RUST_LOG": os.environ.get("RUST_LOG"), **NO_QUOTA}
         server = Server(Path(work) / "data", env=env, args=[] if audit else ["--dangerous-no-audit"], binary=binary, poll=0.1)
         try:
             server.start()

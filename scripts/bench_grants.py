@@ -32,7 +32,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
-from harness import ACCOUNT, CLAVIS, Server  # noqa: E402  (the suite's server harness)
+from harness import ACCOUNT, CLAVIS, NO_QUOTA, Server  # noqa: E402  (the suite's server harness)
 
 ROOT_ARN = f"arn:aws:iam::{ACCOUNT}:root"
 # Only the root principal: the account's users reach the key through grants alone.
@@ -40,7 +40,7 @@ ROOT_ONLY = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Sid": "root", "Effect": "Allow", "Principal": {"AWS": ROOT_ARN}, "Action": "kms:*", "Resource": "*",
     "Condition": {"StringEquals": {"aws:PrincipalArn": ROOT_ARN}}}]})
 # Refused requests are logged at info: the figures are the server's, not its log's.
-BENCH_ENV = {"RUST_LOG": "warn"}
+BENCH_ENV = {"RUST_LOG": "warn", **NO_QUOTA}
 
 
 def bench_server(name: str, binary: str, audit: bool, workdir: Path) -> Server:

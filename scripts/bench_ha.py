@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
-from harness import Postgres, run_bench, start_node  # noqa: E402  (the suite's server harness)
+from harness import NO_QUOTA, Postgres, run_bench, start_node  # noqa: E402  (the suite's server harness)
 
-BENCH_ENV = {"RUST_LOG": "warn"}
+BENCH_ENV = {"RUST_LOG": "warn", **NO_QUOTA}
 
 
 def node(work, name, url=None, master_from=None):

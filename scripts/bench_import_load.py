@@ -22,7 +22,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
-from harness import CLAVIS, Server  # noqa: E402  (the suite's server harness)
+from harness import CLAVIS, NO_QUOTA, Server  # noqa: E402  (the suite's server harness)
 
 
 def listkeys_latency(kms, seconds: float) -> list[float]:
@@ -64,7 +64,8 @@ def main() -> None:
     binaries = [("this build", args.binary)] + [tuple(a.split("=", 1)) for a in args.also]
     with tempfile.TemporaryDirectory(prefix="clavis-bench-import-") as work:
         for name, binary in binaries:
-            server = Server(Path(work) / name.replace(" ", "_"), env={"RUST_LOG": "warn"}, args=["--dangerous-no-audit"], binary=binary)
+            env = {"RUST_LOG": "warn", **NO_QUOTA}
+            server = Server(Path(work) / name.replace(" ", "_"), env=env, args=["--dangerous-no-audit"], binary=binary)
             server.start()
             try:
                 kms = server.client()
