@@ -788,6 +788,10 @@ request!(
     CreateUserRequest { user_name: String, role: String, account_id: String }
 );
 request!(
+    /// ClavisAdmin.CreateXksCredential.
+    CreateXksCredentialRequest { account_id: String, name: String, role: String }
+);
+request!(
     /// ClavisAdmin.CreateAccount.
     CreateAccountRequest { account_id: String, account_name: String }
 );
@@ -1521,4 +1525,17 @@ pub struct LocalStatus {
     pub sealed: bool,
     /// The master key's current version.
     pub master_key_version: u32,
+}
+
+/// ClavisAdmin.CreateXksCredential response: what AWS KMS's CreateCustomKeyStore needs as
+/// `XksProxyAuthenticationCredential`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateXksCredentialResponse {
+    /// The credential's user.
+    pub arn: String,
+    pub role: String,
+    pub create_date: f64,
+    pub access_key_id: String,
+    pub raw_secret_access_key: SecretText,
 }

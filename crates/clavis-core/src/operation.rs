@@ -223,6 +223,7 @@ catalogue! {
     ListAccessKeys => list_access_keys: Admin, Admin, read_only: true, on_key: false, cross_account: false, grantable: false;
     UpdateAccessKey => update_access_key: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
     DeleteAccessKey => delete_access_key: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
+    CreateXksCredential => create_xks_credential: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
     EnableKeyDualAuthorization => enable_key_dual_authorization: Admin, Manager, read_only: false, on_key: false, cross_account: false, grantable: false;
     Seal => seal: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;
     RotateMasterKey => rotate_master_key: Admin, Admin, read_only: false, on_key: false, cross_account: false, grantable: false;

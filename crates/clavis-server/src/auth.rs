@@ -56,6 +56,41 @@ pub async fn authenticate(
     service: &str,
     now_secs: i64,
 ) -> Result<Caller, KmsError> {
+    authenticate_as(kms, config, parts, parsed, body, Api::Aws(service), now_secs).await
+}
+
+/// Which API a request is for: an AWS API signed for a service name (`kms`,
+/// `secretsmanager`), whose credentials are users' access keys; or the XKS proxy API (service
+/// `kms-xks-proxy`), whose credentials are XKS credentials only. Neither kind of credential
+/// works on the other API.
+#[derive(Debug, Clone, Copy)]
+pub enum Api<'a> {
+    /// The KMS or Secrets Manager JSON API, signed for this service name.
+    Aws(&'a str),
+    /// The XKS proxy API.
+    Xks,
+}
+
+/// The XKS proxy API's SigV4 service name.
+pub const XKS_SERVICE: &str = "kms-xks-proxy";
+/// The XKS specification's bound on request age ("more than 5 minutes in the past (or future)").
+const XKS_MAX_CLOCK_SKEW_SECS: i64 = 5 * 60;
+
+/// [`authenticate`] for either API.
+pub async fn authenticate_as(
+    kms: &Kms,
+    config: &ServerConfig,
+    parts: &Parts,
+    parsed: &ParsedAuthorization,
+    body: &[u8],
+    api: Api<'_>,
+    now_secs: i64,
+) -> Result<Caller, KmsError> {
+    let (service, required, skew) = match api {
+        Api::Aws(service) => (service, &REQUIRED_SIGNED_HEADERS[..], config.max_clock_skew_secs),
+        // AWS KMS signs XKS requests over `host;x-amz-date` (spec, appendix A).
+        Api::Xks => (XKS_SERVICE, &REQUIRED_SIGNED_HEADERS[..1], config.max_clock_skew_secs.min(XKS_MAX_CLOCK_SKEW_SECS)),
+    };
     // A sealed server (or one finishing its unseal) serves nothing.
     if kms.is_sealed() {
         return Err(KmsError::Sealed);
@@ -69,7 +104,7 @@ pub async fn authenticate(
     if !auth.signed_headers.iter().any(|h| h == "host") {
         return Err(KmsError::IncompleteSignature("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into()));
     }
-    for required in REQUIRED_SIGNED_HEADERS {
+    for &required in required {
         if !auth.signed_headers.iter().any(|h| h == required) {
             return Err(KmsError::IncompleteSignature(format!("'{required}' must be a 'SignedHeader' in the AWS Authorization.")));
         }
@@ -93,7 +128,6 @@ pub async fn authenticate(
     let region = Region::parse(&auth.region)
         .filter(|r| config.allowed_regions.as_ref().is_none_or(|allowed| allowed.iter().any(|a| a == r.as_str())))
         .ok_or_else(|| KmsError::InvalidSignature("Credential should be scoped to a valid region. ".into()))?;
-    let skew = config.max_clock_skew_secs;
     if request_secs < now_secs - skew {
         return Err(KmsError::InvalidSignature(format!(
             "Signature expired: {amz_date} is now earlier than {} ({} - {} min.)",
@@ -118,6 +152,10 @@ pub async fn authenticate(
         Some(c) if c.active => c,
         _ => return Err(KmsError::UnrecognizedClient),
     };
+    // An XKS credential signs XKS requests only, and only XKS credentials do.
+    if clavis_core::xks::is_xks_principal(&cred.principal_arn) != matches!(api, Api::Xks) {
+        return Err(KmsError::UnrecognizedClient);
+    }
     let headers: Vec<(&str, &[u8])> = parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
     let request =
         Request { method: parts.method.as_str(), path: parts.uri.path(), query: parts.uri.query().unwrap_or(""), headers: &headers, body };

@@ -17,6 +17,7 @@ pub mod listener;
 mod protocol;
 pub mod quota;
 pub mod metrics;
+pub mod xks;
 
 use axum::Router;
 use axum::body::Body;
@@ -44,6 +45,8 @@ pub struct ServerConfig {
     pub public_names: Vec<String>,
     /// A token `/operator/init` must present (`X-Clavis-Init-Token`), when set.
     pub init_token: Option<String>,
+    /// The XKS proxy API's optional path prefix (`--xks-path-prefix`): empty, or `/a/b`.
+    pub xks_path_prefix: String,
     /// Serve `GET /metrics` on this listener (false when `--metrics-listen` moves it elsewhere
     /// or turns it off).
     pub metrics: bool,
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             max_clock_skew_secs: 15 * 60,
             public_names: Vec::new(),
             init_token: None,
+            xks_path_prefix: String::new(),
             metrics: true,
         }
     }
@@ -138,7 +142,7 @@ pub fn app(state: AppState) -> Router {
         .route("/operator/status", get(protocol::operator_status))
         .route("/operator/init", post(protocol::operator_init))
         .route("/operator/unseal", post(protocol::operator_unseal))
-        .fallback(not_found)
+        .fallback(fallback)
         .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -156,6 +160,15 @@ async fn healthz(State(state): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable\n").into_response()
         }
     }
+}
+
+/// Paths no route matched: the XKS proxy API (its paths carry an external key id and an
+/// optional prefix), or an error.
+async fn fallback(state: State<AppState>, req: Request<Body>) -> Response {
+    if xks::is_xks_path(req.uri().path()) {
+        return xks::handle(state, req).await;
+    }
+    not_found().await
 }
 
 async fn not_found() -> Response {

@@ -82,11 +82,11 @@ fn unknown_target(target: &str) -> KmsError {
     }
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
-fn source_ip(parts: &Parts) -> Option<IpAddr> {
+pub(crate) fn source_ip(parts: &Parts) -> Option<IpAddr> {
     parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
@@ -95,7 +95,7 @@ fn source_ip(parts: &Parts) -> Option<IpAddr> {
 /// would defeat an inactivity timeout).
 /// Once it has, the request counts as in flight on its connection (which eviction spares) for
 /// as long as the returned guard lives.
-async fn read_body(state: &AppState, parts: &Parts, body: Body) -> Result<(Bytes, Option<ActivityGuard>), KmsError> {
+pub(crate) async fn read_body(state: &AppState, parts: &Parts, body: Body) -> Result<(Bytes, Option<ActivityGuard>), KmsError> {
     let limit = state.config.max_body_bytes;
     let timeout = state.config.body_read_timeout;
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {

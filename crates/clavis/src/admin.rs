@@ -28,6 +28,35 @@ pub enum AdminCommand {
     /// Access keys of a user (or of the caller).
     #[command(subcommand)]
     AccessKey(AccessKeyCommand),
+    /// Credentials AWS KMS signs XKS proxy requests with (external key stores).
+    #[command(subcommand)]
+    XksCredential(XksCredentialCommand),
+}
+
+/// `clavis admin xks-credential ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum XksCredentialCommand {
+    /// Create an XKS credential for an account's keys; prints the JSON file the AWS KMS console
+    /// accepts for an external key store (`XksProxyUriPath`, `XksProxyAuthenticationCredential`)
+    /// plus its `Arn`. The secret is shown once. Rotate by creating a second one, updating the
+    /// key store in AWS, then `clavis admin access-key delete` on the old id.
+    Create {
+        /// The account whose keys it may use (default: the caller's; another account needs an
+        /// operator administrator).
+        #[arg(long)]
+        account: Option<String>,
+        /// A name (default: random); its user is `xks/NAME`.
+        #[arg(long)]
+        name: Option<String>,
+        /// Its built-in role (default reader: Encrypt, Decrypt, DescribeKey).
+        #[arg(long, default_value = "reader")]
+        role: String,
+        /// The server's `--xks-path-prefix`, for the printed `XksProxyUriPath`.
+        #[arg(long, default_value = "")]
+        xks_path_prefix: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 /// `clavis admin account ...`
@@ -194,6 +223,29 @@ pub fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                 }
             };
             println!("{out}");
+            Ok(())
+        }
+        AdminCommand::XksCredential(XksCredentialCommand::Create { account, name, role, xks_path_prefix, connection }) => {
+            let mut body = json!({"Role": role});
+            if let Some(a) = account {
+                body["AccountId"] = json!(a);
+            }
+            if let Some(n) = name {
+                body["Name"] = json!(n);
+            }
+            let out = call(&connection, "ClavisAdmin.CreateXksCredential", body)?;
+            println!(
+                "{}",
+                json!({
+                    "XksProxyUriPath": format!("{}/kms/xks/v1", xks_path_prefix.trim_end_matches('/')),
+                    "XksProxyAuthenticationCredential": {
+                        "AccessKeyId": out["AccessKeyId"],
+                        "RawSecretAccessKey": out["RawSecretAccessKey"],
+                    },
+                    "Arn": out["Arn"],
+                    "Role": out["Role"],
+                })
+            );
             Ok(())
         }
         AdminCommand::User(UserCommand::List { connection }) => {

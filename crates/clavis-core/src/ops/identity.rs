@@ -85,7 +85,7 @@ impl Kms {
 
     /// Checks that the caller may administer another account: it must be an administrator of
     /// the operator's account (the one made at first start), and the account must exist.
-    async fn other_account(&self, caller: &Caller, account: &str) -> Result<String, KmsError> {
+    pub(crate) async fn other_account(&self, caller: &Caller, account: &str) -> Result<String, KmsError> {
         if !self.in_operator_account(caller).await? {
             return Err(KmsError::AccessDenied(format!(
                 "User: {} is not authorized to administer account {account}: only administrators of the operator's account can",

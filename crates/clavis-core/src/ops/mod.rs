@@ -17,6 +17,7 @@ pub(crate) mod lifecycle;
 mod operator;
 mod secrets;
 mod tags;
+pub mod xks;
 
 use crate::KmsError;
 use std::sync::{Arc, OnceLock};
