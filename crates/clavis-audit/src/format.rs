@@ -7,7 +7,7 @@
 //!
 //! `mac = HMAC-SHA256(audit key, "clavis-audit-record-v1" 0x00 || seq (u64 BE) || prev (32 bytes)
 //! || the event's exact bytes)`; `prev` is the previous record's `mac` (32 zero bytes before the
-//! first record). The checkpoint's and HEAD's MACs cover their fields the same way.
+//! first record). The checkpoint's, HEAD's and ANCHOR's MACs cover their fields the same way.
 
 use clavis_crypto::SecretBytes;
 use clavis_crypto::digest::{HmacSha256Key, hmac_sha256};
@@ -91,6 +91,37 @@ pub fn checkpoint_line(key: &SecretBytes, segment: u64, seq: u64, hash: &Hash) -
 pub fn head_content(key: &SecretBytes, segment: u64, seq: u64, hash: &Hash) -> String {
     let mac = position_mac(key, "head", segment, seq, hash);
     format!("{{\"segment\":{segment},\"seq\":{seq},\"hash\":\"{}\",\"mac\":\"{}\"}}\n", hex32(hash), hex32(&mac))
+}
+
+/// The file that holds the anchor, once retention has deleted segments.
+pub const ANCHOR_FILE: &str = "ANCHOR";
+
+/// Where the log kept after retention begins: the first kept segment and the chain position
+/// (sequence number and MAC of the last deleted record) its first record continues from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    /// The first segment kept.
+    pub segment: u64,
+    /// The sequence number of the last record deleted (the kept log starts at the next one).
+    pub seq: u64,
+    /// The MAC of that record (the first kept record's `prev`).
+    pub hash: Hash,
+}
+
+/// The ANCHOR file's content: HEAD's fields, under the MAC domain `clavis-audit-anchor-v1`.
+pub fn anchor_content(key: &SecretBytes, anchor: &Anchor) -> String {
+    let mac = position_mac(key, "anchor", anchor.segment, anchor.seq, &anchor.hash);
+    format!("{{\"segment\":{},\"seq\":{},\"hash\":\"{}\",\"mac\":\"{}\"}}\n", anchor.segment, anchor.seq, hex32(&anchor.hash), hex32(&mac))
+}
+
+/// Parses ANCHOR's content and checks its MAC; says what is wrong otherwise.
+pub fn parse_anchor(key: &SecretBytes, text: &str) -> Result<Anchor, String> {
+    let fields: Head = serde_json::from_str(text.trim()).map_err(|e| format!("malformed: {e}"))?;
+    let hash = parse_hash(&fields.hash).ok_or("malformed hash")?;
+    if parse_hash(&fields.mac) != Some(position_mac(key, "anchor", fields.segment, fields.seq, &hash)) {
+        return Err("modified (MAC does not verify)".into());
+    }
+    Ok(Anchor { segment: fields.segment, seq: fields.seq, hash })
 }
 
 /// A parsed record line, with the event's exact bytes.

@@ -11,13 +11,24 @@
 //! `HEAD` file, rewritten after every commit. Modification, deletion, insertion, reordering and
 //! truncation are all detected by [`verify::verify`].
 //!
-//! It must not interpret the records (the core builds them) and never sees key material.
+//! Segments also close by age, and retention deletes closed segments older than a number of
+//! days: the first kept segment then starts from a MACed `ANCHOR`, and an `AuditRetention`
+//! record in the log says what was deleted, so the rest still verifies and a deletion without
+//! them is still detected. Committed records can also be streamed to a file, standard output or
+//! a syslog collector ([`SyslogSink`]), best effort.
+//!
+//! It must not interpret the records (the core builds them; retention reads only their
+//! `eventTime`) and never sees key material.
 
 pub mod format;
+mod retention;
+mod syslog;
 pub mod verify;
 mod writer;
 
-pub use writer::{AuditConfig, AuditLog, Durability, StreamSink};
+pub use retention::{RETENTION_EVENT_NAME, RETENTION_EVENT_SOURCE, parse_duration};
+pub use syslog::{SyslogSink, SyslogTarget};
+pub use writer::{AuditConfig, AuditLog, Durability, SYNC_INTERVAL, StreamSink};
 
 use clavis_crypto::SecretBytes;
 use clavis_crypto::seal::RootOfTrust;

@@ -6,9 +6,14 @@
 //! log as far as it had been written when read, HEAD first. A file read while it is written is
 //! not a snapshot, so what only a file at rest could show (data after the live segment's zeros,
 //! a HEAD that does not verify) is judged once it reads the same again.
+//!
+//! A log whose first segments retention deleted starts at the segment its MACed `ANCHOR` names,
+//! from the chain position the anchor gives; without a valid anchor, a log that does not start
+//! at segment 1 fails, as any removal does (docs/formats.md, "Retention").
 
 use crate::format::{self, Hash};
 use clavis_crypto::SecretBytes;
+use clavis_crypto::digest::HmacSha256Key;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
@@ -27,17 +32,122 @@ pub struct VerifyError {
 pub struct Report {
     /// Number of segments.
     pub segments: u64,
-    /// Number of records.
+    /// Number of records verified.
     pub records: u64,
+    /// The sequence number of the first record verified (1 unless retention deleted the log's
+    /// first segments; 0 for a log without records).
+    pub first_seq: u64,
+    /// The sequence number of the last record (0 for a log without records).
+    pub last_seq: u64,
     /// The last record's MAC (hex), the value to compare with a copy kept elsewhere.
     pub last_hash: String,
     /// Non-zero bytes after the end of the log in the live segment: a batch an unclean stop
     /// left half-written, never acknowledged (the server removes it when it starts).
     pub unacknowledged_tail_bytes: u64,
+    /// The anchor, when retention deleted the log's first segments: the segments before
+    /// `anchor.segment` and the records up to `anchor.seq` were deleted, and an `AuditRetention`
+    /// record in the log says so.
+    pub anchor: Option<format::Anchor>,
 }
 
 fn fail(location: impl Into<String>, reason: impl Into<String>) -> VerifyError {
     VerifyError { location: location.into(), reason: reason.into() }
+}
+
+/// The chain as a reader follows it, line by line.
+struct Chain {
+    /// The audit key prepared for record MACs.
+    record_key: HmacSha256Key,
+    /// The last record's sequence number and MAC (where the next record must continue from).
+    seq: u64,
+    prev: Hash,
+    /// The next record starts the chain wherever it says it does (its MAC still verifies): the
+    /// first record of a segment that an interrupted retention pass left below the anchor.
+    loose: bool,
+    /// Records verified, and the first one's sequence number.
+    count: u64,
+    first_seq: Option<u64>,
+}
+
+/// One verified line of a segment.
+enum Line<'a> {
+    /// A record: its sequence number, MAC and event's exact bytes.
+    Record { seq: u64, mac: Hash, event: &'a str },
+    /// The segment's checkpoint.
+    Checkpoint,
+}
+
+impl Chain {
+    fn new(key: &SecretBytes, seq: u64, prev: Hash) -> Chain {
+        Chain { record_key: format::record_key(key), seq, prev, loose: false, count: 0, first_seq: None }
+    }
+
+    /// Checks one line (`text`, without its end of line) of segment `index`, found at `at`.
+    fn line<'a>(&mut self, key: &SecretBytes, index: u64, at: &str, text: &'a str) -> Result<Line<'a>, VerifyError> {
+        if let Ok(cp) = serde_json::from_str::<format::CheckpointLine>(text) {
+            let hash = format::parse_hash(&cp.checkpoint.hash).ok_or_else(|| fail(at, "malformed checkpoint"))?;
+            let mac = format::position_mac(key, "checkpoint", index, cp.checkpoint.seq, &hash);
+            if format::parse_hash(&cp.mac) != Some(mac) || cp.checkpoint.segment != index {
+                return Err(fail(at, "checkpoint modified (MAC does not verify)"));
+            }
+            if cp.checkpoint.seq != self.seq || hash != self.prev {
+                return Err(fail(
+                    at,
+                    format!("checkpoint says the segment ends at record {} but it ends at {}", cp.checkpoint.seq, self.seq),
+                ));
+            }
+            return Ok(Line::Checkpoint);
+        }
+        let rec: format::RecordLine<'a> = serde_json::from_str(text).map_err(|e| fail(at, format!("not a record: {e}")))?;
+        let rec_prev = format::parse_hash(&rec.prev).ok_or_else(|| fail(at, "malformed prev"))?;
+        let mac = format::record_mac(&self.record_key, rec.seq, &rec_prev, rec.event.get().as_bytes());
+        if format::parse_hash(&rec.mac) != Some(mac) {
+            return Err(fail(at, "record modified (MAC does not verify)"));
+        }
+        if std::mem::take(&mut self.loose) {
+            self.seq = rec.seq.checked_sub(1).ok_or_else(|| fail(at, "malformed sequence number"))?;
+            self.prev = rec_prev;
+        }
+        if rec.seq != self.seq + 1 {
+            return Err(fail(
+                at,
+                format!("expected record {} but found record {} (records removed, inserted or reordered)", self.seq + 1, rec.seq),
+            ));
+        }
+        if rec_prev != self.prev {
+            return Err(fail(at, "chain broken: the record does not follow the previous one"));
+        }
+        self.seq = rec.seq;
+        self.prev = mac;
+        self.count += 1;
+        self.first_seq.get_or_insert(rec.seq);
+        Ok(Line::Record { seq: rec.seq, mac, event: rec.event.get() })
+    }
+}
+
+/// Reads and checks `ANCHOR` in `dir`: `None` when there is none (retention never deleted
+/// anything).
+pub fn read_anchor(dir: &Path, key: &SecretBytes) -> Result<Option<format::Anchor>, VerifyError> {
+    match std::fs::read_to_string(dir.join(format::ANCHOR_FILE)) {
+        Ok(text) => format::parse_anchor(key, &text).map(Some).map_err(|e| fail(format::ANCHOR_FILE, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(fail(format::ANCHOR_FILE, e.to_string())),
+    }
+}
+
+/// The anchor an `AuditRetention` record (which the writer makes) names, if `event` is one.
+/// Only its top-level `eventSource` counts: the core sets that field on every record it builds,
+/// so no client can make a record that passes for one.
+fn retention_anchor(event: &str) -> Option<format::Anchor> {
+    if !event.contains(crate::RETENTION_EVENT_NAME) {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(event).ok()?;
+    if v["eventSource"] != crate::RETENTION_EVENT_SOURCE || v["eventName"] != crate::RETENTION_EVENT_NAME {
+        return None;
+    }
+    let a = &v["additionalEventData"]["anchor"];
+    Some(format::Anchor { segment: a["segment"].as_u64()?, seq: a["seq"].as_u64()?, hash: format::parse_hash(a["hash"].as_str()?)? })
 }
 
 /// Calls `f` with every record's event (exact bytes) in order, after checking the chain.
@@ -68,19 +178,65 @@ fn walk_observed(
         }
     }
     indices.sort_unstable();
-    let record_key = format::record_key(key);
-    let (mut seq, mut prev): (u64, Hash) = (0, [0u8; 32]);
+    // ANCHOR after the listing: retention writes it before it deletes anything, so a listing
+    // that misses deleted segments is read with the anchor that allowed their deletion.
+    let anchor = read_anchor(dir, key)?;
+    let mut chain = Chain::new(key, 0, [0u8; 32]);
+    let first = indices.first().copied().unwrap_or(1);
+    match (&anchor, indices.first()) {
+        (Some(a), None) => {
+            return Err(fail(format::ANCHOR_FILE, format!("names segment {} as the first kept, but no segment exists", a.segment)));
+        }
+        (Some(a), Some(&i)) if i > a.segment => {
+            return Err(fail(
+                format::segment_name(i),
+                format!("segment {} is missing (ANCHOR names it as the first segment kept)", a.segment),
+            ));
+        }
+        (Some(a), Some(&i)) if i == a.segment => (chain.seq, chain.prev) = (a.seq, a.hash),
+        // Segments below the anchor that an interrupted retention pass has not deleted yet:
+        // their records verify, and they must end where the anchor says the kept log begins.
+        (Some(_), Some(&i)) if i > 1 => chain.loose = true,
+        (None, Some(&i)) if i > 1 => return Err(fail(format::segment_name(i), "segment 1 is missing")),
+        _ => {}
+    }
+    if let (Some(a), Some(&last)) = (&anchor, indices.last())
+        && last < a.segment
+    {
+        return Err(fail(
+            format::segment_name(last + 1),
+            format!("segment {} is missing (ANCHOR names it as the first segment kept)", a.segment),
+        ));
+    }
     let mut hash_at_seq = std::collections::HashMap::new();
+    let mut anchors_recorded = Vec::new();
     let mut tail_bytes = 0u64;
     // The bytes after the end of the log in the live segment, checked once HEAD is read.
     let mut tail: Option<Tail> = None;
     for (n, &index) in indices.iter().enumerate() {
         let name = format::segment_name(index);
-        if index != n as u64 + 1 {
-            return Err(fail(name, format!("segment {} is missing", n + 1)));
+        let expected = first + n as u64;
+        if index != expected {
+            return Err(fail(name, format!("segment {expected} is missing")));
+        }
+        if let Some(a) = &anchor
+            && a.segment == index
+            && n > 0
+            && (chain.seq, chain.prev) != (a.seq, a.hash)
+        {
+            return Err(fail(
+                name,
+                format!("the segments before it end at record {}, not where ANCHOR says it begins (after record {})", chain.seq, a.seq),
+            ));
         }
         let is_last = n + 1 == indices.len();
-        let file = std::fs::File::open(dir.join(&name)).map_err(|e| fail(&name, e.to_string()))?;
+        let file = std::fs::File::open(dir.join(&name)).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                fail(&name, "deleted while it was being read (by retention, if ANCHOR now names a later segment): read the log again")
+            } else {
+                fail(&name, e.to_string())
+            }
+        })?;
         let mut reader = BufReader::new(file);
         let mut raw = Vec::new();
         let mut line_no = 0u64;
@@ -120,41 +276,31 @@ fn walk_observed(
             let Some(text) = line.strip_suffix('\n') else {
                 return Err(fail(at, "truncated record (no end of line)"));
             };
-            if let Ok(cp) = serde_json::from_str::<format::CheckpointLine>(text) {
-                let hash = format::parse_hash(&cp.checkpoint.hash).ok_or_else(|| fail(&at, "malformed checkpoint"))?;
-                let mac = format::position_mac(key, "checkpoint", index, cp.checkpoint.seq, &hash);
-                if format::parse_hash(&cp.mac) != Some(mac) || cp.checkpoint.segment != index {
-                    return Err(fail(at, "checkpoint modified (MAC does not verify)"));
+            match chain.line(key, index, &at, text)? {
+                Line::Checkpoint => closed = true,
+                Line::Record { seq, mac, event } => {
+                    hash_at_seq.insert(seq, mac);
+                    if let Some(a) = retention_anchor(event) {
+                        anchors_recorded.push(a);
+                    }
+                    f(seq, event);
                 }
-                if cp.checkpoint.seq != seq || hash != prev {
-                    return Err(fail(at, format!("checkpoint says the segment ends at record {} but it ends at {seq}", cp.checkpoint.seq)));
-                }
-                closed = true;
-                continue;
             }
-            let rec: format::RecordLine<'_> = serde_json::from_str(text).map_err(|e| fail(&at, format!("not a record: {e}")))?;
-            let rec_prev = format::parse_hash(&rec.prev).ok_or_else(|| fail(&at, "malformed prev"))?;
-            let mac = format::record_mac(&record_key, rec.seq, &rec_prev, rec.event.get().as_bytes());
-            if format::parse_hash(&rec.mac) != Some(mac) {
-                return Err(fail(at, "record modified (MAC does not verify)"));
-            }
-            if rec.seq != seq + 1 {
-                return Err(fail(
-                    at,
-                    format!("expected record {} but found record {} (records removed, inserted or reordered)", seq + 1, rec.seq),
-                ));
-            }
-            if rec_prev != prev {
-                return Err(fail(at, "chain broken: the record does not follow the previous one"));
-            }
-            seq = rec.seq;
-            prev = mac;
-            hash_at_seq.insert(seq, mac);
-            f(seq, rec.event.get());
         }
         if !closed && !is_last {
             return Err(fail(name, "segment truncated: it has no closing checkpoint"));
         }
+    }
+    // The deletion is on record: the writer commits the AuditRetention record that names an
+    // anchor (durably) before it writes that anchor, and never deletes the segment holding it
+    // while the anchor is current (the record lies after the anchor's position).
+    if let Some(a) = &anchor
+        && !anchors_recorded.contains(a)
+    {
+        return Err(fail(
+            format::ANCHOR_FILE,
+            format!("no {} record in the log names this anchor (segment {}, record {})", crate::RETENTION_EVENT_NAME, a.segment, a.seq),
+        ));
     }
     // HEAD pins the end of the live segment.
     let head_seq = head_text.as_ref().ok().and_then(|t| serde_json::from_str::<format::Head>(t.trim()).ok()).map(|h| h.seq);
@@ -183,6 +329,7 @@ fn walk_observed(
             }
         }
     }
+    let seq = chain.seq;
     match head_text {
         Ok(text) => {
             let head: format::Head = serde_json::from_str(text.trim()).map_err(|e| fail("HEAD", format!("malformed: {e}")))?;
@@ -194,14 +341,60 @@ fn walk_observed(
                 let last = indices.last().map(|i| format::segment_name(*i)).unwrap_or_else(|| "audit log".into());
                 return Err(fail(last, format!("truncated: HEAD records record {} but the log ends at record {seq}", head.seq)));
             }
-            if head.seq > 0 && hash_at_seq.get(&head.seq) != Some(&hash) {
+            let deleted = chain.first_seq.map_or(anchor.map(|a| a.seq), |first| first.checked_sub(1));
+            if head.seq > 0 && deleted.is_some_and(|d| head.seq < d) {
+                return Err(fail("HEAD", format!("names record {}, which is no longer in the log", head.seq)));
+            }
+            if head.seq > 0 && hash_at_seq.get(&head.seq) != Some(&hash) && anchor.is_none_or(|a| (a.seq, a.hash) != (head.seq, hash)) {
                 return Err(fail("HEAD", format!("record {} differs from the one HEAD pinned", head.seq)));
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && seq == 0 => {}
         Err(e) => return Err(fail("HEAD", e.to_string())),
     }
-    Ok(Report { segments: indices.len() as u64, records: seq, last_hash: hex::encode(prev), unacknowledged_tail_bytes: tail_bytes })
+    Ok(Report {
+        segments: indices.len() as u64,
+        records: chain.count,
+        first_seq: chain.first_seq.unwrap_or(0),
+        last_seq: seq,
+        last_hash: hex::encode(chain.prev),
+        unacknowledged_tail_bytes: tail_bytes,
+        anchor,
+    })
+}
+
+/// Verifies the closed segments `first..=last` of `dir` as one run of the chain that continues
+/// from `start` (the sequence number and MAC before the first record: `(0, zeros)` for segment
+/// 1): every record, and each segment's checkpoint. Returns where the last one ends. Retention
+/// runs it before it deletes segments, so it never deletes one that would not verify.
+pub fn verify_closed(dir: &Path, key: &SecretBytes, first: u64, last: u64, start: (u64, Hash)) -> Result<(u64, Hash), VerifyError> {
+    let mut chain = Chain::new(key, start.0, start.1);
+    for index in first..=last {
+        let name = format::segment_name(index);
+        let file = std::fs::File::open(dir.join(&name)).map_err(|e| fail(&name, e.to_string()))?;
+        let mut reader = BufReader::new(file);
+        let (mut raw, mut line_no, mut closed) = (Vec::new(), 0u64, false);
+        loop {
+            raw.clear();
+            if reader.read_until(b'\n', &mut raw).map_err(|e| fail(&name, e.to_string()))? == 0 {
+                break;
+            }
+            line_no += 1;
+            let at = format!("{name}:{line_no}");
+            if closed {
+                return Err(fail(at, "data after the segment's checkpoint"));
+            }
+            let line = std::str::from_utf8(&raw).map_err(|_| fail(&at, "not UTF-8 text"))?;
+            let text = line.strip_suffix('\n').ok_or_else(|| fail(&at, "truncated record (no end of line)"))?;
+            if let Line::Checkpoint = chain.line(key, index, &at, text)? {
+                closed = true;
+            }
+        }
+        if !closed {
+            return Err(fail(name, "segment truncated: it has no closing checkpoint"));
+        }
+    }
+    Ok((chain.seq, chain.prev))
 }
 
 /// The bytes a reader found after the first zero byte of the live segment.
@@ -383,7 +576,7 @@ mod tests {
     }
 
     async fn append(d: &Path, segment_bytes: u64, from: usize, to: usize) {
-        let log = AuditLog::open(AuditConfig { dir: d.to_owned(), segment_bytes, stream: None, durability: Default::default() }, key()).unwrap();
+        let log = AuditLog::open(AuditConfig { segment_bytes, ..AuditConfig::new(d.to_owned()) }, key()).unwrap();
         for i in from..to {
             // About 1 KiB per record, so that a few dozen fill more than the live segment's
             // preallocated zeros.

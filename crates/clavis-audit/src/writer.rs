@@ -9,15 +9,22 @@
 //! segment; a closed segment is cut to its exact length after its checkpoint. On any failure nothing in the batch is acknowledged, the
 //! segment is cut back to its last durable length, and the next batch starts afresh, so the
 //! service recovers by itself once the disk is writable again.
+//!
+//! A maintenance thread (when a maximum segment age or retention is set) closes a live segment
+//! that has grown too old even while no request comes, and runs retention ([`crate::retention`])
+//! after each rotation and at least once a minute.
 
 use crate::format::{self, Hash};
-use crate::{AuditError, io};
+use crate::syslog::SyslogSink;
+use crate::{AuditError, io, retention};
+use clavis_core::Clock;
 use clavis_core::audit::{AuditFailure, AuditSink, LookupQuery};
 use clavis_crypto::SecretBytes;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 /// Where committed records are also streamed (for shipping to a SIEM). Best effort: a stream
 /// failure is logged and never fails a request; the local log is the record of truth.
@@ -30,7 +37,7 @@ pub enum StreamSink {
 }
 
 /// Audit log settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuditConfig {
     /// The audit directory (`DATA_DIR/audit`).
     pub dir: PathBuf,
@@ -38,8 +45,50 @@ pub struct AuditConfig {
     pub segment_bytes: u64,
     /// Optional streaming copy of every committed record.
     pub stream: Option<StreamSink>,
+    /// Optional copy of every committed record for a syslog collector (beside `stream`).
+    pub syslog: Option<SyslogSink>,
     /// When a record counts as committed (and its request may be answered).
     pub durability: Durability,
+    /// A segment is also closed once its first record is this old (`None`: by size only): at
+    /// the next commit, or by the maintenance thread's check if no request comes.
+    pub segment_max_age: Option<Duration>,
+    /// Closed segments whose newest record is older than this are deleted (`None`: every
+    /// segment is kept).
+    pub retain: Option<Duration>,
+    /// The clock that dates segments for the maximum age and retention: the service's clock,
+    /// so that a test clock (`--dangerous-test-clock`) moves the audit log's time too.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AuditConfig {
+    /// The defaults for `dir`: 64 MiB segments closed by size only, kept forever, no stream,
+    /// `fsync` durability, the system clock.
+    pub fn new(dir: PathBuf) -> AuditConfig {
+        AuditConfig {
+            dir,
+            segment_bytes: 64 * 1024 * 1024,
+            stream: None,
+            syslog: None,
+            durability: Durability::default(),
+            segment_max_age: None,
+            retain: None,
+            clock: Arc::new(clavis_core::SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for AuditConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditConfig")
+            .field("dir", &self.dir)
+            .field("segment_bytes", &self.segment_bytes)
+            .field("stream", &self.stream)
+            .field("syslog", &self.syslog)
+            .field("durability", &self.durability)
+            .field("segment_max_age", &self.segment_max_age)
+            .field("retain", &self.retain)
+            .finish_non_exhaustive()
+    }
 }
 
 /// When a record counts as committed, so that its request may be answered.
@@ -84,7 +133,8 @@ fn private_options() -> OpenOptions {
     o
 }
 
-fn sync_dir(path: &Path) -> Result<(), AuditError> {
+/// Syncs the directory that holds `path` (so that a file's creation, rename or removal is durable).
+pub(crate) fn sync_dir(path: &Path) -> Result<(), AuditError> {
     if let Some(parent) = path.parent() {
         File::open(parent).and_then(|d| d.sync_all()).map_err(io(format!("syncing {}", parent.display())))?;
     }
@@ -98,12 +148,19 @@ struct Writer {
     /// `key` prepared for record MACs.
     record_key: clavis_crypto::digest::HmacSha256Key,
     segment_bytes: u64,
-    /// The streaming thread's queue (committed batches), if streaming.
-    stream: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    /// Batches the stream queue had no room for since the last warning.
-    stream_dropped: u64,
+    /// The streaming threads' queues (committed batches): the stream sink, the syslog stream.
+    streams: Vec<Outlet>,
     /// Index of the live segment.
     segment: u64,
+    /// The maximum age of the live segment and the retention, in milliseconds of `clock`.
+    segment_max_age_ms: Option<i64>,
+    retain_ms: Option<i64>,
+    clock: Arc<dyn Clock>,
+    /// When the live segment's first record was committed (by `clock`), if it holds records and
+    /// a maximum age is set.
+    segment_started_ms: i64,
+    /// Woken after each rotation, when retention is on (a closed segment may now be deleted).
+    maintenance: Option<Arc<Maintenance>>,
     durability: Durability,
     /// Set when a background sync failed after its records were acknowledged (`write`
     /// durability): every later commit fails (closed) until restart.
@@ -238,7 +295,8 @@ fn last_nonzero_end(f: &mut File, len: u64) -> std::io::Result<u64> {
 const PREALLOCATE_MAX: u64 = 1 << 20;
 const PREALLOCATE_MIN: u64 = 64 * 1024;
 
-fn segments(dir: &Path) -> Result<Vec<u64>, AuditError> {
+/// The indices of the segments in `dir`, in order.
+pub(crate) fn segments(dir: &Path) -> Result<Vec<u64>, AuditError> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).map_err(io(format!("listing {}", dir.display())))? {
         let e = e.map_err(io("listing audit directory"))?;
@@ -251,11 +309,15 @@ fn segments(dir: &Path) -> Result<Vec<u64>, AuditError> {
 }
 
 impl Writer {
-    fn recover(config: &AuditConfig, key: SecretBytes) -> Result<Writer, AuditError> {
-        let stream = match config.stream.clone() {
-            Some(sink) => Some(start_stream(sink)?),
-            None => None,
-        };
+    fn recover(config: &AuditConfig, key: SecretBytes, maintenance: Option<Arc<Maintenance>>) -> Result<Writer, AuditError> {
+        let mut streams = Vec::new();
+        if let Some(sink) = config.stream.clone() {
+            streams.push(Outlet { name: "stream", tx: start_stream(sink)?, dropped: 0 });
+        }
+        if let Some(sink) = config.syslog.clone() {
+            streams.push(Outlet { name: "syslog stream", tx: crate::syslog::start(sink)?, dropped: 0 });
+        }
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1);
         let mut w = Writer {
             dir: config.dir.clone(),
             record_key: format::record_key(&key),
@@ -263,9 +325,13 @@ impl Writer {
             segment_bytes: config.segment_bytes.max(1),
             durability: config.durability,
             failed: None,
-            stream,
-            stream_dropped: 0,
+            streams,
             segment: 1,
+            segment_max_age_ms: config.segment_max_age.map(millis),
+            retain_ms: config.retain.map(millis),
+            clock: config.clock.clone(),
+            segment_started_ms: 0,
+            maintenance,
             file: None,
             segment_len: 0,
             allocated: 0,
@@ -319,8 +385,21 @@ impl Writer {
                 (w.segment, w.seq, w.prev, w.segment_len) = (last, rec.seq, mac, len);
                 // The exact count is only needed to decide whether a segment holds records.
                 w.segment_records = 1;
+                if w.segment_max_age_ms.is_some() {
+                    // The live segment's age counts from its first record's time (or from now,
+                    // if that cannot be read: the segment then closes later, never early).
+                    w.segment_started_ms = retention::first_record_ms(&path).unwrap_or_else(|| w.clock.now_ms());
+                }
             }
             break;
+        }
+        if w.seq == 0 && w.dir.join(format::ANCHOR_FILE).exists() {
+            // Retention never deletes the live segment (its own record is there): the chain must
+            // not restart at record 1 beside an anchor.
+            return Err(AuditError::Inconsistent(format!(
+                "{} exists but the log has no record: its segments were removed (run `clavis audit verify`)",
+                format::ANCHOR_FILE
+            )));
         }
         if let Some(head) = head
             && head.seq > w.seq
@@ -392,11 +471,33 @@ impl Writer {
         Ok(())
     }
 
-    /// Closes the live segment with a checkpoint once it is full.
+    /// Closes the live segment with a checkpoint once it is full or too old.
     fn maybe_rotate(&mut self) -> Result<(), AuditError> {
-        if self.segment_records == 0 || self.segment_len < self.segment_bytes {
+        if self.segment_records == 0 || (self.segment_len < self.segment_bytes && !self.too_old()) {
             return Ok(());
         }
+        self.close_segment()
+    }
+
+    /// True when the live segment's first record is older than the maximum age.
+    fn too_old(&self) -> bool {
+        self.segment_max_age_ms.is_some_and(|max| self.clock.now_ms().saturating_sub(self.segment_started_ms) >= max)
+    }
+
+    /// The maintenance thread's check: closes the live segment if it holds records and is too
+    /// old, so that an idle log rotates too.
+    fn rotate_if_old(&mut self) -> Result<(), AuditError> {
+        if let Some(failure) = &self.failed {
+            return Err(AuditError::Inconsistent(failure.clone()));
+        }
+        if self.segment_records > 0 && self.too_old() {
+            self.close_segment()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the live segment with its checkpoint; the next commit starts the next segment.
+    fn close_segment(&mut self) -> Result<(), AuditError> {
         let line = format::checkpoint_line(&self.key, self.segment, self.seq, &self.prev);
         let end = self.segment_len + line.len() as u64;
         let at = self.segment_len;
@@ -409,7 +510,28 @@ impl Writer {
         self.segment += 1;
         self.segment_len = 0;
         self.segment_records = 0;
+        if self.retain_ms.is_some()
+            && let Some(m) = &self.maintenance
+        {
+            m.signal(|s| s.due = true);
+        }
         Ok(())
+    }
+
+    /// Commits retention's record durably (whatever the durability setting: the anchor that
+    /// follows names it), then writes the anchor. Returns what the syncer should pin in HEAD.
+    fn record_retention(&mut self, event: Vec<u8>, anchor: &format::Anchor) -> Result<Option<Unsynced>, AuditError> {
+        let unsynced = self.commit(&[event])?;
+        if let Some(u) = &unsynced {
+            if let Err(e) = u.file.sync_data() {
+                // Records written before this one may be lost as well: fail closed, as the syncer.
+                self.failed.get_or_insert_with(|| format!("an audit sync failed ({e}); restart Clavis to recover the log"));
+                return Err(AuditError::Io { context: "syncing the audit log".into(), source: e });
+            }
+            self.write_head(u.segment, u.seq, &u.prev)?;
+        }
+        retention::write_anchor(&self.dir, &self.key, anchor)?;
+        Ok(unsynced)
     }
 
     /// Writes `batch` after the last committed record. With `fsync` durability it is durable
@@ -420,6 +542,7 @@ impl Writer {
             return Err(AuditError::Inconsistent(failure.clone()));
         }
         self.maybe_rotate()?;
+        let first_in_segment = self.segment_records == 0;
         let mut buf = Vec::with_capacity(batch.iter().map(|e| e.len() + 220).sum());
         let (mut seq, mut prev) = (self.seq, self.prev);
         for event in batch {
@@ -447,6 +570,9 @@ impl Writer {
         // Without preallocation (`write` durability) the write extended the file itself.
         self.allocated = self.allocated.max(self.segment_len);
         self.segment_records += batch.len() as u64;
+        if first_in_segment && self.segment_max_age_ms.is_some() {
+            self.segment_started_ms = self.clock.now_ms();
+        }
         (self.seq, self.prev) = (seq, prev);
         self.stream_out(&buf);
         if sync {
@@ -504,30 +630,55 @@ impl Writer {
     /// stream (a full pipe, a stalled SIEM) never holds up the log; batches it has no room for
     /// are dropped from the stream (the local log keeps them) and counted in a warning.
     fn stream_out(&mut self, lines: &[u8]) {
-        let Some(tx) = &self.stream else { return };
-        match tx.try_send(lines.to_vec()) {
+        if self.streams.is_empty() {
+            return;
+        }
+        // One copy of the batch, shared by every stream.
+        let batch: Arc<[u8]> = Arc::from(lines);
+        self.streams.retain_mut(|outlet| outlet.send(&batch));
+    }
+}
+
+/// One streaming thread's queue of committed batches.
+struct Outlet {
+    /// What the warnings call it.
+    name: &'static str,
+    tx: std::sync::mpsc::SyncSender<Arc<[u8]>>,
+    /// Batches the queue had no room for since the last warning.
+    dropped: u64,
+}
+
+impl Outlet {
+    /// Queues `batch` without waiting; false once the thread is gone (the outlet is dropped).
+    fn send(&mut self, batch: &Arc<[u8]>) -> bool {
+        match self.tx.try_send(batch.clone()) {
             Ok(()) => {
-                if self.stream_dropped > 0 {
+                if self.dropped > 0 {
                     tracing::warn!(
-                        batches = self.stream_dropped,
-                        "the audit stream fell behind; batches were left out of it (the local audit log has them)"
+                        batches = self.dropped,
+                        "the audit {} fell behind; batches were left out of it (the local audit log has them)",
+                        self.name
                     );
-                    self.stream_dropped = 0;
+                    self.dropped = 0;
                 }
+                true
             }
-            Err(std::sync::mpsc::TrySendError::Full(_)) => self.stream_dropped += 1,
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => self.stream = None,
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                self.dropped += 1;
+                true
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => false,
         }
     }
 }
 
-/// Batches waiting for the streaming thread, at most.
-const STREAM_QUEUE: usize = 4096;
+/// Batches waiting for a streaming thread, at most.
+pub(crate) const STREAM_QUEUE: usize = 4096;
 
 /// Starts the thread that copies committed batches to the stream sink. Best effort: a write
 /// failure is logged and the file reopened for the next batch.
-fn start_stream(sink: StreamSink) -> Result<std::sync::mpsc::SyncSender<Vec<u8>>, AuditError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(STREAM_QUEUE);
+fn start_stream(sink: StreamSink) -> Result<std::sync::mpsc::SyncSender<Arc<[u8]>>, AuditError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<[u8]>>(STREAM_QUEUE);
     std::thread::Builder::new()
         .name("clavis-audit-stream".into())
         .spawn(move || {
@@ -624,7 +775,7 @@ impl Shared {
     }
 }
 
-/// What the committer thread, the syncer thread and the handles share.
+/// What the committer thread, the syncer thread, the maintenance thread and the handles share.
 struct Shared {
     queue: Mutex<Queue>,
     wake: std::sync::Condvar,
@@ -632,6 +783,93 @@ struct Shared {
     sync: Mutex<SyncQueue>,
     sync_wake: std::sync::Condvar,
     durability: Durability,
+    maintenance: Arc<Maintenance>,
+    /// Held for writing while retention deletes segments, and for reading by this process's
+    /// readers of the log (LookupEvents), so that no segment vanishes under them.
+    retention: RwLock<()>,
+}
+
+/// The maintenance thread's wake-ups.
+#[derive(Default)]
+struct Maintenance {
+    state: Mutex<MaintenanceState>,
+    wake: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct MaintenanceState {
+    /// A segment was closed: run retention now rather than at the next periodic check.
+    due: bool,
+    /// Every handle is gone.
+    stop: bool,
+}
+
+impl Maintenance {
+    fn signal(&self, change: impl FnOnce(&mut MaintenanceState)) {
+        change(&mut lock(&self.state));
+        self.wake.notify_one();
+    }
+}
+
+/// The longest the maintenance thread waits between two checks.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The maintenance thread: age rotation of an idle log and retention, once per `interval`
+/// and after each rotation, until every handle is gone.
+fn maintain_forever(shared: &Shared, interval: Duration) {
+    loop {
+        {
+            let mut m = lock(&shared.maintenance.state);
+            if !m.due && !m.stop {
+                m = shared.maintenance.wake.wait_timeout(m, interval).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+            }
+            if m.stop {
+                return;
+            }
+            m.due = false;
+        }
+        if let Err(e) = maintain(shared) {
+            tracing::error!(
+                error = %e,
+                "audit log maintenance (age rotation, retention) failed; nothing was deleted after the step that failed, and the next check tries again"
+            );
+        }
+    }
+}
+
+/// One maintenance pass. Retention's steps, in this order, keep the log verifiable at every
+/// moment (docs/formats.md, "Retention"): the segments to delete are verified; the
+/// `AuditRetention` record that names them and the new anchor is committed durably; the
+/// anchor is written (durably, by rename); then the segments are deleted, oldest first. A
+/// crash between two steps leaves a log that verifies, and the next pass finishes the work.
+fn maintain(shared: &Shared) -> Result<(), AuditError> {
+    let writer = || shared.writer.lock().map_err(|_| AuditError::Inconsistent("the audit writer is poisoned".into()));
+    let (dir, key, live, now, retain) = {
+        let mut w = writer()?;
+        w.rotate_if_old()?;
+        let Some(retain) = w.retain_ms else { return Ok(()) };
+        (w.dir.clone(), w.key.clone(), w.segment, w.clock.now_ms(), retain)
+    };
+    let _deleting = shared.retention.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if lock(&shared.maintenance.state).stop {
+        // The log was closed meanwhile (and may be open again elsewhere in this process).
+        return Ok(());
+    }
+    // Closed segments do not change, so they are read and verified without the writer's lock.
+    let plan = retention::plan(&dir, &key, live, now.saturating_sub(retain))?;
+    let mut doomed = plan.leftovers;
+    if let Some(expiry) = &plan.expiry {
+        let event = retention::event(expiry, now, retain)?;
+        let unsynced = writer()?.record_retention(event, &expiry.anchor)?;
+        if let Some(unsynced) = unsynced {
+            shared.hand_to_syncer(unsynced);
+        }
+        doomed.extend(expiry.first..=expiry.last);
+    }
+    if !doomed.is_empty() {
+        retention::delete(&dir, &doomed)?;
+    }
+    Ok(())
 }
 
 /// Dropped with the last [`AuditLog`] handle: stops the committer thread.
@@ -641,6 +879,7 @@ impl Drop for Stop {
     fn drop(&mut self) {
         lock(&self.0.queue).shutdown = true;
         self.0.wake.notify_one();
+        self.0.maintenance.signal(|s| s.stop = true);
         if self.0.durability == Durability::Write {
             // Records are written inline in this mode: the syncer makes the last ones durable.
             lock(&self.0.sync).shutdown = true;
@@ -677,7 +916,8 @@ impl AuditLog {
         }
         builder.create(&config.dir).map_err(io(format!("creating {}", config.dir.display())))?;
         let reader_key = Arc::new(key.clone());
-        let writer = Writer::recover(&config, key)?;
+        let maintenance = Arc::new(Maintenance::default());
+        let writer = Writer::recover(&config, key, Some(maintenance.clone()))?;
         let shared = Arc::new(Shared {
             queue: Mutex::default(),
             wake: std::sync::Condvar::new(),
@@ -685,7 +925,20 @@ impl AuditLog {
             sync: Mutex::default(),
             sync_wake: std::sync::Condvar::new(),
             durability: config.durability,
+            maintenance,
+            retention: RwLock::new(()),
         });
+        if config.segment_max_age.is_some() || config.retain.is_some() {
+            // Often enough that an idle segment closes within about half its maximum age after
+            // it is due (at least once a minute, at most once a second).
+            let interval =
+                config.segment_max_age.map_or(MAINTENANCE_INTERVAL, |age| (age / 2).clamp(Duration::from_secs(1), MAINTENANCE_INTERVAL));
+            let maintainer = shared.clone();
+            std::thread::Builder::new()
+                .name("clavis-audit-maintenance".into())
+                .spawn(move || maintain_forever(&maintainer, interval))
+                .map_err(io("starting the audit maintenance thread"))?;
+        }
         if config.durability == Durability::Write {
             let syncer = shared.clone();
             std::thread::Builder::new()
@@ -704,6 +957,13 @@ impl AuditLog {
 }
 
 impl AuditLog {
+    /// Runs the maintenance thread's check now (it blocks on the disk): closes the live segment
+    /// if it is older than the maximum age, and applies retention. The thread runs it at least
+    /// once a minute and after each rotation; tests and tools call it so as not to wait.
+    pub fn run_maintenance(&self) -> Result<(), AuditError> {
+        maintain(&self.shared)
+    }
+
     /// `write` durability: the caller's task writes its records itself (one `pwrite` under the
     /// writer's lock, which is never held across a sync in this mode) and hands the position
     /// to the syncer. A thread hand-off and wake-up per request would cost more than the write.
@@ -854,12 +1114,16 @@ impl AuditSink for AuditLog {
     }
 
     async fn lookup(&self, query: LookupQuery) -> Result<(Vec<serde_json::Value>, Option<u64>), AuditFailure> {
-        let (dir, key) = (self.dir.clone(), self.key.clone());
+        let (dir, key, shared) = (self.dir.clone(), self.key.clone(), self.shared.clone());
         // Reading the whole log is O(records): fine for an administrator's occasional query;
         // an index arrives when logs grow beyond that.
-        tokio::task::spawn_blocking(move || crate::verify::lookup(&dir, &key, query.before, query.max, query.keep))
-            .await
-            .map_err(|e| AuditFailure(e.to_string()))?
-            .map_err(|e| AuditFailure(format!("the audit log does not verify: {e}")))
+        tokio::task::spawn_blocking(move || {
+            // No segment is deleted by retention while this reads.
+            let _reading = shared.retention.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            crate::verify::lookup(&dir, &key, query.before, query.max, query.keep)
+        })
+        .await
+        .map_err(|e| AuditFailure(e.to_string()))?
+        .map_err(|e| AuditFailure(format!("the audit log does not verify: {e}")))
     }
 }

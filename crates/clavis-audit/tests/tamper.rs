@@ -20,7 +20,7 @@ fn key() -> SecretBytes {
 }
 
 async fn write_records(d: &Path, n: usize, segment_bytes: u64) {
-    let log = AuditLog::open(AuditConfig { dir: d.to_owned(), segment_bytes, stream: None, durability: Default::default() }, key()).unwrap();
+    let log = AuditLog::open(AuditConfig { segment_bytes, ..AuditConfig::new(d.to_owned()) }, key()).unwrap();
     for i in 0..n {
         let ev = format!("{{\"eventName\":\"Encrypt\",\"eventTime\":\"2026-01-01T00:00:{i:02}Z\",\"n\":{i}}}");
         log.append(ev.into_bytes()).await.unwrap();
@@ -161,7 +161,7 @@ async fn restart_refuses_a_truncated_log() {
     let mut l = lines(&p);
     l.pop();
     write_lines(&p, &l);
-    let err = AuditLog::open(AuditConfig { dir: d.clone(), segment_bytes: 1 << 20, stream: None, durability: Default::default() }, key()).err().expect("must refuse");
+    let err = AuditLog::open(AuditConfig { segment_bytes: 1 << 20, ..AuditConfig::new(d.clone()) }, key()).err().expect("must refuse");
     assert!(err.to_string().contains("HEAD records sequence 3"), "{err}");
 }
 
@@ -169,7 +169,7 @@ async fn restart_refuses_a_truncated_log() {
 #[tokio::test]
 async fn full_disk_fails_closed_and_recovers() {
     let d = dir("full");
-    let log = AuditLog::open(AuditConfig { dir: d.clone(), segment_bytes: 1, stream: None, durability: Default::default() }, key()).unwrap();
+    let log = AuditLog::open(AuditConfig { segment_bytes: 1, ..AuditConfig::new(d.clone()) }, key()).unwrap();
     log.append(b"{\"n\":1}".to_vec()).await.unwrap();
     // The next record rotates into segment 2; make that "file" a full device.
     std::os::unix::fs::symlink("/dev/full", segment(&d, 2)).unwrap();
@@ -186,7 +186,7 @@ async fn full_disk_fails_closed_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_appends_never_stall_the_log() {
     let d = dir("cancelled");
-    let log = AuditLog::open(AuditConfig { dir: d.clone(), segment_bytes: 1 << 20, stream: None, durability: Default::default() }, key()).unwrap();
+    let log = AuditLog::open(AuditConfig { segment_bytes: 1 << 20, ..AuditConfig::new(d.clone()) }, key()).unwrap();
     for round in 0..40 {
         let handles: Vec<_> = (0..16)
             .map(|i| {
@@ -280,7 +280,7 @@ async fn zeros_inside_acknowledged_records_stop_the_start_and_change_nothing() {
     let nl: Vec<usize> = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
     bytes[nl[3] + 10..nl[4] - 10].fill(0);
     std::fs::write(&p, &bytes).unwrap();
-    let err = AuditLog::open(AuditConfig { dir: d.clone(), segment_bytes: 1 << 20, stream: None, durability: Default::default() }, key()).err().expect("must refuse");
+    let err = AuditLog::open(AuditConfig { segment_bytes: 1 << 20, ..AuditConfig::new(d.clone()) }, key()).err().expect("must refuse");
     assert!(err.to_string().contains("acknowledged record 6"), "{err}");
     assert_eq!(std::fs::read(&p).unwrap(), bytes, "the segment must be left as it was");
     let e = verify(&d, &key()).unwrap_err().to_string();
@@ -296,7 +296,8 @@ async fn a_blocked_stream_never_holds_up_the_log() {
     std::fs::create_dir_all(&d).unwrap();
     let fifo = d.join("siem.fifo");
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-    let config = AuditConfig { dir: d.join("audit"), segment_bytes: 1 << 20, stream: Some(clavis_audit::StreamSink::File(fifo)), durability: Default::default() };
+    let config =
+        AuditConfig { segment_bytes: 1 << 20, stream: Some(clavis_audit::StreamSink::File(fifo)), ..AuditConfig::new(d.join("audit")) };
     let log = AuditLog::open(config, key()).unwrap();
     let appends = async {
         for i in 0..5000 {
@@ -313,7 +314,7 @@ async fn a_blocked_stream_never_holds_up_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verifying_while_the_log_is_written_never_reports_damage() {
     let d = dir("live-verify");
-    let log = AuditLog::open(AuditConfig { dir: d.clone(), segment_bytes: 64 * 1024, stream: None, durability: Default::default() }, key()).unwrap();
+    let log = AuditLog::open(AuditConfig { segment_bytes: 64 * 1024, ..AuditConfig::new(d.clone()) }, key()).unwrap();
     log.append(b"{\"n\":0}".to_vec()).await.unwrap();
     let writers: Vec<_> = (0..8)
         .map(|w| {
@@ -360,7 +361,7 @@ async fn verifying_fresh_logs_through_their_rotations_never_reports_damage() {
     let mut checks = 0u64;
     for round in 0..ROUNDS {
         let d = dir(&format!("live-verify-rotating-{round}"));
-        let log = AuditLog::open(AuditConfig { dir: d.clone(), segment_bytes: 64 * 1024, stream: None, durability: Default::default() }, key()).unwrap();
+        let log = AuditLog::open(AuditConfig { segment_bytes: 64 * 1024, ..AuditConfig::new(d.clone()) }, key()).unwrap();
         log.append(b"{\"n\":0}".to_vec()).await.unwrap();
         let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let reader = {
@@ -407,7 +408,7 @@ async fn verifying_fresh_logs_through_their_rotations_never_reports_damage() {
 #[tokio::test]
 async fn a_new_log_has_its_head_before_its_first_record() {
     let d = dir("new-head");
-    let log = AuditLog::open(AuditConfig { dir: d.clone(), segment_bytes: 1 << 20, stream: None, durability: Default::default() }, key()).unwrap();
+    let log = AuditLog::open(AuditConfig { segment_bytes: 1 << 20, ..AuditConfig::new(d.clone()) }, key()).unwrap();
     assert_eq!(std::fs::read(d.join("HEAD")).unwrap().len(), 256, "HEAD is written whole when the log is opened");
     assert_eq!(verify(&d, &key()).unwrap().records, 0);
     log.append(b"{\"n\":1}".to_vec()).await.unwrap();
@@ -422,7 +423,7 @@ async fn a_new_log_has_its_head_before_its_first_record() {
 #[tokio::test]
 async fn write_durability_verifies_and_continues_the_chain() {
     let d = dir("write-durability");
-    let config = |durability| AuditConfig { dir: d.clone(), segment_bytes: 400, stream: None, durability };
+    let config = |durability| AuditConfig { segment_bytes: 400, durability, ..AuditConfig::new(d.clone()) };
     {
         let log = AuditLog::open(config(clavis_audit::Durability::Write), key()).unwrap();
         for i in 0..20 {

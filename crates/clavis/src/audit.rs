@@ -105,6 +105,15 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             match verify(&data_dir.join(AUDIT_DIR), &key) {
                 Ok(r) => {
                     println!("audit log OK: {} records in {} segments; last record MAC {}", r.records, r.segments, r.last_hash);
+                    if let Some(anchor) = r.anchor {
+                        println!(
+                            "retention: records 1 to {} (the segments before segment {}) were deleted by retention, as an {} \
+                             record in the log says; the segments kept continue from the MACed ANCHOR",
+                            anchor.seq,
+                            anchor.segment,
+                            clavis_audit::RETENTION_EVENT_NAME
+                        );
+                    }
                     if r.unacknowledged_tail_bytes > 0 {
                         println!(
                             "note: {} bytes after the last record belong to a batch an unclean stop left half-written; \

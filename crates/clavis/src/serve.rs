@@ -91,6 +91,18 @@ pub struct ServeArgs {
     /// Also stream every audit record to `stdout` or `file:PATH` (for a SIEM).
     #[arg(long, env = "CLAVIS_AUDIT_STREAM")]
     audit_stream: Option<String>,
+    /// Also close an audit segment once its first record is this old (`24h`, `30m`, `3600s`,
+    /// `7d`; default: by size only). Checked at every commit and at least once a minute.
+    #[arg(long, env = "CLAVIS_AUDIT_SEGMENT_MAX_AGE", value_parser = clavis_audit::parse_duration)]
+    audit_segment_max_age: Option<std::time::Duration>,
+    /// Delete closed audit segments whose newest record is older than this many days (default
+    /// 0: keep every segment). What remains still verifies; see docs/operations.md.
+    #[arg(long, env = "CLAVIS_AUDIT_RETAIN_DAYS", default_value_t = 0)]
+    audit_retain_days: u32,
+    /// Also stream every audit record to a syslog collector, `tcp://HOST:PORT` or `unix:/PATH`
+    /// (RFC 5424 messages, octet-counted; facility authpriv unless `?facility=auth|local0..7`).
+    #[arg(long, env = "CLAVIS_AUDIT_SYSLOG")]
+    audit_syslog: Option<clavis_audit::SyslogSink>,
     /// DANGEROUS, for benchmarks only: serve without an audit log. Requests are then not
     /// recorded anywhere.
     #[arg(long, env = "CLAVIS_DANGEROUS_NO_AUDIT")]
@@ -226,7 +238,17 @@ impl AuditSink for DeferredAudit {
     }
 }
 
-fn open_audit(args: &ServeArgs, root: &dyn RootOfTrust) -> anyhow::Result<Arc<dyn AuditSink>> {
+/// The service's clock, for the audit log's segment ages and retention (so that a test clock
+/// moves them too); held weakly, since the service holds the log.
+struct ServiceClock(std::sync::Weak<Kms>);
+
+impl Clock for ServiceClock {
+    fn now_ms(&self) -> i64 {
+        self.0.upgrade().map_or_else(|| SystemClock.now_ms(), |kms| kms.now_ms())
+    }
+}
+
+fn open_audit(args: &ServeArgs, root: &dyn RootOfTrust, kms: &Arc<Kms>) -> anyhow::Result<Arc<dyn AuditSink>> {
     let stream = match args.audit_stream.as_deref() {
         None => None,
         Some("stdout") => Some(StreamSink::Stdout),
@@ -239,7 +261,18 @@ fn open_audit(args: &ServeArgs, root: &dyn RootOfTrust) -> anyhow::Result<Arc<dy
     // Mode 0700 like the data directory (docs/formats.md), before the key is written into it.
     create_data_dir(&dir)?;
     let key = clavis_audit::load_key(&dir, root, true)?;
-    let log = AuditLog::open(AuditConfig { dir, segment_bytes: args.audit_segment_bytes, stream, durability: args.audit_durability }, key).context("opening the audit log")?;
+    let clock: Arc<dyn Clock> = if args.dangerous_test_clock { Arc::new(ServiceClock(Arc::downgrade(kms))) } else { Arc::new(SystemClock) };
+    let config = AuditConfig {
+        segment_bytes: args.audit_segment_bytes,
+        stream,
+        syslog: args.audit_syslog.clone(),
+        durability: args.audit_durability,
+        segment_max_age: args.audit_segment_max_age,
+        retain: (args.audit_retain_days > 0).then(|| std::time::Duration::from_secs(u64::from(args.audit_retain_days) * 86_400)),
+        clock,
+        ..AuditConfig::new(dir)
+    };
+    let log = AuditLog::open(config, key).context("opening the audit log")?;
     Ok(Arc::new(log))
 }
 
@@ -362,7 +395,7 @@ async fn open_unsealed(
     audit: Option<&DeferredAudit>,
 ) -> anyhow::Result<AccountId> {
     if let Some(deferred) = audit {
-        let log = open_audit(args, root)?;
+        let log = open_audit(args, root, kms)?;
         // A node that missed a rotation (another node ran it) reseals its own audit key.
         let sealed_key = std::fs::read(args.data_dir.join(AUDIT_DIR).join(clavis_audit::AUDIT_KEY_FILE)).unwrap_or_default();
         if clavis_crypto::seal::sealed_version(&sealed_key).is_ok_and(|v| v != root.status().master_key_version) {
