@@ -251,7 +251,6 @@ pub fn encrypt<R: Read + Send, W: Write>(input: R, output: &mut W, m: EncryptMat
     let reader = move |pool: Receiver<Batch>, jobs: SyncSender<Batch>| -> Result<(), Error> {
         let mut input = BufReader::with_capacity(BATCH_BYTES, input);
         let mut seq: u32 = 0;
-        let mut carry: Option<u8> = None;
         let mut index = 0u64;
         loop {
             let Ok(mut batch) = pool.recv() else { return Ok(()) };
@@ -266,19 +265,11 @@ pub fn encrypt<R: Read + Send, W: Write>(input: R, output: &mut W, m: EncryptMat
                 let at = batch.used;
                 let content = at + 4 + IV_LEN;
                 let slot = &mut batch.buf[content..content + frame_len];
-                let mut n = 0;
-                if let Some(b) = carry.take() {
-                    slot[0] = b;
-                    n = 1;
-                }
-                n += read_full(&mut input, &mut slot[n..])?;
-                // A full frame is the final one only if nothing follows it: look one byte ahead.
-                let is_final = n < frame_len || {
-                    let mut one = [0u8; 1];
-                    let more = read_full(&mut input, &mut one)? == 1;
-                    carry = more.then_some(one[0]);
-                    !more
-                };
+                let n = read_full(&mut input, slot)?;
+                // A full frame is a regular one, so a plaintext of whole frames ends with an
+                // empty final frame (the specification allows it, and the AWS Encryption SDK
+                // for Python refuses a final frame as long as the frame length).
+                let is_final = n < frame_len;
                 let iv = iv_for(seq);
                 let (start, tag_at);
                 if is_final {

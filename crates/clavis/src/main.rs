@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod bench;
 mod client;
+mod envelope;
 mod key;
 mod operator;
 mod root;
@@ -55,6 +56,10 @@ enum Command {
     Operator(operator::OperatorCommand),
     /// Load-test an AWS-KMS-compatible endpoint.
     Bench(bench::BenchArgs),
+    /// Encrypt a file under a fresh data key from KMS, in the AWS Encryption SDK message format.
+    Encrypt(Box<envelope::EncryptArgs>),
+    /// Decrypt a file written by `clavis encrypt` or the AWS Encryption SDK.
+    Decrypt(Box<envelope::DecryptArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +76,8 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(args) => bench::run(args),
+        Command::Encrypt(args) => envelope::encrypt(*args),
+        Command::Decrypt(args) => envelope::decrypt(*args),
         Command::Key(cmd) => key::run(cmd),
         Command::Admin(cmd) => admin::run(cmd),
         Command::Operator(cmd) => operator::run(cmd),
