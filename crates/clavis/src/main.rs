@@ -5,7 +5,7 @@ mod admin;
 mod audit;
 mod bench;
 mod client;
-mod envelope;
+mod k8s;
 mod key;
 mod operator;
 mod root;
@@ -56,10 +56,9 @@ enum Command {
     Operator(operator::OperatorCommand),
     /// Load-test an AWS-KMS-compatible endpoint.
     Bench(bench::BenchArgs),
-    /// Encrypt a file under a fresh data key from KMS, in the AWS Encryption SDK message format.
-    Encrypt(Box<envelope::EncryptArgs>),
-    /// Decrypt a file written by `clavis encrypt` or the AWS Encryption SDK.
-    Decrypt(Box<envelope::DecryptArgs>),
+    /// The Kubernetes KMS v2 plugin: kube-apiserver encrypts Secrets under a Clavis key through
+    /// it (gRPC on a Unix socket).
+    K8sKmsPlugin(k8s::PluginArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,8 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(args) => bench::run(args),
-        Command::Encrypt(args) => envelope::encrypt(*args),
-        Command::Decrypt(args) => envelope::decrypt(*args),
+        Command::K8sKmsPlugin(args) => k8s::run(args),
         Command::Key(cmd) => key::run(cmd),
         Command::Admin(cmd) => admin::run(cmd),
         Command::Operator(cmd) => operator::run(cmd),
