@@ -1,4 +1,5 @@
-//! SHA-256 (FIPS 180-4), HMAC-SHA256 (RFC 2104) and constant-time comparison, as SigV4 needs.
+//! SHA-256 (FIPS 180-4), HMAC-SHA256 (RFC 2104) and constant-time comparison, as SigV4, the audit
+//! log and the backup archive (its members' hashes, computed while they stream) need.
 
 use aws_lc_rs::{digest, hmac};
 
@@ -8,6 +9,35 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
+}
+
+/// SHA-256 of data given in parts, for data too large to hold at once (the members of a
+/// backup archive, hashed while they are streamed). Deliberately not `Debug`.
+pub struct Sha256(digest::Context);
+
+impl Default for Sha256 {
+    fn default() -> Sha256 {
+        Sha256(digest::Context::new(&digest::SHA256))
+    }
+}
+
+impl Sha256 {
+    /// A hash of nothing yet.
+    pub fn new() -> Sha256 {
+        Sha256::default()
+    }
+
+    /// Appends `data` to the hashed message.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The SHA-256 of everything given to [`Sha256::update`].
+    pub fn finish(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.0.finish().as_ref());
+        out
+    }
 }
 
 /// HMAC-SHA256 of `data` under `key`.
@@ -63,6 +93,19 @@ mod tests {
     #[test]
     fn sha256_fips_180_2_vector_abc() {
         assert_eq!(hex::encode(sha256(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn sha256_in_parts_fips_180_2_vector_two_blocks() {
+        let message = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        let expected = "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1";
+        assert_eq!(hex::encode(sha256(message)), expected);
+        let mut h = Sha256::new();
+        for part in message.chunks(7) {
+            h.update(part);
+        }
+        h.update(b"");
+        assert_eq!(hex::encode(h.finish()), expected);
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! database work runs on tokio's blocking pool, never on the async worker threads.
 
 mod schema;
+mod snapshot;
+
+pub use snapshot::{Snapshot, snapshot_into};
 
 // The Store families, one module each. They are parts of one implementation: each takes the
 // connection handling, row mapping and imports of this module with `use super::*`, and keeps the

@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod client;
 mod k8s;
+mod envelope;
 mod key;
 mod operator;
 mod root;
@@ -59,6 +60,10 @@ enum Command {
     /// The Kubernetes KMS v2 plugin: kube-apiserver encrypts Secrets under a Clavis key through
     /// it (gRPC on a Unix socket).
     K8sKmsPlugin(k8s::PluginArgs),
+    /// Encrypt a file under a fresh data key from KMS, in the AWS Encryption SDK message format.
+    Encrypt(Box<envelope::EncryptArgs>),
+    /// Decrypt a file written by `clavis encrypt` or the AWS Encryption SDK.
+    Decrypt(Box<envelope::DecryptArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +81,8 @@ fn main() -> std::process::ExitCode {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(args) => bench::run(args),
         Command::K8sKmsPlugin(args) => k8s::run(args),
+        Command::Encrypt(args) => envelope::encrypt(*args),
+        Command::Decrypt(args) => envelope::decrypt(*args),
         Command::Key(cmd) => key::run(cmd),
         Command::Admin(cmd) => admin::run(cmd),
         Command::Operator(cmd) => operator::run(cmd),

@@ -1,6 +1,7 @@
 //! `clavis operator ...`: the root of trust from the command line. `init`, `unseal` and
 //! `status` talk to a server's unauthenticated `/operator/*` paths (a sealed server has no way
 //! to check a signature); `seal` is an administrator's signed `ClavisAdmin.Seal` request.
+//! `backup` and `restore` work on a data directory on this host (the `backup` module).
 
 use crate::client::{Client, Endpoint, plain_request};
 use anyhow::{Context, bail};
@@ -69,6 +70,12 @@ pub enum OperatorCommand {
         #[command(flatten)]
         server: Server,
     },
+    /// Back up an SQLite deployment while it serves, on its host: a consistent snapshot of the
+    /// database and its audit log in one archive (mode 0600). The master key is never in it.
+    Backup(crate::backup::BackupArgs),
+    /// Restore a backup into a new or empty data directory; prints which master key the
+    /// operator must supply (a backup never holds one).
+    Restore(crate::backup::RestoreArgs),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -86,6 +93,9 @@ fn checked(status: u16, body: serde_json::Value) -> anyhow::Result<serde_json::V
 pub fn run(cmd: OperatorCommand) -> anyhow::Result<()> {
     let rt = runtime()?;
     let out = match cmd {
+        // Offline commands on the data directory: they print their own report.
+        OperatorCommand::Backup(args) => return crate::backup::backup(args),
+        OperatorCommand::Restore(args) => return crate::backup::restore(args),
         OperatorCommand::Init { shares, threshold, server } => {
             let (status, body) = rt.block_on(plain_request(
                 &server.endpoint_url,
