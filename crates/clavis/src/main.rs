@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod backup;
 mod bench;
 mod client;
 mod k8s;
