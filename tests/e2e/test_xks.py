@@ -319,3 +319,66 @@ def test_over_tls(tmp_path, monkeypatch):
         assert status == 200, enc
     finally:
         s.stop()
+
+
+def lookup(s, name, max_results=50):
+    """The newest `max_results` records named `name`, newest first (pages of at most 50)."""
+    out, token = [], None
+    while len(out) < max_results:
+        attribute = {"AttributeKey": "EventName", "AttributeValue": name}
+        request = {"LookupAttributes": [attribute], "MaxResults": min(50, max_results - len(out))}
+        if token:
+            request["NextToken"] = token
+        status, body, _ = s.raw("ClavisAdmin.LookupEvents", json.dumps(request))
+        assert status == 200, body
+        out += [json.loads(e["CloudTrailEvent"]) for e in body["Events"]]
+        token = body.get("NextToken")
+        if not token:
+            break
+    return out
+
+
+def test_unauthenticated_floods_do_not_each_write_a_record(xks):
+    sent = 120
+    for _ in range(sent):
+        req = urllib.request.Request(xks.s.endpoint + "/kms/xks/v1/health", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(req, timeout=10)
+    records = lookup(xks.s, "XksGetHealthStatus", max_results=200)
+    # The failed-authentication limiter (10/s, bursts of 50) refuses the rest without records of
+    # their own; the records that are written count them.
+    assert 0 < len(records) < sent, len(records)
+
+
+def test_quotas_apply_and_use_is_tracked(fresh_server):
+    s = fresh_server
+    s.args = ["--account-requests-per-second", "1", "--limits-burst", "2"]
+    s.start()
+    x = Xks(s)
+    codes = [x.encrypt(b"x")[0] for _ in range(8)]
+    assert codes[0] == 200 and 429 in codes, codes
+    status, body = x.encrypt(b"x")
+    if status == 429:
+        assert body["errorName"] == "ThrottlingException"
+    # AWS KMS using the key through the external key store is use of the key.
+    s.stop()
+    s.args = []
+    s.start()
+    x.kms = s.client()
+    status, _ = x.encrypt(b"used by AWS")
+    assert status == 200
+    last = x.kms.get_key_last_usage(KeyId=x.key["KeyId"])["KeyLastUsage"]
+    assert last["Operation"] == "Encrypt"
+    assert last["KmsRequestId"] == lookup(s, "XksEncrypt", 1)[0]["requestID"]
+
+
+def test_unknown_metadata_cannot_crowd_out_the_known(xks):
+    body = {"requestMetadata": {**meta(), **{f"a{i:02}": "x" * 1000 for i in range(40)}}, "plaintext": b64(b"x"),
+            "encryptionAlgorithm": "AES_GCM"}
+    status, _ = xks.call(f"keys/{xks.key['KeyId']}/encrypt", body)
+    assert status == 200
+    record = lookup(xks.s, "XksEncrypt", 1)[0]
+    params = record["requestParameters"]
+    assert params["requestMetadata"]["awsPrincipalArn"] == "arn:aws:iam::123456789012:user/Alice"
+    assert params["externalKeyId"] == xks.key["KeyId"]
+    assert sum(k.startswith("a") and k[1:].isdigit() for k in params["requestMetadata"]) <= 8

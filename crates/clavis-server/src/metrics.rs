@@ -17,6 +17,12 @@ pub fn request(operation: Option<Operation>, code: Option<&'static str>, seconds
     METRICS.request_seconds.get_or_create(&OperationLabels { operation }).observe(seconds);
 }
 
+/// Records one answered XKS proxy request, named as its audit record is (`XksEncrypt`, ...).
+pub fn xks_request(operation: &'static str, code: Option<&'static str>, seconds: f64) {
+    METRICS.requests.get_or_create(&RequestLabels { operation, code: code.unwrap_or("ok") }).inc();
+    METRICS.request_seconds.get_or_create(&OperationLabels { operation }).observe(seconds);
+}
+
 /// Counts a request refused by a quota.
 pub fn throttled(exceeded: crate::quota::Exceeded) {
     let quota = match exceeded {

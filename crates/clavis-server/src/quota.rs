@@ -1,5 +1,6 @@
-//! Request quotas: token buckets per account and region for cryptographic operations (as AWS
-//! KMS's request quotas are), and optionally per access key for every operation. A request
+//! Request quotas: token buckets per account for cryptographic operations (AWS KMS's request
+//! quotas are per account and region; Clavis counts every region of an account together, since
+//! it accepts any region name), and optionally per access key for every operation. A request
 //! beyond them is refused with `ThrottlingException` before it runs; the AWS SDKs retry those
 //! with backoff.
 //!
@@ -15,8 +16,8 @@ use std::time::Instant;
 /// The quota settings. A rate of 0 is unlimited.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimits {
-    /// Cryptographic requests per second per account and region (AWS's default quotas are
-    /// 5,500 to 100,000 depending on the region; Clavis's default is 10,000).
+    /// Cryptographic requests per second per account, all regions together (AWS's default
+    /// quotas, per account and region, are 5,500 to 100,000; Clavis's default is 10,000).
     pub account_requests_per_second: f64,
     /// Requests of any operation per second per access key (beyond AWS; 0 = unlimited).
     pub access_key_requests_per_second: f64,
@@ -72,7 +73,7 @@ struct Tables {
 /// Which quota refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exceeded {
-    /// The account's cryptographic-request quota in the request's region.
+    /// The account's cryptographic-request quota.
     Account,
     /// The access key's own quota.
     AccessKey,
@@ -117,7 +118,10 @@ impl RequestLimiter {
         let now = Instant::now();
         // A poisoned lock only means a panic elsewhere mid-update of plain numbers: go on.
         let mut tables = self.tables.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let account_key = format!("{account}/{region}");
+        // By account alone: Clavis accepts any well-formed region name (without
+        // --allowed-regions), so a bucket per region would multiply the quota by made-up names.
+        let _ = region;
+        let account_key = account.to_owned();
         let account = if account_rate > 0.0 {
             match refilled(&mut tables.accounts, &account_key, account_rate, cap(account_rate), now) {
                 Some(b) if b.tokens >= 1.0 => Some(b),

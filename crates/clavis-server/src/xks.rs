@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use clavis_core::audit::{Outcome, RequestEvent};
-use clavis_core::{Caller, KmsError};
+use crate::limiter::Verdict;
+use clavis_core::{Caller, KmsError, Operation};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -28,8 +29,6 @@ const EVENT_SOURCE: &str = "kms-xks-proxy.clavis";
 const MAX_KEY_ID: usize = 128;
 /// The longest value of a `requestMetadata` member (ARNs: the spec says up to 2048).
 const MAX_METADATA_VALUE: usize = 2048;
-/// The most `requestMetadata` members recorded (unknown ones are accepted, as the spec asks).
-const MAX_METADATA_MEMBERS: usize = 32;
 
 /// One XKS operation, from the path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,15 +172,28 @@ fn b64(value: Option<&str>, member: &str, required: bool) -> Result<Vec<u8>, Kms
     }
 }
 
-/// The request metadata as recorded: string members only, each capped; at most
-/// [`MAX_METADATA_MEMBERS`]. Required members are checked per call.
+/// The members the spec defines: recorded first, each up to [`MAX_METADATA_VALUE`].
+const KNOWN_METADATA: [&str; 7] = ["awsPrincipalArn", "kmsKeyArn", "kmsOperation", "kmsRequestId", "kmsViaService", "awsSourceVpc", "awsSourceVpce"];
+/// Other (future) members are accepted, and at most this many recorded, each cut to
+/// [`MAX_UNKNOWN_VALUE`] characters, so they can never crowd the known ones out of the record.
+const MAX_UNKNOWN_MEMBERS: usize = 8;
+/// See [`MAX_UNKNOWN_MEMBERS`].
+const MAX_UNKNOWN_VALUE: usize = 256;
+
+/// The request metadata as recorded: string members only; the spec's members first and whole
+/// (up to an ARN's length), then a few capped unknown ones. Required members are checked per
+/// call.
 fn recorded_metadata(meta: Option<&Map<String, Value>>) -> Map<String, Value> {
     let mut out = Map::new();
-    for (k, v) in meta.into_iter().flatten().take(MAX_METADATA_MEMBERS) {
-        if let Some(s) = v.as_str() {
-            let capped: String = s.chars().take(MAX_METADATA_VALUE).collect();
-            out.insert(k.chars().take(64).collect(), Value::String(capped));
+    let Some(meta) = meta else { return out };
+    for k in KNOWN_METADATA {
+        if let Some(s) = meta.get(k).and_then(Value::as_str) {
+            out.insert(k.to_owned(), Value::String(s.chars().take(MAX_METADATA_VALUE).collect()));
         }
+    }
+    let unknown = meta.iter().filter(|(k, _)| !KNOWN_METADATA.contains(&k.as_str()));
+    for (k, v) in unknown.filter_map(|(k, v)| v.as_str().map(|s| (k, s))).take(MAX_UNKNOWN_MEMBERS) {
+        out.insert(k.chars().take(64).collect(), Value::String(v.chars().take(MAX_UNKNOWN_VALUE).collect()));
     }
     out
 }
@@ -219,15 +231,28 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
         claimed_access_key_id: claimed.map(|a| a.access_key_id.as_str()),
         region: claimed.map(|a| a.region.as_str()),
     };
+    let started = std::time::Instant::now();
     let result = state
         .kms
         .audited(&event, async {
             let mut caller_out = None;
             let mut params = None;
-            let result = serve(&state, &parts, &parsed, body, &call, &mut caller_out, &mut params).await;
-            Outcome { caller: caller_out, request_parameters: params, response_elements: None, suppressed_before: 0, suppress: false, result }
+            let mut limiter = None;
+            let result = serve(&state, &parts, &parsed, body, &call, &mut caller_out, &mut params, &mut limiter).await;
+            // As on the KMS API: an unauthenticated refusal the failure limiter throttled gets
+            // no record of its own; the next recorded one from that source counts it.
+            let verdict = limiter.unwrap_or(Verdict { throttled: false, suppressed_before: 0 });
+            Outcome {
+                caller: caller_out,
+                request_parameters: params,
+                response_elements: None,
+                suppressed_before: verdict.suppressed_before,
+                suppress: verdict.throttled,
+                result,
+            }
         })
         .await;
+    crate::metrics::xks_request(call.name(), result.as_ref().err().map(KmsError::code), started.elapsed().as_secs_f64());
     match result {
         Ok(body) => json(StatusCode::OK, &body),
         Err(e) => {
@@ -247,20 +272,37 @@ async fn serve(
     call: &Call,
     caller_out: &mut Option<Caller>,
     params: &mut Option<Map<String, Value>>,
+    limiter: &mut Option<Verdict>,
 ) -> Result<Value, KmsError> {
     let (body, _in_flight) = read_body(state, parts, body).await?;
-    let caller = match auth::authenticate_as(&state.kms, &state.config, parts, parsed, &body, Api::Xks, now_secs()).await {
+    let mut caller = match auth::authenticate_as(&state.kms, &state.config, parts, parsed, &body, Api::Xks, now_secs()).await {
         Ok(c) => c,
         Err(e @ (KmsError::Sealed | KmsError::Unavailable(_) | KmsError::Internal(_))) => return Err(e),
         Err(e) => {
-            if state.failures.failure(source_ip(parts)).throttled {
+            let verdict = state.failures.failure(source_ip(parts));
+            *limiter = Some(verdict);
+            if verdict.throttled {
                 crate::metrics::auth_failure_throttled();
                 return Err(KmsError::Throttling("Rate exceeded: too many requests that failed authentication from this address.".into()));
             }
             return Err(e);
         }
     };
+    caller.secure_transport = parts.extensions.get::<crate::listener::SecureTransport>().is_some_and(|s| s.0);
     let caller = caller_out.insert(caller).clone();
+    // The KMS operation each call performs counts against the same request quotas.
+    let op = match call {
+        Call::Encrypt(_) => Some(Operation::Encrypt),
+        Call::Decrypt(_) => Some(Operation::Decrypt),
+        Call::Metadata(_) => Some(Operation::DescribeKey),
+        Call::Health => None,
+    };
+    if let Some(op) = op
+        && let Err(exceeded) = state.quota.admit(caller.account.as_str(), caller.region.as_str(), &caller.access_key_id, op)
+    {
+        crate::metrics::throttled(exceeded);
+        return Err(KmsError::Throttling("The request rate exceeds this account's quota.".into()));
+    }
     // AWS KMS's health checks may come with an empty body (the spec's test client sends one).
     let req: Body64 = if body.is_empty() && *call == Call::Health {
         Body64 {
@@ -338,7 +380,8 @@ async fn serve(
             let iv = b64(req.initialization_vector.as_deref(), "initializationVector", true)?;
             let tag = b64(req.authentication_tag.as_deref(), "authenticationTag", true)?;
             let aad = b64(req.additional_authenticated_data.as_deref(), "additionalAuthenticatedData", false)?;
-            let plaintext = state.kms.xks_decrypt(&caller, id, &ciphertext, &metadata, &iv, &tag, &aad).await?;
+            let sealed = clavis_core::xks::XksSealed { ciphertext: &ciphertext, metadata: &metadata, iv: &iv, tag: &tag };
+            let plaintext = state.kms.xks_decrypt(&caller, id, &sealed, &aad).await?;
             Ok(json!({ "plaintext": B64.encode(plaintext.expose_secret()) }))
         }
     }

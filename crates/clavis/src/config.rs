@@ -32,12 +32,18 @@ struct Setting {
 /// Reads `path` and turns every key into the `clavis serve` arguments it stands for. `serve` is
 /// clap's `serve` subcommand (to look flags up by name).
 fn settings(path: &Path, serve: &Command) -> anyhow::Result<Vec<Setting>> {
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if meta.len() > MAX_CONFIG_BYTES {
+    // Read at most one byte past the limit: a device or pipe reports no size.
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?, MAX_CONFIG_BYTES + 1),
+        &mut text,
+    )
+    .with_context(|| format!("reading {} (a TOML file of UTF-8 text)", path.display()))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
         bail!("{}: larger than {MAX_CONFIG_BYTES} bytes; not a configuration file", path.display());
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+    let table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
     let mut out = Vec::new();
     for (key, value) in &table {
         match value {
@@ -49,7 +55,7 @@ fn settings(path: &Path, serve: &Command) -> anyhow::Result<Vec<Setting>> {
                     }
                     let id = [format!("{key}_{k}"), k.clone()].into_iter().find(|id| flag(serve, id).is_some());
                     let Some(id) = id else {
-                        bail!("{}: unknown key `{name}`: no `clavis serve` flag --{key}-{} or --{}", path.display(), dashed(k), dashed(k));
+                        bail!("{}: unknown key `{name}`: no `clavis serve` flag --{}-{} or --{}", path.display(), dashed(key), dashed(k), dashed(k));
                     };
                     out.push(setting(path, serve, &name, &id, v)?);
                 }
@@ -69,9 +75,13 @@ fn dashed(s: &str) -> String {
     s.replace('_', "-")
 }
 
-/// The `clavis serve` flag whose id is `id`, if files may set it.
+/// The `clavis serve` flag whose id is `id`, if files may set it. Not `config`, hidden flags,
+/// or the `dangerous_*` ones: a flag that weakens a guarantee (serving without an audit log) is
+/// typed where it is seen, never left in a file.
 fn flag<'a>(serve: &'a Command, id: &str) -> Option<&'a clap::Arg> {
-    serve.get_arguments().find(|a| a.get_id() == id && a.get_long().is_some() && !a.is_hide_set() && id != "config" && id != "help")
+    serve.get_arguments().find(|a| {
+        a.get_id() == id && a.get_long().is_some() && !a.is_hide_set() && id != "config" && id != "help" && !id.starts_with("dangerous")
+    })
 }
 
 /// The arguments for flag `id` (named `name` in the file) set to `value`.
@@ -222,6 +232,7 @@ mod tests {
             ("listne = \"x\"\n", "listne"),
             ("[tls]\ncertt = \"x\"\n", "tls.certt"),
             ("dangerous_thing = true\n", "dangerous_thing"),
+            ("[dangerous] thing = true\n", "dangerous.thing"),
             ("config = \"x\"\n", "config"),
             ("insecure_http = \"yes\"\n", "insecure_http"),
             ("listen = [\"a\"]\n", "listen"),

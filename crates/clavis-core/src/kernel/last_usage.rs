@@ -55,6 +55,8 @@ pub struct LastUse {
 #[derive(Default)]
 pub(crate) struct Tracker {
     entries: std::sync::Mutex<HashMap<String, (LastUse, Option<i64>)>>,
+    /// The deployment's tracking start, once read.
+    tracking_start: std::sync::OnceLock<i64>,
 }
 
 fn setting_name(key_id: &str) -> String {
@@ -70,12 +72,20 @@ impl Kms {
     /// Notes a successful request's use of the keys in `arns` (its audit record's resources),
     /// if `operation` is one `GetKeyLastUsage` tracks. Memory only.
     pub(crate) fn note_key_use(&self, arns: &[String], operation: &str, time_ms: i64, request_id: &str, event_id: &str) {
+        // An external key store's calls (AWS KMS using the key through the XKS proxy API) are
+        // Encrypt and Decrypt uses of the key.
+        let operation = match operation {
+            "XksEncrypt" => "Encrypt",
+            "XksDecrypt" => "Decrypt",
+            other => other,
+        };
         if !TRACKED_OPERATIONS.contains(&operation) {
             return;
         }
         let Ok(mut entries) = self.last_usage.entries.lock() else { return };
         for id in arns.iter().filter_map(|a| key_id_of(a)) {
-            let use_ = LastUse { operation: operation.to_owned(), time_ms, request_id: request_id.to_owned(), event_id: event_id.to_owned() };
+            let use_ =
+                LastUse { operation: operation.to_owned(), time_ms, request_id: request_id.to_owned(), event_id: event_id.to_owned() };
             if let Some((last, _)) = entries.get_mut(id) {
                 if last.time_ms <= time_ms {
                     *last = use_;
@@ -96,6 +106,8 @@ impl Kms {
     /// than what the store holds). Run by the scheduler on every node. Returns how many were
     /// written.
     pub async fn flush_key_usage(&self) -> Result<usize, KmsError> {
+        // The first run (at start) fixes the deployment's tracking start.
+        self.tracking_start_ms().await?;
         let now = self.clock.now_ms();
         let due: Vec<(String, LastUse)> = match self.last_usage.entries.lock() {
             Ok(entries) => entries
@@ -137,11 +149,16 @@ impl Kms {
         })
     }
 
-    /// When this deployment began tracking key use (Unix ms): set on first call.
-    pub(crate) async fn tracking_start_ms(&self) -> Result<i64, KmsError> {
+    /// When this deployment began tracking key use (Unix ms): stored on the first call (the
+    /// scheduler's first run at start, so before any use is written), then read from memory.
+    pub async fn tracking_start_ms(&self) -> Result<i64, KmsError> {
+        if let Some(v) = self.last_usage.tracking_start.get() {
+            return Ok(*v);
+        }
         let now = self.clock.now_ms().to_string();
-        let v = self.store.init_setting(TRACKING_START_SETTING, &now).await?;
-        Ok(v.parse().unwrap_or(0))
+        let v = self.store.init_setting(TRACKING_START_SETTING, &now).await?.parse().unwrap_or(0);
+        let _ = self.last_usage.tracking_start.set(v);
+        Ok(v)
     }
 }
 
@@ -151,7 +168,10 @@ mod tests {
 
     #[test]
     fn key_ids_come_from_key_arns_only() {
-        assert_eq!(key_id_of("arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"), Some("1234abcd-12ab-34cd-56ef-1234567890ab"));
+        assert_eq!(
+            key_id_of("arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+            Some("1234abcd-12ab-34cd-56ef-1234567890ab")
+        );
         assert_eq!(key_id_of("arn:aws:kms:us-east-1:111122223333:alias/x"), None);
         assert_eq!(key_id_of("arn:aws:secretsmanager:us-east-1:111122223333:secret:x"), None);
     }

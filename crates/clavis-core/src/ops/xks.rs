@@ -52,6 +52,19 @@ pub struct XksKeyMetadata {
     pub key_status: &'static str,
 }
 
+/// What decrypt is given, each field raw (the front end decodes them).
+#[derive(Debug, Clone, Copy)]
+pub struct XksSealed<'a> {
+    /// The ciphertext.
+    pub ciphertext: &'a [u8],
+    /// `ciphertextMetadata` (empty when absent).
+    pub metadata: &'a [u8],
+    /// The IV.
+    pub iv: &'a [u8],
+    /// The tag.
+    pub tag: &'a [u8],
+}
+
 /// Encrypt's answer, each field raw (the front end encodes them).
 pub struct XksCiphertext {
     /// The ciphertext (as long as the plaintext).
@@ -93,7 +106,13 @@ fn invalid_ciphertext() -> KmsError {
 impl Kms {
     /// The caller's symmetric key `external_key_id`, authorized for `action` (key policy,
     /// grants, role) and checked to be a SYMMETRIC_DEFAULT encryption key.
-    async fn xks_key(&self, caller: &Caller, op: Operation, action: &'static str, external_key_id: &str) -> Result<crate::kernel::Key, KmsError> {
+    async fn xks_key(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        action: &'static str,
+        external_key_id: &str,
+    ) -> Result<crate::kernel::Key, KmsError> {
         self.authorize(caller, op)?;
         // The spec's externalKeyId alphabet has no `/` or `:`: never an alias or an ARN.
         let key = self.key_for_no_alias(caller, Access::to(action), Some(external_key_id), "externalKeyId").await?;
@@ -155,19 +174,19 @@ impl Kms {
         Ok(XksCiphertext { ciphertext, metadata, iv, tag, integrity: cdiv })
     }
 
-    /// Decrypt: the material version from `metadata`, then AES-GCM with the same AAD.
+    /// Decrypt: the material version from `sealed.metadata`, then AES-GCM with the same AAD.
     pub async fn xks_decrypt(
         &self,
         caller: &Caller,
         external_key_id: &str,
-        ciphertext: &[u8],
-        metadata: &[u8],
-        iv: &[u8],
-        tag: &[u8],
+        sealed: &XksSealed<'_>,
         aad: &[u8],
     ) -> Result<SecretBytes, KmsError> {
+        let XksSealed { ciphertext, metadata, iv, tag } = *sealed;
         if ciphertext.len() > MAX_PLAINTEXT || aad.len() > MAX_AAD {
-            return Err(KmsError::validation(format!("ciphertext or additionalAuthenticatedData is longer than {MAX_PLAINTEXT} / {MAX_AAD} bytes")));
+            return Err(KmsError::validation(format!(
+                "ciphertext or additionalAuthenticatedData is longer than {MAX_PLAINTEXT} / {MAX_AAD} bytes"
+            )));
         }
         let key = self.xks_key(caller, Operation::Decrypt, "Decrypt", external_key_id).await?;
         key.check_usable()?;
@@ -202,7 +221,11 @@ impl Kms {
     /// `xks/NAME` with a role (default `reader`: Encrypt, Decrypt, DescribeKey) and an access key
     /// in the spec's formats (26 characters `A`-`Z2`-`7`; a 44-character secret). The secret is
     /// in this response only. It signs XKS requests and nothing else.
-    pub async fn create_xks_credential(&self, caller: &Caller, req: CreateXksCredentialRequest) -> Result<CreateXksCredentialResponse, KmsError> {
+    pub async fn create_xks_credential(
+        &self,
+        caller: &Caller,
+        req: CreateXksCredentialRequest,
+    ) -> Result<CreateXksCredentialResponse, KmsError> {
         self.authorize(caller, Operation::CreateXksCredential)?;
         let name = match req.name {
             Some(n) => n,
@@ -227,7 +250,8 @@ impl Kms {
         let access_key_id = random_string(XKS_AKID_ALPHABET, 26)?;
         let secret = SecretBytes::new(random_string(XKS_SECRET_ALPHABET, 44)?.into_bytes());
         let sealed_secret = self.root().seal(&crate::kernel::key::access_key_seal_context(&access_key_id), &secret)?;
-        let user = UserRecord { account_id: account.clone(), user_name: user_name.clone(), arn: arn.clone(), created_ms: now, role: role.clone() };
+        let user =
+            UserRecord { account_id: account.clone(), user_name: user_name.clone(), arn: arn.clone(), created_ms: now, role: role.clone() };
         let key = AccessKeyRecord {
             access_key_id: access_key_id.clone(),
             sealed_secret,
