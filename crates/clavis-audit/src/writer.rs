@@ -538,6 +538,19 @@ impl Writer {
     /// and HEAD rewritten on return; with `write` it is written to the operating system, and
     /// the returned [`Unsynced`] is for the syncer to make durable and pin in HEAD.
     fn commit(&mut self, batch: &[Vec<u8>]) -> Result<Option<Unsynced>, AuditError> {
+        let started = std::time::Instant::now();
+        let result = self.commit_batch(batch);
+        let m = &clavis_metrics::METRICS;
+        match &result {
+            Ok(_) => m.audit_commit_seconds.observe(started.elapsed().as_secs_f64()),
+            Err(_) => {
+                m.audit_failures.inc();
+            }
+        }
+        result
+    }
+
+    fn commit_batch(&mut self, batch: &[Vec<u8>]) -> Result<Option<Unsynced>, AuditError> {
         if let Some(failure) = &self.failed {
             return Err(AuditError::Inconsistent(failure.clone()));
         }
@@ -566,6 +579,8 @@ impl Writer {
             self.file = None;
             return Err(AuditError::Io { context: format!("appending to {}", format::segment_name(self.segment)), source: e });
         }
+        clavis_metrics::METRICS.audit_bytes.inc_by(buf.len() as u64);
+        clavis_metrics::METRICS.audit_batch_records.observe(batch.len() as f64);
         self.segment_len += buf.len() as u64;
         // Without preallocation (`write` durability) the write extended the file itself.
         self.allocated = self.allocated.max(self.segment_len);

@@ -113,7 +113,11 @@ impl Metrics {
         registry.register("requests", "Requests answered, by operation and outcome (ok or the AWS error code)", m.requests.clone());
         registry.register("request_duration_seconds", "Request latency from arrival to response, by operation", m.request_seconds.clone());
         registry.register("throttled_requests", "Requests refused by a quota (ThrottlingException)", m.throttled.clone());
-        registry.register("audit_commit_duration_seconds", "Audit commit latency: write (and fdatasync with fsync durability)", m.audit_commit_seconds.clone());
+        registry.register(
+            "audit_commit_duration_seconds",
+            "Audit commit latency: write (and fdatasync with fsync durability)",
+            m.audit_commit_seconds.clone(),
+        );
         registry.register("audit_batch_records", "Records per audit commit", m.audit_batch_records.clone());
         registry.register("audit_written_bytes", "Bytes appended to the audit log", m.audit_bytes.clone());
         registry.register("audit_commit_failures", "Audit commits that failed (their requests failed closed)", m.audit_failures.clone());

@@ -6,8 +6,9 @@ mod audit;
 mod backup;
 mod bench;
 mod client;
-mod k8s;
+mod config;
 mod envelope;
+mod k8s;
 mod key;
 mod operator;
 mod root;
@@ -58,17 +59,39 @@ enum Command {
     Operator(operator::OperatorCommand),
     /// Load-test an AWS-KMS-compatible endpoint.
     Bench(bench::BenchArgs),
-    /// The Kubernetes KMS v2 plugin: kube-apiserver encrypts Secrets under a Clavis key through
-    /// it (gRPC on a Unix socket).
-    K8sKmsPlugin(k8s::PluginArgs),
     /// Encrypt a file under a fresh data key from KMS, in the AWS Encryption SDK message format.
     Encrypt(Box<envelope::EncryptArgs>),
     /// Decrypt a file written by `clavis encrypt` or the AWS Encryption SDK.
     Decrypt(Box<envelope::DecryptArgs>),
+    /// The Kubernetes KMS v2 plugin: kube-apiserver encrypts Secrets under a Clavis key through
+    /// it (gRPC on a Unix socket).
+    K8sKmsPlugin(k8s::PluginArgs),
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a `clavis serve --config` file without starting anything: unknown keys and
+    /// invalid values are errors that name the key.
+    Check {
+        /// The TOML file.
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // `clavis serve --config FILE`: the file's settings become flags the command line and the
+    // environment did not set.
+    let argv = match config::expand(<Cli as clap::CommandFactory>::command(), std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(argv);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cli.log_format {
@@ -81,12 +104,13 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(args) => bench::run(args),
-        Command::K8sKmsPlugin(args) => k8s::run(args),
         Command::Encrypt(args) => envelope::encrypt(*args),
         Command::Decrypt(args) => envelope::decrypt(*args),
+        Command::K8sKmsPlugin(args) => k8s::run(args),
         Command::Key(cmd) => key::run(cmd),
         Command::Admin(cmd) => admin::run(cmd),
         Command::Operator(cmd) => operator::run(cmd),
+        Command::Config(ConfigCommand::Check { file }) => config::check(<Cli as clap::CommandFactory>::command(), &file),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -21,6 +21,10 @@ use std::sync::Arc;
 /// Arguments of `clavis serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// A TOML file with any of these flags (docs/operations.md has a commented example); the
+    /// command line and the environment override it. `clavis config check FILE` validates one.
+    #[arg(long, env = "CLAVIS_CONFIG")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     root: RootArgs,
     /// Data directory: database, master key file, generated credentials.
@@ -107,6 +111,25 @@ pub struct ServeArgs {
     /// recorded anywhere.
     #[arg(long, env = "CLAVIS_DANGEROUS_NO_AUDIT")]
     dangerous_no_audit: bool,
+    /// The AWS KMS external key store (XKS) proxy API's path prefix: its calls are
+    /// `POST <prefix>/kms/xks/v1/...` (default: no prefix). At most 100 characters of
+    /// `a-zA-Z0-9/_-`, starting with `/`.
+    #[arg(long, env = "CLAVIS_XKS_PATH_PREFIX", default_value = "")]
+    xks_path_prefix: String,
+    /// Where `GET /metrics` (Prometheus) is served: `main` (the API listener, default), a
+    /// `HOST:PORT` of its own (plain HTTP), or `off`.
+    #[arg(long, env = "CLAVIS_METRICS_LISTEN", default_value = "main")]
+    metrics_listen: String,
+    /// Cryptographic requests per second per account, all regions together (AWS's request
+    /// quotas; beyond it ThrottlingException). 0 = unlimited.
+    #[arg(long, env = "CLAVIS_ACCOUNT_REQUESTS_PER_SECOND", default_value_t = 10_000.0)]
+    account_requests_per_second: f64,
+    /// Requests of any operation per second per access key (beyond AWS). 0 = unlimited.
+    #[arg(long, env = "CLAVIS_ACCESS_KEY_REQUESTS_PER_SECOND", default_value_t = 0.0)]
+    access_key_requests_per_second: f64,
+    /// The largest burst above those rates, in requests (0 = one second's worth of each).
+    #[arg(long, env = "CLAVIS_LIMITS_BURST", default_value_t = 0.0)]
+    limits_burst: f64,
     /// How often the background scheduler looks for keys whose rotation or deletion is due.
     #[arg(long, env = "CLAVIS_SCHEDULER_INTERVAL_MS", default_value_t = 10_000)]
     scheduler_interval_ms: u64,
@@ -612,8 +635,10 @@ fn spawn_scheduler(kms: Arc<Kms>, interval: std::time::Duration) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            clavis_metrics::METRICS.scheduler_runs.inc();
             match kms.run_due_work(&node_id).await {
                 Ok(done) if done.rotated + done.destroyed > 0 => {
+                    clavis_metrics::METRICS.scheduler_actions.inc_by(u64::try_from(done.rotated + done.destroyed).unwrap_or(u64::MAX));
                     tracing::info!(rotated = done.rotated, destroyed = done.destroyed, "scheduler run")
                 }
                 Ok(_) => {}
@@ -752,7 +777,36 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             init_token: env_nonempty("CLAVIS_INIT_TOKEN"),
             ..ServerConfig::default()
         };
-        let state = AppState::with_limits(kms, config, args.auth_failures_per_second, (args.auth_failures_per_second * 5.0).max(1.0));
+        let quota = clavis_server::quota::RateLimits {
+            account_requests_per_second: args.account_requests_per_second,
+            access_key_requests_per_second: args.access_key_requests_per_second,
+            burst: args.limits_burst,
+        };
+        let metrics_addr = match args.metrics_listen.as_str() {
+            "main" | "off" => None,
+            addr => Some(addr.to_owned()),
+        };
+        let xks_path_prefix = args.xks_path_prefix.trim_end_matches('/').to_owned();
+        if !xks_path_prefix.is_empty()
+            && (!xks_path_prefix.starts_with('/')
+                || xks_path_prefix.len() > 100
+                || !xks_path_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b)))
+        {
+            bail!("--xks-path-prefix must start with / and hold at most 100 characters of a-z, A-Z, 0-9, /, _ and -");
+        }
+        let config = ServerConfig { metrics: args.metrics_listen == "main", xks_path_prefix, ..config };
+        let state = AppState::with_limits(kms, config, args.auth_failures_per_second, (args.auth_failures_per_second * 5.0).max(1.0))
+            .with_quota(quota);
+        if let Some(addr) = metrics_addr {
+            let metrics = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding --metrics-listen {addr}"))?;
+            tracing::info!(listen = %metrics.local_addr()?, "metrics serving (GET /metrics)");
+            let app = clavis_server::metrics_app(state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(metrics, app).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
         let app = clavis_server::app(state);
         let listener_config = ListenerConfig {
             header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout_secs.max(1)),
