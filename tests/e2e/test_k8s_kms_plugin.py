@@ -211,6 +211,18 @@ def test_rotation_changes_the_key_id_and_old_ciphertexts_still_decrypt(server, k
     assert third.key_id == v3
     assert watcher.decrypt(old.ciphertext, old.key_id) == old_seed
 
+    # The alias moved to another key: the key id names the new key, and data written under the
+    # old one still decrypts (Decrypt follows the key the ciphertext names).
+    successor = kms.create_key(Description="k8s secrets, next")["KeyMetadata"]
+    kms.update_alias(AliasName=alias, TargetKeyId=successor["KeyId"])
+    moved = watcher.wait_status(lambda s: s.key_id != v3).key_id
+    assert moved == f"{successor['Arn']}#v1"
+    fourth = watcher.encrypt(b"t" * 32)
+    assert fourth.key_id == moved
+    assert watcher.decrypt(third.ciphertext, third.key_id) == b"s" * 32
+    assert watcher.decrypt(old.ciphertext, old.key_id) == old_seed
+    assert watcher.decrypt(fourth.ciphertext, fourth.key_id) == b"t" * 32
+
 
 def test_clavis_stopped_makes_status_unhealthy_and_it_recovers(tmp_root, plugins):
     server = Server(tmp_root / "k8s-restart").start()

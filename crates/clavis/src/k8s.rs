@@ -109,7 +109,8 @@ async fn serve(args: PluginArgs, endpoint: Endpoint) -> anyhow::Result<()> {
         timeout: Duration::from_millis(args.call_timeout_ms),
         idle: Mutex::new(Vec::new()),
         permits: tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS),
-        health: Mutex::new(Health { healthz: "starting: Clavis not asked yet".to_owned(), key: None }),
+        health: Mutex::new(Health { healthz: "starting: Clavis not asked yet".to_owned(), key: None, ticket: 0 }),
+        tickets: std::sync::atomic::AtomicU64::new(1),
     });
     let refresher = tokio::spawn(refresh(plugin.clone(), Duration::from_millis(args.refresh_interval_ms)));
     tracing::info!(socket = %args.socket.display(), key_id = %args.key_id, "Kubernetes KMS v2 plugin listening");
@@ -327,6 +328,9 @@ struct Plugin {
     idle: Mutex<Vec<Client>>,
     permits: tokio::sync::Semaphore,
     health: Mutex<Health>,
+    /// Numbers the Encrypts in the order they are sent, so that a slow answer cannot replace
+    /// what a later call saw (an alias moved meanwhile).
+    tickets: std::sync::atomic::AtomicU64,
 }
 
 /// What Status answers.
@@ -335,6 +339,8 @@ struct Health {
     healthz: String,
     /// The newest key version seen (kept while unhealthy, so Status still names it).
     key: Option<KeyVersion>,
+    /// The ticket of the Encrypt that saw `key`.
+    ticket: u64,
 }
 
 /// A Clavis key and one of its material versions: what the API names `key_id`.
@@ -460,8 +466,9 @@ impl Plugin {
     }
 
     /// Encrypt under the configured key with the plugin's context; returns the blob and the key
-    /// version its header names (checked against the ARN Clavis returned).
-    async fn clavis_encrypt(&self, plaintext: &[u8]) -> Result<(Vec<u8>, KeyVersion), CallError> {
+    /// version its header names (checked against the ARN Clavis returned), and the call's ticket.
+    async fn clavis_encrypt(&self, plaintext: &[u8]) -> Result<(Vec<u8>, KeyVersion, u64), CallError> {
+        let ticket = self.tickets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body = serde_json::json!({
             "KeyId": self.key_id,
             "Plaintext": B64.encode(plaintext),
@@ -477,16 +484,18 @@ impl Plugin {
             Some((uuid, version)) if arn.ends_with(&format!(":key/{uuid}")) => KeyVersion { arn: arn.to_owned(), version },
             _ => return Err(CallError::BadReply("the ciphertext does not name the key Clavis reported".to_owned())),
         };
-        Ok((blob, key))
+        Ok((blob, key, ticket))
     }
 
-    /// Records a key version seen in an Encrypt: the newest version of a key wins, and another
-    /// key (an alias moved) replaces the old one.
-    fn observe(&self, key: KeyVersion) {
+    /// Records a key version seen by the Encrypt with `ticket`: the newest version of a key
+    /// wins (versions only grow), and another key (an alias moved) replaces the current one if
+    /// its Encrypt was sent later than the one that saw the current one.
+    fn observe(&self, key: KeyVersion, ticket: u64) {
         let mut health = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let newer = match &health.key {
             Some(current) if current.arn == key.arn => key.version > current.version,
-            _ => true,
+            Some(_) => ticket > health.ticket,
+            None => true,
         };
         if health.healthz != "ok" {
             tracing::info!(key_id = %key.key_id(), "status ok");
@@ -497,6 +506,7 @@ impl Plugin {
                 tracing::info!(old = %old.key_id(), new = %key.key_id(), "the key id changed");
             }
             health.key = Some(key);
+            health.ticket = health.ticket.max(ticket);
         }
     }
 
@@ -531,9 +541,9 @@ impl Plugin {
             return Err(Status::invalid_argument(format!("the plaintext must be 1 to {MAX_PLAINTEXT} bytes")));
         }
         match self.clavis_encrypt(&request.plaintext).await {
-            Ok((ciphertext, key)) => {
+            Ok((ciphertext, key, ticket)) => {
                 let key_id = key.key_id();
-                self.observe(key);
+                self.observe(key, ticket);
                 Ok(EncryptResponse { ciphertext, key_id, annotations: HashMap::new() })
             }
             Err(e) => {
@@ -647,7 +657,7 @@ fn is_fqdn(name: &str) -> bool {
 async fn refresh(plugin: Arc<Plugin>, interval: Duration) {
     loop {
         match plugin.clavis_encrypt(PROBE_PLAINTEXT).await {
-            Ok((_, key)) => plugin.observe(key),
+            Ok((_, key, ticket)) => plugin.observe(key, ticket),
             Err(e) => plugin.unhealthy(&e),
         }
         tokio::time::sleep(interval).await;
@@ -751,6 +761,49 @@ mod tests {
         ] {
             assert_eq!(Status::from(check_decrypt(&request(ciphertext, key_id)).unwrap_err()).code(), Code::InvalidArgument);
         }
+    }
+
+    #[test]
+    fn a_later_encrypt_wins_and_versions_only_grow() {
+        let target = crate::client::Target::parse("http://127.0.0.1:9").unwrap();
+        let endpoint = Endpoint {
+            authority: target.authority.clone(),
+            target,
+            region: "us-east-1".into(),
+            access_key_id: "AKID".into(),
+            secret: "secret".into(),
+        };
+        let plugin = Plugin {
+            endpoint,
+            key_id: "alias/k8s".into(),
+            timeout: Duration::from_secs(1),
+            idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(1),
+            health: Mutex::new(Health { healthz: "starting".into(), key: None, ticket: 0 }),
+            tickets: std::sync::atomic::AtomicU64::new(1),
+        };
+        let other = "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-0000-0000-000000000000";
+        let key = |arn: &str, version| KeyVersion { arn: arn.to_owned(), version };
+        assert_eq!(plugin.status().key_id, "");
+        assert_eq!(plugin.status().healthz, "starting");
+        plugin.observe(key(ARN, 2), 5);
+        assert_eq!(plugin.status().key_id, format!("{ARN}#v2"));
+        assert_eq!(plugin.status().healthz, "ok");
+        // An older answer about the same key cannot take its version back.
+        plugin.observe(key(ARN, 1), 6);
+        assert_eq!(plugin.status().key_id, format!("{ARN}#v2"));
+        // Another key seen by an Encrypt sent earlier is stale; by one sent later, it wins.
+        plugin.observe(key(other, 1), 4);
+        assert_eq!(plugin.status().key_id, format!("{ARN}#v2"));
+        plugin.observe(key(other, 1), 7);
+        assert_eq!(plugin.status().key_id, format!("{other}#v1"));
+        // Unhealthy keeps the last key id.
+        plugin.unhealthy(&CallError::Unreachable("connection refused".into()));
+        let status = plugin.status();
+        assert_eq!((status.version.as_str(), status.key_id), ("v2", format!("{other}#v1")));
+        assert_eq!(status.healthz, "Clavis unreachable: connection refused");
+        plugin.unhealthy(&CallError::Unreachable("x".repeat(2 * MAX_HEALTHZ)));
+        assert_eq!(plugin.status().healthz.len(), MAX_HEALTHZ);
     }
 
     #[test]
