@@ -382,3 +382,10 @@ def test_unknown_metadata_cannot_crowd_out_the_known(xks):
     assert params["requestMetadata"]["awsPrincipalArn"] == "arn:aws:iam::123456789012:user/Alice"
     assert params["externalKeyId"] == xks.key["KeyId"]
     assert sum(k.startswith("a") and k[1:].isdigit() for k in params["requestMetadata"]) <= 8
+
+
+def test_the_credential_secret_is_not_in_the_audit_log(xks):
+    records = lookup(xks.s, "CreateXksCredential", 5)
+    assert records, "CreateXksCredential was not recorded"
+    text = json.dumps(records)
+    assert xks.secret not in text and xks.akid in text

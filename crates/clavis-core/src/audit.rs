@@ -109,6 +109,7 @@ pub const REDACTED_MEMBERS: &[&str] = &[
     "ClavisEncryptedNonce",
     "ClavisNonceIv",
     "SecretAccessKey",
+    "RawSecretAccessKey",
     "Shares",
     "Share",
     "SecretString",
