@@ -29,5 +29,5 @@ pub use kernel::master_key;
 pub use kernel::{Caller, Credential, Kms, KmsConfig};
 pub use operation::Operation;
 pub use ops::identity;
-pub use ops::xks;
 pub use ops::lifecycle::DueWork;
+pub use ops::xks;

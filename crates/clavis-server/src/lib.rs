@@ -14,9 +14,9 @@
 pub mod auth;
 pub mod limiter;
 pub mod listener;
+pub mod metrics;
 mod protocol;
 pub mod quota;
-pub mod metrics;
 pub mod xks;
 
 use axum::Router;

@@ -86,6 +86,25 @@ pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
+/// What the audit record says about a request before it runs, for every front end.
+pub(crate) fn request_event<'a>(
+    parts: &'a Parts,
+    request_id: &'a str,
+    claimed: Option<&'a clavis_sigv4::Authorization>,
+    operation: &'a str,
+    event_source: &'a str,
+) -> RequestEvent<'a> {
+    RequestEvent {
+        request_id,
+        source_ip: source_ip(parts),
+        user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
+        operation,
+        event_source,
+        claimed_access_key_id: claimed.map(|a| a.access_key_id.as_str()),
+        region: claimed.map(|a| a.region.as_str()),
+    }
+}
+
 pub(crate) fn source_ip(parts: &Parts) -> Option<IpAddr> {
     parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
@@ -117,15 +136,7 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
     let operation = family.map_or(target, |f| &target[f.target_prefix().len()..]);
     let parsed = auth::parse_authorization(&parts);
     let claimed = parsed.as_ref().and_then(|r| r.as_ref().ok());
-    let event = RequestEvent {
-        request_id: &request_id,
-        source_ip: source_ip(&parts),
-        user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
-        operation,
-        event_source: family.unwrap_or(Family::Kms).event_source(),
-        claimed_access_key_id: claimed.map(|a| a.access_key_id.as_str()),
-        region: claimed.map(|a| a.region.as_str()),
-    };
+    let event = request_event(&parts, &request_id, claimed, operation, family.unwrap_or(Family::Kms).event_source());
     let started = std::time::Instant::now();
     let result = state
         .kms

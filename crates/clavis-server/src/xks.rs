@@ -7,7 +7,8 @@
 //! AWS KMS sent (its `awsPrincipalArn` and `kmsRequestId` are recorded, never trusted).
 
 use crate::auth::{self, Api};
-use crate::protocol::{now_secs, read_body, source_ip};
+use crate::limiter::Verdict;
+use crate::protocol::{now_secs, read_body, request_event, source_ip};
 use crate::{AppState, RequestId};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -15,8 +16,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use clavis_core::audit::{Outcome, RequestEvent};
-use crate::limiter::Verdict;
+use clavis_core::audit::Outcome;
 use clavis_core::{Caller, KmsError, Operation};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -173,7 +173,8 @@ fn b64(value: Option<&str>, member: &str, required: bool) -> Result<Vec<u8>, Kms
 }
 
 /// The members the spec defines: recorded first, each up to [`MAX_METADATA_VALUE`].
-const KNOWN_METADATA: [&str; 7] = ["awsPrincipalArn", "kmsKeyArn", "kmsOperation", "kmsRequestId", "kmsViaService", "awsSourceVpc", "awsSourceVpce"];
+const KNOWN_METADATA: [&str; 7] =
+    ["awsPrincipalArn", "kmsKeyArn", "kmsOperation", "kmsRequestId", "kmsViaService", "awsSourceVpc", "awsSourceVpce"];
 /// Other (future) members are accepted, and at most this many recorded, each cut to
 /// [`MAX_UNKNOWN_VALUE`] characters, so they can never crowd the known ones out of the record.
 const MAX_UNKNOWN_MEMBERS: usize = 8;
@@ -207,6 +208,14 @@ fn require_metadata(meta: &Map<String, Value>, members: &[&str]) -> Result<(), K
     Ok(())
 }
 
+/// What the audit record needs from one XKS request, filled in as it runs.
+#[derive(Default)]
+struct Recorded {
+    caller: Option<Caller>,
+    params: Option<Map<String, Value>>,
+    limiter: Option<Verdict>,
+}
+
 /// `POST` under the XKS API root (the router's fallback sends every path containing
 /// `/kms/xks/v1` here).
 pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Response {
@@ -222,29 +231,19 @@ pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Respon
     let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
     let parsed = auth::parse_authorization(&parts);
     let claimed = parsed.as_ref().and_then(|r| r.as_ref().ok());
-    let event = RequestEvent {
-        request_id: &request_id,
-        source_ip: source_ip(&parts),
-        user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
-        operation: call.name(),
-        event_source: EVENT_SOURCE,
-        claimed_access_key_id: claimed.map(|a| a.access_key_id.as_str()),
-        region: claimed.map(|a| a.region.as_str()),
-    };
+    let event = request_event(&parts, &request_id, claimed, call.name(), EVENT_SOURCE);
     let started = std::time::Instant::now();
     let result = state
         .kms
         .audited(&event, async {
-            let mut caller_out = None;
-            let mut params = None;
-            let mut limiter = None;
-            let result = serve(&state, &parts, &parsed, body, &call, &mut caller_out, &mut params, &mut limiter).await;
+            let mut rec = Recorded::default();
+            let result = serve(&state, &parts, &parsed, body, &call, &mut rec).await;
             // As on the KMS API: an unauthenticated refusal the failure limiter throttled gets
             // no record of its own; the next recorded one from that source counts it.
-            let verdict = limiter.unwrap_or(Verdict { throttled: false, suppressed_before: 0 });
+            let verdict = rec.limiter.unwrap_or(Verdict { throttled: false, suppressed_before: 0 });
             Outcome {
-                caller: caller_out,
-                request_parameters: params,
+                caller: rec.caller,
+                request_parameters: rec.params,
                 response_elements: None,
                 suppressed_before: verdict.suppressed_before,
                 suppress: verdict.throttled,
@@ -270,9 +269,7 @@ async fn serve(
     parsed: &auth::ParsedAuthorization,
     body: Body,
     call: &Call,
-    caller_out: &mut Option<Caller>,
-    params: &mut Option<Map<String, Value>>,
-    limiter: &mut Option<Verdict>,
+    rec: &mut Recorded,
 ) -> Result<Value, KmsError> {
     let (body, _in_flight) = read_body(state, parts, body).await?;
     let mut caller = match auth::authenticate_as(&state.kms, &state.config, parts, parsed, &body, Api::Xks, now_secs()).await {
@@ -280,7 +277,7 @@ async fn serve(
         Err(e @ (KmsError::Sealed | KmsError::Unavailable(_) | KmsError::Internal(_))) => return Err(e),
         Err(e) => {
             let verdict = state.failures.failure(source_ip(parts));
-            *limiter = Some(verdict);
+            rec.limiter = Some(verdict);
             if verdict.throttled {
                 crate::metrics::auth_failure_throttled();
                 return Err(KmsError::Throttling("Rate exceeded: too many requests that failed authentication from this address.".into()));
@@ -289,7 +286,7 @@ async fn serve(
         }
     };
     caller.secure_transport = parts.extensions.get::<crate::listener::SecureTransport>().is_some_and(|s| s.0);
-    let caller = caller_out.insert(caller).clone();
+    let caller = rec.caller.insert(caller).clone();
     // The KMS operation each call performs counts against the same request quotas.
     let op = match call {
         Call::Encrypt(_) => Some(Operation::Encrypt),
@@ -328,7 +325,7 @@ async fn serve(
     if let Some(alg) = &req.encryption_algorithm {
         recorded.insert("encryptionAlgorithm".into(), Value::String(alg.chars().take(32).collect()));
     }
-    *params = Some(recorded);
+    rec.params = Some(recorded);
     let algorithm_ok = || match req.encryption_algorithm.as_deref() {
         Some("AES_GCM") => Ok(()),
         Some(other) => Err(KmsError::UnsupportedOperation(format!("encryptionAlgorithm {other} is not supported; v1 has AES_GCM only"))),

@@ -216,7 +216,10 @@ impl SigningKeyCache {
         if entries.len() >= self.capacity {
             entries.clear();
         }
-        entries.insert(id, CachedKey { secret: clavis_crypto::SecretBytes::from_slice(secret), key: clavis_crypto::SecretBytes::from_slice(&key) });
+        entries.insert(
+            id,
+            CachedKey { secret: clavis_crypto::SecretBytes::from_slice(secret), key: clavis_crypto::SecretBytes::from_slice(&key) },
+        );
         key
     }
 }

@@ -55,7 +55,13 @@ fn settings(path: &Path, serve: &Command) -> anyhow::Result<Vec<Setting>> {
                     }
                     let id = [format!("{key}_{k}"), k.clone()].into_iter().find(|id| flag(serve, id).is_some());
                     let Some(id) = id else {
-                        bail!("{}: unknown key `{name}`: no `clavis serve` flag --{}-{} or --{}", path.display(), dashed(key), dashed(k), dashed(k));
+                        bail!(
+                            "{}: unknown key `{name}`: no `clavis serve` flag --{}-{} or --{}",
+                            path.display(),
+                            dashed(key),
+                            dashed(k),
+                            dashed(k)
+                        );
                     };
                     out.push(setting(path, serve, &name, &id, v)?);
                 }

@@ -102,7 +102,7 @@ impl Kms {
         }
     }
 
-    /// Writes the last uses not written in the last [`WRITE_INTERVAL_MS`] (each only if newer
+    /// Writes the last uses not written in the last `WRITE_INTERVAL_MS` (each only if newer
     /// than what the store holds). Run by the scheduler on every node. Returns how many were
     /// written.
     pub async fn flush_key_usage(&self) -> Result<usize, KmsError> {

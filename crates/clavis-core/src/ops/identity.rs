@@ -57,21 +57,8 @@ impl Kms {
         let arn = format!("arn:aws:iam::{account}:user/{name}");
         let now = self.now_ms();
         let (access_key_id, secret) = generate_access_key()?;
-        let sealed_secret = self.root().seal(&access_key_seal_context(&access_key_id), &secret)?;
-        let user =
-            UserRecord { account_id: account.to_owned(), user_name: name.clone(), arn: arn.clone(), created_ms: now, role: role.clone() };
-        let key = AccessKeyRecord {
-            access_key_id: access_key_id.clone(),
-            sealed_secret,
-            account_id: account.to_owned(),
-            principal_arn: arn.clone(),
-            status: "Active".to_owned(),
-            created_ms: now,
-        };
-        match self.identities().create_user(&user, &key).await {
-            Ok(()) => {}
-            Err(StoreError::AlreadyExists) => return Err(KmsError::AlreadyExists(format!("User with name {name} already exists."))),
-            Err(e) => return Err(e.into()),
+        if !self.store_user_with_key(account, &name, &arn, &role, &access_key_id, &secret, now).await? {
+            return Err(KmsError::AlreadyExists(format!("User with name {name} already exists.")));
         }
         Ok(CreateUserResponse {
             user: UserEntry { user_name: name, arn, create_date: secs(now), role },
@@ -81,6 +68,42 @@ impl Kms {
                 status: "Active".to_owned(),
             },
         })
+    }
+
+    /// Stores a new user of `account` and its first access key (the secret sealed under the
+    /// root of trust), in one store transaction; `false` if the user exists already.
+    #[allow(clippy::too_many_arguments, reason = "the user's and its key's fields, each distinct")]
+    pub(crate) async fn store_user_with_key(
+        &self,
+        account: &str,
+        user_name: &str,
+        arn: &str,
+        role: &str,
+        access_key_id: &str,
+        secret: &SecretBytes,
+        now: i64,
+    ) -> Result<bool, KmsError> {
+        let sealed_secret = self.root().seal(&access_key_seal_context(access_key_id), secret)?;
+        let user = UserRecord {
+            account_id: account.to_owned(),
+            user_name: user_name.to_owned(),
+            arn: arn.to_owned(),
+            created_ms: now,
+            role: role.to_owned(),
+        };
+        let key = AccessKeyRecord {
+            access_key_id: access_key_id.to_owned(),
+            sealed_secret,
+            account_id: account.to_owned(),
+            principal_arn: arn.to_owned(),
+            status: "Active".to_owned(),
+            created_ms: now,
+        };
+        match self.identities().create_user(&user, &key).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::AlreadyExists) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Checks that the caller may administer another account: it must be an administrator of

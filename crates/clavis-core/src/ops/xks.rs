@@ -22,7 +22,6 @@ use crate::types::{KeyState, secs};
 use crate::{Caller, Kms, KmsError};
 use clavis_crypto::SecretBytes;
 use clavis_crypto::aead::{NONCE_LEN, TAG_LEN};
-use clavis_store::{AccessKeyRecord, StoreError, UserRecord};
 
 /// The ARN path under which XKS credentials' users live: `arn:aws:iam::ACCOUNT:user/xks/NAME`.
 const XKS_USER_PATH: &str = "xks/";
@@ -249,21 +248,8 @@ impl Kms {
         let now = self.now_ms();
         let access_key_id = random_string(XKS_AKID_ALPHABET, 26)?;
         let secret = SecretBytes::new(random_string(XKS_SECRET_ALPHABET, 44)?.into_bytes());
-        let sealed_secret = self.root().seal(&crate::kernel::key::access_key_seal_context(&access_key_id), &secret)?;
-        let user =
-            UserRecord { account_id: account.clone(), user_name: user_name.clone(), arn: arn.clone(), created_ms: now, role: role.clone() };
-        let key = AccessKeyRecord {
-            access_key_id: access_key_id.clone(),
-            sealed_secret,
-            account_id: account.clone(),
-            principal_arn: arn.clone(),
-            status: "Active".to_owned(),
-            created_ms: now,
-        };
-        match self.identities().create_user(&user, &key).await {
-            Ok(()) => {}
-            Err(StoreError::AlreadyExists) => return Err(KmsError::AlreadyExists(format!("XKS credential {name} already exists."))),
-            Err(e) => return Err(e.into()),
+        if !self.store_user_with_key(&account, &user_name, &arn, &role, &access_key_id, &secret, now).await? {
+            return Err(KmsError::AlreadyExists(format!("XKS credential {name} already exists.")));
         }
         Ok(CreateXksCredentialResponse {
             arn,
