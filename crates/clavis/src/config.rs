@@ -238,7 +238,7 @@ mod tests {
             ("listne = \"x\"\n", "listne"),
             ("[tls]\ncertt = \"x\"\n", "tls.certt"),
             ("dangerous_thing = true\n", "dangerous_thing"),
-            ("[dangerous] thing = true\n", "dangerous.thing"),
+            ("[dangerous]\nthing = true\n", "dangerous.thing"),
             ("config = \"x\"\n", "config"),
             ("insecure_http = \"yes\"\n", "insecure_http"),
             ("listen = [\"a\"]\n", "listen"),
