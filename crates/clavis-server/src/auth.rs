@@ -44,21 +44,6 @@ pub fn parse_authorization(parts: &Parts) -> ParsedAuthorization {
     )
 }
 
-/// Authenticates `parts` + `body` (whose `Authorization` header is `parsed`), signed for
-/// `service` (the credential scope's service name: `kms`, or `secretsmanager` for that API) at
-/// most `config.max_clock_skew_secs` from `now_secs`.
-pub async fn authenticate(
-    kms: &Kms,
-    config: &ServerConfig,
-    parts: &Parts,
-    parsed: &ParsedAuthorization,
-    body: &[u8],
-    service: &str,
-    now_secs: i64,
-) -> Result<Caller, KmsError> {
-    authenticate_as(kms, config, parts, parsed, body, Api::Aws(service), now_secs).await
-}
-
 /// Which API a request is for: an AWS API signed for a service name (`kms`,
 /// `secretsmanager`), whose credentials are users' access keys; or the XKS proxy API (service
 /// `kms-xks-proxy`), whose credentials are XKS credentials only. Neither kind of credential
@@ -76,7 +61,9 @@ pub const XKS_SERVICE: &str = "kms-xks-proxy";
 /// The XKS specification's bound on request age ("more than 5 minutes in the past (or future)").
 const XKS_MAX_CLOCK_SKEW_SECS: i64 = 5 * 60;
 
-/// [`authenticate`] for either API.
+/// Authenticates `parts` + `body` (whose `Authorization` header is `parsed`) for `api`: an AWS
+/// API signed for its service name (`kms`, or `secretsmanager`), or the XKS proxy API, at most
+/// `config.max_clock_skew_secs` (XKS: 5 minutes) from `now_secs`.
 pub async fn authenticate_as(
     kms: &Kms,
     config: &ServerConfig,

@@ -86,6 +86,36 @@ pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
+/// Authenticates a request for `api` on behalf of every front end: a failure the client
+/// caused spends a token of its source's failed-authentication bucket (`limiter` says how it
+/// went, for the record), and once that is empty the refusal is `ThrottlingException`. The
+/// caller's `aws:SecureTransport` comes from the connection.
+pub(crate) async fn authenticate_limited(
+    state: &AppState,
+    parts: &Parts,
+    parsed: &auth::ParsedAuthorization,
+    body: &[u8],
+    api: auth::Api<'_>,
+    limiter: &mut Option<Verdict>,
+) -> Result<Caller, KmsError> {
+    let mut caller = match auth::authenticate_as(&state.kms, &state.config, parts, parsed, body, api, now_secs()).await {
+        Ok(c) => c,
+        // Not the client's failure: nothing to rate-limit.
+        Err(e @ (KmsError::Sealed | KmsError::Unavailable(_) | KmsError::Internal(_))) => return Err(e),
+        Err(e) => {
+            let verdict = state.failures.failure(source_ip(parts));
+            *limiter = Some(verdict);
+            if verdict.throttled {
+                crate::metrics::auth_failure_throttled();
+                return Err(KmsError::Throttling("Rate exceeded: too many requests that failed authentication from this address.".into()));
+            }
+            return Err(e);
+        }
+    };
+    caller.secure_transport = parts.extensions.get::<crate::listener::SecureTransport>().is_some_and(|s| s.0);
+    Ok(caller)
+}
+
 /// What the audit record says about a request before it runs, for every front end.
 pub(crate) fn request_event<'a>(
     parts: &'a Parts,
@@ -178,21 +208,7 @@ async fn serve_request(
     let (body, _in_flight) = read_body(state, parts, body).await?;
     // A request is signed for its family's service (`kms`, or `secretsmanager`).
     let service = Family::from_target(target).unwrap_or(Family::Kms).signing_service();
-    let mut caller = match auth::authenticate(&state.kms, &state.config, parts, parsed, &body, service, now_secs()).await {
-        Ok(c) => c,
-        // Not the client's failure: nothing to rate-limit.
-        Err(e @ (KmsError::Sealed | KmsError::Unavailable(_) | KmsError::Internal(_))) => return Err(e),
-        Err(e) => {
-            let verdict = state.failures.failure(source_ip(parts));
-            rec.limiter = Some(verdict);
-            if verdict.throttled {
-                crate::metrics::auth_failure_throttled();
-                return Err(KmsError::Throttling("Rate exceeded: too many requests that failed authentication from this address.".into()));
-            }
-            return Err(e);
-        }
-    };
-    caller.secure_transport = parts.extensions.get::<crate::listener::SecureTransport>().is_some_and(|s| s.0);
+    let caller = authenticate_limited(state, parts, parsed, &body, auth::Api::Aws(service), &mut rec.limiter).await?;
     let caller = rec.caller.insert(caller).clone();
     let op = known.ok_or_else(|| unknown_target(target))?;
     if let Err(exceeded) = state.quota.admit(caller.account.as_str(), caller.region.as_str(), &caller.access_key_id, op) {

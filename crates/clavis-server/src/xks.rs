@@ -8,7 +8,7 @@
 
 use crate::auth::{self, Api};
 use crate::limiter::Verdict;
-use crate::protocol::{now_secs, read_body, request_event, source_ip};
+use crate::protocol::{authenticate_limited, read_body, request_event};
 use crate::{AppState, RequestId};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -272,20 +272,7 @@ async fn serve(
     rec: &mut Recorded,
 ) -> Result<Value, KmsError> {
     let (body, _in_flight) = read_body(state, parts, body).await?;
-    let mut caller = match auth::authenticate_as(&state.kms, &state.config, parts, parsed, &body, Api::Xks, now_secs()).await {
-        Ok(c) => c,
-        Err(e @ (KmsError::Sealed | KmsError::Unavailable(_) | KmsError::Internal(_))) => return Err(e),
-        Err(e) => {
-            let verdict = state.failures.failure(source_ip(parts));
-            rec.limiter = Some(verdict);
-            if verdict.throttled {
-                crate::metrics::auth_failure_throttled();
-                return Err(KmsError::Throttling("Rate exceeded: too many requests that failed authentication from this address.".into()));
-            }
-            return Err(e);
-        }
-    };
-    caller.secure_transport = parts.extensions.get::<crate::listener::SecureTransport>().is_some_and(|s| s.0);
+    let caller = authenticate_limited(state, parts, parsed, &body, Api::Xks, &mut rec.limiter).await?;
     let caller = rec.caller.insert(caller).clone();
     // The KMS operation each call performs counts against the same request quotas.
     let op = match call {
