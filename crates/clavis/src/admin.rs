@@ -11,9 +11,16 @@ pub struct Connection {
     /// The server.
     #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:8484")]
     endpoint_url: String,
-    /// Signing region.
+    /// Signing region (else AWS_REGION, AWS_DEFAULT_REGION, us-east-1).
     #[arg(long)]
     region: Option<String>,
+}
+
+impl Connection {
+    /// The endpoint, with credentials and trust from the environment.
+    pub fn endpoint(&self) -> anyhow::Result<Endpoint> {
+        Endpoint::from_env(&self.endpoint_url, self.region.clone())
+    }
 }
 
 /// `clavis admin ...`
@@ -150,7 +157,7 @@ pub enum UserCommand {
 }
 
 fn call(connection: &Connection, target: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-    let endpoint = Endpoint::from_env(&connection.endpoint_url, connection.region.clone())?;
+    let endpoint = connection.endpoint()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move { Client::connect(&endpoint).await?.call_json(target, body).await })
 }

@@ -74,12 +74,9 @@ pub struct PluginArgs {
     /// the key the ciphertext names, so moving an alias keeps old data readable.
     #[arg(long)]
     key_id: String,
-    /// The Clavis server.
-    #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:8484")]
-    endpoint_url: String,
-    /// Signing region (else AWS_REGION, AWS_DEFAULT_REGION, us-east-1).
-    #[arg(long)]
-    region: Option<String>,
+    /// The Clavis server and signing region.
+    #[command(flatten)]
+    connection: crate::admin::Connection,
     /// How often the health and current key version are checked with Clavis, in milliseconds.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     refresh_interval_ms: u64,
@@ -93,7 +90,7 @@ pub struct PluginArgs {
 
 /// Runs the plugin until SIGTERM or SIGINT.
 pub fn run(args: PluginArgs) -> anyhow::Result<()> {
-    let endpoint = Endpoint::from_env(&args.endpoint_url, args.region.clone())?;
+    let endpoint = args.connection.endpoint()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(serve(args, endpoint))
 }

@@ -208,7 +208,7 @@ impl Kms {
         // Records of the calls the core makes for this request on the caller's behalf (the KMS
         // calls of a Secrets Manager request) wait here and are appended with its own record,
         // in one batch: none is durable later than the request's own, and none costs a wait.
-        let (outcome, nested) = NESTED_RECORDS
+        let (mut outcome, nested) = NESTED_RECORDS
             .scope(std::cell::RefCell::new(Vec::new()), async {
                 let outcome = work.await;
                 (outcome, NESTED_RECORDS.with(std::cell::RefCell::take))
@@ -229,18 +229,8 @@ impl Kms {
         }
         let mut event_id = uuid::Uuid::encode_buffer();
         let event_id = &*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut event_id);
-        let record = audit::record(audit::RecordInput {
-            event,
-            event_id,
-            time_ms,
-            duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            caller: outcome.caller.as_ref(),
-            request_parameters: outcome.request_parameters,
-            response_elements: outcome.response_elements,
-            error: outcome.result.as_ref().err(),
-            suppressed_before: outcome.suppressed_before,
-            operator: hold,
-        });
+        let suppressed_before = outcome.suppressed_before;
+        let record = record_of(event, event_id, time_ms, started, &mut outcome, suppressed_before, hold);
         let appended = if hold {
             sink.append_or_hold(record).await
         } else if nested.is_empty() {
@@ -275,7 +265,7 @@ impl Kms {
     ) -> Result<T, KmsError> {
         let time_ms = self.clock.now_ms();
         let started = std::time::Instant::now();
-        let outcome = work.await;
+        let mut outcome = work.await;
         let Some(sink) = &self.audit else { return outcome.result };
         let mut event_id = uuid::Uuid::encode_buffer();
         let event_id = &*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut event_id);
@@ -285,18 +275,7 @@ impl Kms {
             // Appended with the outer request's record, which fails the request if it cannot be.
             self.note_key_use(&caller.resources.arns(), event.operation, time_ms, event.request_id, event_id);
         }
-        let record = audit::record(audit::RecordInput {
-            event,
-            event_id,
-            time_ms,
-            duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            caller: outcome.caller.as_ref(),
-            request_parameters: outcome.request_parameters,
-            response_elements: outcome.response_elements,
-            error: outcome.result.as_ref().err(),
-            suppressed_before: 0,
-            operator: false,
-        });
+        let record = record_of(event, event_id, time_ms, started, &mut outcome, 0, false);
         let mut pending = Some(record);
         let _ = NESTED_RECORDS.try_with(|n| {
             if let Some(r) = pending.take() {
@@ -313,6 +292,31 @@ impl Kms {
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
+}
+
+/// A request's record from what its front end reported, `started` to now being its duration
+/// (the decoded members are taken from `outcome`; its result stays).
+fn record_of<T>(
+    event: &audit::RequestEvent<'_>,
+    event_id: &str,
+    time_ms: i64,
+    started: std::time::Instant,
+    outcome: &mut audit::Outcome<T>,
+    suppressed_before: u64,
+    operator: bool,
+) -> Vec<u8> {
+    audit::record(audit::RecordInput {
+        event,
+        event_id,
+        time_ms,
+        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        caller: outcome.caller.as_ref(),
+        request_parameters: outcome.request_parameters.take(),
+        response_elements: outcome.response_elements.take(),
+        error: outcome.result.as_ref().err(),
+        suppressed_before,
+        operator,
+    })
 }
 
 /// Narrow views of storage for the operation modules: every family but keys and material, whose
