@@ -96,6 +96,13 @@ def test_tls_with_boto3_cli_and_admin_and_reload(tmp_path):
         # clavis admin over https, trusting AWS_CA_BUNDLE.
         p = s.clavis("admin", "user", "list", env={"AWS_CA_BUNDLE": str(cert)}, check=False)
         assert p.returncode == 0, p.stderr
+        # clavis bench and clavis operator over https, trusting AWS_CA_BUNDLE.
+        p = s.clavis("bench", "--duration", "1", "--connections", "2", "--json", env={"AWS_CA_BUNDLE": str(cert)}, check=False)
+        assert p.returncode == 0, p.stderr
+        result = json.loads(p.stdout)
+        assert result["endpoint"].startswith("https://") and result["results"][0]["requests"] > 0, result
+        p = s.clavis("operator", "status", env={"AWS_CA_BUNDLE": str(cert)}, check=False)
+        assert p.returncode == 0 and json.loads(p.stdout)["Sealed"] is False, p.stderr
         # Without the CA the client refuses the certificate; plain HTTP is not served.
         with pytest.raises(Exception):
             boto3.client("kms", endpoint_url=s.endpoint, region_name=REGION, aws_access_key_id=AKID,

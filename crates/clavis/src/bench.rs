@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// Arguments of `clavis bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Endpoint to load (http only).
+    /// Endpoint to load: `http://` or `https://` (TLS trusting `AWS_CA_BUNDLE` or the system CAs).
     #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:8484")]
     endpoint_url: String,
     /// Signing region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1).
