@@ -361,6 +361,13 @@ def test_junk_share_cannot_spoil_an_unseal_in_progress(tmp_path):
         wait_until(lambda: http_status(s, "/readyz") == 200)
         s.stop()
         start_sealed(s)
+        # A stranger's junk share cannot even start an unseal (the review found that a junk
+        # first share took the session, and its nonce, for 10 minutes): each share is checked
+        # alone against shamir.conf's digests before it joins.
+        status, reply = operator_post(s, "/operator/unseal", json.dumps({"Share": "02-" + "00" * 32}).encode(),
+                                      {"Content-Type": "application/json"})
+        assert status == 400 and "not an unseal share" in reply["message"] and "Nonce" not in reply, reply
+        assert operator(s, "status", creds=False)["Progress"] == 0
         first = operator(s, "unseal", stdin=shares[0], creds=False)
         assert first["Sealed"] and first["Progress"] == 1 and len(first["Nonce"]) == 32
         # The public status does not reveal the nonce.

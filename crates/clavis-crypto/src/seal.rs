@@ -260,10 +260,15 @@ impl RootOfTrust for LocalKeyFile {
 pub const SHAMIR_CONFIG_FILE: &str = "shamir.conf";
 const SHAMIR_CHECK_CONTEXT: &[u8] = b"clavis/shamir-check/v1\0";
 const SHAMIR_CHECK_TEXT: &[u8] = b"clavis shamir master key";
+const SHAMIR_SHARE_CHECK_CONTEXT: &[u8] = b"clavis/shamir-share/v1\0";
 struct ShamirConfig {
     shares: u8,
     threshold: u8,
     check: Vec<u8>,
+    /// SHA-256 of each share (domain-separated, x and y), so that a share is checked alone,
+    /// as it is submitted: a junk share from a stranger never enters an unseal. Empty in a
+    /// configuration written before these existed; the first unseal then fills them in.
+    share_checks: std::collections::BTreeMap<u8, [u8; 32]>,
     /// The master-key version (1 when initialised on a fresh deployment; N when a rotation
     /// migrated into Shamir).
     version: u32,
@@ -291,6 +296,22 @@ impl std::fmt::Debug for ShamirRoot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShamirRoot").field("path", &self.path).finish_non_exhaustive()
     }
+}
+
+/// The digest `shamir.conf` keeps of a share: SHA-256 over a context, x and the y bytes. A
+/// share is 32 uniformly random bytes (threshold >= 2), so its digest reveals nothing usable.
+fn share_check(x: u8, y: &[u8]) -> [u8; 32] {
+    let mut h = crate::digest::Sha256::new();
+    h.update(SHAMIR_SHARE_CHECK_CONTEXT);
+    h.update(&[x]);
+    h.update(y);
+    h.finish()
+}
+
+/// The digests of every share (x = 1..=shares) of the split `some` belongs to (`some` being
+/// exactly `threshold` shares that reconstructed the master key).
+fn share_checks_of(some: &[crate::shamir::Share], shares: u8) -> Result<std::collections::BTreeMap<u8, [u8; 32]>, CryptoError> {
+    (1..=shares).map(|x| Ok((x, share_check(x, crate::shamir::interpolate(some, x)?.expose_secret())))).collect()
 }
 
 fn hex_encode(bytes: &[u8]) -> String {
@@ -342,27 +363,40 @@ impl ShamirRoot {
             return None;
         }
         let (mut shares, mut threshold, mut check, mut version) = (None, None, None, 1);
+        let mut share_checks = std::collections::BTreeMap::new();
         for line in lines {
             match line.split_once('=')? {
                 ("shares", v) => shares = v.parse().ok(),
                 ("threshold", v) => threshold = v.parse().ok(),
                 ("check", v) => check = hex_decode(v),
                 ("version", v) => version = v.parse().ok()?,
+                (k, v) if k.starts_with("share.") => {
+                    let x = u8::from_str_radix(k.strip_prefix("share.")?, 16).ok().filter(|x| *x != 0)?;
+                    share_checks.insert(x, hex_decode(v)?.try_into().ok()?);
+                }
                 _ => return None,
             }
         }
-        Some(ShamirConfig { shares: shares?, threshold: threshold?, check: check?, version })
+        let shares: u8 = shares?;
+        // All of them or none (a configuration from before share checks).
+        if !share_checks.is_empty() && (share_checks.len() != usize::from(shares) || share_checks.keys().any(|x| *x > shares)) {
+            return None;
+        }
+        Some(ShamirConfig { shares, threshold: threshold?, check: check?, share_checks, version })
     }
 
     fn write_config(&self, c: &ShamirConfig) -> Result<(), CryptoError> {
         let io_err = |source| CryptoError::KeyFile { path: self.path.display().to_string(), source };
-        let text = format!(
+        let mut text = format!(
             "clavis-shamir-v1\nshares={}\nthreshold={}\ncheck={}\nversion={}\n",
             c.shares,
             c.threshold,
             hex_encode(&c.check),
             c.version
         );
+        for (x, digest) in &c.share_checks {
+            text.push_str(&format!("share.{x:02x}={}\n", hex_encode(digest)));
+        }
         let tmp = self.path.with_extension("conf.tmp");
         let mut f = std::fs::File::create(&tmp).map_err(io_err)?;
         f.write_all(text.as_bytes()).map_err(io_err)?;
@@ -429,7 +463,8 @@ impl RootOfTrust for ShamirRoot {
         let key = AeadKey::new(&master)?;
         let version = self.init_version;
         let check = seal_with(&key, version, SHAMIR_CHECK_CONTEXT, &SecretBytes::from_slice(SHAMIR_CHECK_TEXT))?;
-        let config = ShamirConfig { shares, threshold, check, version };
+        let share_checks = parts.iter().map(|p| (p.x, share_check(p.x, p.y.expose_secret()))).collect();
+        let config = ShamirConfig { shares, threshold, check, share_checks, version };
         self.write_config(&config)?;
         state.config = Some(config);
         state.key = Some(key);
@@ -441,14 +476,23 @@ impl RootOfTrust for ShamirRoot {
         let share = crate::shamir::Share::from_text(share).map_err(|_| CryptoError::Unseal("that is not an unseal share".into()))?;
         {
             let mut state = self.state.write().map_err(|_| Self::poisoned())?;
-            let Some((threshold, check)) = state.config.as_ref().map(|c| (usize::from(c.threshold), c.check.clone())) else {
+            let Some(config) = state.config.as_ref() else {
                 return Err(CryptoError::Unseal("not initialised: run `clavis operator init` first".into()));
             };
+            let (threshold, check) = (usize::from(config.threshold), config.check.clone());
             if state.key.is_some() {
                 return Err(CryptoError::Unseal("already unsealed".into()));
             }
+            let not_ours = || CryptoError::Unseal("that is not an unseal share of this server".into());
             if share.y.len() != KEY_LEN {
-                return Err(CryptoError::Unseal("that is not an unseal share of this server".into()));
+                return Err(not_ours());
+            }
+            // Checked alone, before it joins the unseal: a junk share cannot spoil one.
+            if !config.share_checks.is_empty() {
+                let expected = config.share_checks.get(&share.x).ok_or_else(not_ours)?;
+                if !crate::digest::constant_time_eq(expected, &share_check(share.x, share.y.expose_secret())) {
+                    return Err(not_ours());
+                }
             }
             if state.pending.iter().any(|s| s.x == share.x) {
                 return Err(CryptoError::Unseal("this share was already submitted".into()));
@@ -464,6 +508,16 @@ impl RootOfTrust for ShamirRoot {
                     return Err(CryptoError::Unseal(
                         "the submitted shares do not reconstruct the master key; the unseal was reset, submit shares again".into(),
                     ));
+                }
+                // A configuration from before share checks gets them now, from the shares that
+                // just proved right (they determine every other share). Best effort: the unseal
+                // stands if the file cannot be rewritten; the next unseal tries again.
+                if let Some(config) = state.config.as_ref().filter(|c| c.share_checks.is_empty()) {
+                    let upgraded =
+                        ShamirConfig { share_checks: share_checks_of(&pending, config.shares)?, check: config.check.clone(), ..*config };
+                    if self.write_config(&upgraded).is_ok() {
+                        state.config = Some(upgraded);
+                    }
                 }
                 state.key = Some(key);
             }
@@ -706,20 +760,42 @@ mod tests {
         // Sealing forgets the key.
         restarted.seal_now().expect("seal");
         assert!(matches!(restarted.unseal(b"ctx", &sealed), Err(CryptoError::Sealed)));
-        // A corrupted share: the unseal fails without naming it, and resets.
-        let mut bad = shares[0].clone().into_bytes();
-        let last = bad.len() - 1;
-        bad[last] = if bad[last] == b'0' { b'1' } else { b'0' };
-        let bad = String::from_utf8(bad).expect("utf8");
-        restarted.submit_share(&bad).expect("accepted for now");
-        restarted.submit_share(&shares[1]).expect("accepted for now");
-        let e = restarted.submit_share(&shares[2]).expect_err("wrong reconstruction");
-        assert!(e.to_string().contains("do not reconstruct"), "{e}");
-        assert_eq!(restarted.status().progress, 0);
-        for s in [&shares[3], &shares[0], &shares[2]] {
+        // A corrupted share, or one with an x beyond the split, is refused alone, as it is
+        // submitted, and never joins the unseal.
+        let corrupt = |share: &str| {
+            let mut bad = share.to_owned().into_bytes();
+            let last = bad.len() - 1;
+            bad[last] = if bad[last] == b'0' { b'1' } else { b'0' };
+            String::from_utf8(bad).expect("utf8")
+        };
+        restarted.submit_share(&shares[1]).expect("good share");
+        for junk in [corrupt(&shares[0]), format!("06-{}", "00".repeat(32))] {
+            let e = restarted.submit_share(&junk).expect_err("junk share");
+            assert!(e.to_string().contains("not an unseal share"), "{e}");
+        }
+        assert_eq!(restarted.status().progress, 1);
+        for s in [&shares[3], &shares[0]] {
             restarted.submit_share(s).expect("good shares");
         }
         assert!(!restarted.is_sealed());
+
+        // A configuration from before share checks: a corrupted share is only found out at the
+        // reconstruction, which resets; the first unseal that succeeds writes the checks of
+        // every share, computed from the ones submitted.
+        let old: String = conf.lines().filter(|l| !l.starts_with("share.")).map(|l| format!("{l}\n")).collect();
+        assert_ne!(old, conf, "the configuration has share checks");
+        std::fs::write(&p, &old).expect("old configuration");
+        let legacy = ShamirRoot::load(&p).expect("load");
+        legacy.submit_share(&corrupt(&shares[0])).expect("accepted for now");
+        legacy.submit_share(&shares[1]).expect("accepted for now");
+        let e = legacy.submit_share(&shares[2]).expect_err("wrong reconstruction");
+        assert!(e.to_string().contains("do not reconstruct"), "{e}");
+        assert_eq!(legacy.status().progress, 0);
+        for s in [&shares[4], &shares[1], &shares[2]] {
+            legacy.submit_share(s).expect("good shares");
+        }
+        assert!(!legacy.is_sealed());
+        assert_eq!(std::fs::read_to_string(&p).expect("conf"), conf, "the checks of all five shares, as at init");
         std::fs::remove_file(&p).expect("cleanup");
     }
 

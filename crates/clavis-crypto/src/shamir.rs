@@ -113,6 +113,13 @@ pub fn split(secret: &SecretBytes, shares: u8, threshold: u8) -> Result<Vec<Shar
 /// With fewer, or shares of another secret, the result is simply a different value: callers
 /// check it (Clavis checks it against a sealed canary).
 pub fn combine(shares: &[Share]) -> Result<SecretBytes, CryptoError> {
+    interpolate(shares, 0)
+}
+
+/// The share at `x` of the polynomials through `shares` (exactly `threshold` of them, as
+/// [`combine`]); `x` = 0 is the secret. With the shares an unseal reconstructed the secret
+/// from, this gives every other share of the same split.
+pub fn interpolate(shares: &[Share], x: u8) -> Result<SecretBytes, CryptoError> {
     let first = shares.first().ok_or(CryptoError::Malformed("no shares"))?;
     let len = first.y.len();
     for (i, s) in shares.iter().enumerate() {
@@ -122,11 +129,11 @@ pub fn combine(shares: &[Share]) -> Result<SecretBytes, CryptoError> {
     }
     let mut secret = SecretBytes::new(vec![0u8; len]);
     for (j, sj) in shares.iter().enumerate() {
-        // Lagrange basis at 0: prod_{m != j} x_m / (x_m - x_j); subtraction is XOR.
+        // Lagrange basis at x: prod_{m != j} (x - x_m) / (x_j - x_m); subtraction is XOR.
         let mut basis = 1u8;
         for (m, sm) in shares.iter().enumerate() {
             if m != j {
-                basis = mul(basis, mul(sm.x, inv(sm.x ^ sj.x)));
+                basis = mul(basis, mul(x ^ sm.x, inv(sm.x ^ sj.x)));
             }
         }
         for (out, y) in secret.expose_secret_mut().iter_mut().zip(sj.y.expose_secret()) {
@@ -157,6 +164,17 @@ mod tests {
         }
         // {53} and {ca} are inverses (FIPS-197 section 4.4's example).
         assert_eq!(inv(0x53), 0xca);
+    }
+
+    #[test]
+    fn interpolation_gives_the_other_shares() {
+        let secret = SecretBytes::new((0..32).collect());
+        let shares = split(&secret, 5, 3).expect("split");
+        for x in 1..=5u8 {
+            let y = interpolate(&shares[2..5], x).expect("interpolate");
+            assert_eq!(y.expose_secret(), shares[usize::from(x - 1)].y.expose_secret(), "share {x}");
+        }
+        assert_eq!(interpolate(&shares[..3], 0).expect("secret").expose_secret(), secret.expose_secret());
     }
 
     #[test]
