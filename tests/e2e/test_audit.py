@@ -211,6 +211,17 @@ def test_stream_sink_copies_records(fresh_server, tmp_path):
         time.sleep(0.05)
     s.stop()
     assert streamed()
+    # Private like the segments (review: it was created 0644).
+    assert os.stat(stream).st_mode & 0o777 == 0o600
+    # An existing stream file others may read is made private at the next start.
+    os.chmod(stream, 0o644)
+    s.start()
+    s.client().list_keys()
+    deadline = time.time() + 20
+    while os.stat(stream).st_mode & 0o777 != 0o600 and time.time() < deadline:
+        time.sleep(0.05)
+    s.stop()
+    assert os.stat(stream).st_mode & 0o777 == 0o600
 
 
 def test_lookup_events_api_and_cli(fresh_server):

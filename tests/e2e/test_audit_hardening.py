@@ -115,6 +115,25 @@ def test_records_are_bounded(fresh_server):
     assert ev["additionalEventData"]["truncated"] == ["requestParameters.description"]
 
 
+def test_escape_padding_cannot_hide_what_ran(fresh_server):
+    """Review of item 4: a valid policy padded with newlines to 32 KiB (64 KiB once escaped)
+    pushed the record over its cap, and the record dropped every member: the key and the new
+    statement were gone."""
+    s = fresh_server.start()
+    kms = s.client()
+    key = kms.create_key()["KeyMetadata"]
+    doc = json.loads(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
+    doc["Statement"].append({"Sid": "other", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999988887777:root"},
+                             "Action": "kms:Decrypt", "Resource": "*"})
+    text = json.dumps(doc)
+    padded = text + "\n" * (32767 - len(text))
+    out = kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=padded)
+    ev = by_request_id(events(s))[out["ResponseMetadata"]["RequestId"]]
+    assert ev["requestParameters"]["keyId"] == key["KeyId"]
+    assert ev["requestParameters"]["policy"].startswith(text), "the statements are kept, the padding cut"
+    assert "requestParameters.policy" in ev["additionalEventData"]["truncated"]
+
+
 def test_lookup_events_does_not_record_its_response(fresh_server):
     """Item 5: each LookupEvents of LookupEvents grew its record about 3x."""
     s = fresh_server.start()
@@ -215,6 +234,34 @@ def test_unauthenticated_floods_are_throttled_and_counted(tmp_path):
         s.raw("TrentService.ListKeys", "{}", secret="wrong-wrong-wrong-wrong-wrong-wrong-00")
         last = [e for e in events(s) if e.get("errorCode") == "InvalidSignatureException"][-1]
         assert last["additionalEventData"]["suppressedFailures"] == codes.count("ThrottlingException")
+    finally:
+        s.stop()
+
+
+def test_oversized_body_floods_are_throttled_too(tmp_path):
+    """Review of item 7: a body over the size limit was refused before authentication without
+    spending the source's failure budget, so 1,000 of them wrote 1,000 records in a second."""
+    s = Server(tmp_path / "bigflood", args=["--auth-failures-per-second", str(AUTH_FAILURES_PER_SECOND)]).start()
+    try:
+        codes = []
+        # KMS and XKS requests alternate: each kind must spend the bucket to be throttled.
+        for path, target in [("/", "TrentService.DisableKey"), ("/kms/xks/v1/keys/k/encrypt", "")] * 20:
+            with socket.create_connection(("127.0.0.1", s.port)) as c:
+                head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: {target}\r\nContent-Length: 300000\r\n\r\n"
+                try:
+                    c.sendall(head.encode() + b"x" * 300000)
+                except OSError:
+                    pass  # the server may answer and close before the whole body is sent
+                c.settimeout(10)
+                reply = c.recv(65536)
+                answer = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+                codes.append(answer.get("__type") or answer.get("errorName"))
+        # (XKS answers a body over its limit with the spec's UnsupportedOperationException.)
+        assert codes[:2] == ["RequestEntityTooLargeException", "UnsupportedOperationException"], codes
+        assert codes.count("ThrottlingException") >= 25, codes
+        assert "ThrottlingException" in codes[0::2] and "ThrottlingException" in codes[1::2], codes
+        written = [e for e in events(s) if e.get("errorCode") in ("RequestEntityTooLargeException", "UnsupportedOperationException")]
+        assert len(written) == len(codes) - codes.count("ThrottlingException") <= 15, (len(written), codes)
     finally:
         s.stop()
 

@@ -80,6 +80,35 @@ def test_metrics_listen_elsewhere_or_off(fresh_server, tmp_path):
     assert b"clavis_requests" not in e.value.read()
 
 
+def test_metrics_listener_is_bounded_like_the_api(fresh_server):
+    """Review: the --metrics-listen port had no header timeout and no connection cap, so half-sent
+    requests there held descriptors until the whole server stopped answering."""
+    import socket
+
+    from test_audit_hardening import closed_within
+
+    port = free_port()
+    s = fresh_server
+    s.args = ["--metrics-listen", f"127.0.0.1:{port}", "--header-read-timeout-secs", "2"]
+    s.start()
+    half = []
+    try:
+        for _ in range(40):  # more than its cap of 16
+            c = socket.create_connection(("127.0.0.1", port))
+            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            half.append(c)
+        time.sleep(0.3)
+        # A scrape still gets through (the oldest idle connections make room) ...
+        _, text = scrape(f"http://127.0.0.1:{port}/metrics")
+        assert "clavis_sealed" in text and text.endswith("# EOF\n")
+        # ... and the half-sent ones are closed by the header-read timeout.
+        assert all(closed_within(c, 8) for c in half[-10:])
+        assert "Keys" in s.client().list_keys()
+    finally:
+        for c in half:
+            c.close()
+
+
 def write(path, text):
     path.write_text(text)
     return path

@@ -692,6 +692,23 @@ pub(crate) const STREAM_QUEUE: usize = 4096;
 
 /// Starts the thread that copies committed batches to the stream sink. Best effort: a write
 /// failure is logged and the file reopened for the next batch.
+/// Opens the `file:` stream for appending: created with mode 0600, like the segments (the
+/// records hold policies, principals and encryption contexts); an existing regular file that
+/// others may read is made private, or the stream is not written.
+fn open_stream_file(path: &std::path::Path) -> Option<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = OpenOptions::new().append(true).create(true).mode(0o600).open(path).ok()?;
+    let meta = f.metadata().ok()?;
+    if meta.is_file()
+        && meta.permissions().mode() & 0o077 != 0
+        && let Err(e) = f.set_permissions(std::fs::Permissions::from_mode(0o600))
+    {
+        tracing::warn!(path = %path.display(), error = %e, "the audit stream file is readable by others and cannot be made private; not writing it");
+        return None;
+    }
+    Some(f)
+}
+
 fn start_stream(sink: StreamSink) -> Result<std::sync::mpsc::SyncSender<Arc<[u8]>>, AuditError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<[u8]>>(STREAM_QUEUE);
     std::thread::Builder::new()
@@ -706,7 +723,7 @@ fn start_stream(sink: StreamSink) -> Result<std::sync::mpsc::SyncSender<Arc<[u8]
                     }
                     StreamSink::File(path) => {
                         if file.is_none() {
-                            file = OpenOptions::new().append(true).create(true).open(path).ok();
+                            file = open_stream_file(path);
                         }
                         match &mut file {
                             Some(f) => f.write_all(&lines),

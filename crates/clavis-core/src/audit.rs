@@ -465,11 +465,40 @@ fn cap(s: &str, max: usize) -> (&str, bool) {
     (&s[..end], true)
 }
 
-/// Cuts every string in `v` longer than [`MAX_FIELD_BYTES`], noting its path in `truncated`.
+/// The bytes a character takes in a JSON string as serde_json writes it (`\"`, `\\`, the short
+/// escapes of five control characters, `\u00XX` for the other ones).
+fn escaped_char_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+        c if u32::from(c) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// The bytes `s` takes inside a JSON string.
+fn escaped_len(s: &str) -> usize {
+    s.chars().map(escaped_char_len).sum()
+}
+
+/// The length in bytes of the longest prefix of `s` (on a character boundary) that takes at
+/// most `max` bytes once escaped, and whether that is shorter than `s`.
+fn cap_escaped(s: &str, max: usize) -> (usize, bool) {
+    let mut written = 0;
+    for (i, c) in s.char_indices() {
+        written += escaped_char_len(c);
+        if written > max {
+            return (i, true);
+        }
+    }
+    (s.len(), false)
+}
+
+/// Cuts every string in `v` that takes more than [`MAX_FIELD_BYTES`] once escaped (a control
+/// character takes six), noting its path in `truncated`.
 fn cap_strings(v: &mut Value, path: &mut String, truncated: &mut Vec<String>) {
     match v {
-        Value::String(s) if s.len() > MAX_FIELD_BYTES => {
-            let keep = cap(s, MAX_FIELD_BYTES).0.len();
+        Value::String(s) if s.len() * 6 > MAX_FIELD_BYTES && cap_escaped(s, MAX_FIELD_BYTES).1 => {
+            let keep = cap_escaped(s, MAX_FIELD_BYTES).0;
             s.truncate(keep);
             truncated.push(path.clone());
         }
@@ -541,6 +570,100 @@ fn cap_lists(v: &mut Value, path: &mut String, truncated: &mut Vec<String>) {
         }
         _ => {}
     }
+}
+
+/// One step from a value to a member of it.
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The longest string (escaped) in `v` below `at`: its escaped length, the steps to it and its
+/// path for `truncated`, if longer than `best`'s.
+fn longest_string(v: &Value, steps: &mut Vec<Step>, path: &mut String, best: &mut Option<(usize, Vec<Step>, String)>) {
+    match v {
+        Value::String(s) => {
+            let len = escaped_len(s);
+            if best.as_ref().is_none_or(|(b, _, _)| len > *b) {
+                let copy = steps.iter().map(|st| match st {
+                    Step::Key(k) => Step::Key(k.clone()),
+                    Step::Index(i) => Step::Index(*i),
+                });
+                *best = Some((len, copy.collect(), path.clone()));
+            }
+        }
+        Value::Object(m) => {
+            for (k, val) in m {
+                let len = path.len();
+                path.push('.');
+                path.push_str(cap(k, MAX_OPERATION).0);
+                steps.push(Step::Key(k.clone()));
+                longest_string(val, steps, path, best);
+                steps.pop();
+                path.truncate(len);
+            }
+        }
+        Value::Array(a) => {
+            for (i, val) in a.iter().enumerate() {
+                steps.push(Step::Index(i));
+                longest_string(val, steps, path, best);
+                steps.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Halves the longest string among the request and response members (by escaped length),
+/// noting its path once; false when no string is left worth cutting.
+fn halve_longest_string(params: &mut Option<Map<String, Value>>, response: &mut Option<Value>, truncated: &mut Vec<String>) -> bool {
+    let mut best = None;
+    let mut steps = Vec::new();
+    let mut path = String::new();
+    if let Some(params) = params {
+        for (k, v) in params.iter() {
+            path.clear();
+            path.push_str("requestParameters.");
+            path.push_str(cap(k, MAX_OPERATION).0);
+            steps.push(Step::Key(k.clone()));
+            longest_string(v, &mut steps, &mut path, &mut best);
+            steps.pop();
+        }
+    }
+    let in_params = best.as_ref().map_or(0, |b| b.0);
+    if let Some(response) = response {
+        path.clear();
+        path.push_str("responseElements");
+        longest_string(response, &mut steps, &mut path, &mut best);
+    }
+    let Some((len, steps, path)) = best else { return false };
+    // Identifiers (key ids, ARNs, names) are short: what is left to cut is not worth it.
+    if len < 64 {
+        return false;
+    }
+    // The longest is in the request members unless the response held a longer one.
+    let from_params = in_params >= len && params.is_some();
+    let root = if from_params {
+        let Some(Step::Key(first)) = steps.first() else { return false };
+        params.as_mut().and_then(|p| p.get_mut(first))
+    } else {
+        response.as_mut()
+    };
+    let skip = usize::from(from_params);
+    let mut at = root;
+    for step in &steps[skip..] {
+        at = at.and_then(|v| match step {
+            Step::Key(k) => v.get_mut(k.as_str()),
+            Step::Index(i) => v.get_mut(*i),
+        });
+    }
+    let Some(Value::String(s)) = at else { return false };
+    let keep = cap_escaped(s, len / 2).0;
+    s.truncate(keep);
+    if !truncated.contains(&path) {
+        truncated.push(path);
+    }
+    true
 }
 
 /// Everything a record is made from, gathered by [`crate::Kms::audited`].
@@ -663,7 +786,9 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
     // Serialising these types cannot fail (string keys, written to memory). A record over its
     // cap is made smaller in steps, each keeping as much of what ran as fits: long lists are
     // the usual way a record grows, so they are cut to their first members (noting how many
-    // were cut); then, if it is still too large, the members are dropped whole.
+    // were cut); then the longest strings are halved, one at a time, so that the short members
+    // that say what ran (key ids, principals, names) stay; only if it is still too large are
+    // the members dropped whole.
     if serde_json::to_writer(&mut out, &rec).is_ok() && out.len() <= limit {
         return out;
     }
@@ -671,6 +796,16 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
     out.clear();
     if serde_json::to_writer(&mut out, &rec).is_ok() && out.len() <= limit {
         return out;
+    }
+    // Each step at least halves one string of 64 bytes or more: a bounded number of steps.
+    for _ in 0..256 {
+        if !halve_longest_string(&mut rec.request_parameters, &mut rec.response_elements, &mut rec.additional_event_data.truncated) {
+            break;
+        }
+        out.clear();
+        if serde_json::to_writer(&mut out, &rec).is_ok() && out.len() <= limit {
+            return out;
+        }
     }
     for (name, present) in [("requestParameters", rec.request_parameters.is_some()), ("responseElements", rec.response_elements.is_some())]
     {
@@ -789,11 +924,12 @@ mod tests {
         assert_eq!(r["requestParameters"]["policy"].as_str().unwrap().len(), MAX_FIELD_BYTES);
         assert_eq!(r["additionalEventData"]["truncated"], json!(["requestParameters.policy"]));
         assert_eq!(r["resources"][0]["ARN"], "arn:aws:kms:us-east-1:111122223333:key/k");
-        // Many large members: the record drops them rather than exceed its cap.
+        // Many large members: the longest are cut until the record fits; the short ones stay.
         let mut params = Map::new();
         for i in 0..4 {
             params.insert(format!("m{i}"), json!("q".repeat(30_000)));
         }
+        params.insert("keyId".into(), json!("k"));
         let r = record(RecordInput {
             event: &ev,
             event_id: "00000000-0000-4000-8000-000000000000",
@@ -808,8 +944,46 @@ mod tests {
         });
         assert!(r.len() <= MAX_RECORD_BYTES);
         let r: Value = serde_json::from_slice(&r).unwrap();
-        assert_eq!(r["requestParameters"], Value::Null);
-        assert_eq!(r["additionalEventData"]["truncated"], json!(["requestParameters"]));
+        assert_eq!(r["requestParameters"]["keyId"], "k");
+        let kept: usize = (0..4).map(|i| r["requestParameters"][format!("m{i}")].as_str().unwrap().len()).sum();
+        assert!(kept > MAX_RECORD_BYTES / 2, "as much as fits is kept: {kept}");
+        assert!(r["additionalEventData"]["truncated"].as_array().unwrap().len() >= 2);
+
+        // Padding that escaping multiplies (a control character takes six bytes, a newline two)
+        // cannot push the identifying members out (review: a 32 KiB policy of newlines left a
+        // record with no request parameters at all).
+        let mut params = Map::new();
+        params.insert("keyId".into(), json!("k"));
+        params.insert("policy".into(), json!(format!("{{}}{}", "\n".repeat(32_000))));
+        for i in 0..7 {
+            params.insert(format!("meta{i}"), json!("\u{1}".repeat(2048)));
+        }
+        let r = record(RecordInput {
+            event: &ev,
+            event_id: "00000000-0000-4000-8000-000000000000",
+            time_ms: 0,
+            duration_us: 5,
+            caller: Some(&caller),
+            request_parameters: Some(params),
+            response_elements: None,
+            error: None,
+            suppressed_before: 0,
+            operator: false,
+        });
+        assert!(r.len() <= MAX_RECORD_BYTES, "{}", r.len());
+        let r: Value = serde_json::from_slice(&r).unwrap();
+        assert_eq!(r["requestParameters"]["keyId"], "k");
+        assert!(r["requestParameters"]["policy"].as_str().unwrap().starts_with("{}\n"));
+        assert!(r["additionalEventData"]["truncated"].as_array().unwrap().contains(&json!("requestParameters.policy")));
+    }
+
+    #[test]
+    fn escaped_lengths_match_serde_json() {
+        for s in ["plain", "quote\"back\\slash", "\n\r\t\u{8}\u{c}", "\u{1}\u{1f}\u{7f}", "é中🦀"] {
+            assert_eq!(escaped_len(s) + 2, serde_json::to_string(s).unwrap().len(), "{s:?}");
+        }
+        let (end, cut) = cap_escaped("ab\ncd", 4);
+        assert!(cut && end == 3, "{end}");
     }
 
     #[test]

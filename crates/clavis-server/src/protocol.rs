@@ -102,18 +102,38 @@ pub(crate) async fn authenticate_limited(
         Ok(c) => c,
         // Not the client's failure: nothing to rate-limit.
         Err(e @ (KmsError::Sealed | KmsError::Unavailable(_) | KmsError::Internal(_))) => return Err(e),
-        Err(e) => {
-            let verdict = state.failures.failure(source_ip(parts));
-            *limiter = Some(verdict);
-            if verdict.throttled {
-                crate::metrics::auth_failure_throttled();
-                return Err(KmsError::Throttling("Rate exceeded: too many requests that failed authentication from this address.".into()));
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(spend_failure(state, parts, limiter).unwrap_or(e)),
     };
     caller.secure_transport = parts.extensions.get::<crate::listener::SecureTransport>().is_some_and(|s| s.0);
     Ok(caller)
+}
+
+/// Spends a token of the source's failed-request bucket for a failure the client caused before
+/// it was authenticated; once the bucket is empty, the refusal to give instead (its record may
+/// then be left out: the next one counts it).
+fn spend_failure(state: &AppState, parts: &Parts, limiter: &mut Option<Verdict>) -> Option<KmsError> {
+    let verdict = state.failures.failure(source_ip(parts));
+    *limiter = Some(verdict);
+    verdict.throttled.then(|| {
+        crate::metrics::auth_failure_throttled();
+        KmsError::Throttling("Rate exceeded: too many requests that failed authentication from this address.".into())
+    })
+}
+
+/// [`read_body`] for the authenticated APIs, whose body is read before the signature over it
+/// can be checked: a body too large or too slow is a failure of an unauthenticated client, so
+/// it spends the source's failed-request bucket like a bad signature (a flood of oversized
+/// bodies is throttled, its records counted rather than written one each).
+pub(crate) async fn read_body_limited(
+    state: &AppState,
+    parts: &Parts,
+    body: Body,
+    limiter: &mut Option<Verdict>,
+) -> Result<(Bytes, Option<ActivityGuard>), KmsError> {
+    match read_body(state, parts, body).await {
+        Ok(read) => Ok(read),
+        Err(e) => Err(spend_failure(state, parts, limiter).unwrap_or(e)),
+    }
 }
 
 /// What the audit record says about a request before it runs, for every front end.
@@ -205,7 +225,7 @@ async fn serve_request(
     known: Option<Operation>,
     rec: &mut Recorded,
 ) -> Result<Vec<u8>, KmsError> {
-    let (body, _in_flight) = read_body(state, parts, body).await?;
+    let (body, _in_flight) = read_body_limited(state, parts, body, &mut rec.limiter).await?;
     // A request is signed for its family's service (`kms`, or `secretsmanager`).
     let service = Family::from_target(target).unwrap_or(Family::Kms).signing_service();
     let caller = authenticate_limited(state, parts, parsed, &body, auth::Api::Aws(service), &mut rec.limiter).await?;

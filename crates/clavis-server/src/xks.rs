@@ -8,7 +8,7 @@
 
 use crate::auth::{self, Api};
 use crate::limiter::Verdict;
-use crate::protocol::{authenticate_limited, read_body, request_event};
+use crate::protocol::{authenticate_limited, read_body_limited, request_event};
 use crate::{AppState, RequestId};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -271,7 +271,7 @@ async fn serve(
     call: &Call,
     rec: &mut Recorded,
 ) -> Result<Value, KmsError> {
-    let (body, _in_flight) = read_body(state, parts, body).await?;
+    let (body, _in_flight) = read_body_limited(state, parts, body, &mut rec.limiter).await?;
     let caller = authenticate_limited(state, parts, parsed, &body, Api::Xks, &mut rec.limiter).await?;
     let caller = rec.caller.insert(caller).clone();
     // The KMS operation each call performs counts against the same request quotas.

@@ -797,20 +797,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let config = ServerConfig { metrics: args.metrics_listen == "main", xks_path_prefix, ..config };
         let state = AppState::with_limits(kms, config, args.auth_failures_per_second, (args.auth_failures_per_second * 5.0).max(1.0))
             .with_quota(quota);
+        let header_read_timeout = std::time::Duration::from_secs(args.header_read_timeout_secs.max(1));
+        // The default cap leaves the metrics listener's connections out of the main one's.
+        let metrics_connections = if metrics_addr.is_some() { METRICS_MAX_CONNECTIONS } else { 0 };
         if let Some(addr) = metrics_addr {
             let metrics = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding --metrics-listen {addr}"))?;
-            tracing::info!(listen = %metrics.local_addr()?, "metrics serving (GET /metrics)");
+            tracing::info!(listen = %metrics.local_addr()?, max_connections = METRICS_MAX_CONNECTIONS, "metrics serving (GET /metrics)");
             let app = clavis_server::metrics_app(state.clone());
+            // The same bounds as the main listener (header-read and idle timeouts, a connection
+            // cap that evicts idle connections), so that no client of this port can hold the
+            // process's descriptors.
+            let config =
+                ListenerConfig { header_read_timeout, max_connections: METRICS_MAX_CONNECTIONS, shutdown_grace: std::time::Duration::ZERO };
             tokio::spawn(async move {
-                if let Err(e) = axum::serve(metrics, app).await {
+                if let Err(e) = clavis_server::listener::serve(metrics, app, config, None, std::future::pending()).await {
                     tracing::error!(error = %e, "the metrics listener failed");
                 }
             });
         }
         let app = clavis_server::app(state);
         let listener_config = ListenerConfig {
-            header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout_secs.max(1)),
-            max_connections: args.max_connections.unwrap_or_else(clavis_server::listener::default_max_connections).max(1),
+            header_read_timeout,
+            max_connections: args
+                .max_connections
+                .unwrap_or_else(|| clavis_server::listener::default_max_connections().saturating_sub(metrics_connections))
+                .max(1),
             shutdown_grace: std::time::Duration::from_secs(30),
         };
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
@@ -825,6 +836,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// The most connections the `--metrics-listen` listener keeps open (a Prometheus server scrapes
+/// over one); beyond it the oldest idle one is closed, as on the main listener.
+const METRICS_MAX_CONNECTIONS: usize = 16;
 
 /// The rotation executors of `--rotation-executor`, reaching this server at
 /// `--rotation-endpoint` or its own loopback address.

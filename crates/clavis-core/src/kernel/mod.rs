@@ -215,10 +215,11 @@ impl Kms {
             })
             .await;
         let Some(sink) = &self.audit else { return outcome.result };
-        // While sealed the audit key is sealed too, so the log cannot be written; nothing can
-        // succeed while sealed (every request fails authenticating), and a refusal for being
-        // sealed has no effect to record.
-        if !hold && matches!(outcome.result, Err(KmsError::Sealed)) && self.is_sealed() {
+        // While sealed nothing can succeed (every request fails authenticating), and a refusal
+        // for being sealed has no effect to record. Not so for a request that authenticated, or
+        // made calls of its own, before a seal landed mid-request: those may have changed
+        // something, so their records are written (or the request fails trying).
+        if !hold && matches!(outcome.result, Err(KmsError::Sealed)) && self.is_sealed() && outcome.caller.is_none() && nested.is_empty() {
             return outcome.result;
         }
         // A front end may leave out the record of an unauthenticated refusal it rate-limited
