@@ -134,6 +134,19 @@ def test_escape_padding_cannot_hide_what_ran(fresh_server):
     assert "requestParameters.policy" in ev["additionalEventData"]["truncated"]
 
 
+def test_a_misplaced_secret_is_not_echoed(fresh_server):
+    """Review: a string sent where a boolean belongs came back in the error message, and so in the
+    record's errorMessage (a client that put a plaintext in the wrong member wrote it to disk)."""
+    s = fresh_server.start()
+    key = s.client().create_key()["KeyMetadata"]["KeyId"]
+    secret = "c2VjcmV0IHRoYXQgbXVzdCBub3QgYmUgbG9nZ2Vk"
+    body = json.dumps({"KeyId": key, "PolicyName": "default", "Policy": "{}", "BypassPolicyLockoutSafetyCheck": secret})
+    status, reply, headers = s.raw("TrentService.PutKeyPolicy", body)
+    assert status == 400 and reply["__type"] == "SerializationException", reply
+    assert secret not in reply["message"] and "expected a boolean" in reply["message"], reply
+    assert secret not in json.dumps(by_request_id(events(s))[rid(headers)])
+
+
 def test_lookup_events_does_not_record_its_response(fresh_server):
     """Item 5: each LookupEvents of LookupEvents grew its record about 3x."""
     s = fresh_server.start()

@@ -108,8 +108,23 @@ fn serialization_message(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     match e.classify() {
         Category::Syntax | Category::Eof => format!("The request body is not valid JSON: {e}"),
-        _ => format!("The request body does not match the operation's input shape: {e}"),
+        _ => format!("The request body does not match the operation's input shape: {}", without_string_value(&e.to_string())),
     }
+}
+
+/// serde_json's message with the string it quotes left out (`invalid type: string "...",
+/// expected a boolean`): a client that put a plaintext or a secret in the wrong member must not
+/// find it in its error message and the audit record's `errorMessage`.
+pub fn without_string_value(message: &str) -> String {
+    for prefix in ["invalid type: string \"", "invalid value: string \""] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some(end) = rest.rfind("\", expected ")
+        {
+            let (kind, _) = prefix.split_once('"').unwrap_or((prefix, ""));
+            return format!("{kind}of {} characters{}", rest[..end].chars().count(), &rest[end + 1..]);
+        }
+    }
+    message.to_owned()
 }
 
 impl Kms {
@@ -140,5 +155,18 @@ mod tests {
         assert!(nesting_within(br#"{"a": "\"[[[[", "b": {}}"#, 2));
         let deep = format!("{{\"Junk\": {}{}}}", "[".repeat(200), "]".repeat(200));
         assert!(!nesting_within(deep.as_bytes(), MAX_JSON_DEPTH));
+    }
+
+    #[test]
+    fn misplaced_strings_are_not_echoed() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Shape {
+            dry_run: Option<bool>,
+        }
+        let e = serde_json::from_slice::<Shape>(br#"{"dry_run": "c2VjcmV0IHBsYWludGV4dA=="}"#).unwrap_err();
+        let m = serialization_message(&e);
+        assert!(!m.contains("c2VjcmV0"), "{m}");
+        assert!(m.contains("invalid type: string of 24 characters, expected a boolean"), "{m}");
     }
 }

@@ -301,7 +301,12 @@ async fn serve(
             ciphertext_data_integrity_value_algorithm: None,
         }
     } else {
-        serde_json::from_slice(&body).map_err(|e| KmsError::validation(format!("the request body is not a valid request: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| {
+            KmsError::validation(format!(
+                "the request body is not a valid request: {}",
+                clavis_core::front::without_string_value(&e.to_string())
+            ))
+        })?
     };
     let meta = recorded_metadata(req.request_metadata.as_ref());
     let mut recorded = Map::new();
