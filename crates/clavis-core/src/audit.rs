@@ -8,7 +8,9 @@
 //! [`REDACTED_MEMBERS`] removed, recursively. Every record is bounded (docs/formats.md).
 //!
 //! The rule "no response before its durable record" is applied by [`crate::Kms::audited`],
-//! which every front end calls.
+//! which every front end calls. The changes the server makes on its own (the scheduler's) are
+//! [`ServiceEventName`]s, CloudTrail's `AwsServiceEvent`s, whose records the same builder makes
+//! and the kernel appends before the change.
 
 use crate::{Caller, KmsError};
 use serde::Serialize;
@@ -384,17 +386,25 @@ pub fn parse_event_time(s: &str) -> Option<i64> {
 }
 
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct UserIdentity<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    principal_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arn: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account_id: Option<&'a str>,
-    access_key_id: Option<&'a str>,
+#[serde(untagged)]
+enum UserIdentity<'a> {
+    /// A request's caller (or, unauthenticated, the access key it claimed).
+    #[serde(rename_all = "camelCase")]
+    Principal {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        principal_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        arn: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        account_id: Option<&'a str>,
+        access_key_id: Option<&'a str>,
+    },
+    /// The service itself, on the resource owner's account, as CloudTrail writes it for an
+    /// `AwsServiceEvent` (no `type`, no principal).
+    #[serde(rename_all = "camelCase")]
+    Service { account_id: &'a str, invoked_by: &'static str },
 }
 
 #[derive(Serialize)]
@@ -407,16 +417,35 @@ struct Resource<'a> {
     kind: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct AdditionalEventData {
-    duration_micros: u64,
+struct AdditionalEventData<'a> {
+    /// How long a request took (service events have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_micros: Option<u64>,
+    /// The secret a Secrets Manager service event is about (CloudTrail's member name).
+    #[serde(rename = "SecretId", skip_serializing_if = "Option::is_none")]
+    secret_id: Option<&'a str>,
+    /// On a service event's second record: the `eventID` of the record written before the
+    /// change, which this one says was not made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_made_event_id: Option<&'a str>,
     /// Fields cut to their cap, or left out to keep the record under its total cap.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     truncated: Vec<String>,
     /// Unauthenticated failures from this source refused without a record since the last one.
     #[serde(skip_serializing_if = "is_zero")]
     suppressed_failures: u64,
+}
+
+impl AdditionalEventData<'_> {
+    fn is_empty(&self) -> bool {
+        self.duration_micros.is_none()
+            && self.secret_id.is_none()
+            && self.not_made_event_id.is_none()
+            && self.truncated.is_empty()
+            && self.suppressed_failures == 0
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -437,8 +466,8 @@ struct Record<'a> {
     user_agent: Option<&'a str>,
     request_parameters: Option<Map<String, Value>>,
     response_elements: Option<Value>,
-    #[serde(rename = "requestID")]
-    request_id: &'a str,
+    #[serde(rename = "requestID", skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
     #[serde(rename = "eventID")]
     event_id: &'a str,
     read_only: bool,
@@ -446,7 +475,10 @@ struct Record<'a> {
     event_type: &'static str,
     management_event: bool,
     recipient_account_id: Option<&'a str>,
-    additional_event_data: AdditionalEventData,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_event_details: Option<Value>,
+    #[serde(skip_serializing_if = "AdditionalEventData::is_empty")]
+    additional_event_data: AdditionalEventData<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -734,14 +766,14 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
     }
     each_member(&mut request_parameters, &mut response_elements, &mut truncated, cap_strings);
     let user_identity = match caller {
-        Some(c) => UserIdentity {
+        Some(c) => UserIdentity::Principal {
             kind: if c.principal_arn.ends_with(":root") { "Root" } else { "IAMUser" },
             principal_id: Some(c.account.as_str()),
             arn: Some(&c.principal_arn),
             account_id: Some(c.account.as_str()),
             access_key_id: Some(&c.access_key_id),
         },
-        None => UserIdentity {
+        None => UserIdentity::Principal {
             kind: "Unknown",
             principal_id: None,
             arn: None,
@@ -750,16 +782,9 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
         },
     };
     let arns = caller.map(|c| c.resources.arns()).unwrap_or_default();
-    let resources: Vec<Resource<'_>> = arns
-        .iter()
-        .map(|arn| Resource {
-            arn,
-            account_id: arn.split(':').nth(4).unwrap_or_default(),
-            kind: if arn.starts_with("arn:aws:secretsmanager:") { "AWS::SecretsManager::Secret" } else { "AWS::KMS::Key" },
-        })
-        .collect();
+    let resources: Vec<Resource<'_>> = arns.iter().map(|arn| resource(arn)).collect();
     let limit = if caller.is_some() { MAX_RECORD_BYTES } else { MAX_UNAUTHENTICATED_RECORD_BYTES };
-    let mut rec = Record {
+    let rec = Record {
         event_version: "1.08",
         user_identity,
         event_time: event_time(time_ms),
@@ -770,17 +795,165 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
         user_agent,
         request_parameters,
         response_elements,
-        request_id: event.request_id,
+        request_id: Some(event.request_id),
         event_id,
         read_only: is_read_only(event.operation),
         resources,
         event_type: "AwsApiCall",
         management_event: true,
         recipient_account_id: caller.map(|c| c.account.as_str()),
-        additional_event_data: AdditionalEventData { duration_micros: duration_us, truncated, suppressed_failures: suppressed_before },
+        service_event_details: None,
+        additional_event_data: AdditionalEventData {
+            duration_micros: Some(duration_us),
+            truncated,
+            suppressed_failures: suppressed_before,
+            ..AdditionalEventData::default()
+        },
         error_code: error.map(KmsError::code),
         error_message,
     };
+    finish(rec, limit)
+}
+
+/// A key or secret as a record's resource.
+fn resource(arn: &str) -> Resource<'_> {
+    Resource {
+        arn,
+        account_id: arn.split(':').nth(4).unwrap_or_default(),
+        kind: if arn.starts_with("arn:aws:secretsmanager:") { "AWS::SecretsManager::Secret" } else { "AWS::KMS::Key" },
+    }
+}
+
+/// A change the service makes on its own, not at a caller's request (the scheduler's work),
+/// under the event name AWS CloudTrail records it with (`eventType` `AwsServiceEvent`). The
+/// one list of them: the source, the identity and the details of each record derive from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceEventName {
+    /// KMS destroyed a key at the end of its deletion window.
+    DeleteKey,
+    /// KMS rotated a key's material automatically.
+    RotateKey,
+    /// KMS erased imported key material past its `ValidTo`.
+    DeleteExpiredKeyMaterial,
+    /// Secrets Manager destroyed a secret, with all its versions, at the end of its recovery
+    /// window (AWS's non-API deletion events are per version: `StartSecretVersionDelete`,
+    /// `CancelSecretVersionDelete`, `EndSecretVersionDelete`; Clavis records the end, once
+    /// per secret).
+    EndSecretVersionDelete,
+    /// Secrets Manager began a scheduled rotation of a secret.
+    RotationStarted,
+    /// A scheduled rotation finished.
+    RotationSucceeded,
+    /// A scheduled rotation failed (`errorMessage` says why).
+    RotationFailed,
+}
+
+impl ServiceEventName {
+    /// The `eventName`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DeleteKey => "DeleteKey",
+            Self::RotateKey => "RotateKey",
+            Self::DeleteExpiredKeyMaterial => "DeleteExpiredKeyMaterial",
+            Self::EndSecretVersionDelete => "EndSecretVersionDelete",
+            Self::RotationStarted => "RotationStarted",
+            Self::RotationSucceeded => "RotationSucceeded",
+            Self::RotationFailed => "RotationFailed",
+        }
+    }
+
+    fn is_kms(self) -> bool {
+        matches!(self, Self::DeleteKey | Self::RotateKey | Self::DeleteExpiredKeyMaterial)
+    }
+
+    /// The `eventSource`.
+    pub fn source(self) -> &'static str {
+        if self.is_kms() { "kms.amazonaws.com" } else { "secretsmanager.amazonaws.com" }
+    }
+
+    /// `userIdentity.invokedBy`, `sourceIPAddress` and `userAgent`: CloudTrail writes
+    /// `AWS Internal` for KMS's service events and the service principal for Secrets
+    /// Manager's.
+    fn invoked_by(self) -> &'static str {
+        if self.is_kms() { "AWS Internal" } else { "secretsmanager.amazonaws.com" }
+    }
+}
+
+/// What the record of a service event is built from: the event and the one key or secret it
+/// changed. Nothing else goes in (no request parameters: no one sent any).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServiceEvent<'a> {
+    pub name: ServiceEventName,
+    /// The key's or secret's ARN (its account and region are the record's).
+    pub arn: &'a str,
+    /// Links the records of one secret rotation (`Rotation-<ARN>-<token>`, as AWS).
+    pub request_id: Option<&'a str>,
+}
+
+/// The record of a service event, through the same record type, caps and serialisation as a
+/// request's. `not_made`: the change announced by the record `eventID` did not happen, for the
+/// reason given (the second record of a change that failed after its record was written).
+pub(crate) fn service_record(
+    ev: &ServiceEvent<'_>,
+    event_id: &str,
+    time_ms: i64,
+    error: Option<&KmsError>,
+    not_made: Option<&str>,
+) -> Vec<u8> {
+    let parts: Vec<&str> = ev.arn.splitn(6, ':').collect();
+    let (region, account) = (parts.get(3).copied().unwrap_or_default(), parts.get(4).copied().unwrap_or_default());
+    let mut truncated = Vec::new();
+    let message = error.map(ToString::to_string);
+    let error_message = message.as_deref().map(|m| {
+        let (m, cut) = cap(m, MAX_ERROR_MESSAGE);
+        if cut {
+            truncated.push("errorMessage".to_owned());
+        }
+        m
+    });
+    let key_id = ev.arn.rsplit_once(":key/").map(|(_, id)| id);
+    // As CloudTrail: DeleteKey names the key in responseElements (since December 2022), the
+    // other KMS events in serviceEventDetails, Secrets Manager's in additionalEventData.
+    let (response_elements, service_event_details) = match ev.name {
+        ServiceEventName::DeleteKey => (Some(serde_json::json!({"keyId": ev.arn})), None),
+        ServiceEventName::RotateKey => (None, Some(serde_json::json!({"rotationType": "AUTOMATIC", "keyId": key_id}))),
+        ServiceEventName::DeleteExpiredKeyMaterial => (None, Some(serde_json::json!({"keyId": key_id}))),
+        _ => (None, None),
+    };
+    let invoked_by = ev.name.invoked_by();
+    let rec = Record {
+        event_version: "1.08",
+        user_identity: UserIdentity::Service { account_id: account, invoked_by },
+        event_time: event_time(time_ms),
+        event_source: ev.name.source(),
+        event_name: ev.name.name(),
+        aws_region: Some(region),
+        source_ip_address: Some(invoked_by.to_owned()),
+        user_agent: Some(invoked_by),
+        request_parameters: None,
+        response_elements,
+        request_id: ev.request_id,
+        event_id,
+        read_only: false,
+        resources: vec![resource(ev.arn)],
+        event_type: "AwsServiceEvent",
+        management_event: true,
+        recipient_account_id: Some(account),
+        service_event_details,
+        additional_event_data: AdditionalEventData {
+            secret_id: (!ev.name.is_kms()).then_some(ev.arn),
+            not_made_event_id: not_made,
+            truncated,
+            ..AdditionalEventData::default()
+        },
+        error_code: error.map(KmsError::code),
+        error_message,
+    };
+    finish(rec, MAX_RECORD_BYTES)
+}
+
+/// Serialises a record within `limit` bytes, the last step of every record's building.
+fn finish(mut rec: Record<'_>, limit: usize) -> Vec<u8> {
     // Sized for a typical record (about 900 bytes), so the buffer rarely grows.
     let mut out = Vec::with_capacity(1024);
     // Serialising these types cannot fail (string keys, written to memory). A record over its

@@ -405,3 +405,67 @@ async fn lookup_events_shows_an_account_its_own_records_and_those_on_its_keys() 
     let plain = Env::initialized("audit-lookup-none").await;
     assert_error(plain.kms.lookup_events(&admin, lookup(None)).await, "UnsupportedOperationException", "Auditing is disabled");
 }
+
+/// The scheduler's changes follow the audit rule too: each is an `AwsServiceEvent` record,
+/// durable before the change. With the audit log unwritable the pass fails closed and changes
+/// nothing; the next pass with a working log makes every change, each once, each recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_changes_nothing_while_its_records_cannot_be_written() {
+    const DAY_S: i64 = 86_400;
+    let (env, sink) = env_with_sink("audit-scheduler");
+    env.initialize().await;
+    let (kms, admin) = (&env.kms, admin());
+    let rotating = kms.create_key(&admin, CreateKeyRequest::default()).await.unwrap().key_metadata;
+    let rotation = EnableKeyRotationRequest { key_id: Some(rotating.key_id.clone()), rotation_period_in_days: Some(90) };
+    kms.enable_key_rotation(&admin, rotation).await.unwrap();
+    let doomed = kms.create_key(&admin, CreateKeyRequest::default()).await.unwrap().key_metadata;
+    let deletion = ScheduleKeyDeletionRequest { key_id: Some(doomed.key_id.clone()), pending_window_in_days: Some(7) };
+    kms.schedule_key_deletion(&admin, deletion).await.unwrap();
+    let secret = CreateSecretRequest {
+        name: Some("short-lived".into()),
+        secret_string: Some(SecretText::new("value".into())),
+        ..Default::default()
+    };
+    let secret = kms.create_secret(&admin, secret).await.unwrap().arn;
+    let deletion = DeleteSecretRequest { secret_id: Some(secret.clone()), recovery_window_in_days: Some(7), ..Default::default() };
+    kms.delete_secret(&admin, deletion).await.unwrap();
+    let rotations = || kms.list_key_rotations(&admin, ListForKeyRequest { key_id: Some(rotating.key_id.clone()), ..Default::default() });
+    let secret_exists = || kms.describe_secret(&admin, SecretIdRequest { secret_id: Some(secret.clone()) });
+    env.advance(91 * DAY_S);
+
+    let before = sink.records().len();
+    sink.failing.store(true, Ordering::SeqCst);
+    let failed = kms.run_due_work("node").await;
+    assert!(matches!(failed, Err(KmsError::AuditUnavailable(_))), "{failed:?}");
+    assert_eq!(describe(kms, &admin, &doomed.key_id).await.unwrap().key_state, "PendingDeletion");
+    assert!(rotations().await.unwrap().rotations.is_empty());
+    assert!(secret_exists().await.is_ok());
+    assert_eq!(sink.records().len(), before);
+
+    sink.failing.store(false, Ordering::SeqCst);
+    let done = kms.run_due_work("node").await.unwrap();
+    assert_eq!((done.destroyed, done.rotated, done.secrets_destroyed), (1, 1, 1));
+    assert_error(describe(kms, &admin, &doomed.key_id).await, "NotFoundException", &doomed.key_id);
+    assert_eq!(rotations().await.unwrap().rotations.len(), 1);
+    assert!(secret_exists().await.is_err());
+    let mut recorded: Vec<(String, String)> = sink.records()[before..]
+        .iter()
+        .map(|r| {
+            assert_eq!(r["eventType"], "AwsServiceEvent", "{r}");
+            assert_eq!(r["userIdentity"]["accountId"], OPERATOR, "{r}");
+            assert!(r.get("errorCode").is_none(), "{r}");
+            (r["eventName"].as_str().unwrap().to_owned(), arns(r).concat())
+        })
+        .collect();
+    recorded.sort();
+    let mut expected = vec![
+        ("DeleteKey".to_owned(), doomed.arn.clone()),
+        ("EndSecretVersionDelete".to_owned(), secret.clone()),
+        ("RotateKey".to_owned(), rotating.arn.clone()),
+    ];
+    expected.sort();
+    assert_eq!(recorded, expected);
+    // Nothing more is due: a further pass records nothing.
+    assert_eq!(kms.run_due_work("node").await.unwrap(), clavis_core::DueWork::default());
+    assert_eq!(sink.records().len(), before + 3);
+}

@@ -8,7 +8,8 @@
 //!   families are, through narrow accessors);
 //! - every cache update happens here, under the guard against a race with sealing;
 //! - a change to a key's record is a compare-and-swap ([`Kms::update_key`]);
-//! - no front end returns a result before its audit record is durable ([`Kms::audited`]).
+//! - no front end returns a result before its audit record is durable ([`Kms::audited`]), and
+//!   the scheduler makes no change before its record is durable ([`Kms::service_change`]).
 //!
 //! Children: `authz` (the identity and key steps of authorization, grants' part in it, the
 //! policy lockout check), `resolve` (key references to authorized keys), `keystore` (key
@@ -287,6 +288,60 @@ impl Kms {
             sink.append(record).await.map_err(|e| KmsError::AuditUnavailable(e.to_string()))?;
         }
         outcome.result
+    }
+
+    /// Runs `change`, a change the service makes on its own (the scheduler's work: no caller,
+    /// no request), only once its record is durable: the scheduler's side of invariant 5.
+    ///
+    /// The record is written **before** the change, naming the change as it will be made, so
+    /// that no change is ever visible without its durable record (a crash between the two
+    /// leaves a record of a change the next pass makes, and records, again). If the record
+    /// cannot be written the change does not run and the result is `Err(AuditUnavailable)`:
+    /// the caller must then stop making changes. If the change itself fails (the key or secret
+    /// changed meanwhile, a storage outage), a second record of the same event with
+    /// `errorCode`/`errorMessage` (from `why`) says it was not made; if that one cannot be
+    /// written either, the result is `Err(AuditUnavailable)` too. Otherwise the change's own
+    /// result. Without an audit sink (`--dangerous-no-audit`) the change simply runs.
+    pub(crate) async fn service_change<T, E>(
+        &self,
+        event: &audit::ServiceEvent<'_>,
+        change: impl Future<Output = Result<T, E>>,
+        why: impl FnOnce(&E) -> KmsError,
+    ) -> Result<Result<T, E>, KmsError> {
+        let announced = self.record_service_event(event, None, None).await?;
+        let result = change.await;
+        if let (Err(e), Some(announced)) = (&result, &announced) {
+            self.record_service_event(event, Some(&why(e)), Some(announced)).await?;
+        }
+        Ok(result)
+    }
+
+    /// Appends the record of a service event ([`Kms::service_change`]; alone for an event that
+    /// reports an outcome rather than makes a change, such as `RotationSucceeded`) and returns
+    /// its `eventID`, or `None` when auditing is disabled. Appended directly, never with the
+    /// records of a request that may be running ([`Kms::audited`] appends those after its work):
+    /// it must be durable before the change it describes.
+    pub(crate) async fn record_service_event(
+        &self,
+        event: &audit::ServiceEvent<'_>,
+        error: Option<&KmsError>,
+        not_made: Option<&str>,
+    ) -> Result<Option<String>, KmsError> {
+        let Some(sink) = &self.audit else { return Ok(None) };
+        let event_id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let record = audit::service_record(event, &event_id, self.clock.now_ms(), error, not_made);
+        match sink.append(record).await {
+            Ok(()) => Ok(Some(event_id)),
+            Err(e) => {
+                tracing::error!(
+                    event = event.name.name(),
+                    resource = event.arn,
+                    error = %e,
+                    "the audit log cannot be written: the scheduler makes no further change until its next run"
+                );
+                Err(KmsError::AuditUnavailable(e.to_string()))
+            }
+        }
     }
 
     /// The current time (Unix milliseconds) by the service's clock.

@@ -7,6 +7,7 @@
 //! only on the node holding the `scheduler` lease.
 
 use crate::api::*;
+use crate::audit::{ServiceEvent, ServiceEventName};
 use crate::kernel::key::{Material, material_seal_context};
 use crate::kernel::{Access, Key, key_not_found};
 use crate::paging::Page;
@@ -358,8 +359,14 @@ impl Kms {
     }
 
     /// One scheduler pass: if this node holds the scheduler lease, rotate every key whose
-    /// automatic rotation is due (Enabled keys only; a disabled key rotates once re-enabled) and
-    /// destroy every key whose deletion date has passed.
+    /// automatic rotation is due (Enabled keys only; a disabled key rotates once re-enabled),
+    /// erase imported material past its `ValidTo`, destroy every key whose deletion date has
+    /// passed, and do the secrets' due work (`Kms::destroy_due_secrets`).
+    ///
+    /// Each of these changes is an `AwsServiceEvent` whose record is durable before the change
+    /// is made (`Kms::service_change`). If the audit log cannot be written, the pass stops
+    /// there with `AuditUnavailable`: no further change is made until a later pass can record
+    /// it. While the root of trust is sealed (the audit key with it) the pass does nothing.
     pub async fn run_due_work(&self, node_id: &str) -> Result<DueWork, KmsError> {
         let now = self.now_ms();
         let mut done = DueWork::default();
@@ -367,12 +374,16 @@ impl Kms {
         if let Err(e) = self.flush_key_usage().await {
             tracing::warn!(error = %e, "writing key last-usage failed; retrying at the next run");
         }
+        if self.root().is_sealed() {
+            return Ok(done);
+        }
         if !self.settings().try_lease("scheduler", node_id, now, now + SCHEDULER_LEASE_MS).await? {
             return Ok(done);
         }
         for key in self.keys_due(now, 1000).await? {
             if key.state == KeyState::PendingDeletion && key.rec.deletion_date_ms.is_some_and(|d| d <= now) {
-                match self.destroy_key(&key).await {
+                let event = ServiceEvent { name: ServiceEventName::DeleteKey, arn: &key.arn, request_id: None };
+                match self.service_change(&event, self.destroy_key(&key), |e| not_made(&key.arn, e)).await? {
                     Ok(()) => {
                         done.destroyed += 1;
                         tracing::info!(key = %key.arn, "key destroyed at the end of its deletion window");
@@ -382,13 +393,16 @@ impl Kms {
                 }
             } else if matches!(key.state, KeyState::Enabled | KeyState::Disabled) && key.rec.valid_to_ms.is_some_and(|v| v <= now) {
                 // Imported material past its ValidTo: erased, the key waits for a re-import.
-                match self.remove_imported_material(&key, "expired").await {
+                let event = ServiceEvent { name: ServiceEventName::DeleteExpiredKeyMaterial, arn: &key.arn, request_id: None };
+                let change = self.remove_imported_material(&key, "expired");
+                match self.service_change(&event, change, |e| KmsError::InvalidState(format!("not made: {e}"))).await? {
                     Ok(()) => done.expired += 1,
                     Err(KmsError::Unavailable(_)) => {}
                     Err(e) => return Err(e),
                 }
             } else if key.state == KeyState::Enabled && key.rec.next_rotation_ms.is_some_and(|n| n <= now) {
-                match self.add_version(&key, "AUTOMATIC").await {
+                let event = ServiceEvent { name: ServiceEventName::RotateKey, arn: &key.arn, request_id: None };
+                match self.service_change(&event, self.add_version(&key, "AUTOMATIC"), |e| not_made(&key.arn, e)).await? {
                     Ok(k) => {
                         done.rotated += 1;
                         tracing::info!(key = %k.arn, version = k.rec.current_version, "key rotated automatically");
@@ -398,11 +412,25 @@ impl Kms {
                 }
             }
         }
-        // Import parameters of keys no one asks about again would otherwise stay for ever (and
-        // be resealed by every master-key rotation).
         done.secrets_destroyed = self.destroy_due_secrets(now).await?;
+        // Import parameters of keys no one asks about again would otherwise stay for ever (and
+        // be resealed by every master-key rotation). Not an event of its own: the parameters
+        // deleted were used (their use is on record) or expired, and so no longer usable.
         done.purged_import_params =
             self.imports().purge_import_params(None, now.saturating_sub(crate::kernel::key::EXPIRED_PARAMS_KEPT_MS)).await?;
         Ok(done)
+    }
+}
+
+/// Why a change the scheduler announced in the audit log was not made, for the record that
+/// says so ([`Kms::service_change`]): the key or secret changed (or went) meanwhile, or the
+/// store failed.
+pub(crate) fn not_made(arn: &str, e: &StoreError) -> KmsError {
+    match e {
+        StoreError::Conflict | StoreError::NotFound => {
+            KmsError::InvalidState(format!("{arn} changed before the change was made; it was not made."))
+        }
+        StoreError::Unavailable(m) => KmsError::Unavailable(m.clone()),
+        other => KmsError::Internal(format!("storage: {other}")),
     }
 }

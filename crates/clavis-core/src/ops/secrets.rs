@@ -12,7 +12,7 @@
 //! data key; the store holds only the wrapped data key and that ciphertext.
 
 use crate::api::*;
-use crate::audit::{self, RequestEvent};
+use crate::audit::{self, RequestEvent, ServiceEvent, ServiceEventName};
 use crate::kernel::{Access, Key, param};
 use crate::operation::Operation;
 use crate::policy::{Decision, Policy, RequestContext};
@@ -1652,36 +1652,60 @@ impl Kms {
 
     /// The scheduler's part of a due rotation: claims it (the next date moves one period on,
     /// compare-and-swap, so one node rotates it once), then runs it.
-    async fn rotate_when_due(&self, s: SecretRecord, now_ms: i64) {
-        let Some(config) = rotation_of(&s).filter(|c| c.enabled) else { return };
+    ///
+    /// Recorded as AWS records it: `RotationStarted` before the claim, durable before any
+    /// change; it stands for the scheduler's own changes of this rotation (the claim, the
+    /// AWSPENDING placeholder and, at the end, AWSPENDING's removal), while the executor's
+    /// changes are API calls with records of their own. Then `RotationSucceeded`, or
+    /// `RotationFailed` with the reason. Fails only when the audit log cannot be written (the
+    /// pass must stop); a failed rotation is logged and recorded.
+    async fn rotate_when_due(&self, s: SecretRecord, now_ms: i64) -> Result<(), KmsError> {
+        let Some(config) = rotation_of(&s).filter(|c| c.enabled) else { return Ok(()) };
         let schedule = rotation_schedule(&config.rules).ok().flatten();
         let claimed =
             SecretRecord { next_rotation_ms: schedule.and_then(|sc| sc.next_after(now_ms)), revision: s.revision + 1, ..s.clone() };
-        if self.write_secret(&claimed, s.revision, &[], &[]).await.is_err() {
-            return;
-        }
-        let Some(executor) = self.rotation_executor(function_name(&config.lambda_arn)) else {
-            tracing::warn!(secret = %s.arn, "the secret's rotation executor is not registered on this node; rotation skipped");
-            return;
-        };
         let token = uuid::Uuid::new_v4().to_string();
-        if let Err(e) = self.rotate_now(&claimed, &token, executor.as_ref()).await {
-            tracing::warn!(secret = %s.arn, error = %e, "scheduled secret rotation failed");
+        let request_id = format!("Rotation-{}-{token}", s.arn);
+        let started = ServiceEvent { name: ServiceEventName::RotationStarted, arn: &s.arn, request_id: Some(&request_id) };
+        let claim = self.write_secret(&claimed, s.revision, &[], &[]);
+        if self.service_change(&started, claim, |e| crate::ops::lifecycle::not_made(&s.arn, e)).await?.is_err() {
+            return Ok(());
         }
+        let outcome = match self.rotation_executor(function_name(&config.lambda_arn)) {
+            Some(executor) => self.rotate_now(&claimed, &token, executor.as_ref()).await.map(|_| ()),
+            None => Err(KmsError::InvalidRequest(format!(
+                "The rotation executor '{}' is not registered on this node; rotation skipped.",
+                function_name(&config.lambda_arn)
+            ))),
+        };
+        let (name, error) = match &outcome {
+            Ok(()) => (ServiceEventName::RotationSucceeded, None),
+            Err(e) => {
+                tracing::warn!(secret = %s.arn, error = %e, "scheduled secret rotation failed");
+                (ServiceEventName::RotationFailed, Some(e))
+            }
+        };
+        let ended = ServiceEvent { name, arn: &s.arn, request_id: Some(&request_id) };
+        self.record_service_event(&ended, error, None).await?;
+        Ok(())
     }
 
-    /// The scheduler's part for secrets: destroys every secret whose recovery window ended.
-    /// Runs on the node holding the scheduler lease; a secret changed or destroyed meanwhile by
-    /// another node is skipped (compare-and-swap), so each is destroyed once.
+    /// The scheduler's part for secrets: runs every scheduled rotation that is due and destroys
+    /// every secret whose recovery window ended (`EndSecretVersionDelete`, recorded before the
+    /// secret goes). Runs on the node holding the scheduler lease; a secret changed or
+    /// destroyed meanwhile by another node is skipped (compare-and-swap), so each is destroyed
+    /// once. Stops with `AuditUnavailable` as soon as a record cannot be written.
     pub(crate) async fn destroy_due_secrets(&self, now_ms: i64) -> Result<usize, KmsError> {
         let mut destroyed = 0;
         for s in self.secret_store().secrets_due(now_ms, 1000).await? {
             if s.deletion_date_ms.is_none() && s.next_rotation_ms.is_some_and(|n| n <= now_ms) {
-                self.rotate_when_due(s, now_ms).await;
+                self.rotate_when_due(s, now_ms).await?;
                 continue;
             }
             if s.deletion_date_ms.is_some_and(|d| d <= now_ms) {
-                match self.erase_secret(&s.arn, s.revision).await {
+                let event = ServiceEvent { name: ServiceEventName::EndSecretVersionDelete, arn: &s.arn, request_id: None };
+                let erase = self.erase_secret(&s.arn, s.revision);
+                match self.service_change(&event, erase, |e| crate::ops::lifecycle::not_made(&s.arn, e)).await? {
                     Ok(()) => {
                         destroyed += 1;
                         tracing::info!(secret = %s.arn, "secret destroyed at the end of its recovery window");
