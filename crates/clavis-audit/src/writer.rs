@@ -58,6 +58,10 @@ pub struct AuditConfig {
     /// The clock that dates segments for the maximum age and retention: the service's clock,
     /// so that a test clock (`--dangerous-test-clock`) moves the audit log's time too.
     pub clock: Arc<dyn Clock>,
+    /// Whether a thread runs maintenance (age rotation, retention) by itself, once a minute and
+    /// after each rotation (`true`, the default). Without it nothing runs maintenance but
+    /// [`AuditLog::run_maintenance`]: for tools and tests that must know when passes happen.
+    pub maintenance_thread: bool,
 }
 
 impl AuditConfig {
@@ -73,6 +77,7 @@ impl AuditConfig {
             segment_max_age: None,
             retain: None,
             clock: Arc::new(clavis_core::SystemClock),
+            maintenance_thread: true,
         }
     }
 }
@@ -904,8 +909,10 @@ fn maintain(shared: &Shared) -> Result<(), AuditError> {
     Ok(())
 }
 
-/// Dropped with the last [`AuditLog`] handle: stops the committer thread.
-struct Stop(Arc<Shared>);
+/// Dropped with the last [`AuditLog`] handle: stops the committer thread, and the maintenance
+/// thread, whose pass in progress (a retention pass deletes segments) is waited for, so that
+/// nothing of this log touches its directory once the last handle is gone.
+struct Stop(Arc<Shared>, Mutex<Option<std::thread::JoinHandle<()>>>);
 
 impl Drop for Stop {
     fn drop(&mut self) {
@@ -916,6 +923,9 @@ impl Drop for Stop {
             // Records are written inline in this mode: the syncer makes the last ones durable.
             lock(&self.0.sync).shutdown = true;
             self.0.sync_wake.notify_one();
+        }
+        if let Some(maintainer) = lock(&self.1).take() {
+            let _ = maintainer.join();
         }
     }
 }
@@ -960,31 +970,35 @@ impl AuditLog {
             maintenance,
             retention: RwLock::new(()),
         });
-        if config.segment_max_age.is_some() || config.retain.is_some() {
+        let mut maintenance_thread = None;
+        if config.maintenance_thread && (config.segment_max_age.is_some() || config.retain.is_some()) {
             // Often enough that an idle segment closes within about half its maximum age after
             // it is due (at least once a minute, at most once a second).
             let interval =
                 config.segment_max_age.map_or(MAINTENANCE_INTERVAL, |age| (age / 2).clamp(Duration::from_secs(1), MAINTENANCE_INTERVAL));
             let maintainer = shared.clone();
-            std::thread::Builder::new()
-                .name("clavis-audit-maintenance".into())
-                .spawn(move || maintain_forever(&maintainer, interval))
-                .map_err(io("starting the audit maintenance thread"))?;
+            maintenance_thread = Some(
+                std::thread::Builder::new()
+                    .name("clavis-audit-maintenance".into())
+                    .spawn(move || maintain_forever(&maintainer, interval))
+                    .map_err(io("starting the audit maintenance thread"))?,
+            );
         }
+        let stop = Arc::new(Stop(shared.clone(), Mutex::new(maintenance_thread)));
         if config.durability == Durability::Write {
             let syncer = shared.clone();
             std::thread::Builder::new()
                 .name("clavis-audit-sync".into())
                 .spawn(move || sync_forever(&syncer))
                 .map_err(io("starting the audit sync thread"))?;
-            return Ok(AuditLog { _stop: Arc::new(Stop(shared.clone())), shared, dir: config.dir, key: reader_key });
+            return Ok(AuditLog { _stop: stop, shared, dir: config.dir, key: reader_key });
         }
         let committer = shared.clone();
         std::thread::Builder::new()
             .name("clavis-audit".into())
             .spawn(move || commit_forever(&committer))
             .map_err(io("starting the audit committer thread"))?;
-        Ok(AuditLog { _stop: Arc::new(Stop(shared.clone())), shared, dir: config.dir, key: reader_key })
+        Ok(AuditLog { _stop: stop, shared, dir: config.dir, key: reader_key })
     }
 }
 
