@@ -1065,6 +1065,22 @@ mod tests {
         assert_eq!(r["additionalEventData"]["truncated"], json!(["eventName", "userAgent"]));
     }
 
+    /// The record of a successful request by `caller` with these request members.
+    fn authenticated_record(ev: &RequestEvent<'_>, caller: &Caller, params: Map<String, Value>) -> Vec<u8> {
+        record(RecordInput {
+            event: ev,
+            event_id: "00000000-0000-4000-8000-000000000000",
+            time_ms: 0,
+            duration_us: 5,
+            caller: Some(caller),
+            request_parameters: Some(params),
+            response_elements: None,
+            error: None,
+            suppressed_before: 0,
+            operator: false,
+        })
+    }
+
     #[test]
     fn authenticated_record_caps_fields_and_total() {
         let caller = Caller {
@@ -1081,18 +1097,7 @@ mod tests {
         let ev = event("PutKeyPolicy", None, None);
         let mut params = Map::new();
         params.insert("policy".into(), json!("p".repeat(40_000)));
-        let r = record(RecordInput {
-            event: &ev,
-            event_id: "00000000-0000-4000-8000-000000000000",
-            time_ms: 0,
-            duration_us: 5,
-            caller: Some(&caller),
-            request_parameters: Some(params),
-            response_elements: None,
-            error: None,
-            suppressed_before: 0,
-            operator: false,
-        });
+        let r = authenticated_record(&ev, &caller, params);
         let r: Value = serde_json::from_slice(&r).unwrap();
         assert_eq!(r["requestParameters"]["policy"].as_str().unwrap().len(), MAX_FIELD_BYTES);
         assert_eq!(r["additionalEventData"]["truncated"], json!(["requestParameters.policy"]));
@@ -1103,18 +1108,7 @@ mod tests {
             params.insert(format!("m{i}"), json!("q".repeat(30_000)));
         }
         params.insert("keyId".into(), json!("k"));
-        let r = record(RecordInput {
-            event: &ev,
-            event_id: "00000000-0000-4000-8000-000000000000",
-            time_ms: 0,
-            duration_us: 5,
-            caller: Some(&caller),
-            request_parameters: Some(params),
-            response_elements: None,
-            error: None,
-            suppressed_before: 0,
-            operator: false,
-        });
+        let r = authenticated_record(&ev, &caller, params);
         assert!(r.len() <= MAX_RECORD_BYTES);
         let r: Value = serde_json::from_slice(&r).unwrap();
         assert_eq!(r["requestParameters"]["keyId"], "k");
@@ -1131,18 +1125,7 @@ mod tests {
         for i in 0..7 {
             params.insert(format!("meta{i}"), json!("\u{1}".repeat(2048)));
         }
-        let r = record(RecordInput {
-            event: &ev,
-            event_id: "00000000-0000-4000-8000-000000000000",
-            time_ms: 0,
-            duration_us: 5,
-            caller: Some(&caller),
-            request_parameters: Some(params),
-            response_elements: None,
-            error: None,
-            suppressed_before: 0,
-            operator: false,
-        });
+        let r = authenticated_record(&ev, &caller, params);
         assert!(r.len() <= MAX_RECORD_BYTES, "{}", r.len());
         let r: Value = serde_json::from_slice(&r).unwrap();
         assert_eq!(r["requestParameters"]["keyId"], "k");
