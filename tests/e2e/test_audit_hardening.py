@@ -147,6 +147,25 @@ def test_a_misplaced_secret_is_not_echoed(fresh_server):
     assert secret not in json.dumps(by_request_id(events(s))[rid(headers)])
 
 
+def test_escaping_member_names_cannot_hide_what_ran(fresh_server):
+    """Second review of item 4: encryption-context keys of control characters (8 KiB raw, 49 KB
+    once escaped) in both contexts of a ReEncrypt left its record with no request members."""
+    s = fresh_server.start()
+    kms = s.client()
+    a, b = (kms.create_key()["KeyMetadata"] for _ in range(2))
+    context = {"\u0001" * 120 + f"{i:02d}": "v" for i in range(66)}
+    blob = kms.encrypt(KeyId=a["KeyId"], Plaintext=b"x", EncryptionContext=context)["CiphertextBlob"]
+    out = kms.re_encrypt(CiphertextBlob=blob, SourceEncryptionContext=context, DestinationKeyId=b["KeyId"],
+                         DestinationEncryptionContext=context)
+    line = [ln for ln in run_clavis("audit", "export", "--data-dir", s.data_dir).stdout.splitlines()
+            if out["ResponseMetadata"]["RequestId"] in ln][0]
+    assert len(line) <= 64 * 1024, len(line)
+    ev = json.loads(line)
+    assert ev["requestParameters"]["destinationKeyId"] == b["KeyId"], ev["requestParameters"]
+    assert len(ev["requestParameters"]["sourceEncryptionContext"]) == 66
+    assert any(t.endswith("EncryptionContext.*") for t in ev["additionalEventData"]["truncated"])
+
+
 def test_lookup_events_does_not_record_its_response(fresh_server):
     """Item 5: each LookupEvents of LookupEvents grew its record about 3x."""
     s = fresh_server.start()
@@ -407,3 +426,52 @@ def test_operator_refusals_spend_the_budget(tmp_path):
         assert codes.count("ThrottlingException") == 20, codes
     finally:
         s.stop()
+
+
+def test_junk_from_many_addresses_cannot_block_an_unseal(tmp_path):
+    """Second review of items 6 and 10: every refused operator attempt made while sealed was held
+    for the log, up to 4,096; junk from about 215 addresses (20 attempts each) filled that, and
+    the operators' valid shares were then refused (503) until a restart. Now refusals are held up
+    to 4,096 records and counted beyond; accepted shares always have room."""
+    from test_root_of_trust import http_status, operator, wait_until
+
+    s = Server(tmp_path / "holdfill", args=["--root-of-trust", "shamir"])
+    start_sealed(s)
+    try:
+        shares = operator(s, "init", "--shares", "3", "--threshold", "2")["Shares"]
+        wait_until(lambda: http_status(s, "/readyz") == 200)
+        s.stop()
+        start_sealed(s)
+        assert operator(s, "unseal", stdin=shares[0], creds=False)["Progress"] == 1
+        junk = json.dumps({"Share": "01-" + "00" * 32}).encode()
+        head = b"POST /operator/unseal HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        request = head + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(junk) + junk
+        statuses = {}
+        for a in range(215):
+            source = f"127.1.{a // 250}.{a % 250 + 1}"
+            for _ in range(20):
+                with socket.create_connection(("127.0.0.1", s.port), source_address=(source, 0), timeout=10) as c:
+                    c.sendall(request)
+                    reply = b""
+                    while chunk := c.recv(65536):
+                        reply += chunk
+                status = reply.split(b" ", 2)[1].decode()
+                statuses[status] = statuses.get(status, 0) + 1
+        assert statuses == {"400": 4300}, statuses
+        st = operator(s, "unseal", stdin=shares[1], creds=False)
+        assert st["Sealed"] is False, st
+        assert s.client().list_keys()["Keys"] is not None
+        # The held refusals were written when the log opened; the rest were counted.
+        share_files = []
+        for i, share in enumerate(shares[:2]):
+            (tmp_path / f"hold-share{i}").write_text(share)
+            share_files += ["--share-file", str(tmp_path / f"hold-share{i}")]
+        out = run_clavis("audit", "export", "--data-dir", s.data_dir, *share_files, check=False)
+        assert out.returncode == 0, out.stderr
+        evs = [json.loads(ln) for ln in out.stdout.splitlines() if ln.strip()]
+        refused = [e for e in evs if e["eventName"] == "OperatorUnseal" and e.get("errorCode")]
+        assert len(refused) == 4096 - 1, len(refused)  # the first share's record is held too
+        assert "counted, not recorded one by one" in s.log_path.read_text()
+    finally:
+        s.stop()
+

@@ -64,6 +64,14 @@ pub trait AuditSink: Send + Sync {
         self.append(record).await
     }
 
+    /// [`AuditSink::append_or_hold`] for the record of a refused operator attempt, which
+    /// changed nothing: a sink that holds records may count it instead of holding it once it
+    /// holds many (so that strangers' junk cannot fill the room an operator's accepted shares
+    /// need while sealed). Follows a reservation like `append_or_hold`.
+    async fn hold_refusal(&self, record: Vec<u8>) -> Result<(), AuditFailure> {
+        self.append_or_hold(record).await
+    }
+
     /// Reserves room for one record of [`AuditSink::append_or_hold`] before the operation it
     /// describes runs, so that an operation never runs whose record could not be held; false
     /// when there is none. Each `true` is followed by one `append_or_hold` or one
@@ -525,47 +533,99 @@ fn cap_escaped(s: &str, max: usize) -> (usize, bool) {
     (s.len(), false)
 }
 
-/// Cuts every string in `v` that takes more than [`MAX_FIELD_BYTES`] once escaped (a control
-/// character takes six), noting its path in `truncated`.
-fn cap_strings(v: &mut Value, path: &mut String, truncated: &mut Vec<String>) {
+/// The most bytes (escaped) a member name keeps in a record: longer names (an encryption
+/// context's keys are client-chosen) are cut.
+const MAX_MEMBER_NAME_BYTES: usize = 256;
+
+/// The most entries `additionalEventData.truncated` lists (then one `... N more`), and the most
+/// bytes (escaped) one of its paths keeps.
+const MAX_TRUNCATED_ENTRIES: usize = 16;
+const MAX_TRUNCATED_PATH_BYTES: usize = 256;
+
+/// Notes a cut at `path`, within the bounds of the `truncated` list (the last entry counts the
+/// paths left out).
+fn note_cut(truncated: &mut Vec<String>, path: &str) {
+    if truncated.len() < MAX_TRUNCATED_ENTRIES {
+        truncated.push(path[..cap_escaped(path, MAX_TRUNCATED_PATH_BYTES).0].to_owned());
+        return;
+    }
+    let more = truncated.get(MAX_TRUNCATED_ENTRIES).and_then(|m| m.strip_prefix("... ")?.strip_suffix(" more")?.parse::<u64>().ok());
+    truncated.truncate(MAX_TRUNCATED_ENTRIES);
+    truncated.push(format!("... {} more", more.unwrap_or(0) + 1));
+}
+
+/// Appends `.name` to a path, the name cut to a few escaped bytes (paths are only pointers).
+fn push_path(path: &mut String, name: &str) {
+    path.push('.');
+    path.push_str(&name[..cap_escaped(name, 64).0]);
+}
+
+/// Cuts every string in `v` that takes more than `max` bytes once escaped (a control character
+/// takes six) to `max`, and every member name to [`MAX_MEMBER_NAME_BYTES`], noting the paths.
+fn cut_strings(v: &mut Value, max: usize, path: &mut String, truncated: &mut Vec<String>) {
     match v {
-        Value::String(s) if s.len() * 6 > MAX_FIELD_BYTES && cap_escaped(s, MAX_FIELD_BYTES).1 => {
-            let keep = cap_escaped(s, MAX_FIELD_BYTES).0;
+        // (A string escapes to at most six times its length: only a longer one needs measuring.)
+        Value::String(s) if s.len().saturating_mul(6) > max && cap_escaped(s, max).1 => {
+            let keep = cap_escaped(s, max).0;
             s.truncate(keep);
-            truncated.push(path.clone());
+            note_cut(truncated, path);
         }
         Value::Object(m) => {
+            if m.keys().any(|k| k.len().saturating_mul(6) > MAX_MEMBER_NAME_BYTES && cap_escaped(k, MAX_MEMBER_NAME_BYTES).1) {
+                let len = path.len();
+                push_path(path, "*");
+                note_cut(truncated, path);
+                path.truncate(len);
+                // Cut names stay distinct (`#2`, `#3`, ... after a name another one was cut to),
+                // so no member is lost to a collision.
+                let mut cut = Map::new();
+                let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+                for (k, val) in std::mem::take(m) {
+                    let mut name = k[..cap_escaped(&k, MAX_MEMBER_NAME_BYTES - 8).0].to_owned();
+                    let n = seen.entry(name.clone()).or_insert(0);
+                    *n += 1;
+                    if *n > 1 || (name.len() < k.len() && cut.contains_key(&name)) {
+                        name = format!("{name}#{n}");
+                    }
+                    cut.insert(name, val);
+                }
+                *m = cut;
+            }
             for (k, val) in m.iter_mut() {
                 let len = path.len();
-                path.push('.');
-                path.push_str(cap(k, MAX_OPERATION).0);
-                cap_strings(val, path, truncated);
+                push_path(path, k);
+                cut_strings(val, max, path, truncated);
                 path.truncate(len);
             }
         }
         Value::Array(a) => {
             for val in a.iter_mut() {
-                cap_strings(val, path, truncated);
+                cut_strings(val, max, path, truncated);
             }
         }
         _ => {}
     }
 }
 
-/// Applies a cap (`cap_strings`, `cap_lists`) to every request and response member, with the
-/// member's path for `additionalEventData.truncated`.
+/// Cuts every string in `v` longer than [`MAX_FIELD_BYTES`] (escaped), and long member names.
+fn cap_strings(v: &mut Value, path: &mut String, truncated: &mut Vec<String>) {
+    cut_strings(v, MAX_FIELD_BYTES, path, truncated);
+}
+
+/// Applies a cap (`cap_strings`, `cap_lists`, a level of `cut_strings`) to every request and
+/// response member, with the member's path for `additionalEventData.truncated`.
 fn each_member(
     params: &mut Option<Map<String, Value>>,
     response: &mut Option<Value>,
     truncated: &mut Vec<String>,
-    apply: fn(&mut Value, &mut String, &mut Vec<String>),
+    apply: &mut dyn FnMut(&mut Value, &mut String, &mut Vec<String>),
 ) {
     let mut path = String::new();
     if let Some(params) = params {
         for (k, v) in params.iter_mut() {
             path.clear();
-            path.push_str("requestParameters.");
-            path.push_str(cap(k, MAX_OPERATION).0);
+            path.push_str("requestParameters");
+            push_path(&mut path, k);
             apply(v, &mut path, truncated);
         }
     }
@@ -584,7 +644,7 @@ fn cap_lists(v: &mut Value, path: &mut String, truncated: &mut Vec<String>) {
     match v {
         Value::Array(a) => {
             if a.len() > MAX_LIST_MEMBERS {
-                truncated.push(format!("{path}[{MAX_LIST_MEMBERS} of {}]", a.len()));
+                note_cut(truncated, &format!("{path}[{MAX_LIST_MEMBERS} of {}]", a.len()));
                 a.truncate(MAX_LIST_MEMBERS);
             }
             for val in a.iter_mut() {
@@ -594,8 +654,7 @@ fn cap_lists(v: &mut Value, path: &mut String, truncated: &mut Vec<String>) {
         Value::Object(m) => {
             for (k, val) in m.iter_mut() {
                 let len = path.len();
-                path.push('.');
-                path.push_str(cap(k, MAX_OPERATION).0);
+                push_path(path, k);
                 cap_lists(val, path, truncated);
                 path.truncate(len);
             }
@@ -604,98 +663,65 @@ fn cap_lists(v: &mut Value, path: &mut String, truncated: &mut Vec<String>) {
     }
 }
 
-/// One step from a value to a member of it.
-enum Step {
-    Key(String),
-    Index(usize),
-}
-
-/// The longest string (escaped) in `v` below `at`: its escaped length, the steps to it and its
-/// path for `truncated`, if longer than `best`'s.
-fn longest_string(v: &Value, steps: &mut Vec<Step>, path: &mut String, best: &mut Option<(usize, Vec<Step>, String)>) {
+/// The escaped lengths of the string values in `v`.
+fn string_lengths(v: &Value, out: &mut Vec<usize>) {
     match v {
-        Value::String(s) => {
-            let len = escaped_len(s);
-            if best.as_ref().is_none_or(|(b, _, _)| len > *b) {
-                let copy = steps.iter().map(|st| match st {
-                    Step::Key(k) => Step::Key(k.clone()),
-                    Step::Index(i) => Step::Index(*i),
-                });
-                *best = Some((len, copy.collect(), path.clone()));
-            }
-        }
-        Value::Object(m) => {
-            for (k, val) in m {
-                let len = path.len();
-                path.push('.');
-                path.push_str(cap(k, MAX_OPERATION).0);
-                steps.push(Step::Key(k.clone()));
-                longest_string(val, steps, path, best);
-                steps.pop();
-                path.truncate(len);
-            }
-        }
-        Value::Array(a) => {
-            for (i, val) in a.iter().enumerate() {
-                steps.push(Step::Index(i));
-                longest_string(val, steps, path, best);
-                steps.pop();
-            }
-        }
+        Value::String(s) => out.push(escaped_len(s)),
+        Value::Object(m) => m.values().for_each(|val| string_lengths(val, out)),
+        Value::Array(a) => a.iter().for_each(|val| string_lengths(val, out)),
         _ => {}
     }
 }
 
-/// Halves the longest string among the request and response members (by escaped length),
-/// noting its path once; false when no string is left worth cutting.
-fn halve_longest_string(params: &mut Option<Map<String, Value>>, response: &mut Option<Value>, truncated: &mut Vec<String>) -> bool {
-    let mut best = None;
-    let mut steps = Vec::new();
-    let mut path = String::new();
-    if let Some(params) = params {
-        for (k, v) in params.iter() {
-            path.clear();
-            path.push_str("requestParameters.");
-            path.push_str(cap(k, MAX_OPERATION).0);
-            steps.push(Step::Key(k.clone()));
-            longest_string(v, &mut steps, &mut path, &mut best);
-            steps.pop();
+/// The shortest strings are never cut below this (escaped bytes): identifiers (key ids, ARNs,
+/// names) stay whole.
+const MIN_CUT_LEVEL: usize = 256;
+
+/// The highest level such that cutting every string longer than it (escaped) to it saves at
+/// least `excess` bytes, at least [`MIN_CUT_LEVEL`] (water filling over the sorted lengths).
+fn cut_level(mut lengths: Vec<usize>, excess: usize) -> usize {
+    lengths.sort_unstable_by(|a, b| b.cmp(a));
+    let mut sum = 0usize;
+    for (k, len) in lengths.iter().enumerate() {
+        sum += len;
+        let next = lengths.get(k + 1).copied().unwrap_or(0);
+        // Cutting the k+1 longest to `level` saves sum - (k+1) * level; solve for the level.
+        if sum >= excess {
+            let level = (sum - excess) / (k + 1);
+            if level >= next {
+                return level.max(MIN_CUT_LEVEL);
+            }
         }
     }
-    let in_params = best.as_ref().map_or(0, |b| b.0);
-    if let Some(response) = response {
-        path.clear();
-        path.push_str("responseElements");
-        longest_string(response, &mut steps, &mut path, &mut best);
+    MIN_CUT_LEVEL
+}
+
+/// Replaces the largest request member (then the response) by a note of its size, once; false
+/// when nothing is left to replace. The small members that name what ran stay.
+fn summarise_largest_member(params: &mut Option<Map<String, Value>>, response: &mut Option<Value>, truncated: &mut Vec<String>) -> bool {
+    let summary = |v: &Value| Value::String(format!("({} bytes not recorded)", serde_json::to_vec(v).map_or(0, |b| b.len())));
+    let largest = params.as_ref().and_then(|p| {
+        p.iter()
+            .filter(|(_, v)| !v.is_string() || v.as_str().is_some_and(|s| !s.ends_with(" bytes not recorded)")))
+            .map(|(k, v)| (serde_json::to_vec(v).map_or(0, |b| b.len()), k.clone()))
+            .filter(|(len, _)| *len > MIN_CUT_LEVEL)
+            .max()
+    });
+    if let (Some((_, name)), Some(p)) = (largest, params.as_mut())
+        && let Some(v) = p.get_mut(&name)
+    {
+        *v = summary(v);
+        let mut path = "requestParameters".to_owned();
+        push_path(&mut path, &name);
+        note_cut(truncated, &path);
+        return true;
     }
-    let Some((len, steps, path)) = best else { return false };
-    // Identifiers (key ids, ARNs, names) are short: what is left to cut is not worth it.
-    if len < 64 {
-        return false;
+    if let Some(r) = response.take() {
+        note_cut(truncated, "responseElements");
+        *response = Some(summary(&r));
+        return !r.is_string();
     }
-    // The longest is in the request members unless the response held a longer one.
-    let from_params = in_params >= len && params.is_some();
-    let root = if from_params {
-        let Some(Step::Key(first)) = steps.first() else { return false };
-        params.as_mut().and_then(|p| p.get_mut(first))
-    } else {
-        response.as_mut()
-    };
-    let skip = usize::from(from_params);
-    let mut at = root;
-    for step in &steps[skip..] {
-        at = at.and_then(|v| match step {
-            Step::Key(k) => v.get_mut(k.as_str()),
-            Step::Index(i) => v.get_mut(*i),
-        });
-    }
-    let Some(Value::String(s)) = at else { return false };
-    let keep = cap_escaped(s, len / 2).0;
-    s.truncate(keep);
-    if !truncated.contains(&path) {
-        truncated.push(path);
-    }
-    true
+    false
 }
 
 /// Everything a record is made from, gathered by [`crate::Kms::audited`].
@@ -764,7 +790,7 @@ pub(crate) fn record(input: RecordInput<'_>) -> Vec<u8> {
     if !records_response(event.operation) {
         response_elements = None;
     }
-    each_member(&mut request_parameters, &mut response_elements, &mut truncated, cap_strings);
+    each_member(&mut request_parameters, &mut response_elements, &mut truncated, &mut cap_strings);
     let user_identity = match caller {
         Some(c) => UserIdentity::Principal {
             kind: if c.principal_arn.ends_with(":root") { "Root" } else { "IAMUser" },
@@ -965,14 +991,32 @@ fn finish(mut rec: Record<'_>, limit: usize) -> Vec<u8> {
     if serde_json::to_writer(&mut out, &rec).is_ok() && out.len() <= limit {
         return out;
     }
-    each_member(&mut rec.request_parameters, &mut rec.response_elements, &mut rec.additional_event_data.truncated, cap_lists);
+    each_member(&mut rec.request_parameters, &mut rec.response_elements, &mut rec.additional_event_data.truncated, &mut cap_lists);
     out.clear();
     if serde_json::to_writer(&mut out, &rec).is_ok() && out.len() <= limit {
         return out;
     }
-    // Each step at least halves one string of 64 bytes or more: a bounded number of steps.
-    for _ in 0..256 {
-        if !halve_longest_string(&mut rec.request_parameters, &mut rec.response_elements, &mut rec.additional_event_data.truncated) {
+    // One cut of the longest strings to a common level that saves what is over (and a margin
+    // for the notes of what was cut): the short members that say what ran stay whole.
+    let mut lengths = Vec::new();
+    rec.request_parameters
+        .iter()
+        .flat_map(|p| p.values())
+        .chain(rec.response_elements.iter())
+        .for_each(|v| string_lengths(v, &mut lengths));
+    let level = cut_level(lengths, out.len() - limit + 8 * 1024);
+    each_member(&mut rec.request_parameters, &mut rec.response_elements, &mut rec.additional_event_data.truncated, &mut |v, path, t| {
+        cut_strings(v, level, path, t)
+    });
+    out.clear();
+    if serde_json::to_writer(&mut out, &rec).is_ok() && out.len() <= limit {
+        return out;
+    }
+    // Then the largest members, one by one, are replaced by their size (a member is at most
+    // the record's size: as many steps as there are members, each one serialisation).
+    let members = rec.request_parameters.as_ref().map_or(0, Map::len) + 1;
+    for _ in 0..members {
+        if !summarise_largest_member(&mut rec.request_parameters, &mut rec.response_elements, &mut rec.additional_event_data.truncated) {
             break;
         }
         out.clear();
@@ -983,7 +1027,7 @@ fn finish(mut rec: Record<'_>, limit: usize) -> Vec<u8> {
     for (name, present) in [("requestParameters", rec.request_parameters.is_some()), ("responseElements", rec.response_elements.is_some())]
     {
         if present {
-            rec.additional_event_data.truncated.push(name.to_owned());
+            note_cut(&mut rec.additional_event_data.truncated, name);
         }
     }
     rec.request_parameters = None;
@@ -1121,7 +1165,7 @@ mod tests {
         // record with no request parameters at all).
         let mut params = Map::new();
         params.insert("keyId".into(), json!("k"));
-        params.insert("policy".into(), json!(format!("{{}}{}", "\n".repeat(32_000))));
+        params.insert("policy".into(), json!(format!("{{}}{}", "\n".repeat(32_700))));
         for i in 0..7 {
             params.insert(format!("meta{i}"), json!("\u{1}".repeat(2048)));
         }
@@ -1129,8 +1173,44 @@ mod tests {
         assert!(r.len() <= MAX_RECORD_BYTES, "{}", r.len());
         let r: Value = serde_json::from_slice(&r).unwrap();
         assert_eq!(r["requestParameters"]["keyId"], "k");
-        assert!(r["requestParameters"]["policy"].as_str().unwrap().starts_with("{}\n"));
+        let policy = r["requestParameters"]["policy"].as_str().unwrap();
+        assert!(policy.starts_with("{}\n") && policy.len() > 1024, "cut to a common length, not summarised: {}", policy.len());
         assert!(r["additionalEventData"]["truncated"].as_array().unwrap().contains(&json!("requestParameters.policy")));
+    }
+
+    #[test]
+    fn client_chosen_member_names_and_many_members_cannot_push_identifiers_out() {
+        let caller = Caller {
+            account: crate::types::AccountId::parse("111122223333").unwrap(),
+            region: crate::types::Region::parse("us-east-1").unwrap(),
+            principal_arn: "arn:aws:iam::111122223333:root".into(),
+            access_key_id: "AKIA".into(),
+            role: crate::types::Role::Admin,
+            source_ip: None,
+            secure_transport: false,
+            resources: Resources::default(),
+        };
+        let ev = event("ReEncrypt", None, None);
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        // Second review: encryption contexts whose keys escape to six times their size (a ReEncrypt
+        // with both contexts lost every member; 300 such keys made a 197 KB record with 257 notes
+        // of what was cut), and 2,000 values just over the cut level.
+        let control_keys = |n: usize| -> Value {
+            (0..n).map(|i| (format!("{}{i:08}", "\u{1}".repeat(120)), json!("v".repeat(100)))).collect::<Map<String, Value>>().into()
+        };
+        let many_values: Value = (0..2000).map(|i| (format!("k{i}"), json!("x".repeat(100)))).collect::<Map<String, Value>>().into();
+        for (source, destination) in [(control_keys(66), control_keys(66)), (control_keys(300), json!({})), (many_values, json!({}))] {
+            let mut params = Map::new();
+            params.insert("destinationKeyId".into(), json!(arn));
+            params.insert("sourceEncryptionContext".into(), source);
+            params.insert("destinationEncryptionContext".into(), destination);
+            let r = authenticated_record(&ev, &caller, params);
+            assert!(r.len() <= MAX_RECORD_BYTES, "{}", r.len());
+            let r: Value = serde_json::from_slice(&r).unwrap();
+            assert_eq!(r["requestParameters"]["destinationKeyId"], arn);
+            let notes = r["additionalEventData"]["truncated"].as_array().unwrap();
+            assert!(!notes.is_empty() && notes.len() <= MAX_TRUNCATED_ENTRIES + 1, "{notes:?}");
+        }
     }
 
     #[test]

@@ -290,6 +290,9 @@ pub struct ShamirRoot {
     state: std::sync::RwLock<ShamirState>,
     /// The version an uninitialised root will take at `init_shares`.
     init_version: u32,
+    /// Whether an unseal may rewrite a configuration from before share digests (the server's;
+    /// not an offline tool's, which must leave the data directory as it found it).
+    upgrade: bool,
 }
 
 impl std::fmt::Debug for ShamirRoot {
@@ -339,7 +342,15 @@ impl ShamirRoot {
             path: path.to_owned(),
             state: std::sync::RwLock::new(ShamirState { config, key: None, pending: Vec::new() }),
             init_version: 1,
+            upgrade: true,
         })
+    }
+
+    /// This root, never writing `shamir.conf` (for offline tools: `clavis audit verify` run by
+    /// another user must not replace the server's file).
+    pub fn read_only(mut self) -> Self {
+        self.upgrade = false;
+        self
     }
 
     /// A new Shamir master key as version `version` (a rotation into Shamir): writes
@@ -348,7 +359,12 @@ impl ShamirRoot {
         if path.exists() {
             return Err(CryptoError::Unseal(format!("{} exists: this data directory already has a Shamir master key", path.display())));
         }
-        let root = ShamirRoot { path: path.to_owned(), state: std::sync::RwLock::new(ShamirState::default()), init_version: version };
+        let root = ShamirRoot {
+            path: path.to_owned(),
+            state: std::sync::RwLock::new(ShamirState::default()),
+            init_version: version,
+            upgrade: true,
+        };
         let parts = root.init_shares(shares, threshold)?;
         Ok((root, parts))
     }
@@ -398,7 +414,10 @@ impl ShamirRoot {
             text.push_str(&format!("share.{x:02x}={}\n", hex_encode(digest)));
         }
         let tmp = self.path.with_extension("conf.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io_err)?;
+        let mut f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_err)?
+        };
         f.write_all(text.as_bytes()).map_err(io_err)?;
         f.sync_all().map_err(io_err)?;
         std::fs::rename(&tmp, &self.path).map_err(io_err)?;
@@ -512,7 +531,7 @@ impl RootOfTrust for ShamirRoot {
                 // A configuration from before share checks gets them now, from the shares that
                 // just proved right (they determine every other share). Best effort: the unseal
                 // stands if the file cannot be rewritten; the next unseal tries again.
-                if let Some(config) = state.config.as_ref().filter(|c| c.share_checks.is_empty()) {
+                if let Some(config) = state.config.as_ref().filter(|c| self.upgrade && c.share_checks.is_empty()) {
                     let upgraded =
                         ShamirConfig { share_checks: share_checks_of(&pending, config.shares)?, check: config.check.clone(), ..*config };
                     if self.write_config(&upgraded).is_ok() {
@@ -796,6 +815,14 @@ mod tests {
         }
         assert!(!legacy.is_sealed());
         assert_eq!(std::fs::read_to_string(&p).expect("conf"), conf, "the checks of all five shares, as at init");
+        // An offline tool's root never rewrites the file.
+        std::fs::write(&p, &old).expect("old configuration");
+        let offline = ShamirRoot::load(&p).expect("load").read_only();
+        for s in [&shares[4], &shares[1], &shares[2]] {
+            offline.submit_share(s).expect("good shares");
+        }
+        assert!(!offline.is_sealed());
+        assert_eq!(std::fs::read_to_string(&p).expect("conf"), old, "left as it was");
         std::fs::remove_file(&p).expect("cleanup");
     }
 

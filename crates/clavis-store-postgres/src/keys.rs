@@ -178,9 +178,9 @@ impl KeyStore for PostgresStore {
         let r = client
             .query(
                 &format!(
-                    "SELECT {KEY_COLUMNS} FROM keys WHERE (next_rotation_ms IS NOT NULL AND next_rotation_ms <= $1) \
-                     OR (deletion_date_ms IS NOT NULL AND deletion_date_ms <= $1) \
-                     OR (valid_to_ms IS NOT NULL AND valid_to_ms <= $1) ORDER BY key_id LIMIT $2"
+                    "SELECT {KEY_COLUMNS} FROM keys WHERE (key_state = 'PendingDeletion' AND deletion_date_ms <= $1) \
+                     OR (key_state IN ('Enabled', 'Disabled') AND valid_to_ms <= $1) \
+                     OR (key_state = 'Enabled' AND next_rotation_ms <= $1) ORDER BY key_id LIMIT $2"
                 ),
                 &[&now_ms, &limit_i64(limit)],
             )

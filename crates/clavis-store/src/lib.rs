@@ -120,8 +120,11 @@ pub trait KeyStore: Send + Sync {
     /// one transaction, erasing the bytes from the storage files as [`KeyStore::destroy_key`] does.
     async fn delete_material(&self, key: &KeyRecord, expected_revision: u64) -> StoreResult<()>;
 
-    /// Keys whose automatic rotation, deletion or imported-material expiry is due at `now_ms`,
-    /// at most `limit`.
+    /// Keys with work due at `now_ms` that the scheduler will do, at most `limit`: a
+    /// `PendingDeletion` key past its deletion date, an `Enabled` or `Disabled` key past its
+    /// imported material's expiry, an `Enabled` key past its rotation date. Only those: keys
+    /// whose date has passed but whose state defers the work (a disabled key rotates once
+    /// enabled again) would otherwise fill every page and starve the rest.
     async fn keys_due(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<KeyRecord>>;
 }
 

@@ -82,7 +82,7 @@ pub enum AuditCommand {
 fn audit_key(data_dir: &Path, share_files: &[PathBuf], root_args: &RootArgs) -> anyhow::Result<clavis_crypto::SecretBytes> {
     let shamir = data_dir.join(SHAMIR_CONFIG_FILE);
     let root: Arc<dyn RootOfTrust> = if shamir.exists() {
-        let root = ShamirRoot::load(&shamir).context("loading shamir.conf")?;
+        let root = ShamirRoot::load(&shamir).context("loading shamir.conf")?.read_only();
         for f in share_files {
             let share = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
             root.submit_share(share.trim()).with_context(|| format!("unseal share {}", f.display()))?;

@@ -149,9 +149,16 @@ pub const AUDIT_DIR: &str = "audit";
 /// The audit log once it can be opened: it needs the root of trust to unseal its MAC key, so a
 /// sealed server opens it at unseal. Until then every append fails (fail closed), except that
 /// the core does not record refusals for being sealed (nothing can succeed while sealed).
-/// Operator attempts made while sealed are held (see [`AuditSink::append_or_hold`]) up to
-/// this many records, then refused (fail closed).
-const MAX_HELD_RECORDS: usize = 4096;
+/// Operator attempts made while sealed are held (see [`AuditSink::append_or_hold`]). Accepted
+/// ones (a share that counts, an init) need a valid share or the first init, so only operators
+/// make them and their number is small; room is refused (fail closed) only at this many held
+/// or reserved records, which no stream of refusals reaches:
+const MAX_HELD_RECORDS: usize = 65_536;
+
+/// Records of refused operator attempts (which changed nothing) are held only while fewer than
+/// this many records are held; later ones are counted instead (the count is logged when the
+/// log opens), so strangers' junk cannot use up the room operators' accepted shares need.
+const MAX_HELD_REFUSALS: usize = 4096;
 
 #[derive(Default)]
 struct DeferredAudit {
@@ -169,6 +176,8 @@ struct Held {
     open: bool,
     records: Vec<Vec<u8>>,
     reserved: usize,
+    /// Refusals counted rather than held (over [`MAX_HELD_REFUSALS`]).
+    refusals_not_held: u64,
 }
 
 impl DeferredAudit {
@@ -182,6 +191,12 @@ impl DeferredAudit {
                 if held.records.is_empty() {
                     held.open = true;
                     self.open.store(true, std::sync::atomic::Ordering::Release);
+                    if held.refusals_not_held > 0 {
+                        tracing::warn!(
+                            count = held.refusals_not_held,
+                            "refused operator attempts made while sealed were counted, not recorded one by one: {MAX_HELD_REFUSALS} records were held already"
+                        );
+                    }
                     return Ok(());
                 }
                 std::mem::take(&mut held.records)
@@ -222,6 +237,18 @@ impl AuditSink for DeferredAudit {
             Some(log) => log.append(record).await,
             None => Err(clavis_core::audit::AuditFailure("the audit log is not open".into())),
         }
+    }
+
+    async fn hold_refusal(&self, record: Vec<u8>) -> Result<(), clavis_core::audit::AuditFailure> {
+        {
+            let mut held = self.held.lock().map_err(|_| clavis_core::audit::AuditFailure("held records lock poisoned".into()))?;
+            if !held.open && held.records.len() >= MAX_HELD_REFUSALS {
+                held.reserved = held.reserved.saturating_sub(1);
+                held.refusals_not_held += 1;
+                return Ok(());
+            }
+        }
+        self.append_or_hold(record).await
     }
 
     fn reserve_hold(&self) -> bool {

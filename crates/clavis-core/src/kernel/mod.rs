@@ -234,7 +234,7 @@ impl Kms {
         let suppressed_before = outcome.suppressed_before;
         let record = record_of(event, event_id, time_ms, started, &mut outcome, suppressed_before, hold);
         let appended = if hold {
-            sink.append_or_hold(record).await
+            if outcome.result.is_err() { sink.hold_refusal(record).await } else { sink.append_or_hold(record).await }
         } else if nested.is_empty() {
             sink.append(record).await
         } else {

@@ -869,9 +869,24 @@ async fn lifecycle(s: &dyn Store) {
     pending.key_state = "PendingDeletion".to_owned();
     pending.deletion_date_ms = Some(2_000);
     s.create_key(&pending, Some(&material(&pending.key_id, 1)), &[]).await.unwrap();
+    // Dates passed, but no work the scheduler does: a disabled key's rotation waits for it to be
+    // enabled, a pending-deletion key's rotation and expiry never come. Such keys are not due
+    // (they would fill every page).
+    let mut deferred = key("00000000-0000-4000-8000-0000000000a3", "111111111111", "us-east-1");
+    deferred.key_state = "Disabled".to_owned();
+    deferred.next_rotation_ms = Some(1_000);
+    deferred.rotation_period_days = Some(90);
+    s.create_key(&deferred, Some(&material(&deferred.key_id, 1)), &[]).await.unwrap();
+    let mut waiting = key("00000000-0000-4000-8000-0000000000a4", "111111111111", "us-east-1");
+    waiting.key_state = "PendingDeletion".to_owned();
+    waiting.deletion_date_ms = Some(9_000);
+    waiting.next_rotation_ms = Some(1_000);
+    waiting.valid_to_ms = Some(1_000);
+    s.create_key(&waiting, Some(&material(&waiting.key_id, 1)), &[]).await.unwrap();
     // Only this section's keys (earlier sections left other dated keys behind).
-    let ids =
-        |v: Vec<KeyRecord>| v.into_iter().map(|k| k.key_id).filter(|id| id.ends_with("0a1") || id.ends_with("0a2")).collect::<Vec<_>>();
+    let ids = |v: Vec<KeyRecord>| {
+        v.into_iter().map(|k| k.key_id).filter(|id| ["0a1", "0a2", "0a3", "0a4"].iter().any(|end| id.ends_with(end))).collect::<Vec<_>>()
+    };
     assert_eq!(ids(s.keys_due(500, 10).await.unwrap()), Vec::<String>::new());
     assert_eq!(ids(s.keys_due(1_500, 10).await.unwrap()), vec![due.key_id.clone()]);
     let mut both = ids(s.keys_due(2_500, 10).await.unwrap());
