@@ -48,12 +48,24 @@ pub struct ListenerConfig {
     pub shutdown_grace: Duration,
 }
 
-/// The default connection cap: what the process's open-file limit leaves after a reserve for
-/// the database, the audit log and the rest of the process.
-pub fn default_max_connections() -> usize {
+/// The most descriptors a listener capped at `max_connections` holds at once: connections
+/// evicted to make room count until their sockets close, up to an eighth more (and 8).
+pub fn descriptor_ceiling(max_connections: usize) -> usize {
+    max_connections + max_connections / 8 + 8
+}
+
+/// The default connection cap: the largest whose [`descriptor_ceiling`] fits in what the
+/// process's open-file limit leaves after a reserve for the database, the audit log and the
+/// rest of the process, and after `other_listeners` descriptors (another listener's ceiling).
+pub fn default_max_connections(other_listeners: usize) -> usize {
+    max_connections_within(open_file_limit().unwrap_or(1024), other_listeners)
+}
+
+/// [`default_max_connections`] for an open-file limit of `soft`.
+fn max_connections_within(soft: u64, other_listeners: usize) -> usize {
     const RESERVE: u64 = 128;
-    let soft = open_file_limit().unwrap_or(1024);
-    usize::try_from(soft.saturating_sub(RESERVE).max(16)).unwrap_or(usize::MAX).min(1 << 20)
+    let room = soft.saturating_sub(RESERVE).saturating_sub(u64::try_from(other_listeners).unwrap_or(u64::MAX)).saturating_sub(8);
+    usize::try_from((room * 8 / 9).max(16)).unwrap_or(usize::MAX).min(1 << 20)
 }
 
 /// The soft `RLIMIT_NOFILE` as /proc/self/limits reports it (no `unsafe` needed).
@@ -159,7 +171,7 @@ pub async fn serve(
                     tracing::warn!(max = config.max_connections, "connection limit reached with every connection busy; refusing one");
                     continue;
                 }
-                if reg.open.len() >= config.max_connections + config.max_connections / 8 + 8 {
+                if reg.open.len() >= descriptor_ceiling(config.max_connections) {
                     // Closing connections have not gone yet (a burst): refuse rather than exceed
                     // the descriptor budget.
                     continue;
@@ -252,5 +264,22 @@ async fn serve_connection(
         () = close.notified() => {
             // Evicted or shutting down, with no request in flight: closed now.
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_cap_leaves_room_for_closing_connections() {
+        for soft in [256u64, 1024, 4096, 65_536, 1 << 20] {
+            for other in [0, descriptor_ceiling(16)] {
+                let max = max_connections_within(soft, other);
+                let room = usize::try_from(soft).unwrap() - 128 - other;
+                assert!(descriptor_ceiling(max) <= room, "soft {soft}, other {other}: {max} connections");
+            }
+        }
+        assert_eq!(max_connections_within(1024, 0), 789);
     }
 }

@@ -66,7 +66,8 @@ pub struct ServeArgs {
     /// localhost (comma-separated).
     #[arg(long, env = "CLAVIS_PUBLIC_NAMES", value_delimiter = ',')]
     public_name: Vec<String>,
-    /// The most connections open at once (default: the open-file limit less 128).
+    /// The most connections open at once (default: what the open-file limit leaves after 128
+    /// descriptors for the rest of the process and room for evicted connections still closing).
     #[arg(long, env = "CLAVIS_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
     /// Seconds a client has for the TLS handshake and each request's header block; an idle
@@ -826,7 +827,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_quota(quota);
         let header_read_timeout = std::time::Duration::from_secs(args.header_read_timeout_secs.max(1));
         // The default cap leaves the metrics listener's connections out of the main one's.
-        let metrics_connections = if metrics_addr.is_some() { METRICS_MAX_CONNECTIONS } else { 0 };
+        let metrics_connections =
+            if metrics_addr.is_some() { clavis_server::listener::descriptor_ceiling(METRICS_MAX_CONNECTIONS) } else { 0 };
         if let Some(addr) = metrics_addr {
             let metrics = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding --metrics-listen {addr}"))?;
             tracing::info!(listen = %metrics.local_addr()?, max_connections = METRICS_MAX_CONNECTIONS, "metrics serving (GET /metrics)");
@@ -847,7 +849,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             header_read_timeout,
             max_connections: args
                 .max_connections
-                .unwrap_or_else(|| clavis_server::listener::default_max_connections().saturating_sub(metrics_connections))
+                .unwrap_or_else(|| clavis_server::listener::default_max_connections(metrics_connections))
                 .max(1),
             shutdown_grace: std::time::Duration::from_secs(30),
         };
