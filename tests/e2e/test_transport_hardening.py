@@ -372,6 +372,12 @@ def test_junk_share_cannot_spoil_an_unseal_in_progress(tmp_path):
         assert first["Sealed"] and first["Progress"] == 1 and len(first["Nonce"]) == 32
         # The public status does not reveal the nonce.
         assert "Nonce" not in operator(s, "status", creds=False)
+        # A nonce of another form (a stranger's padding, which a sealed server would hold in
+        # memory with the attempt's record) is refused; the progress is kept.
+        status, reply = operator_post(s, "/operator/unseal", json.dumps({"Share": shares[1], "Nonce": "x" * 5000}).encode(),
+                                      {"Content-Type": "application/json"})
+        assert status == 400 and "32 hexadecimal digits" in reply["message"], reply
+        assert operator(s, "status", creds=False)["Progress"] == 1
         # A stranger without the nonce: refused, and the operators' progress is kept.
         status, reply = operator_post(s, "/operator/unseal", json.dumps({"Share": "01-" + "00" * 32}).encode(),
                                       {"Content-Type": "application/json"})

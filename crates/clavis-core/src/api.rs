@@ -444,8 +444,19 @@ pub struct OperatorUnsealRequest {
     pub nonce: Option<String>,
 }
 // The share is the credential: never recorded. The nonce is recorded (it is not a secret once
-// the unseal ends, and it tells which attempts belonged to one unseal).
-audit_params!(OperatorUnsealRequest { nonce });
+// the unseal ends, and it tells which attempts belonged to one unseal), only in its own form
+// (32 hex digits): anything else a stranger sends is refused and must not make held records
+// (a sealed server holds them in memory) large.
+impl crate::audit::AuditParams for OperatorUnsealRequest {
+    fn audit_params(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        if let Some(nonce) = self.nonce.as_deref() {
+            let value = if crate::ops::is_unseal_nonce(nonce) { nonce.into() } else { "(malformed)".into() };
+            out.insert("nonce".into(), serde_json::Value::String(value));
+        }
+        out
+    }
+}
 impl crate::front::RequestShape for OperatorUnsealRequest {}
 
 /// Key metadata as DescribeKey and CreateKey return it.

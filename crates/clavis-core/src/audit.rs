@@ -578,14 +578,17 @@ fn cut_strings(v: &mut Value, max: usize, path: &mut String, truncated: &mut Vec
                 path.truncate(len);
                 // Cut names stay distinct (`#2`, `#3`, ... after a name another one was cut to),
                 // so no member is lost to a collision.
+                // Unique against every name kept so far, cut or not (a per-base counter keeps
+                // the search linear).
                 let mut cut = Map::new();
                 let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
                 for (k, val) in std::mem::take(m) {
-                    let mut name = k[..cap_escaped(&k, MAX_MEMBER_NAME_BYTES - 8).0].to_owned();
-                    let n = seen.entry(name.clone()).or_insert(0);
-                    *n += 1;
-                    if *n > 1 || (name.len() < k.len() && cut.contains_key(&name)) {
-                        name = format!("{name}#{n}");
+                    let base = k[..cap_escaped(&k, MAX_MEMBER_NAME_BYTES - 8).0].to_owned();
+                    let n = seen.entry(base.clone()).or_insert(1);
+                    let mut name = base.clone();
+                    while cut.contains_key(&name) {
+                        *n += 1;
+                        name = format!("{base}#{n}");
                     }
                     cut.insert(name, val);
                 }
@@ -1004,7 +1007,7 @@ fn finish(mut rec: Record<'_>, limit: usize) -> Vec<u8> {
         .flat_map(|p| p.values())
         .chain(rec.response_elements.iter())
         .for_each(|v| string_lengths(v, &mut lengths));
-    let level = cut_level(lengths, out.len() - limit + 8 * 1024);
+    let level = cut_level(lengths, out.len().saturating_sub(limit) + 8 * 1024);
     each_member(&mut rec.request_parameters, &mut rec.response_elements, &mut rec.additional_event_data.truncated, &mut |v, path, t| {
         cut_strings(v, level, path, t)
     });
@@ -1211,6 +1214,22 @@ mod tests {
             let notes = r["additionalEventData"]["truncated"].as_array().unwrap();
             assert!(!notes.is_empty() && notes.len() <= MAX_TRUNCATED_ENTRIES + 1, "{notes:?}");
         }
+    }
+
+    #[test]
+    fn cut_member_names_never_overwrite_one_another() {
+        // The reviewer's case: a name that is not cut, equal to what a cut name's suffix makes.
+        let q = "中".repeat(82);
+        let mut context = Map::new();
+        context.insert(format!("{q}#2"), json!("ORIGINAL"));
+        context.insert(format!("{q}中{}", "a".repeat(269)), json!("A"));
+        context.insert(format!("{q}中{}", "b".repeat(269)), json!("B"));
+        let mut v = Value::Object(context);
+        let (mut path, mut truncated) = (String::new(), Vec::new());
+        cap_strings(&mut v, &mut path, &mut truncated);
+        let values: std::collections::BTreeSet<&str> = v.as_object().unwrap().values().filter_map(Value::as_str).collect();
+        assert_eq!(values, ["A", "B", "ORIGINAL"].into_iter().collect(), "{v}");
+        assert_eq!(v[format!("{q}#2")], "ORIGINAL");
     }
 
     #[test]

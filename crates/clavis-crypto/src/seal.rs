@@ -416,7 +416,10 @@ impl ShamirRoot {
         let tmp = self.path.with_extension("conf.tmp");
         let mut f = {
             use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_err)?
+            let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_err)?;
+            // A leftover temporary file keeps its mode through `open`: make it private too.
+            f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(io_err)?;
+            f
         };
         f.write_all(text.as_bytes()).map_err(io_err)?;
         f.sync_all().map_err(io_err)?;

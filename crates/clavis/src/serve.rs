@@ -156,6 +156,10 @@ pub const AUDIT_DIR: &str = "audit";
 /// or reserved records, which no stream of refusals reaches:
 const MAX_HELD_RECORDS: usize = 65_536;
 
+/// And at most this many bytes of held records (an unauthenticated record is at most 16 KiB;
+/// an accepted operator action's is far smaller).
+const MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
+
 /// Records of refused operator attempts (which changed nothing) are held only while fewer than
 /// this many records are held; later ones are counted instead (the count is logged when the
 /// log opens), so strangers' junk cannot use up the room operators' accepted shares need.
@@ -176,6 +180,8 @@ struct DeferredAudit {
 struct Held {
     open: bool,
     records: Vec<Vec<u8>>,
+    /// The bytes of `records`.
+    bytes: usize,
     reserved: usize,
     /// Refusals counted rather than held (over [`MAX_HELD_REFUSALS`]).
     refusals_not_held: u64,
@@ -200,6 +206,7 @@ impl DeferredAudit {
                     }
                     return Ok(());
                 }
+                held.bytes = 0;
                 std::mem::take(&mut held.records)
             };
             for record in batch {
@@ -230,6 +237,10 @@ impl AuditSink for DeferredAudit {
             let mut held = self.held.lock().map_err(|_| clavis_core::audit::AuditFailure("held records lock poisoned".into()))?;
             held.reserved = held.reserved.saturating_sub(1);
             if !held.open {
+                if held.bytes + record.len() > MAX_HELD_BYTES {
+                    return Err(clavis_core::audit::AuditFailure("no room to hold another operator record while sealed".into()));
+                }
+                held.bytes += record.len();
                 held.records.push(record);
                 return Ok(());
             }

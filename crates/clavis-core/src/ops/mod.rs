@@ -20,6 +20,11 @@ mod tags;
 pub mod xks;
 
 use crate::KmsError;
+
+/// Whether `nonce` has the form of an unseal nonce (32 lower-case hex digits).
+pub(crate) fn is_unseal_nonce(nonce: &str) -> bool {
+    nonce.len() == 32 && nonce.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Semaphore;
 

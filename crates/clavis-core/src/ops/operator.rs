@@ -64,6 +64,9 @@ impl Kms {
     /// a new one.
     pub async fn operator_unseal(&self, req: OperatorUnsealRequest) -> Result<OperatorStatus, KmsError> {
         let share = validate::required(req.share, "share")?;
+        if req.nonce.as_deref().is_some_and(|n| !super::is_unseal_nonce(n)) {
+            return Err(KmsError::Validation("Nonce must be the 32 hexadecimal digits returned with the unseal's first share.".into()));
+        }
         let nonce = {
             let mut session = self.unseal_session().lock().map_err(|_| KmsError::Internal("unseal session lock poisoned".into()))?;
             let now = self.now_ms();
