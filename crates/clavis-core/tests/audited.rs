@@ -239,7 +239,9 @@ async fn an_operator_request_runs_only_if_its_record_can_be_held() {
     assert!(sink.records().is_empty());
 
     sink.full.store(false, Ordering::SeqCst);
-    let members = OperatorUnsealRequest { share: Some("the share itself".to_owned().into()), nonce: Some("n-1".into()) }.audit_params();
+    let members =
+        OperatorUnsealRequest { share: Some("the share itself".to_owned().into()), nonce: Some("0123456789abcdef0123456789abcdef".into()) }
+            .audit_params();
     let r = env
         .kms
         .audited_operator(&ev, async {
@@ -251,7 +253,7 @@ async fn an_operator_request_runs_only_if_its_record_can_be_held() {
     let rec = sink.last();
     // Operator paths are unauthenticated by design; their decoded members (never the share)
     // are recorded.
-    assert_eq!(rec["requestParameters"], json!({"nonce": "n-1"}));
+    assert_eq!(rec["requestParameters"], json!({"nonce": "0123456789abcdef0123456789abcdef"}));
     assert!(!rec.to_string().contains("the share itself"));
 }
 
