@@ -1112,6 +1112,20 @@ mod tests {
         assert_eq!(r["additionalEventData"]["truncated"], json!(["eventName", "userAgent"]));
     }
 
+    /// The account root, an administrator, with no resources yet.
+    fn admin_caller() -> Caller {
+        Caller {
+            account: crate::types::AccountId::parse("111122223333").unwrap(),
+            region: crate::types::Region::parse("us-east-1").unwrap(),
+            principal_arn: "arn:aws:iam::111122223333:root".into(),
+            access_key_id: "AKIA".into(),
+            role: crate::types::Role::Admin,
+            source_ip: None,
+            secure_transport: false,
+            resources: Resources::default(),
+        }
+    }
+
     /// The record of a successful request by `caller` with these request members.
     fn authenticated_record(ev: &RequestEvent<'_>, caller: &Caller, params: Map<String, Value>) -> Vec<u8> {
         record(RecordInput {
@@ -1130,16 +1144,7 @@ mod tests {
 
     #[test]
     fn authenticated_record_caps_fields_and_total() {
-        let caller = Caller {
-            account: crate::types::AccountId::parse("111122223333").unwrap(),
-            region: crate::types::Region::parse("us-east-1").unwrap(),
-            principal_arn: "arn:aws:iam::111122223333:root".into(),
-            access_key_id: "AKIA".into(),
-            role: crate::types::Role::Admin,
-            source_ip: None,
-            secure_transport: false,
-            resources: Resources::default(),
-        };
+        let caller = admin_caller();
         caller.resources.add("arn:aws:kms:us-east-1:111122223333:key/k");
         let ev = event("PutKeyPolicy", None, None);
         let mut params = Map::new();
@@ -1183,16 +1188,7 @@ mod tests {
 
     #[test]
     fn client_chosen_member_names_and_many_members_cannot_push_identifiers_out() {
-        let caller = Caller {
-            account: crate::types::AccountId::parse("111122223333").unwrap(),
-            region: crate::types::Region::parse("us-east-1").unwrap(),
-            principal_arn: "arn:aws:iam::111122223333:root".into(),
-            access_key_id: "AKIA".into(),
-            role: crate::types::Role::Admin,
-            source_ip: None,
-            secure_transport: false,
-            resources: Resources::default(),
-        };
+        let caller = admin_caller();
         let ev = event("ReEncrypt", None, None);
         let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
         // Second review: encryption contexts whose keys escape to six times their size (a ReEncrypt
@@ -1243,16 +1239,7 @@ mod tests {
 
     #[test]
     fn long_lists_are_cut_before_members_are_dropped() {
-        let caller = Caller {
-            account: crate::types::AccountId::parse("111122223333").unwrap(),
-            region: crate::types::Region::parse("us-east-1").unwrap(),
-            principal_arn: "arn:aws:iam::111122223333:root".into(),
-            access_key_id: "AKIA".into(),
-            role: crate::types::Role::Admin,
-            source_ip: None,
-            secure_transport: false,
-            resources: Resources::default(),
-        };
+        let caller = admin_caller();
         let ev = event("CreateGrant", None, None);
         let mut params = Map::new();
         params.insert("granteePrincipal".into(), json!("arn:aws:iam::999988887777:root"));
